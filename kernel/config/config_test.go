@@ -1,0 +1,157 @@
+package config_test
+
+import (
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/basaltplatform/basalt/kernel/config"
+)
+
+func TestLoaderPrecedence(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{name: "default", want: "def"},
+		{name: "env beats default", env: map[string]string{"X_VALUE": "env"}, want: "env"},
+		{name: "flag beats env", args: []string{"-value", "flag"}, env: map[string]string{"X_VALUE": "env"}, want: "flag"},
+		{name: "empty env is unset", env: map[string]string{"X_VALUE": ""}, want: "def"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var got string
+			l := config.NewLoader("t", tt.args, config.MapLookup(tt.env))
+			l.String(&got, "value", "X_VALUE", "def", "a value")
+			if err := l.Load(); err != nil {
+				t.Fatal(err)
+			}
+			if got != tt.want {
+				t.Fatalf("got %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestLoaderReportsEveryProblemByName(t *testing.T) {
+	t.Parallel()
+	var (
+		n int
+		d time.Duration
+		b bool
+	)
+	l := config.NewLoader("t", nil, config.MapLookup(map[string]string{"N": "x", "D": "5 parsecs", "B": "maybe"}))
+	l.Int(&n, "n", "N", 1, "")
+	l.Duration(&d, "d", "D", time.Second, "")
+	l.Bool(&b, "b", "B", false, "")
+	err := l.Load()
+	if err == nil {
+		t.Fatal("Load accepted invalid values")
+	}
+	for _, want := range []string{"N (-n): not an integer", "D (-d): not a duration", "B (-b): not a boolean"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %q", err, want)
+		}
+	}
+}
+
+func TestSecretNeverPrinted(t *testing.T) {
+	t.Parallel()
+	var s config.Secret
+	l := config.NewLoader("t", nil, config.MapLookup(map[string]string{"PW": "hunter2"}))
+	l.Secret(&s, "pw", "PW", "")
+	if err := l.Load(); err != nil {
+		t.Fatal(err)
+	}
+	if s.Reveal() != "hunter2" {
+		t.Fatalf("Reveal = %q", s.Reveal())
+	}
+	var logged strings.Builder
+	slog.New(slog.NewJSONHandler(&logged, nil)).Info("cfg", "secret", s)
+	for _, out := range []string{fmt.Sprint(s), fmt.Sprintf("%v %+v %#v %s", s, s, s, s), logged.String()} {
+		if strings.Contains(out, "hunter2") {
+			t.Fatalf("secret printed: %s", out)
+		}
+	}
+}
+
+func TestServiceDefaultsAndValidation(t *testing.T) {
+	t.Parallel()
+	load := func(env map[string]string, args ...string) (config.Service, error) {
+		var s config.Service
+		l := config.NewLoader("svc", args, config.MapLookup(env))
+		s.Bind(l, "audit")
+		_ = l.Load()
+		s.Check(l)
+		return s, l.Err()
+	}
+
+	s, err := load(map[string]string{"BASALT_DATA_DIR": "/tmp/basalt-data"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Database.URL.Reveal(); got != "sqlite:///tmp/basalt-data/audit.db" {
+		t.Errorf("embedded default database = %q", got)
+	}
+	if s.Database.Schema != "audit" || s.Discovery.UsesConsul() || s.HTTP.ShutdownTimeout != 15*time.Second {
+		t.Errorf("unexpected defaults: %+v", s)
+	}
+
+	tests := []struct {
+		name string
+		env  map[string]string
+		want string
+	}{
+		{"bad listen", map[string]string{"BASALT_LISTEN_ADDR": "nope"}, "BASALT_LISTEN_ADDR: must be host:port"},
+		{"bad database", map[string]string{"DATABASE_URL": "mysql://x"}, "DATABASE_URL: must start with"},
+		{"bad schema", map[string]string{"BASALT_DB_SCHEMA": "Drop Table"}, "BASALT_DB_SCHEMA"},
+		{"deregister below consul minimum", map[string]string{"BASALT_DEREGISTER_AFTER": "30s"}, "BASALT_DEREGISTER_AFTER"},
+		{"wildcard listen with consul needs advertise", map[string]string{"BASALT_LISTEN_ADDR": "0.0.0.0:80", "CONSUL_HTTP_ADDR": "127.0.0.1:8500"}, "BASALT_ADVERTISE_ADDR"},
+		{"bad static endpoint", map[string]string{"BASALT_STATIC_ENDPOINTS": "audit=ftp://x"}, "BASALT_STATIC_ENDPOINTS"},
+		{"bad log format", map[string]string{"BASALT_LOG_FORMAT": "xml"}, "BASALT_LOG_FORMAT"},
+		{"bad sample ratio", map[string]string{"BASALT_TRACE_SAMPLE_RATIO": "2"}, "BASALT_TRACE_SAMPLE_RATIO"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := load(tt.env)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error = %v, want it to mention %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestDatabaseURLNeverInErrors(t *testing.T) {
+	t.Parallel()
+	var s config.Service
+	l := config.NewLoader("svc", nil, config.MapLookup(map[string]string{"DATABASE_URL": "mysql://u:topsecret@h/db"}))
+	s.Bind(l, "audit")
+	_ = l.Load()
+	s.Check(l)
+	if err := l.Err(); err == nil || strings.Contains(err.Error(), "topsecret") {
+		t.Fatalf("error = %v", err)
+	}
+}
+
+func TestEndpointsRoundTrip(t *testing.T) {
+	t.Parallel()
+	m, err := config.ParseEndpoints("audit=http://127.0.0.1:1,http://127.0.0.1:2/; identity=https://id.internal:443")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := config.FormatEndpoints(m), "audit=http://127.0.0.1:1,http://127.0.0.1:2;identity=https://id.internal:443"; got != want {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+	for _, bad := range []string{"audit", "=http://x", "audit=127.0.0.1:1"} {
+		if _, err := config.ParseEndpoints(bad); err == nil {
+			t.Errorf("ParseEndpoints(%q) succeeded", bad)
+		}
+	}
+}

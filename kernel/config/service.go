@@ -1,0 +1,221 @@
+package config
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Service is the configuration every Basalt service process shares. A service embeds it in
+// its own config type and binds its extra settings on the same Loader.
+type Service struct {
+	// Name is the service's name, as registered in discovery ("audit"). It is set by the
+	// service's main package, not by the environment.
+	Name string
+	// Environment is "development" or "production".
+	Environment string
+	// DataDir holds the embedded default's SQLite files when no DATABASE_URL is set.
+	DataDir   string
+	HTTP      HTTP
+	Database  Database
+	Discovery Discovery
+	Log       Log
+	Telemetry Telemetry
+}
+
+// HTTP configures the service's one listening port.
+type HTTP struct {
+	// ListenAddr is the host:port to listen on; port 0 picks a free port, which works with
+	// Consul because the actual port is what gets registered.
+	ListenAddr string
+	// AdvertiseAddr is the host:port other processes use to reach this one. Empty means the
+	// listen address with its actual port.
+	AdvertiseAddr string
+	// ReadHeaderTimeout bounds how long a client may take to send request headers.
+	ReadHeaderTimeout time.Duration
+	// IdleTimeout closes keep-alive connections that carry no request for this long.
+	IdleTimeout time.Duration
+	// MaxHeaderBytes bounds the size of request headers.
+	MaxHeaderBytes int
+	// MaxMessageBytes bounds the size of one (decompressed) RPC message in either direction.
+	MaxMessageBytes int
+	// ShutdownTimeout bounds how long in-flight requests may take to finish on shutdown.
+	ShutdownTimeout time.Duration
+	// DrainDelay is how long the service keeps serving after it deregistered and before it stops
+	// accepting, so that clients watching discovery move away first.
+	DrainDelay time.Duration
+}
+
+// Database configures the service's own pool of database connections.
+type Database struct {
+	// URL is a postgres:// URL, or sqlite:// followed by a file path for the embedded default.
+	URL Secret
+	// Schema is the PostgreSQL schema the service owns; it defaults to the service name.
+	Schema string
+	// Role is the PostgreSQL role every session runs as. Empty means basalt_<schema> when the
+	// login user may create roles, and the login user itself otherwise.
+	Role string
+	// MaxConns and MinConns bound the pool.
+	MaxConns int
+	MinConns int
+	// MaxConnLifetime recycles connections, so that a fail-over or a pooler restart is picked up.
+	MaxConnLifetime time.Duration
+	// MaxConnIdleTime closes connections that sit unused for this long.
+	MaxConnIdleTime time.Duration
+	// ConnectTimeout bounds each new connection.
+	ConnectTimeout time.Duration
+}
+
+// Discovery configures how the service registers itself and finds others.
+type Discovery struct {
+	// ConsulAddr is the Consul agent's HTTP address; empty means static discovery.
+	ConsulAddr string
+	// ConsulToken is the ACL token for Consul, if ACLs are on.
+	ConsulToken Secret
+	// Static maps service names to base URLs for static discovery.
+	Static map[string][]string
+	// CheckInterval and CheckTimeout configure the health check Consul runs against /readyz.
+	CheckInterval time.Duration
+	CheckTimeout  time.Duration
+	// DeregisterAfter removes an instance whose check stayed critical this long (Consul's
+	// minimum is one minute).
+	DeregisterAfter time.Duration
+}
+
+// Log configures logging.
+type Log struct {
+	// Level is the minimum level written.
+	Level slog.Level
+	// Format is "json", "text", or "auto" (text on a terminal, JSON otherwise).
+	Format string
+}
+
+// Telemetry configures OpenTelemetry.
+type Telemetry struct {
+	// OTLPEndpoint is the OTLP/HTTP collector URL; empty means no export (trace ids are still
+	// generated for logs and propagation).
+	OTLPEndpoint string
+	// SampleRatio is the fraction of new traces sampled (parent-based).
+	SampleRatio float64
+}
+
+// UsesConsul reports whether discovery goes through Consul.
+func (d Discovery) UsesConsul() bool { return d.ConsulAddr != "" }
+
+// IsPostgres reports whether the database URL points at PostgreSQL.
+func (d Database) IsPostgres() bool {
+	u := d.URL.Reveal()
+	return strings.HasPrefix(u, "postgres://") || strings.HasPrefix(u, "postgresql://")
+}
+
+var (
+	namePattern = regexp.MustCompile(`^[a-z][a-z0-9_]{0,40}$`)
+	rolePattern = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
+)
+
+// Bind binds every shared setting on l; name is the service's name.
+func (s *Service) Bind(l *Loader, name string) {
+	s.Name = name
+	l.String(&s.Environment, "env", "BASALT_ENV", "development", "development or production")
+	l.String(&s.DataDir, "data-dir", "BASALT_DATA_DIR", ".data", "folder for the embedded default's SQLite files")
+
+	l.String(&s.HTTP.ListenAddr, "listen", "BASALT_LISTEN_ADDR", "127.0.0.1:0", "host:port to listen on")
+	l.String(&s.HTTP.AdvertiseAddr, "advertise", "BASALT_ADVERTISE_ADDR", "", "host:port others reach this instance at")
+	l.Duration(&s.HTTP.ReadHeaderTimeout, "read-header-timeout", "BASALT_READ_HEADER_TIMEOUT", 5*time.Second, "time allowed to read request headers")
+	l.Duration(&s.HTTP.IdleTimeout, "idle-timeout", "BASALT_IDLE_TIMEOUT", 2*time.Minute, "keep-alive idle timeout")
+	l.Int(&s.HTTP.MaxHeaderBytes, "max-header-bytes", "BASALT_MAX_HEADER_BYTES", 64<<10, "largest request header block")
+	l.Int(&s.HTTP.MaxMessageBytes, "max-message-bytes", "BASALT_MAX_MESSAGE_BYTES", 4<<20, "largest RPC message")
+	l.Duration(&s.HTTP.ShutdownTimeout, "shutdown-timeout", "BASALT_SHUTDOWN_TIMEOUT", 15*time.Second, "time allowed to drain in-flight requests")
+	l.Duration(&s.HTTP.DrainDelay, "drain-delay", "BASALT_DRAIN_DELAY", 0, "time to keep serving after deregistration")
+
+	l.Secret(&s.Database.URL, "database-url", "DATABASE_URL", "postgres:// URL; empty means SQLite under the data dir")
+	l.String(&s.Database.Schema, "db-schema", "BASALT_DB_SCHEMA", name, "PostgreSQL schema owned by this service")
+	l.String(&s.Database.Role, "db-role", "BASALT_DB_ROLE", "", "PostgreSQL role the sessions run as")
+	l.Int(&s.Database.MaxConns, "db-max-conns", "BASALT_DB_MAX_CONNS", 10, "largest pool size")
+	l.Int(&s.Database.MinConns, "db-min-conns", "BASALT_DB_MIN_CONNS", 0, "connections kept open when idle")
+	l.Duration(&s.Database.MaxConnLifetime, "db-max-conn-lifetime", "BASALT_DB_MAX_CONN_LIFETIME", time.Hour, "connection recycling age")
+	l.Duration(&s.Database.MaxConnIdleTime, "db-max-conn-idle", "BASALT_DB_MAX_CONN_IDLE", 5*time.Minute, "idle connection timeout")
+	l.Duration(&s.Database.ConnectTimeout, "db-connect-timeout", "BASALT_DB_CONNECT_TIMEOUT", 5*time.Second, "timeout for a new connection")
+
+	l.String(&s.Discovery.ConsulAddr, "consul", "CONSUL_HTTP_ADDR", "", "Consul agent address; empty means static discovery")
+	l.Secret(&s.Discovery.ConsulToken, "consul-token", "CONSUL_HTTP_TOKEN", "Consul ACL token")
+	l.Func("static-endpoints", "BASALT_STATIC_ENDPOINTS", "", "static discovery: name=url[,url];name2=url", func(v string) error {
+		m, err := ParseEndpoints(v)
+		if err != nil {
+			return err
+		}
+		s.Discovery.Static = m
+		return nil
+	})
+	l.Duration(&s.Discovery.CheckInterval, "check-interval", "BASALT_CHECK_INTERVAL", 5*time.Second, "Consul health check interval")
+	l.Duration(&s.Discovery.CheckTimeout, "check-timeout", "BASALT_CHECK_TIMEOUT", 2*time.Second, "Consul health check timeout")
+	l.Duration(&s.Discovery.DeregisterAfter, "deregister-after", "BASALT_DEREGISTER_AFTER", time.Minute, "remove an instance critical this long")
+
+	l.Func("log-level", "BASALT_LOG_LEVEL", "info", "debug, info, warn or error", func(v string) error {
+		return s.Log.Level.UnmarshalText([]byte(v))
+	})
+	l.String(&s.Log.Format, "log-format", "BASALT_LOG_FORMAT", "auto", "json, text or auto")
+
+	l.String(&s.Telemetry.OTLPEndpoint, "otlp-endpoint", "OTEL_EXPORTER_OTLP_ENDPOINT", "", "OTLP/HTTP collector URL")
+	l.Func("trace-sample-ratio", "BASALT_TRACE_SAMPLE_RATIO", "1", "fraction of new traces sampled", func(v string) error {
+		var r float64
+		if _, err := fmt.Sscanf(strings.TrimSpace(v), "%g", &r); err != nil || r < 0 || r > 1 {
+			return fmt.Errorf("not a number between 0 and 1")
+		}
+		s.Telemetry.SampleRatio = r
+		return nil
+	})
+}
+
+// Check validates the loaded settings and fills in derived defaults. Call it after Load.
+func (s *Service) Check(l *Loader) {
+	l.Check(s.Environment == "development" || s.Environment == "production", "BASALT_ENV", "must be development or production, not %q", s.Environment)
+	host, _, err := net.SplitHostPort(s.HTTP.ListenAddr)
+	l.Check(err == nil, "BASALT_LISTEN_ADDR", "must be host:port, not %q", s.HTTP.ListenAddr)
+	if s.HTTP.AdvertiseAddr != "" {
+		_, _, err := net.SplitHostPort(s.HTTP.AdvertiseAddr)
+		l.Check(err == nil, "BASALT_ADVERTISE_ADDR", "must be host:port, not %q", s.HTTP.AdvertiseAddr)
+	} else if ip := net.ParseIP(host); s.Discovery.UsesConsul() && (host == "" || (ip != nil && ip.IsUnspecified())) {
+		l.Check(false, "BASALT_ADVERTISE_ADDR", "must be set when listening on all interfaces (%s) with Consul, so the registered address is reachable", s.HTTP.ListenAddr)
+	}
+	l.Check(s.HTTP.ReadHeaderTimeout > 0, "BASALT_READ_HEADER_TIMEOUT", "must be positive")
+	l.Check(s.HTTP.MaxHeaderBytes >= 4<<10, "BASALT_MAX_HEADER_BYTES", "must be at least 4096")
+	l.Check(s.HTTP.MaxMessageBytes >= 1<<10, "BASALT_MAX_MESSAGE_BYTES", "must be at least 1024")
+	l.Check(s.HTTP.ShutdownTimeout > 0, "BASALT_SHUTDOWN_TIMEOUT", "must be positive")
+	l.Check(s.HTTP.DrainDelay >= 0, "BASALT_DRAIN_DELAY", "must not be negative")
+
+	if !s.Database.URL.IsSet() {
+		abs, err := filepath.Abs(filepath.Join(s.DataDir, s.Name+".db"))
+		l.Check(err == nil, "BASALT_DATA_DIR", "cannot be resolved: %v", err)
+		s.Database.URL = NewSecret("sqlite://" + abs)
+	}
+	switch u := s.Database.URL.Reveal(); {
+	case s.Database.IsPostgres():
+		_, err := url.Parse(u)
+		l.Check(err == nil, "DATABASE_URL", "is not a valid URL")
+	case strings.HasPrefix(u, "sqlite://"):
+		l.Check(len(u) > len("sqlite://"), "DATABASE_URL", "sqlite:// needs a file path")
+	default:
+		l.Check(false, "DATABASE_URL", "must start with postgres://, postgresql:// or sqlite://")
+	}
+	l.Check(namePattern.MatchString(s.Database.Schema), "BASALT_DB_SCHEMA", "must be a lower-case identifier, not %q", s.Database.Schema)
+	l.Check(s.Database.Role == "" || rolePattern.MatchString(s.Database.Role), "BASALT_DB_ROLE", "must be a lower-case identifier, not %q", s.Database.Role)
+	l.Check(s.Database.MaxConns >= 1 && s.Database.MaxConns <= 1000, "BASALT_DB_MAX_CONNS", "must be between 1 and 1000")
+	l.Check(s.Database.MinConns >= 0 && s.Database.MinConns <= s.Database.MaxConns, "BASALT_DB_MIN_CONNS", "must be between 0 and BASALT_DB_MAX_CONNS")
+	l.Check(s.Database.ConnectTimeout > 0, "BASALT_DB_CONNECT_TIMEOUT", "must be positive")
+
+	l.Check(s.Discovery.CheckInterval >= 100*time.Millisecond, "BASALT_CHECK_INTERVAL", "must be at least 100ms")
+	l.Check(s.Discovery.CheckTimeout > 0 && s.Discovery.CheckTimeout <= s.Discovery.CheckInterval, "BASALT_CHECK_TIMEOUT", "must be positive and at most the check interval")
+	l.Check(s.Discovery.DeregisterAfter >= time.Minute, "BASALT_DEREGISTER_AFTER", "must be at least 1m (Consul's minimum)")
+
+	l.Check(s.Log.Format == "auto" || s.Log.Format == "json" || s.Log.Format == "text", "BASALT_LOG_FORMAT", "must be auto, json or text, not %q", s.Log.Format)
+	if s.Telemetry.OTLPEndpoint != "" {
+		u, err := url.Parse(s.Telemetry.OTLPEndpoint)
+		l.Check(err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "", "OTEL_EXPORTER_OTLP_ENDPOINT", "must be an http(s) URL")
+	}
+}

@@ -1,0 +1,291 @@
+// Package database opens a service's own pool of database connections and gives Ent a driver
+// over it: PostgreSQL through pgx, with the service's own schema and role, or SQLite through a
+// pure-Go driver for the embedded default.
+//
+// On PostgreSQL every session runs with search_path set to the service's schema and, when the
+// login user may create roles, as a role of its own (basalt_<schema>) that owns that schema and
+// nothing else. That makes schema isolation a property of the database, not of convention: a
+// service's sessions get "permission denied" on another service's tables.
+package database
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"entgo.io/ent/dialect"
+	entsql "entgo.io/ent/dialect/sql"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+	_ "modernc.org/sqlite" // The pure-Go SQLite driver, registered as "sqlite".
+
+	"github.com/basaltplatform/basalt/kernel/config"
+)
+
+// DB is a service's database handle.
+type DB struct {
+	sql     *sql.DB
+	pool    *pgxpool.Pool
+	dialect string
+	schema  string
+	role    string
+}
+
+type options struct {
+	log         *slog.Logger
+	application string
+}
+
+// Option configures Open.
+type Option func(*options)
+
+// WithLogger sets the logger for provisioning messages.
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
+
+// WithApplicationName sets the application_name PostgreSQL shows in pg_stat_activity.
+func WithApplicationName(name string) Option { return func(o *options) { o.application = name } }
+
+// Open connects to the database cfg names, provisions the service's schema (and role) on
+// PostgreSQL, and returns a handle whose sessions are confined to that schema.
+func Open(ctx context.Context, cfg config.Database, opts ...Option) (*DB, error) {
+	o := options{log: slog.New(slog.DiscardHandler)}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	raw := cfg.URL.Reveal()
+	switch {
+	case cfg.IsPostgres():
+		return openPostgres(ctx, cfg, o)
+	case strings.HasPrefix(raw, "sqlite://"):
+		return openSQLite(ctx, strings.TrimPrefix(raw, "sqlite://"), cfg)
+	default:
+		return nil, errors.New("database: the URL must start with postgres://, postgresql:// or sqlite://")
+	}
+}
+
+func openPostgres(ctx context.Context, cfg config.Database, o options) (*DB, error) {
+	pcfg, err := pgxpool.ParseConfig(cfg.URL.Reveal())
+	if err != nil {
+		// The parse error may quote the URL, password included; keep it out of the message.
+		return nil, errors.New("database: DATABASE_URL is not a valid PostgreSQL URL")
+	}
+	pcfg.MaxConns = int32(cfg.MaxConns)
+	pcfg.MinConns = int32(cfg.MinConns)
+	pcfg.MaxConnLifetime = cfg.MaxConnLifetime
+	pcfg.MaxConnLifetimeJitter = cfg.MaxConnLifetime / 10
+	pcfg.MaxConnIdleTime = cfg.MaxConnIdleTime
+	pcfg.HealthCheckPeriod = 30 * time.Second
+	pcfg.ConnConfig.ConnectTimeout = cfg.ConnectTimeout
+
+	role, err := provision(ctx, pcfg.ConnConfig.Copy(), cfg.Schema, cfg.Role, o.log)
+	if err != nil {
+		return nil, err
+	}
+	params := pcfg.ConnConfig.RuntimeParams
+	params["search_path"] = cfg.Schema
+	if role != "" {
+		params["role"] = role
+	}
+	if o.application != "" {
+		params["application_name"] = o.application
+	}
+	// When the server ends one of our sessions (pg_terminate_backend, a restart, a fail-over),
+	// the others are usually gone too, but each would only find out when next used, failing
+	// one more request. Resetting the pool on the first such error closes them all at once;
+	// in-flight queries finish first.
+	var pool *pgxpool.Pool
+	defaultOnPgError := pcfg.ConnConfig.OnPgError
+	pcfg.ConnConfig.OnPgError = func(c *pgconn.PgConn, pgErr *pgconn.PgError) bool {
+		if serverEndedSession(pgErr.Code) && pool != nil {
+			pool.Reset()
+		}
+		if defaultOnPgError != nil {
+			return defaultOnPgError(c, pgErr)
+		}
+		return !strings.EqualFold(pgErr.Severity, "FATAL")
+	}
+	pool, err = pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		return nil, Translate(err)
+	}
+	db := &DB{sql: stdlib.OpenDBFromPool(pool), pool: pool, dialect: dialect.Postgres, schema: cfg.Schema, role: role}
+	if err := db.Ping(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// provision creates the schema and, where allowed, the role that owns it. It returns the role
+// the service's sessions should run as ("" for the login user itself).
+func provision(ctx context.Context, cc *pgx.ConnConfig, schema, role string, log *slog.Logger) (string, error) {
+	conn, err := pgx.ConnectConfig(ctx, cc)
+	if err != nil {
+		return "", Translate(err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+
+	var canCreateRoles bool
+	if err := conn.QueryRow(ctx, `SELECT rolsuper OR rolcreaterole FROM pg_roles WHERE rolname = current_user`).Scan(&canCreateRoles); err != nil {
+		return "", Translate(err)
+	}
+	if role == "" && canCreateRoles {
+		role = "basalt_" + schema
+	}
+	if role != "" && canCreateRoles {
+		// Roles are cluster-wide while advisory locks are per database, so two databases may
+		// race to create the same role; losing that race is success.
+		_, err := conn.Exec(ctx, `CREATE ROLE `+pgx.Identifier{role}.Sanitize()+` NOLOGIN`)
+		if err != nil && !isPgCode(err, "42710", "23505") {
+			return "", Translate(err)
+		}
+		// A login user with CREATEROLE but not SUPERUSER must be a member of the role to run
+		// its sessions as that role.
+		if role != cc.User {
+			if _, err := conn.Exec(ctx, `GRANT `+pgx.Identifier{role}.Sanitize()+` TO CURRENT_USER`); err != nil && !isPgCode(err, "42710", "0LP01", "23505") {
+				return "", Translate(err)
+			}
+		}
+	}
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return "", Translate(err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // A rollback after commit is a no-op.
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('basalt.provision', 0))`); err != nil {
+		return "", Translate(err)
+	}
+	ident := pgx.Identifier{schema}.Sanitize()
+	if _, err := tx.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS `+ident); err != nil {
+		return "", Translate(err)
+	}
+	if role != "" && role != cc.User {
+		if _, err := tx.Exec(ctx, `GRANT USAGE, CREATE ON SCHEMA `+ident+` TO `+pgx.Identifier{role}.Sanitize()); err != nil {
+			return "", Translate(err)
+		}
+	}
+	if _, err := tx.Exec(ctx, `REVOKE ALL ON SCHEMA `+ident+` FROM PUBLIC`); err != nil {
+		return "", Translate(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return "", Translate(err)
+	}
+	log.Debug("database schema provisioned", "schema", schema, "role", role)
+	return role, nil
+}
+
+func openSQLite(ctx context.Context, path string, cfg config.Database) (*DB, error) {
+	if path == "" {
+		return nil, errors.New("database: sqlite:// needs a file path")
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("database: %w", err)
+	}
+	// WAL lets readers run beside the writer; _txlock=immediate takes the write lock when a
+	// transaction begins, so two writers queue on busy_timeout instead of deadlocking when
+	// both try to upgrade a read lock.
+	dsn := "file:" + path + "?_pragma=foreign_keys(1)&_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(NORMAL)&_txlock=immediate"
+	sdb, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("database: %w", err)
+	}
+	sdb.SetMaxOpenConns(cfg.MaxConns)
+	db := &DB{sql: sdb, dialect: dialect.SQLite, schema: cfg.Schema}
+	if err := db.Ping(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// SQL returns the database/sql handle.
+func (db *DB) SQL() *sql.DB { return db.sql }
+
+// Driver returns an Ent driver over the handle.
+func (db *DB) Driver() *entsql.Driver { return entsql.OpenDB(db.dialect, db.sql) }
+
+// Dialect returns the Ent dialect name ("postgres" or "sqlite3").
+func (db *DB) Dialect() string { return db.dialect }
+
+// Schema returns the schema the service owns.
+func (db *DB) Schema() string { return db.schema }
+
+// Role returns the PostgreSQL role the sessions run as ("" for the login user).
+func (db *DB) Role() string { return db.role }
+
+// Ping checks that the database answers.
+func (db *DB) Ping(ctx context.Context) error {
+	return Translate(db.sql.PingContext(ctx))
+}
+
+// Close closes every connection.
+func (db *DB) Close() {
+	_ = db.sql.Close()
+	if db.pool != nil {
+		db.pool.Close()
+	}
+}
+
+// Migrate runs fn while holding a lock that only one process per schema can hold, so that
+// several replicas starting at once migrate one after another instead of racing.
+func (db *DB) Migrate(ctx context.Context, fn func(context.Context) error) error {
+	if db.pool == nil {
+		// One process owns a SQLite file; there is nobody to race with.
+		return fn(ctx)
+	}
+	conn, err := db.pool.Acquire(ctx)
+	if err != nil {
+		return Translate(err)
+	}
+	defer conn.Release()
+	key := "basalt.migrate." + db.schema
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock(hashtextextended($1, 0))`, key); err != nil {
+		return Translate(err)
+	}
+	defer func() {
+		_, _ = conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(hashtextextended($1, 0))`, key)
+	}()
+	return fn(ctx)
+}
+
+// Execer is what LockTx needs of a transaction: Ent's Tx has it with the sql/execquery feature.
+type Execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+// LockTx serialises transactions that pass the same key: the lock is held until tx ends. On
+// SQLite every transaction already holds the database's write lock from its start.
+func (db *DB) LockTx(ctx context.Context, tx Execer, key string) error {
+	if db.dialect != dialect.Postgres {
+		return nil
+	}
+	_, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, db.schema+"."+key)
+	return Translate(err)
+}
+
+// serverEndedSession reports the SQLSTATEs with which the server ends sessions it shuts down:
+// admin_shutdown, crash_shutdown and cannot_connect_now.
+func serverEndedSession(code string) bool {
+	return code == "57P01" || code == "57P02" || code == "57P03"
+}
+
+func isPgCode(err error, codes ...string) bool {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return false
+	}
+	for _, c := range codes {
+		if pgErr.Code == c {
+			return true
+		}
+	}
+	return false
+}

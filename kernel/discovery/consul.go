@@ -1,0 +1,279 @@
+package discovery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+)
+
+// Consul registers instances with a Consul agent and resolves services through it.
+//
+// Resolution keeps one blocking query per service running in the background, over the passing
+// instances only, and answers Endpoints from the last result. If the agent becomes unreachable
+// the last known set keeps being served (and the query retried with backoff), so a short
+// Consul outage does not take callers down with it.
+type Consul struct {
+	client    *api.Client
+	transport *http.Transport
+	token     string
+	log       *slog.Logger
+	opts      consulOptions
+
+	mu       sync.Mutex
+	watchers map[string]*watcher
+	ctx      context.Context
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+}
+
+var (
+	_ Registrar = (*Consul)(nil)
+	_ Resolver  = (*Consul)(nil)
+)
+
+type consulOptions struct {
+	checkInterval   time.Duration
+	checkTimeout    time.Duration
+	deregisterAfter time.Duration
+	waitTime        time.Duration
+	maxBackoff      time.Duration
+	log             *slog.Logger
+	token           string
+}
+
+// ConsulOption configures NewConsul.
+type ConsulOption func(*consulOptions)
+
+// WithCheck sets the health check's interval and timeout and how long an instance may stay
+// critical before Consul removes it (defaults 5s, 2s and 1m).
+func WithCheck(interval, timeout, deregisterAfter time.Duration) ConsulOption {
+	return func(o *consulOptions) {
+		o.checkInterval, o.checkTimeout, o.deregisterAfter = interval, timeout, deregisterAfter
+	}
+}
+
+// WithWaitTime bounds each blocking query (default 5m, Consul's maximum is 10m).
+func WithWaitTime(d time.Duration) ConsulOption { return func(o *consulOptions) { o.waitTime = d } }
+
+// WithMaxBackoff bounds the wait between failed queries (default 5s).
+func WithMaxBackoff(d time.Duration) ConsulOption {
+	return func(o *consulOptions) { o.maxBackoff = d }
+}
+
+// WithConsulLogger sets the logger.
+func WithConsulLogger(l *slog.Logger) ConsulOption { return func(o *consulOptions) { o.log = l } }
+
+// WithToken sets the ACL token.
+func WithToken(token string) ConsulOption { return func(o *consulOptions) { o.token = token } }
+
+// NewConsul returns a client of the Consul agent at addr ("127.0.0.1:8500" or a URL).
+func NewConsul(addr string, opts ...ConsulOption) (*Consul, error) {
+	o := consulOptions{
+		checkInterval:   5 * time.Second,
+		checkTimeout:    2 * time.Second,
+		deregisterAfter: time.Minute,
+		waitTime:        5 * time.Minute,
+		maxBackoff:      5 * time.Second,
+		log:             slog.New(slog.DiscardHandler),
+	}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	// The transport is ours so that Close can release its idle connections.
+	transport := &http.Transport{
+		Proxy:               nil,
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConnsPerHost: 64,
+		IdleConnTimeout:     90 * time.Second,
+	}
+	cfg := api.DefaultNonPooledConfig()
+	cfg.Address = addr
+	cfg.Token = o.token
+	cfg.HttpClient = &http.Client{Transport: transport}
+	client, err := api.NewClient(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("discovery: consul: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Consul{
+		client:    client,
+		transport: transport,
+		token:     o.token,
+		log:       o.log,
+		opts:      o,
+		watchers:  map[string]*watcher{},
+		ctx:       ctx,
+		cancel:    cancel,
+	}, nil
+}
+
+// Client returns the underlying Consul API client.
+func (c *Consul) Client() *api.Client { return c.client }
+
+// Register registers inst with an HTTP health check against its HealthURL. The instance starts
+// as passing: it is registered only once it listens and its dependencies answered.
+func (c *Consul) Register(ctx context.Context, inst Instance) error {
+	reg := &api.AgentServiceRegistration{
+		ID:      inst.ID,
+		Name:    inst.Service,
+		Address: inst.Host,
+		Port:    inst.Port,
+		Tags:    inst.Tags,
+		Meta:    inst.Meta,
+		Check: &api.AgentServiceCheck{
+			CheckID:                        inst.ID + ":ready",
+			Name:                           inst.Service + " readiness",
+			HTTP:                           inst.HealthURL,
+			Method:                         http.MethodGet,
+			Interval:                       c.opts.checkInterval.String(),
+			Timeout:                        c.opts.checkTimeout.String(),
+			DeregisterCriticalServiceAfter: c.opts.deregisterAfter.String(),
+			Status:                         api.HealthPassing,
+		},
+	}
+	opts := api.ServiceRegisterOpts{ReplaceExistingChecks: true}
+	if err := c.client.Agent().ServiceRegisterOpts(reg, opts.WithContext(ctx)); err != nil {
+		return fmt.Errorf("discovery: register %s with consul: %w", inst.ID, err)
+	}
+	return nil
+}
+
+// Deregister removes inst from the agent.
+func (c *Consul) Deregister(ctx context.Context, inst Instance) error {
+	q := (&api.QueryOptions{}).WithContext(ctx)
+	if err := c.client.Agent().ServiceDeregisterOpts(inst.ID, q); err != nil {
+		return fmt.Errorf("discovery: deregister %s from consul: %w", inst.ID, err)
+	}
+	return nil
+}
+
+// Endpoints returns the passing instances of service. The first call for a service starts its
+// watch and waits, bounded by ctx, for the first answer.
+func (c *Consul) Endpoints(ctx context.Context, service string) ([]Endpoint, error) {
+	w, err := c.watch(service)
+	if err != nil {
+		return nil, err
+	}
+	select {
+	case <-w.ready:
+	case <-ctx.Done():
+		if err := w.lastError(); err != nil {
+			return nil, fmt.Errorf("discovery: %s: %w", service, err)
+		}
+		return nil, ctx.Err()
+	}
+	return w.current(), nil
+}
+
+// Close stops every watch and releases connections.
+func (c *Consul) Close() {
+	c.mu.Lock()
+	c.cancel()
+	c.mu.Unlock()
+	c.wg.Wait()
+	c.transport.CloseIdleConnections()
+}
+
+func (c *Consul) watch(service string) (*watcher, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ctx.Err() != nil {
+		return nil, errors.New("discovery: consul resolver is closed")
+	}
+	if w, ok := c.watchers[service]; ok {
+		return w, nil
+	}
+	w := &watcher{service: service, ready: make(chan struct{})}
+	c.watchers[service] = w
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		c.run(w)
+	}()
+	return w, nil
+}
+
+// run keeps w up to date with blocking queries until the resolver is closed.
+func (c *Consul) run(w *watcher) {
+	var index uint64
+	backoff := 100 * time.Millisecond
+	for c.ctx.Err() == nil {
+		q := (&api.QueryOptions{WaitIndex: index, WaitTime: c.opts.waitTime}).WithContext(c.ctx)
+		entries, meta, err := c.client.Health().Service(w.service, "", true, q)
+		if err != nil {
+			if c.ctx.Err() != nil {
+				return
+			}
+			w.fail(err)
+			c.log.Warn("consul query failed; serving last known instances", "service", w.service, "error", err, "retry_in", backoff)
+			select {
+			case <-c.ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(backoff*2, c.opts.maxBackoff)
+			continue
+		}
+		backoff = 100 * time.Millisecond
+		// Consul's index can go backwards (after a snapshot restore, say); the documented
+		// answer is to start over from zero.
+		if meta.LastIndex < index {
+			index = 0
+		} else {
+			index = meta.LastIndex
+		}
+		eps := make([]Endpoint, 0, len(entries))
+		for _, e := range entries {
+			host := e.Service.Address
+			if host == "" {
+				host = e.Node.Address
+			}
+			eps = append(eps, Endpoint{ID: e.Service.ID, Scheme: "http", Host: net.JoinHostPort(host, strconv.Itoa(e.Service.Port))})
+		}
+		w.update(eps)
+	}
+}
+
+// watcher holds the last known endpoints of one service.
+type watcher struct {
+	service string
+	ready   chan struct{}
+	once    sync.Once
+
+	mu  sync.RWMutex
+	eps []Endpoint
+	err error
+}
+
+func (w *watcher) update(eps []Endpoint) {
+	w.mu.Lock()
+	w.eps, w.err = eps, nil
+	w.mu.Unlock()
+	w.once.Do(func() { close(w.ready) })
+}
+
+func (w *watcher) fail(err error) {
+	w.mu.Lock()
+	w.err = err
+	w.mu.Unlock()
+}
+
+func (w *watcher) current() []Endpoint {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	return w.eps
+}
+
+func (w *watcher) lastError() error {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	return w.err
+}

@@ -1,0 +1,225 @@
+package discovery
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+
+	"github.com/basaltplatform/basalt/kernel/testkit"
+)
+
+func TestMain(m *testing.M) { testkit.Main(m, testkit.CheckLeaks()) }
+
+// instance is a real HTTP server that answers /readyz, registered under service.
+func instance(t *testing.T, service string) (*httptest.Server, Instance) {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusOK)
+	}))
+	t.Cleanup(srv.Close)
+	host, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	p, _ := strconv.Atoi(port)
+	return srv, Instance{ID: NewInstanceID(service), Service: service, Host: host, Port: p, HealthURL: srv.URL + "/readyz"}
+}
+
+func newConsul(t *testing.T, addr string) *Consul {
+	t.Helper()
+	c, err := NewConsul(addr, WithCheck(time.Second, 500*time.Millisecond, time.Minute), WithWaitTime(10*time.Second), WithMaxBackoff(200*time.Millisecond), WithConsulLogger(testkit.Logger(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+func ids(t *testing.T, r Resolver, service string) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	eps, err := r.Endpoints(ctx, service)
+	if err != nil {
+		t.Fatalf("Endpoints(%s): %v", service, err)
+	}
+	out := make([]string, 0, len(eps))
+	for _, ep := range eps {
+		out = append(out, ep.ID)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func sorted(s ...string) []string {
+	slices.Sort(s)
+	return s
+}
+
+func TestConsulResolvesThePassingSet(t *testing.T) {
+	t.Parallel()
+	c := newConsul(t, testkit.Consul(t))
+	ctx := context.Background()
+	srvA, a := instance(t, "passing")
+	_, b := instance(t, "passing")
+	for _, inst := range []Instance{a, b} {
+		if err := c.Register(ctx, inst); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testkit.Eventually(t, 15*time.Second, "both instances resolve", func() bool {
+		return slices.Equal(ids(t, c, "passing"), sorted(a.ID, b.ID))
+	})
+	eps, _ := c.Endpoints(ctx, "passing")
+	for _, ep := range eps {
+		if ep.ID == a.ID && ep.URL() != "http://"+a.Addr() {
+			t.Fatalf("endpoint URL = %s, want http://%s", ep.URL(), a.Addr())
+		}
+	}
+
+	// A crashed instance is not deregistered; its check fails and it leaves the passing set.
+	srvA.Close()
+	testkit.Eventually(t, 15*time.Second, "the stopped instance leaves the passing set", func() bool {
+		return slices.Equal(ids(t, c, "passing"), []string{b.ID})
+	})
+	all, _, err := c.Client().Health().Service("passing", "", false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stillRegistered bool
+	for _, e := range all {
+		if e.Service.ID == a.ID {
+			stillRegistered = e.Checks.AggregatedStatus() == api.HealthCritical
+		}
+	}
+	if !stillRegistered {
+		t.Fatal("the stopped instance should still be registered, as critical: the resolver must filter on health, not on registration")
+	}
+
+	if err := c.Deregister(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, 15*time.Second, "the deregistered instance disappears", func() bool {
+		return len(ids(t, c, "passing")) == 0
+	})
+}
+
+func TestConsulResolverKeepsLastKnownInstancesWhileConsulIsDown(t *testing.T) {
+	t.Parallel()
+	consul := testkit.Consul(t)
+	proxy := newProxy(t, consul)
+	c := newConsul(t, proxy.addr)
+	admin := newConsul(t, consul)
+	ctx := context.Background()
+	_, a := instance(t, "outage")
+	if err := admin.Register(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, 15*time.Second, "the instance resolves", func() bool {
+		return slices.Equal(ids(t, c, "outage"), []string{a.ID})
+	})
+
+	proxy.stop()
+	w, _ := c.watch("outage")
+	testkit.Eventually(t, 15*time.Second, "the watch notices the outage", func() bool { return w.lastError() != nil })
+	if got := ids(t, c, "outage"); !slices.Equal(got, []string{a.ID}) {
+		t.Fatalf("during the outage the resolver returned %v, want the last known %v", got, []string{a.ID})
+	}
+
+	// Once Consul is back, changes flow again.
+	proxy.start(t)
+	_, b := instance(t, "outage")
+	if err := admin.Register(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, 15*time.Second, "changes after the outage resolve", func() bool {
+		return slices.Equal(ids(t, c, "outage"), sorted(a.ID, b.ID))
+	})
+}
+
+func TestStaticResolver(t *testing.T) {
+	t.Parallel()
+	s, err := NewStatic(map[string][]string{"audit": {"http://127.0.0.1:7101", "https://audit.internal:443"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eps, err := s.Endpoints(context.Background(), "audit")
+	if err != nil || len(eps) != 2 || eps[1].Scheme != "https" || eps[1].Host != "audit.internal:443" {
+		t.Fatalf("Endpoints = %v, %v", eps, err)
+	}
+	if _, err := s.Endpoints(context.Background(), "nope"); err == nil {
+		t.Fatal("unknown service resolved")
+	}
+	if _, err := NewStatic(map[string][]string{"audit": {"127.0.0.1:7101"}}); err == nil {
+		t.Fatal("a URL without scheme was accepted")
+	}
+}
+
+// proxy forwards TCP to target and can be stopped and restarted on the same address, to make
+// Consul unreachable for one client while it keeps running for others.
+type proxy struct {
+	target string
+	addr   string
+
+	mu    sync.Mutex
+	ln    net.Listener
+	conns []net.Conn
+	wg    sync.WaitGroup
+}
+
+func newProxy(t *testing.T, target string) *proxy {
+	t.Helper()
+	p := &proxy{target: target, addr: "127.0.0.1:" + strconv.Itoa(testkit.FreePort(t))}
+	p.start(t)
+	t.Cleanup(p.stop)
+	return p
+}
+
+func (p *proxy) start(t *testing.T) {
+	t.Helper()
+	ln, err := net.Listen("tcp", p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.mu.Lock()
+	p.ln = ln
+	p.mu.Unlock()
+	p.wg.Go(func() {
+		for {
+			in, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			out, err := net.Dial("tcp", p.target)
+			if err != nil {
+				in.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, in, out)
+			p.mu.Unlock()
+			p.wg.Go(func() { _, _ = io.Copy(out, in); out.Close() })
+			p.wg.Go(func() { _, _ = io.Copy(in, out); in.Close() })
+		}
+	})
+}
+
+func (p *proxy) stop() {
+	p.mu.Lock()
+	if p.ln != nil {
+		p.ln.Close()
+		p.ln = nil
+	}
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+	p.mu.Unlock()
+	p.wg.Wait()
+}

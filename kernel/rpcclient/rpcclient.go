@@ -1,0 +1,440 @@
+// Package rpcclient makes generated Connect clients for services found through discovery.
+//
+// A client built here sends each call to one of the service's healthy instances, in round-robin
+// order, over pooled HTTP/2 connections (h2c on plain http), so unary, streaming, Connect and
+// gRPC calls all work. An instance that refuses connections or keeps failing is ejected for a
+// while (passive health checking, as Envoy's outlier detection does). A unary call goes to
+// another instance when it never reached a server, or when the contract declares its method
+// idempotent and the connection failed; any other call is never sent twice. The caller's
+// deadline, request id and bearer token travel with every call, and OpenTelemetry continues
+// the caller's trace.
+//
+// Consumers declare the small interface they need and let the generated client satisfy it:
+//
+//	type recorder interface {
+//		Record(context.Context, *connect.Request[auditv1.RecordRequest]) (*connect.Response[auditv1.RecordResponse], error)
+//	}
+//	var audit recorder = rpcclient.For(rc, "audit", auditv1connect.NewAuditServiceClient)
+package rpcclient
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"connectrpc.com/connect"
+	"connectrpc.com/otelconnect"
+
+	"github.com/basaltplatform/basalt/kernel/authn"
+	"github.com/basaltplatform/basalt/kernel/discovery"
+	"github.com/basaltplatform/basalt/kernel/requestid"
+	"github.com/basaltplatform/basalt/kernel/telemetry"
+)
+
+// Client builds service clients over one shared connection pool.
+type Client struct {
+	resolver  discovery.Resolver
+	transport *http.Transport
+	http      *http.Client
+	o         options
+	clientOps []connect.ClientOption
+
+	mu       sync.Mutex
+	services map[string]*balancer
+}
+
+type options struct {
+	log             *slog.Logger
+	tel             *telemetry.Telemetry
+	defaultTimeout  time.Duration
+	maxAttempts     int
+	failuresToEject int
+	baseEjection    time.Duration
+	maxEjection     time.Duration
+	now             func() time.Time
+	interceptors    []connect.Interceptor
+	tlsConfig       *tls.Config
+}
+
+// Option configures New.
+type Option func(*options)
+
+// WithLogger sets the logger.
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
+
+// WithTelemetry traces calls and records client metrics.
+func WithTelemetry(t *telemetry.Telemetry) Option { return func(o *options) { o.tel = t } }
+
+// WithDefaultTimeout bounds calls whose context has no deadline (default 10s); zero disables it.
+func WithDefaultTimeout(d time.Duration) Option { return func(o *options) { o.defaultTimeout = d } }
+
+// WithMaxAttempts bounds how many instances one call may be sent to when it could not be sent
+// (default 3).
+func WithMaxAttempts(n int) Option { return func(o *options) { o.maxAttempts = n } }
+
+// WithEjection configures passive ejection: an instance is ejected after failures consecutive
+// 502/503/504 answers (a refused or broken connection ejects at once), first for base, then
+// twice as long each time it is ejected again, up to max (defaults 5, 1s, 30s).
+func WithEjection(failures int, base, max time.Duration) Option {
+	return func(o *options) { o.failuresToEject, o.baseEjection, o.maxEjection = failures, base, max }
+}
+
+// WithInterceptors adds client interceptors to every client made.
+func WithInterceptors(i ...connect.Interceptor) Option {
+	return func(o *options) { o.interceptors = append(o.interceptors, i...) }
+}
+
+// WithTLSConfig sets the TLS configuration for https endpoints.
+func WithTLSConfig(c *tls.Config) Option { return func(o *options) { o.tlsConfig = c } }
+
+// withClock replaces the clock, for tests of ejection timing.
+func withClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
+
+// New returns a Client resolving services through resolver.
+func New(resolver discovery.Resolver, opts ...Option) (*Client, error) {
+	o := options{
+		log:             slog.New(slog.DiscardHandler),
+		defaultTimeout:  10 * time.Second,
+		maxAttempts:     3,
+		failuresToEject: 5,
+		baseEjection:    time.Second,
+		maxEjection:     30 * time.Second,
+		now:             time.Now,
+	}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	protocols := new(http.Protocols)
+	protocols.SetHTTP2(true)
+	protocols.SetUnencryptedHTTP2(true)
+	transport := &http.Transport{
+		Protocols:           protocols,
+		DialContext:         (&net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSClientConfig:     o.tlsConfig,
+		MaxIdleConnsPerHost: 16,
+		IdleConnTimeout:     90 * time.Second,
+		HTTP2: &http.HTTP2Config{
+			SendPingTimeout: 30 * time.Second,
+			PingTimeout:     15 * time.Second,
+		},
+	}
+	c := &Client{
+		resolver:  resolver,
+		transport: transport,
+		http: &http.Client{
+			Transport: transport,
+			CheckRedirect: func(*http.Request, []*http.Request) error {
+				return http.ErrUseLastResponse
+			},
+		},
+		o:        o,
+		services: map[string]*balancer{},
+	}
+	interceptors := []connect.Interceptor{propagator{defaultTimeout: o.defaultTimeout}}
+	if o.tel != nil {
+		otel, err := otelconnect.NewInterceptor(
+			otelconnect.WithTracerProvider(o.tel.TracerProvider()),
+			otelconnect.WithMeterProvider(o.tel.MeterProvider()),
+			otelconnect.WithPropagator(o.tel.Propagator()),
+		)
+		if err != nil {
+			return nil, fmt.Errorf("rpcclient: %w", err)
+		}
+		interceptors = append(interceptors, otel)
+	}
+	interceptors = append(interceptors, o.interceptors...)
+	c.clientOps = []connect.ClientOption{connect.WithInterceptors(interceptors...)}
+	return c, nil
+}
+
+// For returns a generated client of service; newClient is the generated constructor, for
+// example auditv1connect.NewAuditServiceClient. Extra options (connect.WithGRPC(), say) are
+// passed on.
+func For[T any](c *Client, service string, newClient func(connect.HTTPClient, string, ...connect.ClientOption) T, opts ...connect.ClientOption) T {
+	return newClient(c.HTTPClient(service), BaseURL(service), append(append([]connect.ClientOption{}, c.clientOps...), opts...)...)
+}
+
+// BaseURL is the placeholder base URL of service's clients; the balancer replaces its host
+// with a chosen instance's on every call.
+func BaseURL(service string) string { return "http://" + service + ".service.basalt" }
+
+// HTTPClient returns the balancing HTTP client of service.
+func (c *Client) HTTPClient(service string) connect.HTTPClient {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	b, ok := c.services[service]
+	if !ok {
+		b = &balancer{c: c, service: service, state: map[string]*endpointState{}}
+		c.services[service] = b
+	}
+	return b
+}
+
+// Close releases idle connections.
+func (c *Client) Close() { c.transport.CloseIdleConnections() }
+
+// balancer spreads one service's calls over its instances.
+type balancer struct {
+	c       *Client
+	service string
+	next    atomic.Uint64
+
+	mu    sync.Mutex
+	state map[string]*endpointState
+}
+
+// endpointState is the passive health of one instance.
+type endpointState struct {
+	consecutive  int
+	ejections    int
+	ejectedUntil time.Time
+}
+
+var _ connect.HTTPClient = (*balancer)(nil)
+
+// Do sends req to one instance of the service, and to another when it could not be sent.
+func (b *balancer) Do(req *http.Request) (*http.Response, error) {
+	ctx := req.Context()
+	eps, err := b.c.resolver.Endpoints(ctx, b.service)
+	if err != nil {
+		return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("rpcclient: resolve %s: %w", b.service, err))
+	}
+	if len(eps) == 0 {
+		return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("rpcclient: no healthy instance of %s", b.service))
+	}
+	attempts := min(len(eps), b.c.o.maxAttempts)
+	tried := make([]string, 0, attempts)
+	for attempt := 1; ; attempt++ {
+		ep := b.pick(eps, tried)
+		tried = append(tried, ep.ID)
+		out, err := b.prepare(req, ep, attempt)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := b.c.http.Do(out)
+		if err != nil {
+			connFailure := isConnectionFailure(err)
+			b.report(ep, connFailure, true)
+			// Sending a call again is safe when it never left, or when the method declares
+			// itself idempotent in its contract.
+			safe := isNotSent(err) || (connFailure && isIdempotent(ctx))
+			if safe && attempt < attempts && canReplay(req) && ctx.Err() == nil {
+				b.c.o.log.DebugContext(ctx, "call not sent; trying another instance", "service", b.service, "endpoint", ep.URL(), "error", err)
+				continue
+			}
+			return nil, err
+		}
+		switch resp.StatusCode {
+		case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+			b.report(ep, false, true)
+		default:
+			b.report(ep, false, false)
+		}
+		return resp, nil
+	}
+}
+
+// prepare points a copy of req at ep. Retries get a fresh body from GetBody.
+func (b *balancer) prepare(req *http.Request, ep discovery.Endpoint, attempt int) (*http.Request, error) {
+	out := req.Clone(req.Context())
+	out.URL.Scheme, out.URL.Host, out.Host = ep.Scheme, ep.Host, ep.Host
+	if attempt > 1 && req.GetBody != nil {
+		body, err := req.GetBody()
+		if err != nil {
+			return nil, err
+		}
+		out.Body = body
+	}
+	return out, nil
+}
+
+// pick returns the next instance in round-robin order that is neither ejected nor already
+// tried for this call. When every instance is ejected it ignores ejection, as Envoy's panic
+// threshold does: a possibly-bad instance beats certain failure.
+func (b *balancer) pick(eps []discovery.Endpoint, tried []string) discovery.Endpoint {
+	now := b.c.o.now()
+	start := b.next.Add(1)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.state) > 2*len(eps)+8 {
+		b.prune(eps)
+	}
+	var fallback *discovery.Endpoint
+	for i := range len(eps) {
+		ep := &eps[(start+uint64(i))%uint64(len(eps))]
+		if contains(tried, ep.ID) {
+			continue
+		}
+		if st := b.state[ep.ID]; st != nil && now.Before(st.ejectedUntil) {
+			if fallback == nil {
+				fallback = ep
+			}
+			continue
+		}
+		return *ep
+	}
+	if fallback != nil {
+		return *fallback
+	}
+	return eps[start%uint64(len(eps))]
+}
+
+// report records the outcome of one attempt: ejectNow for refused or broken connections,
+// failed for 5xx answers that count towards the consecutive-failure limit.
+func (b *balancer) report(ep discovery.Endpoint, ejectNow, failed bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	st := b.state[ep.ID]
+	if !failed {
+		if st != nil {
+			st.consecutive = 0
+		}
+		return
+	}
+	if st == nil {
+		st = &endpointState{}
+		b.state[ep.ID] = st
+	}
+	st.consecutive++
+	if !ejectNow && st.consecutive < b.c.o.failuresToEject {
+		return
+	}
+	now := b.c.o.now()
+	if now.Before(st.ejectedUntil) {
+		return
+	}
+	d := b.c.o.baseEjection << min(st.ejections, 16)
+	if d > b.c.o.maxEjection || d <= 0 {
+		d = b.c.o.maxEjection
+	}
+	st.ejections++
+	st.consecutive = 0
+	st.ejectedUntil = now.Add(d)
+	b.c.o.log.Info("instance ejected", "service", b.service, "endpoint", ep.URL(), "for", d)
+}
+
+func (b *balancer) prune(eps []discovery.Endpoint) {
+	live := make(map[string]bool, len(eps))
+	for _, ep := range eps {
+		live[ep.ID] = true
+	}
+	for id := range b.state {
+		if !live[id] {
+			delete(b.state, id)
+		}
+	}
+}
+
+// ejected reports whether the instance is ejected now (for tests).
+func (b *balancer) ejected(id string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	st := b.state[id]
+	return st != nil && b.c.o.now().Before(st.ejectedUntil)
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+func canReplay(req *http.Request) bool {
+	return req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
+}
+
+// isNotSent reports errors that prove the request never reached a server: the connection
+// could not be made, or writing to it failed because the peer had already closed it (a pooled
+// connection to an instance that crashed). Sending such a call elsewhere is safe for any method.
+func isNotSent(err error) bool {
+	var opErr *net.OpError
+	if !errors.As(err, &opErr) {
+		return false
+	}
+	switch opErr.Op {
+	case "dial":
+		return true
+	case "write":
+		return errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET)
+	}
+	return false
+}
+
+type idempotentKey struct{}
+
+// isIdempotent reports whether the call in ctx is to a method whose contract declares it
+// idempotent or free of side effects.
+func isIdempotent(ctx context.Context) bool {
+	v, _ := ctx.Value(idempotentKey{}).(bool)
+	return v
+}
+
+// isConnectionFailure reports errors of the connection rather than of the call.
+func isConnectionFailure(err error) bool {
+	var opErr *net.OpError
+	return errors.As(err, &opErr)
+}
+
+// propagator sends the caller's request id and bearer token with every call and bounds calls
+// that have no deadline. Connect itself turns the deadline into the protocol's timeout header.
+type propagator struct {
+	defaultTimeout time.Duration
+}
+
+var _ connect.Interceptor = propagator{}
+
+func (p propagator) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		if !req.Spec().IsClient {
+			return next(ctx, req)
+		}
+		setCallHeaders(ctx, req.Header())
+		ctx, cancel := p.bound(ctx)
+		defer cancel()
+		if req.Spec().IdempotencyLevel != connect.IdempotencyUnknown {
+			ctx = context.WithValue(ctx, idempotentKey{}, true)
+		}
+		return next(ctx, req)
+	}
+}
+
+func (p propagator) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
+		// A stream's lifetime is the caller's to bound: a default timeout would cut long
+		// exports short.
+		conn := next(ctx, spec)
+		setCallHeaders(ctx, conn.RequestHeader())
+		return conn
+	}
+}
+
+func (p propagator) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return next
+}
+
+func (p propagator) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok || p.defaultTimeout <= 0 {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, p.defaultTimeout)
+}
+
+func setCallHeaders(ctx context.Context, h http.Header) {
+	if id := requestid.From(ctx); id != "" && h.Get(requestid.Header) == "" {
+		h.Set(requestid.Header, id)
+	}
+	if tok := authn.TokenFrom(ctx); tok != "" && h.Get("Authorization") == "" {
+		h.Set("Authorization", "Bearer "+tok)
+	}
+}

@@ -1,0 +1,359 @@
+// Package server runs a service's one port: Connect, gRPC and gRPC-Web over HTTP/1.1 and
+// h2c, gRPC health and reflection, /healthz and /readyz, the kernel's interceptors, timeouts
+// and size limits, registration in discovery, and graceful shutdown.
+//
+// The lifecycle is listen, register, serve; on shutdown the instance first reports itself not
+// ready and deregisters, so callers stop choosing it, then drains in-flight requests within a
+// timeout. Only then does Run return, and main closes the database.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"connectrpc.com/connect"
+	"connectrpc.com/grpchealth"
+	"connectrpc.com/grpcreflect"
+	"connectrpc.com/otelconnect"
+
+	"github.com/basaltplatform/basalt/kernel/authn"
+	"github.com/basaltplatform/basalt/kernel/config"
+	"github.com/basaltplatform/basalt/kernel/discovery"
+	"github.com/basaltplatform/basalt/kernel/requestid"
+	"github.com/basaltplatform/basalt/kernel/telemetry"
+)
+
+// Server is one service's RPC server.
+type Server struct {
+	name string
+	cfg  config.HTTP
+	o    options
+	mux  *http.ServeMux
+
+	services []string
+	health   *grpchealth.StaticChecker
+	draining atomic.Bool
+
+	handlerOpts []connect.HandlerOption
+	ready       chan struct{}
+	addr        atomic.Pointer[net.TCPAddr]
+	instance    discovery.Instance
+	mountOnce   sync.Once
+}
+
+type options struct {
+	log          *slog.Logger
+	tel          *telemetry.Telemetry
+	registrar    discovery.Registrar
+	listener     net.Listener
+	checks       []readinessCheck
+	interceptors []connect.Interceptor
+	instanceID   string
+	version      string
+}
+
+type readinessCheck struct {
+	name string
+	fn   func(context.Context) error
+}
+
+// Option configures New.
+type Option func(*options)
+
+// WithLogger sets the logger (default: discard).
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
+
+// WithTelemetry enables OpenTelemetry tracing and metrics of every RPC.
+func WithTelemetry(t *telemetry.Telemetry) Option { return func(o *options) { o.tel = t } }
+
+// WithRegistrar registers the instance in discovery while it serves.
+func WithRegistrar(r discovery.Registrar) Option { return func(o *options) { o.registrar = r } }
+
+// WithListener serves on ln instead of listening on the configured address.
+func WithListener(ln net.Listener) Option { return func(o *options) { o.listener = ln } }
+
+// WithReadinessCheck adds a check /readyz runs; the instance is ready only while every check
+// passes. A database ping is the usual one.
+func WithReadinessCheck(name string, fn func(context.Context) error) Option {
+	return func(o *options) { o.checks = append(o.checks, readinessCheck{name, fn}) }
+}
+
+// WithInterceptors adds interceptors that run after the kernel's (authentication and
+// authorization, for example), closest to the handler.
+func WithInterceptors(i ...connect.Interceptor) Option {
+	return func(o *options) { o.interceptors = append(o.interceptors, i...) }
+}
+
+// WithInstanceID sets the discovery instance id (default: the name and random bits).
+func WithInstanceID(id string) Option { return func(o *options) { o.instanceID = id } }
+
+// WithVersion sets the version published in discovery metadata.
+func WithVersion(v string) Option { return func(o *options) { o.version = v } }
+
+// New returns a server for the named service. Mount its handlers, then call Run.
+func New(name string, cfg config.HTTP, opts ...Option) (*Server, error) {
+	o := options{log: slog.New(slog.DiscardHandler), version: "dev"}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.instanceID == "" {
+		o.instanceID = discovery.NewInstanceID(name)
+	}
+	s := &Server{
+		name:   name,
+		cfg:    cfg,
+		o:      o,
+		mux:    http.NewServeMux(),
+		health: grpchealth.NewStaticChecker(),
+		ready:  make(chan struct{}),
+	}
+	// The order is outermost first: tracing sees the code the client sees, the call
+	// interceptor maps errors and logs, extra interceptors (authn, authz) run next, and
+	// recovery sits closest to the handler so a panic becomes an ordinary error for all of
+	// them.
+	var interceptors []connect.Interceptor
+	if o.tel != nil {
+		otel, err := otelconnect.NewInterceptor(
+			otelconnect.WithTracerProvider(o.tel.TracerProvider()),
+			otelconnect.WithMeterProvider(o.tel.MeterProvider()),
+			otelconnect.WithPropagator(o.tel.Propagator()),
+			// Services sit behind the gateway and other services of the platform, so a remote
+			// parent span is ours: continue its trace instead of only linking to it.
+			otelconnect.WithTrustRemote(),
+		)
+		if err != nil {
+			return nil, fmt.Errorf("server: %w", err)
+		}
+		interceptors = append(interceptors, otel)
+	}
+	interceptors = append(interceptors, callInterceptor{log: o.log})
+	interceptors = append(interceptors, o.interceptors...)
+	interceptors = append(interceptors, recoverInterceptor{log: o.log})
+	s.handlerOpts = []connect.HandlerOption{
+		connect.WithInterceptors(interceptors...),
+		connect.WithReadMaxBytes(cfg.MaxMessageBytes),
+		connect.WithSendMaxBytes(cfg.MaxMessageBytes),
+		connect.WithCompressMinBytes(1024),
+	}
+	s.mux.HandleFunc("GET /healthz", s.serveHealthz)
+	s.mux.HandleFunc("GET /readyz", s.serveReadyz)
+	return s, nil
+}
+
+// HandlerOptions returns the options every Connect handler of this server must be built with:
+// the kernel's interceptors and the message size limits.
+func (s *Server) HandlerOptions() []connect.HandlerOption { return s.handlerOpts }
+
+// Mount serves a generated Connect handler; its arguments are what the generated
+// New<Service>Handler constructor returns. The service is added to gRPC health and reflection.
+func (s *Server) Mount(path string, h http.Handler) {
+	s.services = append(s.services, strings.Trim(path, "/"))
+	s.mux.Handle(path, h)
+}
+
+// Handle serves a plain HTTP route (the JWKS document, for example).
+func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+
+// Ready is closed once the server is listening and registered.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// Addr returns the address the server listens on; it is valid once Ready is closed.
+func (s *Server) Addr() *net.TCPAddr { return s.addr.Load() }
+
+// URL returns the server's base URL; it is valid once Ready is closed.
+func (s *Server) URL() string { return "http://" + s.Addr().String() }
+
+// Instance returns what the server registered in discovery; it is valid once Ready is closed.
+func (s *Server) Instance() discovery.Instance { return s.instance }
+
+func (s *Server) mountCommon() {
+	for _, svc := range s.services {
+		s.health.SetStatus(svc, grpchealth.StatusServing)
+	}
+	s.health.SetStatus("", grpchealth.StatusServing)
+	s.mux.Handle(grpchealth.NewHandler(s.health, s.handlerOpts...))
+	reflector := grpcreflect.NewStaticReflector(s.services...)
+	s.mux.Handle(grpcreflect.NewHandlerV1(reflector, s.handlerOpts...))
+	s.mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector, s.handlerOpts...))
+}
+
+// Run listens, registers in discovery and serves until ctx is done; then it drains and
+// returns. It returns an error only when the server could not start or failed while serving.
+func (s *Server) Run(ctx context.Context) error {
+	s.mountOnce.Do(s.mountCommon)
+	ln := s.o.listener
+	if ln == nil {
+		var err error
+		ln, err = net.Listen("tcp", s.cfg.ListenAddr)
+		if err != nil {
+			return fmt.Errorf("server: listen on %s: %w", s.cfg.ListenAddr, err)
+		}
+	}
+	tcpAddr, ok := ln.Addr().(*net.TCPAddr)
+	if !ok {
+		ln.Close()
+		return fmt.Errorf("server: %s is not a TCP address", ln.Addr())
+	}
+	s.addr.Store(tcpAddr)
+	inst, err := s.describe(tcpAddr)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	s.instance = inst
+
+	protocols := new(http.Protocols)
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	srv := &http.Server{
+		Handler:           s.middleware(s.mux),
+		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
+		IdleTimeout:       s.cfg.IdleTimeout,
+		MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
+		Protocols:         protocols,
+		HTTP2: &http.HTTP2Config{
+			MaxConcurrentStreams: 256,
+			// Pings find dead peers on long-lived streams.
+			SendPingTimeout: 30 * time.Second,
+			PingTimeout:     15 * time.Second,
+		},
+		ErrorLog: slog.NewLogLogger(s.o.log.Handler(), slog.LevelWarn),
+	}
+
+	if s.o.registrar != nil {
+		if err := s.o.registrar.Register(ctx, inst); err != nil {
+			ln.Close()
+			return err
+		}
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	close(s.ready)
+	s.o.log.Info("serving", "service", s.name, "addr", tcpAddr.String(), "instance", inst.ID)
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-served:
+	}
+	s.shutdown(ctx, srv, inst)
+	if serveErr == nil {
+		serveErr = <-served
+	}
+	if errors.Is(serveErr, http.ErrServerClosed) {
+		return nil
+	}
+	return fmt.Errorf("server: %w", serveErr)
+}
+
+// shutdown reports not ready, deregisters, keeps serving for the drain delay, then stops
+// accepting and waits for in-flight requests up to the shutdown timeout.
+func (s *Server) shutdown(ctx context.Context, srv *http.Server, inst discovery.Instance) {
+	base := context.WithoutCancel(ctx)
+	s.draining.Store(true)
+	s.health.SetStatus("", grpchealth.StatusNotServing)
+	for _, svc := range s.services {
+		s.health.SetStatus(svc, grpchealth.StatusNotServing)
+	}
+	if s.o.registrar != nil {
+		dctx, cancel := context.WithTimeout(base, 5*time.Second)
+		if err := s.o.registrar.Deregister(dctx, inst); err != nil {
+			s.o.log.Warn("deregistration failed; the health check will take the instance out", "error", err)
+		}
+		cancel()
+	}
+	if s.cfg.DrainDelay > 0 {
+		time.Sleep(s.cfg.DrainDelay)
+	}
+	sctx, cancel := context.WithTimeout(base, s.cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		s.o.log.Warn("drain timed out; closing remaining connections", "timeout", s.cfg.ShutdownTimeout)
+		_ = srv.Close()
+		return
+	}
+	s.o.log.Info("drained", "service", s.name)
+}
+
+func (s *Server) describe(addr *net.TCPAddr) (discovery.Instance, error) {
+	hostPort := s.cfg.AdvertiseAddr
+	if hostPort == "" {
+		hostPort = addr.String()
+	}
+	host, portStr, err := net.SplitHostPort(hostPort)
+	if err != nil {
+		return discovery.Instance{}, fmt.Errorf("server: advertise address %q: %w", hostPort, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil || port == 0 {
+		port = addr.Port
+	}
+	base := "http://" + net.JoinHostPort(host, strconv.Itoa(port))
+	return discovery.Instance{
+		ID:        s.o.instanceID,
+		Service:   s.name,
+		Host:      host,
+		Port:      port,
+		HealthURL: base + "/readyz",
+		Tags:      []string{"connect", "grpc", "grpc-web"},
+		Meta:      map[string]string{"version": s.o.version},
+	}, nil
+}
+
+// middleware sets the request id (propagated or new) on the context and the response, and
+// keeps the caller's bearer token on the context so calls to other services can forward it.
+func (s *Server) middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := requestid.Sanitize(r.Header.Get(requestid.Header))
+		if id == "" {
+			id = requestid.New()
+			r.Header.Set(requestid.Header, id)
+		}
+		w.Header().Set(requestid.Header, id)
+		ctx := requestid.With(r.Context(), id)
+		if tok := authn.BearerToken(r.Header.Get("Authorization")); tok != "" {
+			ctx = authn.WithToken(ctx, tok)
+		}
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
+
+func (s *Server) serveHealthz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write([]byte(`{"status":"ok"}`))
+}
+
+// serveReadyz answers 200 only when the server is not draining and every readiness check
+// passes. Failing checks are named, their errors only logged.
+func (s *Server) serveReadyz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	if s.draining.Load() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte(`{"status":"draining"}`))
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	var failing []string
+	for _, c := range s.o.checks {
+		if err := c.fn(ctx); err != nil {
+			s.o.log.WarnContext(ctx, "readiness check failed", "check", c.name, "error", err)
+			failing = append(failing, strconv.Quote(c.name))
+		}
+	}
+	if len(failing) > 0 {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte(`{"status":"not ready","failing":[` + strings.Join(failing, ",") + `]}`))
+		return
+	}
+	_, _ = w.Write([]byte(`{"status":"ready"}`))
+}

@@ -1,0 +1,465 @@
+package server_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	"connectrpc.com/grpchealth"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	reflectpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/basaltplatform/basalt/kernel/config"
+	"github.com/basaltplatform/basalt/kernel/discovery"
+	"github.com/basaltplatform/basalt/kernel/errs"
+	"github.com/basaltplatform/basalt/kernel/internal/echo"
+	"github.com/basaltplatform/basalt/kernel/server"
+	"github.com/basaltplatform/basalt/kernel/testkit"
+)
+
+func TestMain(m *testing.M) { testkit.Main(m, testkit.CheckLeaks()) }
+
+func httpConfig() config.HTTP { return echo.HTTPConfig() }
+
+func start(t *testing.T, cfg config.HTTP, unary echo.UnaryFunc, opts ...server.Option) echo.Running {
+	t.Helper()
+	return echo.Start(t, cfg, unary, opts...)
+}
+
+// protocols are the client configurations every scenario runs through: Connect with JSON and
+// with protobuf over HTTP/1.1, gRPC over h2c, and gRPC-Web over HTTP/1.1.
+var protocols = []struct {
+	name string
+	h2c  bool
+	opts []connect.ClientOption
+}{
+	{"connect+json", false, []connect.ClientOption{connect.WithProtoJSON()}},
+	{"connect+proto", false, nil},
+	{"grpc", true, []connect.ClientOption{connect.WithGRPC()}},
+	{"grpc-web", false, []connect.ClientOption{connect.WithGRPCWeb()}},
+}
+
+func httpClient(t *testing.T, h2c bool) *http.Client {
+	t.Helper()
+	tr := &http.Transport{}
+	if h2c {
+		p := new(http.Protocols)
+		p.SetUnencryptedHTTP2(true)
+		tr.Protocols = p
+	}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr}
+}
+
+func grpcConn(t *testing.T, addr string) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+func TestEveryProtocolOnOnePort(t *testing.T) {
+	t.Parallel()
+	srv := start(t, httpConfig(), nil)
+	ctx := context.Background()
+	for _, p := range protocols {
+		t.Run(p.name, func(t *testing.T) {
+			client := echo.NewClient(httpClient(t, p.h2c), srv.URL(), p.opts...)
+			res, err := client.Echo(ctx, connect.NewRequest(wrapperspb.String("hi")))
+			if err != nil || res.Msg.GetValue() != "hi" {
+				t.Fatalf("Echo = %v, %v", res, err)
+			}
+			stream, err := client.Count(ctx, connect.NewRequest(wrapperspb.Int64(3)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []int64
+			for stream.Receive() {
+				got = append(got, stream.Msg().GetValue())
+			}
+			if err := stream.Err(); err != nil || len(got) != 3 || got[2] != 3 {
+				t.Fatalf("Count = %v, %v", got, err)
+			}
+			health := grpchealth.NewClient(httpClient(t, p.h2c), srv.URL(), p.opts...)
+			hres, err := health.Check(ctx, &grpchealth.CheckRequest{Service: echo.Service})
+			if err != nil || hres.Status != grpchealth.StatusServing {
+				t.Fatalf("health = %v, %v", hres, err)
+			}
+		})
+	}
+
+	t.Run("grpc-go", func(t *testing.T) {
+		conn := grpcConn(t, srv.Addr().String())
+		out := &wrapperspb.StringValue{}
+		if err := conn.Invoke(ctx, echo.UnaryProcedure, wrapperspb.String("hi"), out); err != nil || out.GetValue() != "hi" {
+			t.Fatalf("Invoke = %v, %v", out, err)
+		}
+		hres, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
+		if err != nil || hres.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+			t.Fatalf("health = %v, %v", hres, err)
+		}
+		refl, err := reflectpb.NewServerReflectionClient(conn).ServerReflectionInfo(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := refl.Send(&reflectpb.ServerReflectionRequest{MessageRequest: &reflectpb.ServerReflectionRequest_ListServices{}}); err != nil {
+			t.Fatal(err)
+		}
+		rres, err := refl.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = refl.CloseSend()
+		var names []string
+		for _, s := range rres.GetListServicesResponse().GetService() {
+			names = append(names, s.GetName())
+		}
+		if !strings.Contains(strings.Join(names, ","), echo.Service) {
+			t.Fatalf("reflection lists %v, want %s", names, echo.Service)
+		}
+	})
+}
+
+func TestErrorsReachClientsWithTheRightCodeAndNothingInternal(t *testing.T) {
+	t.Parallel()
+	const secret = "pq: password for admin is hunter2"
+	tests := []struct {
+		name       string
+		err        error
+		code       connect.Code
+		message    string
+		fields     int
+		retryAfter string
+	}{
+		{"invalid argument with fields", func() error {
+			var v errs.Violations
+			v.Add("email", "must be an address")
+			v.Add("password", "too short")
+			return v.Err()
+		}(), connect.CodeInvalidArgument, "email: must be an address (and 1 more)", 2, ""},
+		{"not found", errs.NotFound("user %q not found", "u1"), connect.CodeNotFound, `user "u1" not found`, 0, ""},
+		{"already exists", errs.AlreadyExists("email taken"), connect.CodeAlreadyExists, "email taken", 0, ""},
+		{"permission denied", errs.PermissionDenied("missing blog.posts.update"), connect.CodePermissionDenied, "missing blog.posts.update", 0, ""},
+		{"unauthenticated", errs.Unauthenticated("token expired"), connect.CodeUnauthenticated, "token expired", 0, ""},
+		{"resource exhausted", errs.ResourceExhausted(1500*time.Millisecond, "too many attempts"), connect.CodeResourceExhausted, "too many attempts", 0, "2"},
+		{"unavailable keeps its message but not the cause", errs.Unavailable(errors.New(secret), "the database is unavailable"), connect.CodeUnavailable, "the database is unavailable", 0, ""},
+		{"unknown error is internal", errors.New(secret), connect.CodeInternal, "internal error (request id ", 0, ""},
+		{"internal connect error is sanitised", connect.NewError(connect.CodeInternal, errors.New(secret)), connect.CodeInternal, "internal error (request id ", 0, ""},
+		{"unavailable connect error is sanitised", connect.NewError(connect.CodeUnavailable, errors.New("dial tcp 10.0.0.7:5432: "+secret)), connect.CodeUnavailable, "the service is temporarily unavailable; retry later", 0, ""},
+		{"deadline", context.DeadlineExceeded, connect.CodeDeadlineExceeded, "the deadline was exceeded", 0, ""},
+	}
+	handler := func(_ context.Context, req *connect.Request[wrapperspb.StringValue]) (*connect.Response[wrapperspb.StringValue], error) {
+		for _, tt := range tests {
+			if tt.name == req.Msg.GetValue() {
+				return nil, tt.err
+			}
+		}
+		panic("handler bug: " + secret)
+	}
+	srv := start(t, httpConfig(), handler)
+	ctx := context.Background()
+	for _, p := range protocols {
+		client := echo.NewClient(httpClient(t, p.h2c), srv.URL(), p.opts...)
+		for _, tt := range tests {
+			t.Run(p.name+"/"+tt.name, func(t *testing.T) {
+				_, err := client.Echo(ctx, connect.NewRequest(wrapperspb.String(tt.name)))
+				var cerr *connect.Error
+				if !errors.As(err, &cerr) {
+					t.Fatalf("error %v is not a connect error", err)
+				}
+				if cerr.Code() != tt.code || !strings.HasPrefix(cerr.Message(), tt.message) {
+					t.Fatalf("got %v %q, want %v %q", cerr.Code(), cerr.Message(), tt.code, tt.message)
+				}
+				if strings.Contains(cerr.Error(), "hunter2") || strings.Contains(cerr.Error(), "10.0.0.7") {
+					t.Fatalf("internal detail leaked: %q", cerr.Error())
+				}
+				var fields int
+				for _, d := range cerr.Details() {
+					if v, err := d.Value(); err == nil {
+						if br, ok := v.(*errdetails.BadRequest); ok {
+							fields = len(br.GetFieldViolations())
+						}
+					}
+				}
+				if fields != tt.fields {
+					t.Fatalf("%d field violations in details, want %d", fields, tt.fields)
+				}
+				if tt.retryAfter != "" && cerr.Meta().Get("Retry-After") != tt.retryAfter {
+					t.Fatalf("Retry-After = %q, want %q", cerr.Meta().Get("Retry-After"), tt.retryAfter)
+				}
+			})
+		}
+		t.Run(p.name+"/panic", func(t *testing.T) {
+			_, err := client.Echo(ctx, connect.NewRequest(wrapperspb.String("panic")))
+			if connect.CodeOf(err) != connect.CodeInternal || strings.Contains(err.Error(), "hunter2") {
+				t.Fatalf("panic answered %v", err)
+			}
+		})
+	}
+
+	t.Run("grpc-go", func(t *testing.T) {
+		conn := grpcConn(t, srv.Addr().String())
+		err := conn.Invoke(ctx, echo.UnaryProcedure, wrapperspb.String("not found"), &wrapperspb.StringValue{})
+		if st := status.Convert(err); st.Code() != codes.NotFound || st.Message() != `user "u1" not found` {
+			t.Fatalf("grpc-go got %v", err)
+		}
+		err = conn.Invoke(ctx, echo.UnaryProcedure, wrapperspb.String("panic"), &wrapperspb.StringValue{})
+		if st := status.Convert(err); st.Code() != codes.Internal || strings.Contains(st.Message(), "hunter2") {
+			t.Fatalf("grpc-go panic got %v", err)
+		}
+	})
+}
+
+func TestMessageSizeLimit(t *testing.T) {
+	t.Parallel()
+	cfg := httpConfig()
+	cfg.MaxMessageBytes = 1 << 10
+	srv := start(t, cfg, nil)
+	for _, p := range protocols {
+		t.Run(p.name, func(t *testing.T) {
+			client := echo.NewClient(httpClient(t, p.h2c), srv.URL(), append(p.opts, connect.WithSendCompression(""))...)
+			_, err := client.Echo(context.Background(), connect.NewRequest(wrapperspb.String(strings.Repeat("x", 4<<10))))
+			if connect.CodeOf(err) != connect.CodeResourceExhausted {
+				t.Fatalf("oversized message: %v, want resource_exhausted", err)
+			}
+		})
+	}
+}
+
+func TestDeadlineAndRequestIDReachTheHandler(t *testing.T) {
+	t.Parallel()
+	type seen struct {
+		deadline time.Duration
+		id       string
+	}
+	got := make(chan seen, 8)
+	handler := func(ctx context.Context, req *connect.Request[wrapperspb.StringValue]) (*connect.Response[wrapperspb.StringValue], error) {
+		dl, ok := ctx.Deadline()
+		if !ok {
+			return nil, errs.FailedPrecondition("no deadline")
+		}
+		got <- seen{time.Until(dl), req.Header().Get("X-Request-Id")}
+		return connect.NewResponse(req.Msg), nil
+	}
+	srv := start(t, httpConfig(), handler)
+	for _, p := range protocols {
+		t.Run(p.name, func(t *testing.T) {
+			client := echo.NewClient(httpClient(t, p.h2c), srv.URL(), p.opts...)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			req := connect.NewRequest(wrapperspb.String("x"))
+			req.Header().Set("X-Request-Id", "abc-123")
+			res, err := client.Echo(ctx, req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := <-got
+			if s.deadline <= 0 || s.deadline > 30*time.Second {
+				t.Fatalf("handler deadline %s, want within the client's 30s", s.deadline)
+			}
+			if s.id != "abc-123" || res.Header().Get("X-Request-Id") != "abc-123" {
+				t.Fatalf("request id: handler %q, response %q", s.id, res.Header().Get("X-Request-Id"))
+			}
+
+			// Without an id, or with one too long to trust, the server makes its own.
+			req = connect.NewRequest(wrapperspb.String("x"))
+			req.Header().Set("X-Request-Id", strings.Repeat("a", 500))
+			res, err = client.Echo(ctx, req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			s = <-got
+			if len(s.id) != 32 || res.Header().Get("X-Request-Id") != s.id {
+				t.Fatalf("generated request id %q, response %q", s.id, res.Header().Get("X-Request-Id"))
+			}
+		})
+	}
+}
+
+func TestHealthAndReadiness(t *testing.T) {
+	t.Parallel()
+	var dbDown sync.Mutex
+	down := false
+	srv := start(t, httpConfig(), nil, server.WithReadinessCheck("database", func(context.Context) error {
+		dbDown.Lock()
+		defer dbDown.Unlock()
+		if down {
+			return errors.New("connection refused")
+		}
+		return nil
+	}))
+	get := func(path string) (int, string) {
+		resp, err := http.Get(srv.URL() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, _ := get("/healthz"); code != http.StatusOK {
+		t.Fatalf("/healthz = %d", code)
+	}
+	if code, _ := get("/readyz"); code != http.StatusOK {
+		t.Fatalf("/readyz = %d", code)
+	}
+	dbDown.Lock()
+	down = true
+	dbDown.Unlock()
+	code, body := get("/readyz")
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, `"database"`) || strings.Contains(body, "refused") {
+		t.Fatalf("/readyz with the database down = %d %s", code, body)
+	}
+	if code, _ := get("/healthz"); code != http.StatusOK {
+		t.Fatalf("liveness must not depend on dependencies: /healthz = %d", code)
+	}
+}
+
+func TestSlowHeadersAreCutOff(t *testing.T) {
+	t.Parallel()
+	cfg := httpConfig()
+	cfg.ReadHeaderTimeout = 200 * time.Millisecond
+	srv := start(t, cfg, nil)
+	conn, err := net.Dial("tcp", srv.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write([]byte("POST " + echo.UnaryProcedure + " HTTP/1.1\r\nHost: x\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, err = bufio.NewReader(conn).ReadString('\n')
+	if err == nil {
+		// The server may answer 408 before closing; either way it must not wait for us.
+		return
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		t.Fatal("the server kept a client that never finished its headers")
+	}
+}
+
+func TestGracefulShutdownDeregistersFirstThenDrains(t *testing.T) {
+	t.Parallel()
+	consul, err := discovery.NewConsul(testkit.Consul(t), discovery.WithCheck(time.Second, 500*time.Millisecond, time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer consul.Close()
+	entered := make(chan struct{})
+	release := make(chan struct{})
+	handler := func(_ context.Context, req *connect.Request[wrapperspb.StringValue]) (*connect.Response[wrapperspb.StringValue], error) {
+		if req.Msg.GetValue() == "slow" {
+			close(entered)
+			<-release
+		}
+		return connect.NewResponse(req.Msg), nil
+	}
+	srv := start(t, httpConfig(), handler, server.WithRegistrar(consul))
+	ctx := context.Background()
+	registered := func() bool {
+		entries, _, err := consul.Client().Health().Service("echo", "", false, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			if e.Service.ID == srv.Instance().ID {
+				return true
+			}
+		}
+		return false
+	}
+	if !registered() {
+		t.Fatal("the instance is not registered while serving")
+	}
+
+	client := echo.NewClient(httpClient(t, true), srv.URL(), connect.WithGRPC())
+	inflight := make(chan error, 1)
+	go func() {
+		_, err := client.Echo(ctx, connect.NewRequest(wrapperspb.String("slow")))
+		inflight <- err
+	}()
+	<-entered
+	stopped := make(chan error, 1)
+	go func() { stopped <- srv.Stop() }()
+
+	// The in-flight call still holds the server open, and the instance is already gone from
+	// Consul: callers stop choosing it before it stops answering.
+	testkit.Eventually(t, 10*time.Second, "the draining instance is deregistered", func() bool { return !registered() })
+	select {
+	case err := <-stopped:
+		t.Fatalf("Run returned (%v) with a call still in flight", err)
+	default:
+	}
+	close(release)
+	if err := <-inflight; err != nil {
+		t.Fatalf("the in-flight call failed during the drain: %v", err)
+	}
+	if err := <-stopped; err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	if _, err := client.Echo(ctx, connect.NewRequest(wrapperspb.String("late"))); connect.CodeOf(err) != connect.CodeUnavailable {
+		t.Fatalf("a call after shutdown = %v, want unavailable", err)
+	}
+}
+
+func TestShutdownTimeoutBoundsTheDrain(t *testing.T) {
+	t.Parallel()
+	cfg := httpConfig()
+	cfg.ShutdownTimeout = 200 * time.Millisecond
+	entered := make(chan struct{})
+	handler := func(ctx context.Context, req *connect.Request[wrapperspb.StringValue]) (*connect.Response[wrapperspb.StringValue], error) {
+		close(entered)
+		<-ctx.Done() // never finishes on its own
+		return nil, ctx.Err()
+	}
+	srv := start(t, cfg, handler)
+	client := echo.NewClient(httpClient(t, true), srv.URL(), connect.WithGRPC())
+	inflight := make(chan error, 1)
+	go func() {
+		_, err := client.Echo(context.Background(), connect.NewRequest(wrapperspb.String("stuck")))
+		inflight <- err
+	}()
+	<-entered
+	if err := srv.Stop(); err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	if err := <-inflight; err == nil {
+		t.Fatal("a call cut off by the drain timeout reported success")
+	}
+}
+
+func TestGRPCGoMetadataAndTrailers(t *testing.T) {
+	t.Parallel()
+	srv := start(t, httpConfig(), nil)
+	conn := grpcConn(t, srv.Addr().String())
+	ctx := metadata.AppendToOutgoingContext(context.Background(), "x-request-id", "grpc-go-1")
+	var header metadata.MD
+	out := &wrapperspb.StringValue{}
+	if err := conn.Invoke(ctx, echo.UnaryProcedure, wrapperspb.String("m"), out, grpc.Header(&header)); err != nil {
+		t.Fatal(err)
+	}
+	if got := header.Get("x-request-id"); len(got) != 1 || got[0] != "grpc-go-1" {
+		t.Fatalf("x-request-id header = %v", got)
+	}
+}
+
