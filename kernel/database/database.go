@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"entgo.io/ent/dialect"
@@ -234,9 +235,16 @@ func (db *DB) Close() {
 	}
 }
 
+// migrateMu serialises migrations within one process. Ent's generated migrate package keeps
+// its table definitions in package variables that Schema.Create mutates, so two migrations in
+// one process (tests run many) must not overlap even on different databases.
+var migrateMu sync.Mutex
+
 // Migrate runs fn while holding a lock that only one process per schema can hold, so that
 // several replicas starting at once migrate one after another instead of racing.
 func (db *DB) Migrate(ctx context.Context, fn func(context.Context) error) error {
+	migrateMu.Lock()
+	defer migrateMu.Unlock()
 	if db.pool == nil {
 		// One process owns a SQLite file; there is nobody to race with.
 		return fn(ctx)

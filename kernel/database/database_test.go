@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"os"
+	osexec "os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -299,36 +301,59 @@ func TestWithTxRetriesSerializationFailures(t *testing.T) {
 	}
 }
 
-func TestMigrateRunsOneAtATime(t *testing.T) {
+// TestMigrateRunsOneReplicaAtATime starts several processes that migrate the same schema at
+// once, as replicas starting together do, and checks that their migrations never overlap.
+// Within one process a mutex already serialises migrations, so only separate processes can
+// show that the PostgreSQL lock works.
+func TestMigrateRunsOneReplicaAtATime(t *testing.T) {
 	t.Parallel()
-	var active, maxActive atomic.Int32
-	var wg sync.WaitGroup
 	cfg := testkit.Database(t, "migrate")
-	for range 3 {
-		db := open(t, cfg)
+	setup := open(t, cfg)
+	exec(t, setup, `CREATE TABLE running (pid int PRIMARY KEY)`)
+	exec(t, setup, `CREATE TABLE overlap_seen (pid int, seen int)`)
+	exec(t, setup, `CREATE TABLE finished (pid int PRIMARY KEY)`)
+
+	const replicas = 4
+	var wg sync.WaitGroup
+	for range replicas {
+		cmd := osexec.Command(os.Args[0], "-test.run=^TestMigrateHelperProcess$", "-test.count=1")
+		cmd.Env = append(os.Environ(), "BASALT_MIGRATE_HELPER_URL="+cfg.URL.Reveal(), "BASALT_MIGRATE_HELPER_SCHEMA="+cfg.Schema)
 		wg.Go(func() {
-			err := db.Migrate(context.Background(), func(context.Context) error {
-				n := active.Add(1)
-				defer active.Add(-1)
-				for {
-					m := maxActive.Load()
-					if n <= m || maxActive.CompareAndSwap(m, n) {
-						break
-					}
-				}
-				// Holding the lock a moment gives the other replicas the chance to overlap if
-				// the lock did not exclude them.
-				time.Sleep(50 * time.Millisecond)
-				return nil
-			})
-			if err != nil {
-				t.Error(err)
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Errorf("replica: %v\n%s", err, out)
 			}
 		})
 	}
 	wg.Wait()
-	if maxActive.Load() != 1 {
-		t.Fatalf("%d migrations ran at once", maxActive.Load())
+	var finished, overlaps int
+	if err := setup.SQL().QueryRow(`SELECT (SELECT count(*) FROM finished), (SELECT count(*) FROM overlap_seen)`).Scan(&finished, &overlaps); err != nil {
+		t.Fatal(err)
+	}
+	if finished != replicas || overlaps != 0 {
+		t.Fatalf("%d of %d replicas migrated, %d saw another migrating at the same time", finished, replicas, overlaps)
+	}
+}
+
+// TestMigrateHelperProcess is one replica of TestMigrateRunsOneReplicaAtATime.
+func TestMigrateHelperProcess(t *testing.T) {
+	url := os.Getenv("BASALT_MIGRATE_HELPER_URL")
+	if url == "" {
+		t.Skip("runs only as a replica started by TestMigrateRunsOneReplicaAtATime")
+	}
+	db := open(t, config.Database{URL: config.NewSecret(url), Schema: os.Getenv("BASALT_MIGRATE_HELPER_SCHEMA"), MaxConns: 2, ConnectTimeout: 5 * time.Second})
+	pid := os.Getpid()
+	err := db.Migrate(context.Background(), func(ctx context.Context) error {
+		exec(t, db, `INSERT INTO overlap_seen SELECT $1, pid FROM running`, pid)
+		exec(t, db, `INSERT INTO running VALUES ($1)`, pid)
+		// Staying inside a moment gives the other replicas every chance to overlap if the
+		// lock did not exclude them.
+		time.Sleep(100 * time.Millisecond)
+		exec(t, db, `DELETE FROM running WHERE pid = $1`, pid)
+		exec(t, db, `INSERT INTO finished VALUES ($1)`, pid)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -56,14 +56,10 @@ var protocols = []struct {
 
 func httpClient(t *testing.T, h2c bool) *http.Client {
 	t.Helper()
-	tr := &http.Transport{}
 	if h2c {
-		p := new(http.Protocols)
-		p.SetUnencryptedHTTP2(true)
-		tr.Protocols = p
+		return testkit.H2CClient(t)
 	}
-	t.Cleanup(tr.CloseIdleConnections)
-	return &http.Client{Transport: tr}
+	return testkit.HTTP1Client(t)
 }
 
 func grpcConn(t *testing.T, addr string) *grpc.ClientConn {
@@ -462,4 +458,3 @@ func TestGRPCGoMetadataAndTrailers(t *testing.T) {
 		t.Fatalf("x-request-id header = %v", got)
 	}
 }
-

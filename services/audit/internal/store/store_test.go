@@ -1,0 +1,212 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/basaltplatform/basalt/kernel/config"
+	"github.com/basaltplatform/basalt/kernel/database"
+	"github.com/basaltplatform/basalt/kernel/testkit"
+	"github.com/basaltplatform/basalt/services/audit/internal/chain"
+	"github.com/basaltplatform/basalt/services/audit/internal/store"
+)
+
+func TestMain(m *testing.M) { testkit.Main(m) }
+
+func open(t *testing.T, cfg config.Database) (*store.Store, *database.DB) {
+	t.Helper()
+	db, err := database.Open(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	st := store.New(db)
+	if err := st.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return st, db
+}
+
+// backends runs a test against PostgreSQL (the real parts) and SQLite (the embedded default).
+func backends(t *testing.T, name string) map[string]config.Database {
+	return map[string]config.Database{
+		"postgres": testkit.Database(t, name),
+		"sqlite":   {URL: config.NewSecret("sqlite://" + filepath.Join(t.TempDir(), "audit.db")), Schema: "audit", MaxConns: 4},
+	}
+}
+
+func entry(action string) chain.Entry {
+	return chain.Entry{
+		ID:           uuid.NewString(),
+		Time:         time.Now().UTC().Truncate(time.Microsecond),
+		Service:      "auth",
+		Action:       action,
+		Outcome:      "success",
+		ActorSubject: "user-1",
+		ActorIP:      "203.0.113.9",
+		RequestID:    "req-1",
+		Metadata:     map[string]string{"method": "password", "mfa": "none"},
+	}
+}
+
+// verify scans the whole log and checks the chain, returning how many events it holds.
+func verify(t *testing.T, st *store.Store) int64 {
+	t.Helper()
+	v := chain.NewVerifier()
+	if err := st.Scan(context.Background(), func(s chain.Stored) error {
+		v.Add(s)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	checked, bad := v.Result()
+	if bad != 0 {
+		t.Fatalf("chain broken at sequence %d of %d", bad, checked)
+	}
+	return checked
+}
+
+func TestAppendChainsAndIsIdempotent(t *testing.T) {
+	t.Parallel()
+	for backend, cfg := range backends(t, "append") {
+		t.Run(backend, func(t *testing.T) {
+			st, _ := open(t, cfg)
+			ctx := context.Background()
+			batch := []chain.Entry{entry("auth.login"), entry("auth.refresh"), entry("auth.logout")}
+			receipts, err := st.Append(ctx, batch)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, r := range receipts {
+				if r.ID != batch[i].ID || r.Sequence != int64(i+1) || r.Duplicate {
+					t.Fatalf("receipt %d = %+v", i, r)
+				}
+			}
+
+			// A retried batch with one new event appends only that one, and reports the
+			// others with the sequence they already have.
+			retry := append(append([]chain.Entry{}, batch...), entry("auth.register"))
+			receipts, err = st.Append(ctx, retry)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, r := range receipts {
+				wantDup := i < 3
+				if r.Duplicate != wantDup || r.Sequence != int64(i+1) {
+					t.Fatalf("retry receipt %d = %+v", i, r)
+				}
+			}
+
+			// The same id twice in one batch is appended once.
+			e := entry("auth.login")
+			receipts, err = st.Append(ctx, []chain.Entry{e, e})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if receipts[0].Duplicate || !receipts[1].Duplicate || receipts[0].Sequence != receipts[1].Sequence {
+				t.Fatalf("in-batch duplicate receipts = %+v", receipts)
+			}
+			if n := verify(t, st); n != 5 {
+				t.Fatalf("log holds %d events, want 5", n)
+			}
+		})
+	}
+}
+
+func TestConcurrentAppendsFromManyInstancesKeepTheChain(t *testing.T) {
+	t.Parallel()
+	cfg := testkit.Database(t, "concurrent")
+	const instances, writers, batches = 3, 4, 5
+	stores := make([]*store.Store, instances)
+	for i := range stores {
+		stores[i], _ = open(t, cfg) // separate pools, as separate replicas have
+	}
+	var wg sync.WaitGroup
+	errCh := make(chan error, instances*writers)
+	for i := range instances {
+		for range writers {
+			wg.Go(func() {
+				for b := range batches {
+					batch := []chain.Entry{entry("auth.login"), entry(fmt.Sprintf("auth.step%d", b))}
+					if _, err := stores[i].Append(context.Background(), batch); err != nil {
+						errCh <- err
+						return
+					}
+				}
+			})
+		}
+	}
+	wg.Wait()
+	close(errCh)
+	for err := range errCh {
+		t.Fatalf("concurrent append: %v", err)
+	}
+	if n, want := verify(t, stores[0]), int64(instances*writers*batches*2); n != want {
+		t.Fatalf("log holds %d events, want %d (gap-free, no losses)", n, want)
+	}
+}
+
+func TestTheTableRefusesChanges(t *testing.T) {
+	t.Parallel()
+	for backend, cfg := range backends(t, "appendonly") {
+		t.Run(backend, func(t *testing.T) {
+			st, db := open(t, cfg)
+			if _, err := st.Append(context.Background(), []chain.Entry{entry("auth.login")}); err != nil {
+				t.Fatal(err)
+			}
+			for _, stmt := range []string{
+				`UPDATE events SET action = 'auth.nothing'`,
+				`DELETE FROM events`,
+			} {
+				if _, err := db.SQL().Exec(stmt); err == nil {
+					t.Fatalf("%s succeeded on an append-only table", stmt)
+				}
+			}
+			if backend == "postgres" {
+				_, err := db.SQL().Exec(`TRUNCATE events`)
+				var pgErr *pgconn.PgError
+				if !errors.As(err, &pgErr) || pgErr.Code != "42501" {
+					t.Fatalf("TRUNCATE = %v, want insufficient_privilege", err)
+				}
+			}
+			if n := verify(t, st); n != 1 {
+				t.Fatalf("log holds %d events after refused changes, want 1", n)
+			}
+		})
+	}
+}
+
+func TestAppendSurvivesATerminatedConnection(t *testing.T) {
+	t.Parallel()
+	cfg := testkit.Database(t, "terminate")
+	cfg.MinConns = 2
+	db, err := database.Open(context.Background(), cfg, database.WithApplicationName("basalt-audit-terminate"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	st := store.New(db)
+	if err := st.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Append(context.Background(), []chain.Entry{entry("auth.login")}); err != nil {
+		t.Fatal(err)
+	}
+	if n := testkit.QueryInt(t, `SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 5000)) FROM pg_stat_activity WHERE application_name = 'basalt-audit-terminate'`); n == 0 {
+		t.Fatal("no connection to terminate")
+	}
+	if _, err := st.Append(context.Background(), []chain.Entry{entry("auth.logout")}); err != nil {
+		t.Fatalf("append after the connections were killed: %v", err)
+	}
+	if n := verify(t, st); n != 2 {
+		t.Fatalf("log holds %d events, want 2", n)
+	}
+}
