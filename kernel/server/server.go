@@ -238,7 +238,7 @@ func (s *Server) Run(ctx context.Context) error {
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	close(s.ready)
-	s.o.log.Info("serving", "service", s.name, "addr", tcpAddr.String(), "instance", inst.ID)
+	s.o.log.Info("serving", "addr", tcpAddr.String())
 
 	var serveErr error
 	select {
@@ -281,7 +281,7 @@ func (s *Server) shutdown(ctx context.Context, srv *http.Server, inst discovery.
 		_ = srv.Close()
 		return
 	}
-	s.o.log.Info("drained", "service", s.name)
+	s.o.log.Info("drained")
 }
 
 func (s *Server) describe(addr *net.TCPAddr) (discovery.Instance, error) {

@@ -1,0 +1,71 @@
+// Command up runs the whole platform on this machine, each service and the gateway as its own
+// process; `go tool task up` runs it. See the launcher package for what it does.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/basaltplatform/basalt/devtools/internal/launcher"
+	"github.com/basaltplatform/basalt/kernel/config"
+)
+
+func main() {
+	var (
+		o     launcher.Options
+		ports string
+	)
+	l := config.NewLoader("up", os.Args[1:], os.LookupEnv)
+	l.String(&o.DataDir, "data-dir", "BASALT_DATA_DIR", ".data", "folder for SQLite files, binaries and up.json")
+	l.String(&o.Host, "host", "BASALT_UP_HOST", "127.0.0.1", "address every process listens on")
+	l.String(&ports, "ports", "BASALT_UP_PORTS", "fixed", "fixed (gateway on 8080, services from 7101) or auto (free ports)")
+	l.Duration(&o.ReadyTimeout, "ready-timeout", "BASALT_UP_READY_TIMEOUT", 2*time.Minute, "time allowed for every process to become ready")
+	l.Duration(&o.StopTimeout, "stop-timeout", "BASALT_UP_STOP_TIMEOUT", 30*time.Second, "time allowed for every process to stop")
+	_ = l.Load()
+	l.Check(ports == "fixed" || ports == "auto", "BASALT_UP_PORTS", "must be fixed or auto, not %q", ports)
+	if err := l.Err(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	o.AutoPorts = ports == "auto"
+	root, err := repoRoot()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	o.Root, o.Env, o.Out = root, os.Environ(), os.Stdout
+	if !filepath.IsAbs(o.DataDir) {
+		o.DataDir = filepath.Join(root, o.DataDir)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := launcher.Run(ctx, o); err != nil {
+		fmt.Fprintln(os.Stderr, "basalt:", err)
+		os.Exit(1)
+	}
+}
+
+// repoRoot finds the folder holding go.work, at or above the working directory.
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.work")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("up: run it inside the Basalt repository (no go.work found)")
+		}
+		dir = parent
+	}
+}

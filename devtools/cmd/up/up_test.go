@@ -1,0 +1,203 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/google/uuid"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/basaltplatform/basalt/devtools/internal/launcher"
+	auditv1 "github.com/basaltplatform/basalt/gen/go/basalt/audit/v1"
+	"github.com/basaltplatform/basalt/gen/go/basalt/audit/v1/auditv1connect"
+	"github.com/basaltplatform/basalt/kernel/discovery"
+	"github.com/basaltplatform/basalt/kernel/testkit"
+)
+
+func TestMain(m *testing.M) { testkit.Main(m) }
+
+// upBinary builds this command once per test run.
+var upBinary = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "basalt-up-")
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "up")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		return "", &buildError{err, string(out)}
+	}
+	return bin, nil
+})
+
+type buildError struct {
+	err error
+	out string
+}
+
+func (e *buildError) Error() string { return e.err.Error() + ": " + e.out }
+
+// launch runs `up` as `go tool task up` does, from the repository root, and waits for its
+// state file. It returns the processes and a function that interrupts the launcher as Ctrl-C
+// does and returns its exit error.
+func launch(t *testing.T, dataDir string, env ...string) (map[string]launcher.Process, func() error) {
+	t.Helper()
+	bin, err := upBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := testkit.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-ports", "auto", "-data-dir", dataDir)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ready := make(chan struct{})
+	logged := make(chan struct{})
+	go func() {
+		defer close(logged)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			t.Log(sc.Text())
+			if sc.Text() == "basalt: ready" {
+				close(ready)
+			}
+		}
+		_, _ = io.Copy(io.Discard, out)
+	}()
+	exited := make(chan error, 1)
+	go func() { <-logged; exited <- cmd.Wait() }()
+	var once sync.Once
+	var exitErr error
+	stop := func() error {
+		once.Do(func() {
+			_ = cmd.Process.Signal(syscall.SIGINT)
+			select {
+			case exitErr = <-exited:
+			case <-time.After(60 * time.Second):
+				_ = cmd.Process.Kill()
+				exitErr = <-exited
+				t.Error("the launcher did not stop within 60s of Ctrl-C")
+			}
+		})
+		return exitErr
+	}
+	t.Cleanup(func() { _ = stop() })
+	select {
+	case <-ready:
+	case err := <-exited:
+		t.Fatalf("the launcher exited before it was ready: %v", err)
+	case <-time.After(3 * time.Minute):
+		t.Fatal("the launcher was not ready within 3 minutes")
+	}
+	procs, err := launcher.ReadState(dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return procs, stop
+}
+
+// recordThrough makes a real call to the launched audit service over Connect and gRPC.
+func recordThrough(t *testing.T, url string) {
+	t.Helper()
+	for name, client := range map[string]auditv1connect.AuditServiceClient{
+		"connect": auditv1connect.NewAuditServiceClient(testkit.HTTP1Client(t), url),
+		"grpc":    auditv1connect.NewAuditServiceClient(testkit.H2CClient(t), url, connect.WithGRPC()),
+	} {
+		ev := &auditv1.Event{
+			Id: uuid.NewString(), Time: timestamppb.Now(), Service: "smoke", Action: "smoke.test",
+			Outcome: auditv1.Outcome_OUTCOME_SUCCESS,
+		}
+		req := &auditv1.RecordRequest{Events: []*auditv1.Event{ev}}
+		for _, want := range []auditv1.ReceiptStatus{auditv1.ReceiptStatus_RECEIPT_STATUS_APPENDED, auditv1.ReceiptStatus_RECEIPT_STATUS_DUPLICATE} {
+			res, err := client.Record(context.Background(), connect.NewRequest(req))
+			if err != nil {
+				t.Fatalf("%s: Record through the launched service: %v", name, err)
+			}
+			if got := res.Msg.GetReceipts()[0].GetStatus(); got != want {
+				t.Fatalf("%s: receipt %v, want %v", name, got, want)
+			}
+		}
+	}
+}
+
+// assertStopped checks that the launcher exited cleanly and left nothing running.
+func assertStopped(t *testing.T, stop func() error, procs map[string]launcher.Process) {
+	t.Helper()
+	if err := stop(); err != nil {
+		t.Fatalf("the launcher exited with %v after Ctrl-C, want a clean exit", err)
+	}
+	for name, p := range procs {
+		if err := syscall.Kill(p.PID, 0); err == nil {
+			t.Errorf("%s (pid %d) still runs after the launcher exited", name, p.PID)
+		}
+		if conn, err := net.DialTimeout("tcp", strings.TrimPrefix(p.URL, "http://"), time.Second); err == nil {
+			conn.Close()
+			t.Errorf("%s still accepts connections at %s", name, p.URL)
+		}
+	}
+}
+
+func TestEmbeddedDefault(t *testing.T) {
+	t.Parallel()
+	dataDir := t.TempDir()
+	procs, stop := launch(t, dataDir, "DATABASE_URL=", "CONSUL_HTTP_ADDR=")
+	audit, ok := procs["audit"]
+	if !ok {
+		t.Fatalf("the launcher did not start audit: %v", procs)
+	}
+	recordThrough(t, audit.URL)
+	if _, err := os.Stat(filepath.Join(dataDir, "audit.db")); err != nil {
+		t.Fatalf("the embedded default keeps audit in SQLite under the data dir: %v", err)
+	}
+	assertStopped(t, stop, procs)
+	if _, err := os.Stat(filepath.Join(dataDir, launcher.StateFile)); !os.IsNotExist(err) {
+		t.Fatalf("the state file outlived the launcher: %v", err)
+	}
+}
+
+func TestRealParts(t *testing.T) {
+	t.Parallel()
+	dbURL, consulAddr := testkit.DatabaseURL(t), testkit.Consul(t)
+	procs, stop := launch(t, t.TempDir(), "DATABASE_URL="+dbURL, "CONSUL_HTTP_ADDR="+consulAddr, "BASALT_CHECK_INTERVAL=1s", "BASALT_CHECK_TIMEOUT=500ms")
+	recordThrough(t, procs["audit"].URL)
+	if n := testkit.QueryInt(t, `SELECT count(*) FROM audit.events WHERE service = 'smoke'`); n != 2 {
+		t.Fatalf("audit.events in PostgreSQL holds %d smoke events, want 2", n)
+	}
+	consul, err := discovery.NewConsul(consulAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer consul.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	eps, err := consul.Endpoints(ctx, "audit")
+	if err != nil || len(eps) != 1 || eps[0].URL() != procs["audit"].URL {
+		t.Fatalf("Consul's passing audit instances = %v, %v; want %s", eps, err, procs["audit"].URL)
+	}
+	assertStopped(t, stop, procs)
+	testkit.Eventually(t, 10*time.Second, "audit is deregistered on shutdown", func() bool {
+		entries, _, err := consul.Client().Health().Service("audit", "", false, nil)
+		return err == nil && len(entries) == 0
+	})
+}
