@@ -82,3 +82,11 @@ func TestVerifierFindsTheFirstBrokenEntry(t *testing.T) {
 		})
 	}
 }
+
+func BenchmarkHash(b *testing.B) {
+	e := entry(1)
+	b.ReportAllocs()
+	for b.Loop() {
+		chain.Hash(chain.Genesis, e)
+	}
+}

@@ -210,3 +210,29 @@ func TestAppendSurvivesATerminatedConnection(t *testing.T) {
 		t.Fatalf("log holds %d events, want 2", n)
 	}
 }
+
+// BenchmarkAppend measures appending batches of 100 events to PostgreSQL; events/s is the
+// log's write throughput from one writer.
+func BenchmarkAppend(b *testing.B) {
+	db, err := database.Open(context.Background(), testkit.Database(b, "bench"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	st := store.New(db)
+	if err := st.Migrate(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	const batch = 100
+	b.ReportAllocs()
+	for b.Loop() {
+		entries := make([]chain.Entry, batch)
+		for i := range entries {
+			entries[i] = entry("auth.login")
+		}
+		if _, err := st.Append(context.Background(), entries); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "events/s")
+}
