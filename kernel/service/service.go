@@ -82,9 +82,14 @@ func New(ctx context.Context, cfg config.Service, logOut io.Writer, opts ...Opti
 		}
 	}()
 	instanceID := discovery.NewInstanceID(cfg.Name)
+	format := logging.Format(cfg.Log.Format)
+	if format == logging.FormatAuto && cfg.Environment == "production" {
+		// Production logs go to a collector even when someone attaches a terminal.
+		format = logging.FormatJSON
+	}
 	s.Log = logging.New(logOut,
 		logging.WithLevel(cfg.Log.Level),
-		logging.WithFormat(logging.Format(cfg.Log.Format)),
+		logging.WithFormat(format),
 		logging.WithAttrs(slog.String("service", cfg.Name), slog.String("instance", instanceID)),
 	)
 
