@@ -155,3 +155,16 @@ func TestEndpointsRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+func TestUnknownFlagsAndHelpAreReported(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{{"-nope"}, {"-h"}} {
+		var v string
+		l := config.NewLoader("t", args, config.MapLookup(nil))
+		l.String(&v, "value", "X_VALUE", "def", "a value")
+		err := l.Load()
+		if err == nil || !strings.Contains(err.Error(), "-value") || !strings.Contains(err.Error(), "X_VALUE") {
+			t.Fatalf("%v: error %v must show the usage of every setting", args, err)
+		}
+	}
+}

@@ -159,7 +159,14 @@ func (l *Loader) Check(ok bool, setting, format string, args ...any) {
 // lists every problem found, each prefixed by the setting's name.
 func (l *Loader) Load() error {
 	if err := l.fs.Parse(l.args); err != nil {
-		return fmt.Errorf("config: %w", err)
+		var usage strings.Builder
+		l.Usage(&usage)
+		if errors.Is(err, flag.ErrHelp) {
+			l.problems = append(l.problems, "usage:\n"+usage.String())
+		} else {
+			l.problems = append(l.problems, err.Error()+"\nusage:\n"+usage.String())
+		}
+		return l.Err()
 	}
 	l.fs.Visit(func(f *flag.Flag) {
 		for _, b := range l.bindings {

@@ -70,20 +70,23 @@ func Database(t testing.TB, base string) config.Database {
 // around a service (killing its connections, tampering with its tables).
 func Exec(t testing.TB, sql string, args ...any) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, DatabaseURL(t))
-	if err != nil {
-		t.Fatalf("testkit: connect: %v", err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, sql, args...); err != nil {
-		t.Fatalf("testkit: %s: %v", sql, err)
-	}
+	withAdmin(t, func(ctx context.Context, conn *pgx.Conn) error {
+		_, err := conn.Exec(ctx, sql, args...)
+		return err
+	}, sql)
 }
 
 // QueryInt runs a query that returns one integer on this package's database as the admin user.
 func QueryInt(t testing.TB, sql string, args ...any) int64 {
+	t.Helper()
+	var n int64
+	withAdmin(t, func(ctx context.Context, conn *pgx.Conn) error {
+		return conn.QueryRow(ctx, sql, args...).Scan(&n)
+	}, sql)
+	return n
+}
+
+func withAdmin(t testing.TB, fn func(context.Context, *pgx.Conn) error, sql string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -92,11 +95,9 @@ func QueryInt(t testing.TB, sql string, args ...any) int64 {
 		t.Fatalf("testkit: connect: %v", err)
 	}
 	defer conn.Close(ctx)
-	var n int64
-	if err := conn.QueryRow(ctx, sql, args...).Scan(&n); err != nil {
+	if err := fn(ctx, conn); err != nil {
 		t.Fatalf("testkit: %s: %v", sql, err)
 	}
-	return n
 }
 
 func createDatabase() (string, error) {

@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -52,20 +54,12 @@ func main() {
 	}
 }
 
-// repoRoot finds the folder holding go.work, at or above the working directory.
+// repoRoot returns the folder of the go.work in effect, as the go command resolves it.
 func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
+	out, err := exec.Command("go", "env", "GOWORK").Output()
+	work := strings.TrimSpace(string(out))
+	if err != nil || work == "" || work == "off" {
+		return "", errors.New("up: run it inside the Basalt repository (no go.work in effect)")
 	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.work")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("up: run it inside the Basalt repository (no go.work found)")
-		}
-		dir = parent
-	}
+	return filepath.Dir(work), nil
 }

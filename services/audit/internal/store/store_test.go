@@ -21,9 +21,9 @@ import (
 
 func TestMain(m *testing.M) { testkit.Main(m) }
 
-func open(t *testing.T, cfg config.Database) (*store.Store, *database.DB) {
+func open(t testing.TB, cfg config.Database, opts ...database.Option) (*store.Store, *database.DB) {
 	t.Helper()
-	db, err := database.Open(context.Background(), cfg)
+	db, err := database.Open(context.Background(), cfg, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,15 +188,7 @@ func TestAppendSurvivesATerminatedConnection(t *testing.T) {
 	t.Parallel()
 	cfg := testkit.Database(t, "terminate")
 	cfg.MinConns = 2
-	db, err := database.Open(context.Background(), cfg, database.WithApplicationName("basalt-audit-terminate"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(db.Close)
-	st := store.New(db)
-	if err := st.Migrate(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	st, _ := open(t, cfg, database.WithApplicationName("basalt-audit-terminate"))
 	if _, err := st.Append(context.Background(), []chain.Entry{entry("auth.login")}); err != nil {
 		t.Fatal(err)
 	}
@@ -214,15 +206,7 @@ func TestAppendSurvivesATerminatedConnection(t *testing.T) {
 // BenchmarkAppend measures appending batches of 100 events to PostgreSQL; events/s is the
 // log's write throughput from one writer.
 func BenchmarkAppend(b *testing.B) {
-	db, err := database.Open(context.Background(), testkit.Database(b, "bench"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer db.Close()
-	st := store.New(db)
-	if err := st.Migrate(context.Background()); err != nil {
-		b.Fatal(err)
-	}
+	st, _ := open(b, testkit.Database(b, "bench"))
 	const batch = 100
 	b.ReportAllocs()
 	for b.Loop() {
