@@ -85,6 +85,9 @@ func TestServiceDefaultsAndValidation(t *testing.T) {
 	t.Parallel()
 	load := func(env map[string]string, args ...string) (config.Service, error) {
 		var s config.Service
+		if _, ok := env["BASALT_INTERNAL_SECRET"]; !ok {
+			env["BASALT_INTERNAL_SECRET"] = strings.Repeat("x", 32)
+		}
 		l := config.NewLoader("svc", args, config.MapLookup(env))
 		s.Bind(l, "audit")
 		_ = l.Load()
@@ -116,6 +119,7 @@ func TestServiceDefaultsAndValidation(t *testing.T) {
 		{"bad static endpoint", map[string]string{"BASALT_STATIC_ENDPOINTS": "audit=ftp://x"}, "BASALT_STATIC_ENDPOINTS"},
 		{"bad log format", map[string]string{"BASALT_LOG_FORMAT": "xml"}, "BASALT_LOG_FORMAT"},
 		{"bad sample ratio", map[string]string{"BASALT_TRACE_SAMPLE_RATIO": "2"}, "BASALT_TRACE_SAMPLE_RATIO"},
+		{"short internal secret", map[string]string{"BASALT_INTERNAL_SECRET": "short"}, "BASALT_INTERNAL_SECRET"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -26,6 +26,33 @@ type Service struct {
 	Discovery Discovery
 	Log       Log
 	Telemetry Telemetry
+	Auth      Auth
+	Outbox    Outbox
+}
+
+// Auth configures how the service authenticates callers and checks permissions.
+type Auth struct {
+	// InternalSecret is shared by the services of one deployment; service credentials are
+	// signed with it. At least 32 bytes.
+	InternalSecret Secret
+	// Issuer and Audience are what access tokens must carry in iss and aud.
+	Issuer   string
+	Audience string
+	// SessionCheck makes services ask the auth service (cached for SessionCacheTTL) whether a
+	// token's session is still active, so logout and revocation take effect before the token
+	// expires.
+	SessionCheck    bool
+	SessionCacheTTL time.Duration
+	// PermissionCacheTTL is how long a service reuses an answer of the authz service.
+	PermissionCacheTTL time.Duration
+}
+
+// Outbox configures the relay of audit events.
+type Outbox struct {
+	// Interval is how often the relay looks for events when nothing woke it.
+	Interval time.Duration
+	// BatchSize is the most events sent in one call.
+	BatchSize int
 }
 
 // HTTP configures the service's one listening port.
@@ -161,6 +188,15 @@ func (s *Service) Bind(l *Loader, name string) {
 	})
 	l.String(&s.Log.Format, "log-format", "BASALT_LOG_FORMAT", "auto", "json, text or auto")
 
+	l.Secret(&s.Auth.InternalSecret, "internal-secret", "BASALT_INTERNAL_SECRET", "secret shared by the services of a deployment (32 bytes or more)")
+	l.String(&s.Auth.Issuer, "auth-issuer", "BASALT_AUTH_ISSUER", "basalt", "iss of access tokens")
+	l.String(&s.Auth.Audience, "auth-audience", "BASALT_AUTH_AUDIENCE", "basalt", "aud of access tokens")
+	l.Bool(&s.Auth.SessionCheck, "auth-session-check", "BASALT_AUTH_SESSION_CHECK", true, "refuse tokens of ended sessions before they expire")
+	l.Duration(&s.Auth.SessionCacheTTL, "auth-session-cache-ttl", "BASALT_AUTH_SESSION_CACHE_TTL", 5*time.Second, "how long a session check is reused")
+	l.Duration(&s.Auth.PermissionCacheTTL, "permission-cache-ttl", "BASALT_PERMISSION_CACHE_TTL", 2*time.Second, "how long a permission check is reused")
+	l.Duration(&s.Outbox.Interval, "outbox-interval", "BASALT_OUTBOX_INTERVAL", 500*time.Millisecond, "how often the audit relay looks for events")
+	l.Int(&s.Outbox.BatchSize, "outbox-batch", "BASALT_OUTBOX_BATCH", 100, "most events relayed in one call")
+
 	l.String(&s.Telemetry.OTLPEndpoint, "otlp-endpoint", "OTEL_EXPORTER_OTLP_ENDPOINT", "", "OTLP/HTTP collector URL")
 	l.Func("trace-sample-ratio", "BASALT_TRACE_SAMPLE_RATIO", "1", "fraction of new traces sampled", func(v string) error {
 		var r float64
@@ -212,6 +248,12 @@ func (s *Service) Check(l *Loader) {
 	l.Check(s.Discovery.CheckInterval >= 100*time.Millisecond, "BASALT_CHECK_INTERVAL", "must be at least 100ms")
 	l.Check(s.Discovery.CheckTimeout > 0 && s.Discovery.CheckTimeout <= s.Discovery.CheckInterval, "BASALT_CHECK_TIMEOUT", "must be positive and at most the check interval")
 	l.Check(s.Discovery.DeregisterAfter >= time.Minute, "BASALT_DEREGISTER_AFTER", "must be at least 1m (Consul's minimum)")
+
+	l.Check(len(s.Auth.InternalSecret.Reveal()) >= 32, "BASALT_INTERNAL_SECRET", "must be set, 32 bytes or more (go tool task up generates one)")
+	l.Check(s.Auth.Issuer != "" && s.Auth.Audience != "", "BASALT_AUTH_ISSUER", "issuer and audience must not be empty")
+	l.Check(s.Auth.SessionCacheTTL >= 0 && s.Auth.PermissionCacheTTL >= 0, "BASALT_PERMISSION_CACHE_TTL", "cache lifetimes must not be negative")
+	l.Check(s.Outbox.Interval > 0, "BASALT_OUTBOX_INTERVAL", "must be positive")
+	l.Check(s.Outbox.BatchSize >= 1 && s.Outbox.BatchSize <= 500, "BASALT_OUTBOX_BATCH", "must be between 1 and 500")
 
 	l.Check(s.Log.Format == "auto" || s.Log.Format == "json" || s.Log.Format == "text", "BASALT_LOG_FORMAT", "must be auto, json or text, not %q", s.Log.Format)
 	if s.Telemetry.OTLPEndpoint != "" {

@@ -26,6 +26,7 @@ import (
 	"connectrpc.com/otelconnect"
 
 	"github.com/basaltplatform/basalt/kernel/authn"
+	"github.com/basaltplatform/basalt/kernel/clientinfo"
 	"github.com/basaltplatform/basalt/kernel/config"
 	"github.com/basaltplatform/basalt/kernel/discovery"
 	"github.com/basaltplatform/basalt/kernel/requestid"
@@ -309,8 +310,9 @@ func (s *Server) describe(addr *net.TCPAddr) (discovery.Instance, error) {
 	}, nil
 }
 
-// middleware sets the request id (propagated or new) on the context and the response, and
-// keeps the caller's bearer token on the context so calls to other services can forward it.
+// middleware sets the request id (propagated or new) on the context and the response, notes
+// the client's address and user agent, and keeps the caller's bearer token on the context so
+// calls to other services can forward it.
 func (s *Server) middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := requestid.Sanitize(r.Header.Get(requestid.Header))
@@ -320,6 +322,7 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 		}
 		w.Header().Set(requestid.Header, id)
 		ctx := requestid.With(r.Context(), id)
+		ctx = clientinfo.With(ctx, clientinfo.FromRequest(r))
 		if tok := authn.BearerToken(r.Header.Get("Authorization")); tok != "" {
 			ctx = authn.WithToken(ctx, tok)
 		}

@@ -1,7 +1,8 @@
 // Package service assembles the platform plumbing every service process needs from its
-// configuration: logger, telemetry, its database, discovery (Consul or static), a client
-// factory for other services, and its server. A service's main loads its config, calls New,
-// wires its own store and handlers explicitly, and calls Run.
+// configuration: logger, telemetry, its database and outbox, discovery (Consul or static),
+// service credentials, a client factory for other services, authentication and permission
+// checks, and its server. A service's main loads its config, calls New, wires its own store
+// and handlers explicitly, and calls Run.
 package service
 
 import (
@@ -10,14 +11,23 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync"
 	"time"
 
+	"connectrpc.com/connect"
 	"go.opentelemetry.io/otel/attribute"
 
+	"github.com/basaltplatform/basalt/gen/go/basalt/audit/v1/auditv1connect"
+	authv1 "github.com/basaltplatform/basalt/gen/go/basalt/auth/v1"
+	"github.com/basaltplatform/basalt/gen/go/basalt/auth/v1/authv1connect"
+	"github.com/basaltplatform/basalt/gen/go/basalt/authz/v1/authzv1connect"
+	"github.com/basaltplatform/basalt/kernel/authn"
 	"github.com/basaltplatform/basalt/kernel/config"
 	"github.com/basaltplatform/basalt/kernel/database"
 	"github.com/basaltplatform/basalt/kernel/discovery"
 	"github.com/basaltplatform/basalt/kernel/logging"
+	"github.com/basaltplatform/basalt/kernel/outbox"
+	"github.com/basaltplatform/basalt/kernel/permission"
 	"github.com/basaltplatform/basalt/kernel/rpcclient"
 	"github.com/basaltplatform/basalt/kernel/server"
 	"github.com/basaltplatform/basalt/kernel/telemetry"
@@ -31,23 +41,36 @@ type Service struct {
 	Log *slog.Logger
 	// Telemetry holds the trace and metric providers.
 	Telemetry *telemetry.Telemetry
-	// DB is the service's own database.
+	// DB is the service's own database (nil for WithoutDatabase).
 	DB *database.DB
+	// Outbox records audit events in DB; nil for WithoutOutbox.
+	Outbox *outbox.Outbox
+	// Recorder records audit events outside a transaction: the outbox, or what UseRecorder set.
+	Recorder outbox.Recorder
 	// Resolver finds other services.
 	Resolver discovery.Resolver
+	// Tokens are this service's credentials towards other services.
+	Tokens *authn.ServiceTokens
 	// RPC makes clients of other services.
 	RPC *rpcclient.Client
+	// Guard checks permissions for handlers and records denials.
+	Guard *permission.Guard
 	// Server is the service's RPC server; mount handlers on it before Run.
 	Server *server.Server
 
-	closers []func(context.Context) error
+	closers    []func(context.Context) error
+	background []func(context.Context)
 }
 
 type options struct {
-	version    string
-	serverOpts []server.Option
-	rpcOpts    []rpcclient.Option
-	withoutDB  bool
+	version       string
+	serverOpts    []server.Option
+	rpcOpts       []rpcclient.Option
+	withoutDB     bool
+	keys          authn.Keys
+	sessions      authn.Sessions
+	checker       permission.Checker
+	withoutOutbox bool
 }
 
 // Option configures New.
@@ -68,6 +91,21 @@ func WithRPCOptions(opts ...rpcclient.Option) Option {
 
 // WithoutDatabase builds a service that owns no database (the gateway).
 func WithoutDatabase() Option { return func(o *options) { o.withoutDB = true } }
+
+// WithKeys verifies access tokens with keys instead of the auth service's published JWKS (the
+// auth service itself passes its own key store).
+func WithKeys(keys authn.Keys) Option { return func(o *options) { o.keys = keys } }
+
+// WithSessions checks sessions with s instead of asking the auth service.
+func WithSessions(s authn.Sessions) Option { return func(o *options) { o.sessions = s } }
+
+// WithChecker checks permissions with c instead of asking the authz service (the authz
+// service itself passes its own index).
+func WithChecker(c permission.Checker) Option { return func(o *options) { o.checker = c } }
+
+// WithoutOutbox builds no outbox and no relay: the audit service appends its own events to its
+// log and sets its recorder with UseRecorder.
+func WithoutOutbox() Option { return func(o *options) { o.withoutOutbox = true } }
 
 // New builds the plumbing, logging to logOut. On error everything built so far is closed again.
 func New(ctx context.Context, cfg config.Service, logOut io.Writer, opts ...Option) (_ *Service, err error) {
@@ -133,11 +171,48 @@ func New(ctx context.Context, cfg config.Service, logOut io.Writer, opts ...Opti
 		s.Resolver = static
 	}
 
-	rpcOpts := append([]rpcclient.Option{rpcclient.WithLogger(s.Log), rpcclient.WithTelemetry(s.Telemetry)}, o.rpcOpts...)
+	if s.Tokens, err = authn.NewServiceTokens(cfg.Name, []byte(cfg.Auth.InternalSecret.Reveal())); err != nil {
+		return nil, err
+	}
+	rpcOpts := append([]rpcclient.Option{
+		rpcclient.WithLogger(s.Log),
+		rpcclient.WithTelemetry(s.Telemetry),
+		rpcclient.WithInterceptors(authn.NewClientCredentials(s.Tokens)),
+	}, o.rpcOpts...)
 	if s.RPC, err = rpcclient.New(s.Resolver, rpcOpts...); err != nil {
 		return nil, err
 	}
 	s.closers = append(s.closers, func(context.Context) error { s.RPC.Close(); return nil })
+
+	if err := s.setUpOutbox(ctx, o); err != nil {
+		return nil, err
+	}
+
+	keys := o.keys
+	if keys == nil {
+		keys = authn.NewJWKS(authn.HTTPFetcher(s.RPC.HTTPClient("auth"), rpcclient.BaseURL("auth")+authn.JWKSPath))
+	}
+	authnOpts := []authn.InterceptorOption{authn.WithLogger(s.Log)}
+	if cfg.Auth.SessionCheck {
+		sessions := o.sessions
+		if sessions == nil {
+			auth := rpcclient.For(s.RPC, "auth", authv1connect.NewAuthServiceClient)
+			sessions = authn.NewCachedSessions(func(ctx context.Context, sid string) (bool, error) {
+				res, err := auth.CheckSession(ctx, connect.NewRequest(&authv1.CheckSessionRequest{SessionId: sid}))
+				if err != nil {
+					return false, err
+				}
+				return res.Msg.GetActive(), nil
+			}, 10_000, cfg.Auth.SessionCacheTTL)
+		}
+		authnOpts = append(authnOpts, authn.WithSessions(sessions))
+	}
+	checker := o.checker
+	if checker == nil {
+		checker = permission.NewRemote(rpcclient.For(s.RPC, "authz", authzv1connect.NewAuthzServiceClient), 10_000, cfg.Auth.PermissionCacheTTL)
+	}
+	s.Guard = permission.NewGuard(cfg.Name, checker, s.Recorder, s.Log)
+	verifier := authn.NewVerifier(keys, cfg.Auth.Issuer, cfg.Auth.Audience)
 
 	serverOpts := []server.Option{
 		server.WithLogger(s.Log),
@@ -145,6 +220,10 @@ func New(ctx context.Context, cfg config.Service, logOut io.Writer, opts ...Opti
 		server.WithRegistrar(registrar),
 		server.WithInstanceID(instanceID),
 		server.WithVersion(o.version),
+		server.WithInterceptors(
+			authn.NewInterceptor(verifier, s.Tokens, authnOpts...),
+			permission.NewInterceptor(s.Guard),
+		),
 	}
 	if s.DB != nil {
 		serverOpts = append(serverOpts, server.WithReadinessCheck("database", s.DB.Ping))
@@ -155,12 +234,49 @@ func New(ctx context.Context, cfg config.Service, logOut io.Writer, opts ...Opti
 	return s, nil
 }
 
-// Run serves until ctx is done, drains, and then closes everything New built, last built
-// first, so the database outlives the requests that use it.
+// setUpOutbox gives the service an outbox in its database, relayed to the audit service
+// while the service runs, as its recorder of audit events.
+func (s *Service) setUpOutbox(ctx context.Context, o options) error {
+	if o.withoutOutbox || s.DB == nil {
+		return nil
+	}
+	s.Outbox = outbox.New(s.DB, s.Config.Name, outbox.WithLogger(s.Log))
+	if err := s.Outbox.Migrate(ctx); err != nil {
+		return fmt.Errorf("outbox: %w", err)
+	}
+	s.Recorder = s.Outbox
+	audit := rpcclient.For(s.RPC, "audit", auditv1connect.NewAuditServiceClient)
+	relay := outbox.RelayOptions{Interval: s.Config.Outbox.Interval, BatchSize: s.Config.Outbox.BatchSize}
+	s.Go(func(ctx context.Context) { s.Outbox.Relay(ctx, audit, relay) })
+	return nil
+}
+
+// UseRecorder makes r the service's recorder of audit events, for the guard's denials too.
+func (s *Service) UseRecorder(r outbox.Recorder) {
+	s.Recorder = r
+	s.Guard.SetRecorder(r)
+}
+
+// Go runs fn in the background while the service serves. Its context is canceled once the
+// server has drained, before anything New built is closed.
+func (s *Service) Go(fn func(ctx context.Context)) { s.background = append(s.background, fn) }
+
+// Run serves until ctx is done, drains, stops the background work, and then closes everything
+// New built, last built first, so the database outlives the requests that use it.
 func (s *Service) Run(ctx context.Context) error {
+	bgCtx, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	for _, fn := range s.background {
+		wg.Go(func() { fn(bgCtx) })
+	}
 	runErr := s.Server.Run(ctx)
+	stopBackground()
+	wg.Wait()
 	return errors.Join(runErr, s.Close(ctx))
 }
+
+// OnClose registers fn to run when the service closes, before what New built.
+func (s *Service) OnClose(fn func(context.Context) error) { s.closers = append(s.closers, fn) }
 
 // Close releases everything New built, for a service that stops without serving (a failed
 // migration, say). Run calls it itself.
@@ -169,10 +285,6 @@ func (s *Service) Close(ctx context.Context) error {
 	defer cancel()
 	return s.close(cctx)
 }
-
-// OnClose registers fn to run when the service closes, before what New built (a relay that
-// must stop before the database closes, for example).
-func (s *Service) OnClose(fn func(context.Context) error) { s.closers = append(s.closers, fn) }
 
 func (s *Service) close(ctx context.Context) error {
 	var errs []error

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/basaltplatform/basalt/devtools/internal/launcher"
+	"github.com/basaltplatform/basalt/kernel/authn"
 	auditv1 "github.com/basaltplatform/basalt/gen/go/basalt/audit/v1"
 	"github.com/basaltplatform/basalt/gen/go/basalt/audit/v1/auditv1connect"
 	"github.com/basaltplatform/basalt/kernel/discovery"
@@ -117,12 +118,42 @@ func launch(t *testing.T, dataDir string, env ...string) (map[string]launcher.Pr
 	return procs, stop
 }
 
-// recordThrough makes a real call to the launched audit service over Connect and gRPC.
-func recordThrough(t *testing.T, url string) {
+// serviceCredentials signs calls as a platform service with the secret the launcher generated.
+func serviceCredentials(t *testing.T, dataDir string) connect.ClientOption {
 	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dataDir, launcher.SecretsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info, err := os.Stat(filepath.Join(dataDir, launcher.SecretsFile)); err != nil || info.Mode().Perm() != 0o600 {
+		t.Fatalf("the secrets file must be readable by its owner only: %v %v", info.Mode(), err)
+	}
+	var secret string
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "BASALT_INTERNAL_SECRET="); ok {
+			secret = v
+		}
+	}
+	tokens, err := authn.NewServiceTokens("smoke", []byte(secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return connect.WithInterceptors(authn.NewClientCredentials(tokens))
+}
+
+// recordThrough makes a real call to the launched audit service over Connect and gRPC, as a
+// platform service, after checking that an anonymous caller is refused.
+func recordThrough(t *testing.T, url, dataDir string) {
+	t.Helper()
+	anonymous := auditv1connect.NewAuditServiceClient(testkit.HTTP1Client(t), url)
+	_, err := anonymous.Record(context.Background(), connect.NewRequest(&auditv1.RecordRequest{}))
+	if connect.CodeOf(err) != connect.CodeUnauthenticated {
+		t.Fatalf("an anonymous call to an internal method: %v, want unauthenticated", err)
+	}
+	creds := serviceCredentials(t, dataDir)
 	for name, client := range map[string]auditv1connect.AuditServiceClient{
-		"connect": auditv1connect.NewAuditServiceClient(testkit.HTTP1Client(t), url),
-		"grpc":    auditv1connect.NewAuditServiceClient(testkit.H2CClient(t), url, connect.WithGRPC()),
+		"connect": auditv1connect.NewAuditServiceClient(testkit.HTTP1Client(t), url, creds),
+		"grpc":    auditv1connect.NewAuditServiceClient(testkit.H2CClient(t), url, connect.WithGRPC(), creds),
 	} {
 		ev := &auditv1.Event{
 			Id: uuid.NewString(), Time: timestamppb.Now(), Service: "smoke", Action: "smoke.test",
@@ -166,7 +197,7 @@ func TestEmbeddedDefault(t *testing.T) {
 	if !ok {
 		t.Fatalf("the launcher did not start audit: %v", procs)
 	}
-	recordThrough(t, audit.URL)
+	recordThrough(t, audit.URL, dataDir)
 	if _, err := os.Stat(filepath.Join(dataDir, "audit.db")); err != nil {
 		t.Fatalf("the embedded default keeps audit in SQLite under the data dir: %v", err)
 	}
@@ -179,8 +210,9 @@ func TestEmbeddedDefault(t *testing.T) {
 func TestRealParts(t *testing.T) {
 	t.Parallel()
 	dbURL, consulAddr := testkit.DatabaseURL(t), testkit.Consul(t)
-	procs, stop := launch(t, t.TempDir(), "DATABASE_URL="+dbURL, "CONSUL_HTTP_ADDR="+consulAddr, "BASALT_CHECK_INTERVAL=1s", "BASALT_CHECK_TIMEOUT=500ms")
-	recordThrough(t, procs["audit"].URL)
+	dataDir := t.TempDir()
+	procs, stop := launch(t, dataDir, "DATABASE_URL="+dbURL, "CONSUL_HTTP_ADDR="+consulAddr, "BASALT_CHECK_INTERVAL=1s", "BASALT_CHECK_TIMEOUT=500ms")
+	recordThrough(t, procs["audit"].URL, dataDir)
 	if n := testkit.QueryInt(t, `SELECT count(*) FROM audit.events WHERE service = 'smoke'`); n != 2 {
 		t.Fatalf("audit.events in PostgreSQL holds %d smoke events, want 2", n)
 	}

@@ -125,7 +125,11 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 
-	env := processEnv(o, procs, dataDir)
+	secrets, err := Secrets(dataDir, o.Env)
+	if err != nil {
+		return err
+	}
+	env := append(processEnv(o, procs, dataDir), secrets...)
 	logs := &prefixWriter{out: o.Out, width: nameWidth(procs)}
 	defer stopAll(procs, o.StopTimeout)
 	exited := make(chan *Process, len(procs))

@@ -12,6 +12,7 @@ import (
 	"entgo.io/ent"
 	"entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/sqlgraph"
+	"github.com/basaltplatform/basalt/services/audit/ent/checkpoint"
 	"github.com/basaltplatform/basalt/services/audit/ent/event"
 )
 
@@ -73,7 +74,8 @@ var (
 func checkColumn(t, c string) error {
 	initCheck.Do(func() {
 		columnCheck = sql.NewColumnCheck(map[string]func(string) bool{
-			event.Table: event.ValidColumn,
+			checkpoint.Table: checkpoint.ValidColumn,
+			event.Table:      event.ValidColumn,
 		})
 	})
 	return columnCheck(t, c)

@@ -3,6 +3,7 @@
 package ent
 
 import (
+	"github.com/basaltplatform/basalt/services/audit/ent/checkpoint"
 	"github.com/basaltplatform/basalt/services/audit/ent/event"
 	"github.com/basaltplatform/basalt/services/audit/ent/schema"
 )
@@ -11,6 +12,24 @@ import (
 // (default values, validators, hooks and policies) and stitches it
 // to their package variables.
 func init() {
+	checkpointFields := schema.Checkpoint{}.Fields()
+	_ = checkpointFields
+	// checkpointDescSequence is the schema descriptor for sequence field.
+	checkpointDescSequence := checkpointFields[0].Descriptor()
+	// checkpoint.SequenceValidator is a validator for the "sequence" field. It is called by the builders before save.
+	checkpoint.SequenceValidator = checkpointDescSequence.Validators[0].(func(int64) error)
+	// checkpointDescHeadHash is the schema descriptor for head_hash field.
+	checkpointDescHeadHash := checkpointFields[1].Descriptor()
+	// checkpoint.HeadHashValidator is a validator for the "head_hash" field. It is called by the builders before save.
+	checkpoint.HeadHashValidator = checkpointDescHeadHash.Validators[0].(func([]byte) error)
+	// checkpointDescKeyID is the schema descriptor for key_id field.
+	checkpointDescKeyID := checkpointFields[3].Descriptor()
+	// checkpoint.KeyIDValidator is a validator for the "key_id" field. It is called by the builders before save.
+	checkpoint.KeyIDValidator = checkpointDescKeyID.Validators[0].(func(string) error)
+	// checkpointDescSignature is the schema descriptor for signature field.
+	checkpointDescSignature := checkpointFields[4].Descriptor()
+	// checkpoint.SignatureValidator is a validator for the "signature" field. It is called by the builders before save.
+	checkpoint.SignatureValidator = checkpointDescSignature.Validators[0].(func([]byte) error)
 	eventFields := schema.Event{}.Fields()
 	_ = eventFields
 	// eventDescSequence is the schema descriptor for sequence field.

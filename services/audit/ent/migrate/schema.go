@@ -8,6 +8,21 @@ import (
 )
 
 var (
+	// CheckpointsColumns holds the columns for the "checkpoints" table.
+	CheckpointsColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeInt, Increment: true},
+		{Name: "sequence", Type: field.TypeInt64, Unique: true},
+		{Name: "head_hash", Type: field.TypeBytes, Size: 32},
+		{Name: "time", Type: field.TypeTime},
+		{Name: "key_id", Type: field.TypeString, Size: 16},
+		{Name: "signature", Type: field.TypeBytes, Size: 64},
+	}
+	// CheckpointsTable holds the schema information for the "checkpoints" table.
+	CheckpointsTable = &schema.Table{
+		Name:       "checkpoints",
+		Columns:    CheckpointsColumns,
+		PrimaryKey: []*schema.Column{CheckpointsColumns[0]},
+	}
 	// EventsColumns holds the columns for the "events" table.
 	EventsColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeString, Size: 36},
@@ -38,10 +53,31 @@ var (
 				Unique:  false,
 				Columns: []*schema.Column{EventsColumns[2]},
 			},
+			{
+				Name:    "event_actor_subject_sequence",
+				Unique:  false,
+				Columns: []*schema.Column{EventsColumns[6], EventsColumns[1]},
+			},
+			{
+				Name:    "event_action_sequence",
+				Unique:  false,
+				Columns: []*schema.Column{EventsColumns[4], EventsColumns[1]},
+			},
+			{
+				Name:    "event_resource_type_resource_id_sequence",
+				Unique:  false,
+				Columns: []*schema.Column{EventsColumns[9], EventsColumns[10], EventsColumns[1]},
+			},
+			{
+				Name:    "event_service_sequence",
+				Unique:  false,
+				Columns: []*schema.Column{EventsColumns[3], EventsColumns[1]},
+			},
 		},
 	}
 	// Tables holds all the tables in the schema.
 	Tables = []*schema.Table{
+		CheckpointsTable,
 		EventsTable,
 	}
 )

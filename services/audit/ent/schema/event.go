@@ -40,7 +40,13 @@ func (Event) Fields() []ent.Field {
 
 // Indexes of the Event.
 func (Event) Indexes() []ent.Index {
+	// Each filter of ListEvents has an index that also orders by sequence, so a filtered page
+	// reads only the rows it returns.
 	return []ent.Index{
 		index.Fields("time"),
+		index.Fields("actor_subject", "sequence"),
+		index.Fields("action", "sequence"),
+		index.Fields("resource_type", "resource_id", "sequence"),
+		index.Fields("service", "sequence"),
 	}
 }

@@ -4,6 +4,7 @@ package handler
 
 import (
 	"context"
+	"crypto/ed25519"
 	"fmt"
 	"net/netip"
 	"regexp"
@@ -30,22 +31,27 @@ const (
 	maxFutureSkew    = 5 * time.Minute
 )
 
-// Appender is what the handler needs of the store.
-type Appender interface {
+// Log is what the handler needs of the store.
+type Log interface {
 	Append(ctx context.Context, entries []chain.Entry) ([]store.Receipt, error)
+	List(ctx context.Context, f store.Filter, before int64, limit int) ([]chain.Stored, bool, error)
+	Export(ctx context.Context, f store.Filter, after int64, fn func(chain.Stored) error) error
+	LatestCheckpoint(ctx context.Context) (chain.Checkpoint, bool, error)
+	Verify(ctx context.Context, pub ed25519.PublicKey) (store.Verification, error)
 }
 
 // Server implements basalt.audit.v1.AuditService.
 type Server struct {
-	log Appender
+	log Log
+	pub ed25519.PublicKey
 	now func() time.Time
 }
 
 var _ auditv1connect.AuditServiceHandler = (*Server)(nil)
 
-// New returns a Server appending to log.
-func New(log Appender, opts ...Option) *Server {
-	s := &Server{log: log, now: time.Now}
+// New returns a Server over log; pub verifies the log's checkpoints.
+func New(log Log, pub ed25519.PublicKey, opts ...Option) *Server {
+	s := &Server{log: log, pub: pub, now: time.Now}
 	for _, opt := range opts {
 		opt(s)
 	}

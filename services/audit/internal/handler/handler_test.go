@@ -17,6 +17,7 @@ import (
 	"github.com/basaltplatform/basalt/kernel/database"
 	"github.com/basaltplatform/basalt/kernel/server"
 	"github.com/basaltplatform/basalt/kernel/testkit"
+	"github.com/basaltplatform/basalt/services/audit/internal/chain"
 	"github.com/basaltplatform/basalt/services/audit/internal/handler"
 	"github.com/basaltplatform/basalt/services/audit/internal/store"
 )
@@ -32,7 +33,11 @@ func start(t *testing.T) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(db.Close)
-	st := store.New(db)
+	signer, err := chain.NewSigner(make([]byte, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := store.New(db, signer)
 	if err := st.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +45,7 @@ func start(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv.Mount(auditv1connect.NewAuditServiceHandler(handler.New(st), srv.HandlerOptions()...))
+	srv.Mount(auditv1connect.NewAuditServiceHandler(handler.New(st, signer.PublicKey()), srv.HandlerOptions()...))
 	testkit.Serve(t, srv)
 	return srv.URL()
 }

@@ -4,6 +4,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"entgo.io/ent/dialect"
 
@@ -17,11 +18,13 @@ import (
 type Store struct {
 	db     *database.DB
 	client *ent.Client
+	signer *chain.Signer
+	now    func() time.Time
 }
 
-// New returns a store over db.
-func New(db *database.DB) *Store {
-	return &Store{db: db, client: ent.NewClient(ent.Driver(db.Driver()))}
+// New returns a store over db whose appends are checkpointed with signer.
+func New(db *database.DB, signer *chain.Signer) *Store {
+	return &Store{db: db, client: ent.NewClient(ent.Driver(db.Driver())), signer: signer, now: time.Now}
 }
 
 // Migrate creates or updates the schema and makes the events table append-only, under the
@@ -31,9 +34,9 @@ func (s *Store) Migrate(ctx context.Context) error {
 		if err := s.client.Schema.Create(ctx); err != nil {
 			return fmt.Errorf("audit: migrate: %w", err)
 		}
-		stmts := sqliteAppendOnly
+		stmts := appendOnly(sqliteAppendOnly, "events", "checkpoints")
 		if s.db.Dialect() == dialect.Postgres {
-			stmts = postgresAppendOnly
+			stmts = append(postgresFunction, appendOnly(postgresAppendOnly, "events", "checkpoints")...)
 		}
 		for _, stmt := range stmts {
 			if _, err := s.db.SQL().ExecContext(ctx, stmt); err != nil {
@@ -44,25 +47,40 @@ func (s *Store) Migrate(ctx context.Context) error {
 	})
 }
 
-// postgresAppendOnly refuses UPDATE, DELETE and TRUNCATE on events with a trigger, and takes
-// those privileges from the service's own role as well.
-var postgresAppendOnly = []string{
-	`CREATE OR REPLACE FUNCTION events_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+// postgresFunction is the trigger function that refuses changes to the log's tables.
+var postgresFunction = []string{
+	`CREATE OR REPLACE FUNCTION audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
 	RAISE EXCEPTION 'the audit log is append-only' USING ERRCODE = 'insufficient_privilege';
 END $$`,
-	`CREATE OR REPLACE TRIGGER events_no_update_delete BEFORE UPDATE OR DELETE ON events
-	FOR EACH ROW EXECUTE FUNCTION events_append_only()`,
-	`CREATE OR REPLACE TRIGGER events_no_truncate BEFORE TRUNCATE ON events
-	FOR EACH STATEMENT EXECUTE FUNCTION events_append_only()`,
-	`REVOKE UPDATE, DELETE, TRUNCATE ON events FROM CURRENT_USER`,
 }
 
+// postgresAppendOnly refuses UPDATE, DELETE and TRUNCATE on a table with triggers, and takes
+// those privileges from the service's own role as well. %[1]s is the table.
+var postgresAppendOnly = []string{
+	`CREATE OR REPLACE TRIGGER %[1]s_no_update_delete BEFORE UPDATE OR DELETE ON %[1]s
+	FOR EACH ROW EXECUTE FUNCTION audit_append_only()`,
+	`CREATE OR REPLACE TRIGGER %[1]s_no_truncate BEFORE TRUNCATE ON %[1]s
+	FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only()`,
+	`REVOKE UPDATE, DELETE, TRUNCATE ON %[1]s FROM CURRENT_USER`,
+}
+
+// sqliteAppendOnly refuses UPDATE and DELETE on a table with triggers. %[1]s is the table.
 var sqliteAppendOnly = []string{
-	`CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
+	`CREATE TRIGGER IF NOT EXISTS %[1]s_no_update BEFORE UPDATE ON %[1]s
 	BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END`,
-	`CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events
+	`CREATE TRIGGER IF NOT EXISTS %[1]s_no_delete BEFORE DELETE ON %[1]s
 	BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END`,
+}
+
+func appendOnly(templates []string, tables ...string) []string {
+	var out []string
+	for _, table := range tables {
+		for _, tmpl := range templates {
+			out = append(out, fmt.Sprintf(tmpl, table))
+		}
+	}
+	return out
 }
 
 // Receipt says what Append did with one event.
@@ -76,7 +94,7 @@ type Receipt struct {
 // is already in the log, or earlier in the same batch, are not appended again; their receipt
 // carries the sequence they already have. Appends from every instance are serialised by a
 // transaction-scoped lock, so sequences stay gap-free and each hash covers its true
-// predecessor.
+// predecessor. Every append that adds events also stores a signed checkpoint of the new head.
 func (s *Store) Append(ctx context.Context, entries []chain.Entry) ([]Receipt, error) {
 	var receipts []Receipt
 	err := database.WithTx(ctx, s.client.Tx, func(tx *ent.Tx) error {
@@ -133,7 +151,17 @@ func (s *Store) Append(ctx context.Context, entries []chain.Entry) ([]Receipt, e
 		if len(creates) == 0 {
 			return nil
 		}
-		return tx.Event.CreateBulk(creates...).Exec(ctx)
+		if err := tx.Event.CreateBulk(creates...).Exec(ctx); err != nil {
+			return err
+		}
+		cp := s.signer.Sign(head, prev, s.now().UTC())
+		return tx.Checkpoint.Create().
+			SetSequence(cp.Sequence).
+			SetHeadHash(cp.HeadHash).
+			SetTime(cp.Time).
+			SetKeyID(cp.KeyID).
+			SetSignature(cp.Signature).
+			Exec(ctx)
 	})
 	if err != nil {
 		return nil, err

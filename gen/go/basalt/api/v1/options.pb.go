@@ -95,7 +95,10 @@ type Access struct {
 	// permission, when set, names the permission the caller must hold, as
 	// <service>.<resource>.<verb> (for example "blog.posts.update"). Only meaningful for
 	// authenticated methods; the kernel's permission interceptor enforces it.
-	Permission    string `protobuf:"bytes,2,opt,name=permission,proto3" json:"permission,omitempty"`
+	Permission string `protobuf:"bytes,2,opt,name=permission,proto3" json:"permission,omitempty"`
+	// callers, for internal methods, names the services allowed to call the method (for example
+	// "auth"); empty means any service of the platform.
+	Callers       []string `protobuf:"bytes,3,rep,name=callers,proto3" json:"callers,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -144,6 +147,13 @@ func (x *Access) GetPermission() string {
 	return ""
 }
 
+func (x *Access) GetCallers() []string {
+	if x != nil {
+		return x.Callers
+	}
+	return nil
+}
+
 var file_basalt_api_v1_options_proto_extTypes = []protoimpl.ExtensionInfo{
 	{
 		ExtendedType:  (*descriptorpb.MethodOptions)(nil),
@@ -168,12 +178,13 @@ var File_basalt_api_v1_options_proto protoreflect.FileDescriptor
 
 const file_basalt_api_v1_options_proto_rawDesc = "" +
 	"\n" +
-	"\x1bbasalt/api/v1/options.proto\x12\rbasalt.api.v1\x1a google/protobuf/descriptor.proto\"]\n" +
+	"\x1bbasalt/api/v1/options.proto\x12\rbasalt.api.v1\x1a google/protobuf/descriptor.proto\"w\n" +
 	"\x06Access\x123\n" +
 	"\baudience\x18\x01 \x01(\x0e2\x17.basalt.api.v1.AudienceR\baudience\x12\x1e\n" +
 	"\n" +
 	"permission\x18\x02 \x01(\tR\n" +
-	"permission*l\n" +
+	"permission\x12\x18\n" +
+	"\acallers\x18\x03 \x03(\tR\acallers*l\n" +
 	"\bAudience\x12\x18\n" +
 	"\x14AUDIENCE_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fAUDIENCE_PUBLIC\x10\x01\x12\x1a\n" +

@@ -11,6 +11,7 @@ package auditv1
 
 import (
 	_ "github.com/basaltplatform/basalt/gen/go/basalt/api/v1"
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -570,11 +571,584 @@ func (x *RecordResponse) GetReceipts() []*Receipt {
 	return nil
 }
 
+// EventFilter selects events; every field that is set must match.
+type EventFilter struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// actor_subject keeps events caused by this subject.
+	ActorSubject string `protobuf:"bytes,1,opt,name=actor_subject,json=actorSubject,proto3" json:"actor_subject,omitempty"`
+	// action keeps events of this action ("auth.login").
+	Action string `protobuf:"bytes,2,opt,name=action,proto3" json:"action,omitempty"`
+	// resource_type keeps events on resources of this type.
+	ResourceType string `protobuf:"bytes,3,opt,name=resource_type,json=resourceType,proto3" json:"resource_type,omitempty"`
+	// resource_id keeps events on the resource with this id (with resource_type).
+	ResourceId string `protobuf:"bytes,4,opt,name=resource_id,json=resourceId,proto3" json:"resource_id,omitempty"`
+	// outcome keeps events with this outcome; unspecified means any.
+	Outcome Outcome `protobuf:"varint,5,opt,name=outcome,proto3,enum=basalt.audit.v1.Outcome" json:"outcome,omitempty"`
+	// service keeps events produced by this service.
+	Service string `protobuf:"bytes,6,opt,name=service,proto3" json:"service,omitempty"`
+	// start_time keeps events at or after this time.
+	StartTime *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	// end_time keeps events before this time.
+	EndTime       *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EventFilter) Reset() {
+	*x = EventFilter{}
+	mi := &file_basalt_audit_v1_audit_service_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EventFilter) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EventFilter) ProtoMessage() {}
+
+func (x *EventFilter) ProtoReflect() protoreflect.Message {
+	mi := &file_basalt_audit_v1_audit_service_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EventFilter.ProtoReflect.Descriptor instead.
+func (*EventFilter) Descriptor() ([]byte, []int) {
+	return file_basalt_audit_v1_audit_service_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *EventFilter) GetActorSubject() string {
+	if x != nil {
+		return x.ActorSubject
+	}
+	return ""
+}
+
+func (x *EventFilter) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *EventFilter) GetResourceType() string {
+	if x != nil {
+		return x.ResourceType
+	}
+	return ""
+}
+
+func (x *EventFilter) GetResourceId() string {
+	if x != nil {
+		return x.ResourceId
+	}
+	return ""
+}
+
+func (x *EventFilter) GetOutcome() Outcome {
+	if x != nil {
+		return x.Outcome
+	}
+	return Outcome_OUTCOME_UNSPECIFIED
+}
+
+func (x *EventFilter) GetService() string {
+	if x != nil {
+		return x.Service
+	}
+	return ""
+}
+
+func (x *EventFilter) GetStartTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartTime
+	}
+	return nil
+}
+
+func (x *EventFilter) GetEndTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EndTime
+	}
+	return nil
+}
+
+// ListEventsRequest asks for one page of events.
+type ListEventsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// filter selects the events.
+	Filter *EventFilter `protobuf:"bytes,1,opt,name=filter,proto3" json:"filter,omitempty"`
+	// page_size is the most events returned, 1 to 500; 0 means 50.
+	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// page_token continues a listing; it must come from a response to the same filter.
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListEventsRequest) Reset() {
+	*x = ListEventsRequest{}
+	mi := &file_basalt_audit_v1_audit_service_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListEventsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListEventsRequest) ProtoMessage() {}
+
+func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_basalt_audit_v1_audit_service_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListEventsRequest.ProtoReflect.Descriptor instead.
+func (*ListEventsRequest) Descriptor() ([]byte, []int) {
+	return file_basalt_audit_v1_audit_service_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ListEventsRequest) GetFilter() *EventFilter {
+	if x != nil {
+		return x.Filter
+	}
+	return nil
+}
+
+func (x *ListEventsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListEventsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ListEventsResponse carries one page, newest first.
+type ListEventsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// events, newest first.
+	Events []*Event `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	// next_page_token continues with older events; empty when there are no more.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListEventsResponse) Reset() {
+	*x = ListEventsResponse{}
+	mi := &file_basalt_audit_v1_audit_service_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListEventsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListEventsResponse) ProtoMessage() {}
+
+func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_basalt_audit_v1_audit_service_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListEventsResponse.ProtoReflect.Descriptor instead.
+func (*ListEventsResponse) Descriptor() ([]byte, []int) {
+	return file_basalt_audit_v1_audit_service_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ListEventsResponse) GetEvents() []*Event {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+func (x *ListEventsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// VerifyLogRequest has no fields: the whole log is verified.
+type VerifyLogRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyLogRequest) Reset() {
+	*x = VerifyLogRequest{}
+	mi := &file_basalt_audit_v1_audit_service_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyLogRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyLogRequest) ProtoMessage() {}
+
+func (x *VerifyLogRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_basalt_audit_v1_audit_service_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyLogRequest.ProtoReflect.Descriptor instead.
+func (*VerifyLogRequest) Descriptor() ([]byte, []int) {
+	return file_basalt_audit_v1_audit_service_proto_rawDescGZIP(), []int{9}
+}
+
+// VerifyLogResponse reports the verification.
+type VerifyLogResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// ok is true when the chain and every checkpoint verify.
+	Ok bool `protobuf:"varint,1,opt,name=ok,proto3" json:"ok,omitempty"`
+	// events_checked is how many events were read.
+	EventsChecked int64 `protobuf:"varint,2,opt,name=events_checked,json=eventsChecked,proto3" json:"events_checked,omitempty"`
+	// first_bad_sequence is the first sequence where the chain breaks; 0 when it does not.
+	FirstBadSequence int64 `protobuf:"varint,3,opt,name=first_bad_sequence,json=firstBadSequence,proto3" json:"first_bad_sequence,omitempty"`
+	// checkpoints_checked is how many signed checkpoints were verified.
+	CheckpointsChecked int64 `protobuf:"varint,4,opt,name=checkpoints_checked,json=checkpointsChecked,proto3" json:"checkpoints_checked,omitempty"`
+	// problem describes what failed, for people; empty when ok.
+	Problem       string `protobuf:"bytes,5,opt,name=problem,proto3" json:"problem,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyLogResponse) Reset() {
+	*x = VerifyLogResponse{}
+	mi := &file_basalt_audit_v1_audit_service_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyLogResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyLogResponse) ProtoMessage() {}
+
+func (x *VerifyLogResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_basalt_audit_v1_audit_service_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyLogResponse.ProtoReflect.Descriptor instead.
+func (*VerifyLogResponse) Descriptor() ([]byte, []int) {
+	return file_basalt_audit_v1_audit_service_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *VerifyLogResponse) GetOk() bool {
+	if x != nil {
+		return x.Ok
+	}
+	return false
+}
+
+func (x *VerifyLogResponse) GetEventsChecked() int64 {
+	if x != nil {
+		return x.EventsChecked
+	}
+	return 0
+}
+
+func (x *VerifyLogResponse) GetFirstBadSequence() int64 {
+	if x != nil {
+		return x.FirstBadSequence
+	}
+	return 0
+}
+
+func (x *VerifyLogResponse) GetCheckpointsChecked() int64 {
+	if x != nil {
+		return x.CheckpointsChecked
+	}
+	return 0
+}
+
+func (x *VerifyLogResponse) GetProblem() string {
+	if x != nil {
+		return x.Problem
+	}
+	return ""
+}
+
+// Checkpoint is a signed statement of the log's size and head hash.
+type Checkpoint struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// sequence is the last event the checkpoint covers.
+	Sequence int64 `protobuf:"varint,1,opt,name=sequence,proto3" json:"sequence,omitempty"`
+	// head_hash is the hash of that event.
+	HeadHash []byte `protobuf:"bytes,2,opt,name=head_hash,json=headHash,proto3" json:"head_hash,omitempty"`
+	// time is when the checkpoint was signed.
+	Time *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=time,proto3" json:"time,omitempty"`
+	// key_id names the Ed25519 key that signed it.
+	KeyId string `protobuf:"bytes,4,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	// signature is Ed25519 over "basalt.audit.v1.checkpoint\x00", the sequence (8 bytes, big
+	// endian) and head_hash.
+	Signature     []byte `protobuf:"bytes,5,opt,name=signature,proto3" json:"signature,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Checkpoint) Reset() {
+	*x = Checkpoint{}
+	mi := &file_basalt_audit_v1_audit_service_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Checkpoint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Checkpoint) ProtoMessage() {}
+
+func (x *Checkpoint) ProtoReflect() protoreflect.Message {
+	mi := &file_basalt_audit_v1_audit_service_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Checkpoint.ProtoReflect.Descriptor instead.
+func (*Checkpoint) Descriptor() ([]byte, []int) {
+	return file_basalt_audit_v1_audit_service_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *Checkpoint) GetSequence() int64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
+func (x *Checkpoint) GetHeadHash() []byte {
+	if x != nil {
+		return x.HeadHash
+	}
+	return nil
+}
+
+func (x *Checkpoint) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *Checkpoint) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *Checkpoint) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
+// ExportEventsRequest selects what to export.
+type ExportEventsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// filter selects the events.
+	Filter *EventFilter `protobuf:"bytes,1,opt,name=filter,proto3" json:"filter,omitempty"`
+	// after_sequence starts the export after this sequence (0 for the beginning), so an
+	// interrupted export can resume.
+	AfterSequence int64 `protobuf:"varint,2,opt,name=after_sequence,json=afterSequence,proto3" json:"after_sequence,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportEventsRequest) Reset() {
+	*x = ExportEventsRequest{}
+	mi := &file_basalt_audit_v1_audit_service_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportEventsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportEventsRequest) ProtoMessage() {}
+
+func (x *ExportEventsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_basalt_audit_v1_audit_service_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportEventsRequest.ProtoReflect.Descriptor instead.
+func (*ExportEventsRequest) Descriptor() ([]byte, []int) {
+	return file_basalt_audit_v1_audit_service_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ExportEventsRequest) GetFilter() *EventFilter {
+	if x != nil {
+		return x.Filter
+	}
+	return nil
+}
+
+func (x *ExportEventsRequest) GetAfterSequence() int64 {
+	if x != nil {
+		return x.AfterSequence
+	}
+	return 0
+}
+
+// ExportEventsResponse is one item of the export stream.
+type ExportEventsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// item is an event or, last, the checkpoint that covers the export.
+	//
+	// Types that are valid to be assigned to Item:
+	//
+	//	*ExportEventsResponse_Event
+	//	*ExportEventsResponse_Checkpoint
+	Item          isExportEventsResponse_Item `protobuf_oneof:"item"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportEventsResponse) Reset() {
+	*x = ExportEventsResponse{}
+	mi := &file_basalt_audit_v1_audit_service_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportEventsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportEventsResponse) ProtoMessage() {}
+
+func (x *ExportEventsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_basalt_audit_v1_audit_service_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportEventsResponse.ProtoReflect.Descriptor instead.
+func (*ExportEventsResponse) Descriptor() ([]byte, []int) {
+	return file_basalt_audit_v1_audit_service_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ExportEventsResponse) GetItem() isExportEventsResponse_Item {
+	if x != nil {
+		return x.Item
+	}
+	return nil
+}
+
+func (x *ExportEventsResponse) GetEvent() *Event {
+	if x != nil {
+		if x, ok := x.Item.(*ExportEventsResponse_Event); ok {
+			return x.Event
+		}
+	}
+	return nil
+}
+
+func (x *ExportEventsResponse) GetCheckpoint() *Checkpoint {
+	if x != nil {
+		if x, ok := x.Item.(*ExportEventsResponse_Checkpoint); ok {
+			return x.Checkpoint
+		}
+	}
+	return nil
+}
+
+type isExportEventsResponse_Item interface {
+	isExportEventsResponse_Item()
+}
+
+type ExportEventsResponse_Event struct {
+	// event is an exported event.
+	Event *Event `protobuf:"bytes,1,opt,name=event,proto3,oneof"`
+}
+
+type ExportEventsResponse_Checkpoint struct {
+	// checkpoint is the latest signed checkpoint, sent after the events.
+	Checkpoint *Checkpoint `protobuf:"bytes,2,opt,name=checkpoint,proto3,oneof"`
+}
+
+func (*ExportEventsResponse_Event) isExportEventsResponse_Item() {}
+
+func (*ExportEventsResponse_Checkpoint) isExportEventsResponse_Item() {}
+
 var File_basalt_audit_v1_audit_service_proto protoreflect.FileDescriptor
 
 const file_basalt_audit_v1_audit_service_proto_rawDesc = "" +
 	"\n" +
-	"#basalt/audit/v1/audit_service.proto\x12\x0fbasalt.audit.v1\x1a\x1bbasalt/api/v1/options.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"P\n" +
+	"#basalt/audit/v1/audit_service.proto\x12\x0fbasalt.audit.v1\x1a\x1bbasalt/api/v1/options.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"P\n" +
 	"\x05Actor\x12\x18\n" +
 	"\asubject\x18\x01 \x01(\tR\asubject\x12\x0e\n" +
 	"\x02ip\x18\x02 \x01(\tR\x02ip\x12\x1d\n" +
@@ -609,7 +1183,49 @@ const file_basalt_audit_v1_audit_service_proto_rawDesc = "" +
 	"\bsequence\x18\x02 \x01(\x03R\bsequence\x126\n" +
 	"\x06status\x18\x03 \x01(\x0e2\x1e.basalt.audit.v1.ReceiptStatusR\x06status\"F\n" +
 	"\x0eRecordResponse\x124\n" +
-	"\breceipts\x18\x01 \x03(\v2\x18.basalt.audit.v1.ReceiptR\breceipts*`\n" +
+	"\breceipts\x18\x01 \x03(\v2\x18.basalt.audit.v1.ReceiptR\breceipts\"\xd0\x02\n" +
+	"\vEventFilter\x12#\n" +
+	"\ractor_subject\x18\x01 \x01(\tR\factorSubject\x12\x16\n" +
+	"\x06action\x18\x02 \x01(\tR\x06action\x12#\n" +
+	"\rresource_type\x18\x03 \x01(\tR\fresourceType\x12\x1f\n" +
+	"\vresource_id\x18\x04 \x01(\tR\n" +
+	"resourceId\x122\n" +
+	"\aoutcome\x18\x05 \x01(\x0e2\x18.basalt.audit.v1.OutcomeR\aoutcome\x12\x18\n" +
+	"\aservice\x18\x06 \x01(\tR\aservice\x129\n" +
+	"\n" +
+	"start_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
+	"\bend_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\"\x85\x01\n" +
+	"\x11ListEventsRequest\x124\n" +
+	"\x06filter\x18\x01 \x01(\v2\x1c.basalt.audit.v1.EventFilterR\x06filter\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"l\n" +
+	"\x12ListEventsResponse\x12.\n" +
+	"\x06events\x18\x01 \x03(\v2\x16.basalt.audit.v1.EventR\x06events\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x12\n" +
+	"\x10VerifyLogRequest\"\xc3\x01\n" +
+	"\x11VerifyLogResponse\x12\x0e\n" +
+	"\x02ok\x18\x01 \x01(\bR\x02ok\x12%\n" +
+	"\x0eevents_checked\x18\x02 \x01(\x03R\reventsChecked\x12,\n" +
+	"\x12first_bad_sequence\x18\x03 \x01(\x03R\x10firstBadSequence\x12/\n" +
+	"\x13checkpoints_checked\x18\x04 \x01(\x03R\x12checkpointsChecked\x12\x18\n" +
+	"\aproblem\x18\x05 \x01(\tR\aproblem\"\xaa\x01\n" +
+	"\n" +
+	"Checkpoint\x12\x1a\n" +
+	"\bsequence\x18\x01 \x01(\x03R\bsequence\x12\x1b\n" +
+	"\thead_hash\x18\x02 \x01(\fR\bheadHash\x12.\n" +
+	"\x04time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x15\n" +
+	"\x06key_id\x18\x04 \x01(\tR\x05keyId\x12\x1c\n" +
+	"\tsignature\x18\x05 \x01(\fR\tsignature\"r\n" +
+	"\x13ExportEventsRequest\x124\n" +
+	"\x06filter\x18\x01 \x01(\v2\x1c.basalt.audit.v1.EventFilterR\x06filter\x12%\n" +
+	"\x0eafter_sequence\x18\x02 \x01(\x03R\rafterSequence\"\x8d\x01\n" +
+	"\x14ExportEventsResponse\x12.\n" +
+	"\x05event\x18\x01 \x01(\v2\x16.basalt.audit.v1.EventH\x00R\x05event\x12=\n" +
+	"\n" +
+	"checkpoint\x18\x02 \x01(\v2\x1b.basalt.audit.v1.CheckpointH\x00R\n" +
+	"checkpointB\x06\n" +
+	"\x04item*`\n" +
 	"\aOutcome\x12\x17\n" +
 	"\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fOUTCOME_SUCCESS\x10\x01\x12\x13\n" +
@@ -618,9 +1234,13 @@ const file_basalt_audit_v1_audit_service_proto_rawDesc = "" +
 	"\rReceiptStatus\x12\x1e\n" +
 	"\x1aRECEIPT_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17RECEIPT_STATUS_APPENDED\x10\x01\x12\x1c\n" +
-	"\x18RECEIPT_STATUS_DUPLICATE\x10\x022d\n" +
+	"\x18RECEIPT_STATUS_DUPLICATE\x10\x022\x9c\x04\n" +
 	"\fAuditService\x12T\n" +
-	"\x06Record\x12\x1e.basalt.audit.v1.RecordRequest\x1a\x1f.basalt.audit.v1.RecordResponse\"\t\xc2\xf3\x18\x02\b\x03\x90\x02\x02BAZ?github.com/basaltplatform/basalt/gen/go/basalt/audit/v1;auditv1b\x06proto3"
+	"\x06Record\x12\x1e.basalt.audit.v1.RecordRequest\x1a\x1f.basalt.audit.v1.RecordResponse\"\t\xc2\xf3\x18\x02\b\x03\x90\x02\x02\x12\x8b\x01\n" +
+	"\n" +
+	"ListEvents\x12\".basalt.audit.v1.ListEventsRequest\x1a#.basalt.audit.v1.ListEventsResponse\"4\xc2\xf3\x18\x15\b\x02\x12\x11audit.events.read\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/audit/events\x90\x02\x01\x12\x8a\x01\n" +
+	"\tVerifyLog\x12!.basalt.audit.v1.VerifyLogRequest\x1a\".basalt.audit.v1.VerifyLogResponse\"6\xc2\xf3\x18\x14\b\x02\x12\x10audit.log.verify\x82\xd3\xe4\x93\x02\x15:\x01*\"\x10/v1/audit:verify\x90\x02\x01\x12\x9a\x01\n" +
+	"\fExportEvents\x12$.basalt.audit.v1.ExportEventsRequest\x1a%.basalt.audit.v1.ExportEventsResponse\";\xc2\xf3\x18\x15\b\x02\x12\x11audit.events.read\x82\xd3\xe4\x93\x02\x19\x12\x17/v1/audit/events:export\x90\x02\x010\x01BAZ?github.com/basaltplatform/basalt/gen/go/basalt/audit/v1;auditv1b\x06proto3"
 
 var (
 	file_basalt_audit_v1_audit_service_proto_rawDescOnce sync.Once
@@ -635,7 +1255,7 @@ func file_basalt_audit_v1_audit_service_proto_rawDescGZIP() []byte {
 }
 
 var file_basalt_audit_v1_audit_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_basalt_audit_v1_audit_service_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_basalt_audit_v1_audit_service_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_basalt_audit_v1_audit_service_proto_goTypes = []any{
 	(Outcome)(0),                  // 0: basalt.audit.v1.Outcome
 	(ReceiptStatus)(0),            // 1: basalt.audit.v1.ReceiptStatus
@@ -645,25 +1265,48 @@ var file_basalt_audit_v1_audit_service_proto_goTypes = []any{
 	(*RecordRequest)(nil),         // 5: basalt.audit.v1.RecordRequest
 	(*Receipt)(nil),               // 6: basalt.audit.v1.Receipt
 	(*RecordResponse)(nil),        // 7: basalt.audit.v1.RecordResponse
-	nil,                           // 8: basalt.audit.v1.Event.MetadataEntry
-	(*timestamppb.Timestamp)(nil), // 9: google.protobuf.Timestamp
+	(*EventFilter)(nil),           // 8: basalt.audit.v1.EventFilter
+	(*ListEventsRequest)(nil),     // 9: basalt.audit.v1.ListEventsRequest
+	(*ListEventsResponse)(nil),    // 10: basalt.audit.v1.ListEventsResponse
+	(*VerifyLogRequest)(nil),      // 11: basalt.audit.v1.VerifyLogRequest
+	(*VerifyLogResponse)(nil),     // 12: basalt.audit.v1.VerifyLogResponse
+	(*Checkpoint)(nil),            // 13: basalt.audit.v1.Checkpoint
+	(*ExportEventsRequest)(nil),   // 14: basalt.audit.v1.ExportEventsRequest
+	(*ExportEventsResponse)(nil),  // 15: basalt.audit.v1.ExportEventsResponse
+	nil,                           // 16: basalt.audit.v1.Event.MetadataEntry
+	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
 }
 var file_basalt_audit_v1_audit_service_proto_depIdxs = []int32{
-	9, // 0: basalt.audit.v1.Event.time:type_name -> google.protobuf.Timestamp
-	0, // 1: basalt.audit.v1.Event.outcome:type_name -> basalt.audit.v1.Outcome
-	2, // 2: basalt.audit.v1.Event.actor:type_name -> basalt.audit.v1.Actor
-	3, // 3: basalt.audit.v1.Event.resource:type_name -> basalt.audit.v1.Resource
-	8, // 4: basalt.audit.v1.Event.metadata:type_name -> basalt.audit.v1.Event.MetadataEntry
-	4, // 5: basalt.audit.v1.RecordRequest.events:type_name -> basalt.audit.v1.Event
-	1, // 6: basalt.audit.v1.Receipt.status:type_name -> basalt.audit.v1.ReceiptStatus
-	6, // 7: basalt.audit.v1.RecordResponse.receipts:type_name -> basalt.audit.v1.Receipt
-	5, // 8: basalt.audit.v1.AuditService.Record:input_type -> basalt.audit.v1.RecordRequest
-	7, // 9: basalt.audit.v1.AuditService.Record:output_type -> basalt.audit.v1.RecordResponse
-	9, // [9:10] is the sub-list for method output_type
-	8, // [8:9] is the sub-list for method input_type
-	8, // [8:8] is the sub-list for extension type_name
-	8, // [8:8] is the sub-list for extension extendee
-	0, // [0:8] is the sub-list for field type_name
+	17, // 0: basalt.audit.v1.Event.time:type_name -> google.protobuf.Timestamp
+	0,  // 1: basalt.audit.v1.Event.outcome:type_name -> basalt.audit.v1.Outcome
+	2,  // 2: basalt.audit.v1.Event.actor:type_name -> basalt.audit.v1.Actor
+	3,  // 3: basalt.audit.v1.Event.resource:type_name -> basalt.audit.v1.Resource
+	16, // 4: basalt.audit.v1.Event.metadata:type_name -> basalt.audit.v1.Event.MetadataEntry
+	4,  // 5: basalt.audit.v1.RecordRequest.events:type_name -> basalt.audit.v1.Event
+	1,  // 6: basalt.audit.v1.Receipt.status:type_name -> basalt.audit.v1.ReceiptStatus
+	6,  // 7: basalt.audit.v1.RecordResponse.receipts:type_name -> basalt.audit.v1.Receipt
+	0,  // 8: basalt.audit.v1.EventFilter.outcome:type_name -> basalt.audit.v1.Outcome
+	17, // 9: basalt.audit.v1.EventFilter.start_time:type_name -> google.protobuf.Timestamp
+	17, // 10: basalt.audit.v1.EventFilter.end_time:type_name -> google.protobuf.Timestamp
+	8,  // 11: basalt.audit.v1.ListEventsRequest.filter:type_name -> basalt.audit.v1.EventFilter
+	4,  // 12: basalt.audit.v1.ListEventsResponse.events:type_name -> basalt.audit.v1.Event
+	17, // 13: basalt.audit.v1.Checkpoint.time:type_name -> google.protobuf.Timestamp
+	8,  // 14: basalt.audit.v1.ExportEventsRequest.filter:type_name -> basalt.audit.v1.EventFilter
+	4,  // 15: basalt.audit.v1.ExportEventsResponse.event:type_name -> basalt.audit.v1.Event
+	13, // 16: basalt.audit.v1.ExportEventsResponse.checkpoint:type_name -> basalt.audit.v1.Checkpoint
+	5,  // 17: basalt.audit.v1.AuditService.Record:input_type -> basalt.audit.v1.RecordRequest
+	9,  // 18: basalt.audit.v1.AuditService.ListEvents:input_type -> basalt.audit.v1.ListEventsRequest
+	11, // 19: basalt.audit.v1.AuditService.VerifyLog:input_type -> basalt.audit.v1.VerifyLogRequest
+	14, // 20: basalt.audit.v1.AuditService.ExportEvents:input_type -> basalt.audit.v1.ExportEventsRequest
+	7,  // 21: basalt.audit.v1.AuditService.Record:output_type -> basalt.audit.v1.RecordResponse
+	10, // 22: basalt.audit.v1.AuditService.ListEvents:output_type -> basalt.audit.v1.ListEventsResponse
+	12, // 23: basalt.audit.v1.AuditService.VerifyLog:output_type -> basalt.audit.v1.VerifyLogResponse
+	15, // 24: basalt.audit.v1.AuditService.ExportEvents:output_type -> basalt.audit.v1.ExportEventsResponse
+	21, // [21:25] is the sub-list for method output_type
+	17, // [17:21] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_basalt_audit_v1_audit_service_proto_init() }
@@ -671,13 +1314,17 @@ func file_basalt_audit_v1_audit_service_proto_init() {
 	if File_basalt_audit_v1_audit_service_proto != nil {
 		return
 	}
+	file_basalt_audit_v1_audit_service_proto_msgTypes[13].OneofWrappers = []any{
+		(*ExportEventsResponse_Event)(nil),
+		(*ExportEventsResponse_Checkpoint)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_basalt_audit_v1_audit_service_proto_rawDesc), len(file_basalt_audit_v1_audit_service_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   7,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -37,6 +37,13 @@ const (
 const (
 	// AuditServiceRecordProcedure is the fully-qualified name of the AuditService's Record RPC.
 	AuditServiceRecordProcedure = "/basalt.audit.v1.AuditService/Record"
+	// AuditServiceListEventsProcedure is the fully-qualified name of the AuditService's ListEvents RPC.
+	AuditServiceListEventsProcedure = "/basalt.audit.v1.AuditService/ListEvents"
+	// AuditServiceVerifyLogProcedure is the fully-qualified name of the AuditService's VerifyLog RPC.
+	AuditServiceVerifyLogProcedure = "/basalt.audit.v1.AuditService/VerifyLog"
+	// AuditServiceExportEventsProcedure is the fully-qualified name of the AuditService's ExportEvents
+	// RPC.
+	AuditServiceExportEventsProcedure = "/basalt.audit.v1.AuditService/ExportEvents"
 )
 
 // AuditServiceClient is a client for the basalt.audit.v1.AuditService service.
@@ -45,6 +52,15 @@ type AuditServiceClient interface {
 	// id: an event whose id is already in the log is acknowledged as a duplicate and not appended
 	// again, so a relay may retry a whole batch after a timeout without creating copies.
 	Record(context.Context, *connect.Request[v1.RecordRequest]) (*connect.Response[v1.RecordResponse], error)
+	// ListEvents lists events matching every filter given, newest first.
+	ListEvents(context.Context, *connect.Request[v1.ListEventsRequest]) (*connect.Response[v1.ListEventsResponse], error)
+	// VerifyLog recomputes the whole chain and checks every signed checkpoint against it. A
+	// changed, deleted, inserted or reordered event breaks the chain at its sequence; rewriting
+	// the hashes after it breaks a checkpoint.
+	VerifyLog(context.Context, *connect.Request[v1.VerifyLogRequest]) (*connect.Response[v1.VerifyLogResponse], error)
+	// ExportEvents streams events matching the filters in sequence order, for export to a SIEM,
+	// followed by the latest signed checkpoint it covers.
+	ExportEvents(context.Context, *connect.Request[v1.ExportEventsRequest]) (*connect.ServerStreamForClient[v1.ExportEventsResponse], error)
 }
 
 // NewAuditServiceClient constructs a client for the basalt.audit.v1.AuditService service. By
@@ -65,17 +81,56 @@ func NewAuditServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			connect.WithIdempotency(connect.IdempotencyIdempotent),
 			connect.WithClientOptions(opts...),
 		),
+		listEvents: connect.NewClient[v1.ListEventsRequest, v1.ListEventsResponse](
+			httpClient,
+			baseURL+AuditServiceListEventsProcedure,
+			connect.WithSchema(auditServiceMethods.ByName("ListEvents")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
+		verifyLog: connect.NewClient[v1.VerifyLogRequest, v1.VerifyLogResponse](
+			httpClient,
+			baseURL+AuditServiceVerifyLogProcedure,
+			connect.WithSchema(auditServiceMethods.ByName("VerifyLog")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
+		exportEvents: connect.NewClient[v1.ExportEventsRequest, v1.ExportEventsResponse](
+			httpClient,
+			baseURL+AuditServiceExportEventsProcedure,
+			connect.WithSchema(auditServiceMethods.ByName("ExportEvents")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
 // auditServiceClient implements AuditServiceClient.
 type auditServiceClient struct {
-	record *connect.Client[v1.RecordRequest, v1.RecordResponse]
+	record       *connect.Client[v1.RecordRequest, v1.RecordResponse]
+	listEvents   *connect.Client[v1.ListEventsRequest, v1.ListEventsResponse]
+	verifyLog    *connect.Client[v1.VerifyLogRequest, v1.VerifyLogResponse]
+	exportEvents *connect.Client[v1.ExportEventsRequest, v1.ExportEventsResponse]
 }
 
 // Record calls basalt.audit.v1.AuditService.Record.
 func (c *auditServiceClient) Record(ctx context.Context, req *connect.Request[v1.RecordRequest]) (*connect.Response[v1.RecordResponse], error) {
 	return c.record.CallUnary(ctx, req)
+}
+
+// ListEvents calls basalt.audit.v1.AuditService.ListEvents.
+func (c *auditServiceClient) ListEvents(ctx context.Context, req *connect.Request[v1.ListEventsRequest]) (*connect.Response[v1.ListEventsResponse], error) {
+	return c.listEvents.CallUnary(ctx, req)
+}
+
+// VerifyLog calls basalt.audit.v1.AuditService.VerifyLog.
+func (c *auditServiceClient) VerifyLog(ctx context.Context, req *connect.Request[v1.VerifyLogRequest]) (*connect.Response[v1.VerifyLogResponse], error) {
+	return c.verifyLog.CallUnary(ctx, req)
+}
+
+// ExportEvents calls basalt.audit.v1.AuditService.ExportEvents.
+func (c *auditServiceClient) ExportEvents(ctx context.Context, req *connect.Request[v1.ExportEventsRequest]) (*connect.ServerStreamForClient[v1.ExportEventsResponse], error) {
+	return c.exportEvents.CallServerStream(ctx, req)
 }
 
 // AuditServiceHandler is an implementation of the basalt.audit.v1.AuditService service.
@@ -84,6 +139,15 @@ type AuditServiceHandler interface {
 	// id: an event whose id is already in the log is acknowledged as a duplicate and not appended
 	// again, so a relay may retry a whole batch after a timeout without creating copies.
 	Record(context.Context, *connect.Request[v1.RecordRequest]) (*connect.Response[v1.RecordResponse], error)
+	// ListEvents lists events matching every filter given, newest first.
+	ListEvents(context.Context, *connect.Request[v1.ListEventsRequest]) (*connect.Response[v1.ListEventsResponse], error)
+	// VerifyLog recomputes the whole chain and checks every signed checkpoint against it. A
+	// changed, deleted, inserted or reordered event breaks the chain at its sequence; rewriting
+	// the hashes after it breaks a checkpoint.
+	VerifyLog(context.Context, *connect.Request[v1.VerifyLogRequest]) (*connect.Response[v1.VerifyLogResponse], error)
+	// ExportEvents streams events matching the filters in sequence order, for export to a SIEM,
+	// followed by the latest signed checkpoint it covers.
+	ExportEvents(context.Context, *connect.Request[v1.ExportEventsRequest], *connect.ServerStream[v1.ExportEventsResponse]) error
 }
 
 // NewAuditServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -100,10 +164,37 @@ func NewAuditServiceHandler(svc AuditServiceHandler, opts ...connect.HandlerOpti
 		connect.WithIdempotency(connect.IdempotencyIdempotent),
 		connect.WithHandlerOptions(opts...),
 	)
+	auditServiceListEventsHandler := connect.NewUnaryHandler(
+		AuditServiceListEventsProcedure,
+		svc.ListEvents,
+		connect.WithSchema(auditServiceMethods.ByName("ListEvents")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
+	auditServiceVerifyLogHandler := connect.NewUnaryHandler(
+		AuditServiceVerifyLogProcedure,
+		svc.VerifyLog,
+		connect.WithSchema(auditServiceMethods.ByName("VerifyLog")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
+	auditServiceExportEventsHandler := connect.NewServerStreamHandler(
+		AuditServiceExportEventsProcedure,
+		svc.ExportEvents,
+		connect.WithSchema(auditServiceMethods.ByName("ExportEvents")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/basalt.audit.v1.AuditService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case AuditServiceRecordProcedure:
 			auditServiceRecordHandler.ServeHTTP(w, r)
+		case AuditServiceListEventsProcedure:
+			auditServiceListEventsHandler.ServeHTTP(w, r)
+		case AuditServiceVerifyLogProcedure:
+			auditServiceVerifyLogHandler.ServeHTTP(w, r)
+		case AuditServiceExportEventsProcedure:
+			auditServiceExportEventsHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -115,4 +206,16 @@ type UnimplementedAuditServiceHandler struct{}
 
 func (UnimplementedAuditServiceHandler) Record(context.Context, *connect.Request[v1.RecordRequest]) (*connect.Response[v1.RecordResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("basalt.audit.v1.AuditService.Record is not implemented"))
+}
+
+func (UnimplementedAuditServiceHandler) ListEvents(context.Context, *connect.Request[v1.ListEventsRequest]) (*connect.Response[v1.ListEventsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("basalt.audit.v1.AuditService.ListEvents is not implemented"))
+}
+
+func (UnimplementedAuditServiceHandler) VerifyLog(context.Context, *connect.Request[v1.VerifyLogRequest]) (*connect.Response[v1.VerifyLogResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("basalt.audit.v1.AuditService.VerifyLog is not implemented"))
+}
+
+func (UnimplementedAuditServiceHandler) ExportEvents(context.Context, *connect.Request[v1.ExportEventsRequest], *connect.ServerStream[v1.ExportEventsResponse]) error {
+	return connect.NewError(connect.CodeUnimplemented, errors.New("basalt.audit.v1.AuditService.ExportEvents is not implemented"))
 }

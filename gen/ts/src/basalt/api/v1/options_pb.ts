@@ -18,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file basalt/api/v1/options.proto.
  */
 export const file_basalt_api_v1_options: GenFile = /*@__PURE__*/
-  fileDesc("ChtiYXNhbHQvYXBpL3YxL29wdGlvbnMucHJvdG8SDWJhc2FsdC5hcGkudjEiRwoGQWNjZXNzEikKCGF1ZGllbmNlGAEgASgOMhcuYmFzYWx0LmFwaS52MS5BdWRpZW5jZRISCgpwZXJtaXNzaW9uGAIgASgJKmwKCEF1ZGllbmNlEhgKFEFVRElFTkNFX1VOU1BFQ0lGSUVEEAASEwoPQVVESUVOQ0VfUFVCTElDEAESGgoWQVVESUVOQ0VfQVVUSEVOVElDQVRFRBACEhUKEUFVRElFTkNFX0lOVEVSTkFMEAM6TwoGYWNjZXNzEh4uZ29vZ2xlLnByb3RvYnVmLk1ldGhvZE9wdGlvbnMYuI4DIAEoCzIVLmJhc2FsdC5hcGkudjEuQWNjZXNzUgZhY2Nlc3NCPVo7Z2l0aHViLmNvbS9iYXNhbHRwbGF0Zm9ybS9iYXNhbHQvZ2VuL2dvL2Jhc2FsdC9hcGkvdjE7YXBpdjFiBnByb3RvMw", [file_google_protobuf_descriptor]);
+  fileDesc("ChtiYXNhbHQvYXBpL3YxL29wdGlvbnMucHJvdG8SDWJhc2FsdC5hcGkudjEiWAoGQWNjZXNzEikKCGF1ZGllbmNlGAEgASgOMhcuYmFzYWx0LmFwaS52MS5BdWRpZW5jZRISCgpwZXJtaXNzaW9uGAIgASgJEg8KB2NhbGxlcnMYAyADKAkqbAoIQXVkaWVuY2USGAoUQVVESUVOQ0VfVU5TUEVDSUZJRUQQABITCg9BVURJRU5DRV9QVUJMSUMQARIaChZBVURJRU5DRV9BVVRIRU5USUNBVEVEEAISFQoRQVVESUVOQ0VfSU5URVJOQUwQAzpPCgZhY2Nlc3MSHi5nb29nbGUucHJvdG9idWYuTWV0aG9kT3B0aW9ucxi4jgMgASgLMhUuYmFzYWx0LmFwaS52MS5BY2Nlc3NSBmFjY2Vzc0I9WjtnaXRodWIuY29tL2Jhc2FsdHBsYXRmb3JtL2Jhc2FsdC9nZW4vZ28vYmFzYWx0L2FwaS92MTthcGl2MWIGcHJvdG8z", [file_google_protobuf_descriptor]);
 
 /**
  * Access is the policy of one method.
@@ -41,6 +41,14 @@ export type Access = Message<"basalt.api.v1.Access"> & {
    * @generated from field: string permission = 2;
    */
   permission: string;
+
+  /**
+   * callers, for internal methods, names the services allowed to call the method (for example
+   * "auth"); empty means any service of the platform.
+   *
+   * @generated from field: repeated string callers = 3;
+   */
+  callers: string[];
 };
 
 /**

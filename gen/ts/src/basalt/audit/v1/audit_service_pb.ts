@@ -8,6 +8,7 @@
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import { file_basalt_api_v1_options } from "../../api/v1/options_pb.js";
+import { file_google_api_annotations } from "../../../google/api/annotations_pb.js";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
@@ -16,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file basalt/audit/v1/audit_service.proto.
  */
 export const file_basalt_audit_v1_audit_service: GenFile = /*@__PURE__*/
-  fileDesc("CiNiYXNhbHQvYXVkaXQvdjEvYXVkaXRfc2VydmljZS5wcm90bxIPYmFzYWx0LmF1ZGl0LnYxIjgKBUFjdG9yEg8KB3N1YmplY3QYASABKAkSCgoCaXAYAiABKAkSEgoKdXNlcl9hZ2VudBgDIAEoCSIkCghSZXNvdXJjZRIMCgR0eXBlGAEgASgJEgoKAmlkGAIgASgJIp8DCgVFdmVudBIKCgJpZBgBIAEoCRIQCghzZXF1ZW5jZRgCIAEoAxIoCgR0aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdzZXJ2aWNlGAQgASgJEg4KBmFjdGlvbhgFIAEoCRIpCgdvdXRjb21lGAYgASgOMhguYmFzYWx0LmF1ZGl0LnYxLk91dGNvbWUSJQoFYWN0b3IYByABKAsyFi5iYXNhbHQuYXVkaXQudjEuQWN0b3ISKwoIcmVzb3VyY2UYCCABKAsyGS5iYXNhbHQuYXVkaXQudjEuUmVzb3VyY2USEgoKcmVxdWVzdF9pZBgJIAEoCRIQCgh0cmFjZV9pZBgKIAEoCRI2CghtZXRhZGF0YRgLIAMoCzIkLmJhc2FsdC5hdWRpdC52MS5FdmVudC5NZXRhZGF0YUVudHJ5EhEKCXByZXZfaGFzaBgMIAEoDBIMCgRoYXNoGA0gASgMGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASI3Cg1SZWNvcmRSZXF1ZXN0EiYKBmV2ZW50cxgBIAMoCzIWLmJhc2FsdC5hdWRpdC52MS5FdmVudCJXCgdSZWNlaXB0EgoKAmlkGAEgASgJEhAKCHNlcXVlbmNlGAIgASgDEi4KBnN0YXR1cxgDIAEoDjIeLmJhc2FsdC5hdWRpdC52MS5SZWNlaXB0U3RhdHVzIjwKDlJlY29yZFJlc3BvbnNlEioKCHJlY2VpcHRzGAEgAygLMhguYmFzYWx0LmF1ZGl0LnYxLlJlY2VpcHQqYAoHT3V0Y29tZRIXChNPVVRDT01FX1VOU1BFQ0lGSUVEEAASEwoPT1VUQ09NRV9TVUNDRVNTEAESEwoPT1VUQ09NRV9GQUlMVVJFEAISEgoOT1VUQ09NRV9ERU5JRUQQAypqCg1SZWNlaXB0U3RhdHVzEh4KGlJFQ0VJUFRfU1RBVFVTX1VOU1BFQ0lGSUVEEAASGwoXUkVDRUlQVF9TVEFUVVNfQVBQRU5ERUQQARIcChhSRUNFSVBUX1NUQVRVU19EVVBMSUNBVEUQAjJkCgxBdWRpdFNlcnZpY2USVAoGUmVjb3JkEh4uYmFzYWx0LmF1ZGl0LnYxLlJlY29yZFJlcXVlc3QaHy5iYXNhbHQuYXVkaXQudjEuUmVjb3JkUmVzcG9uc2UiCZACAsLzGAIIA0JBWj9naXRodWIuY29tL2Jhc2FsdHBsYXRmb3JtL2Jhc2FsdC9nZW4vZ28vYmFzYWx0L2F1ZGl0L3YxO2F1ZGl0djFiBnByb3RvMw", [file_basalt_api_v1_options, file_google_protobuf_timestamp]);
+  fileDesc("CiNiYXNhbHQvYXVkaXQvdjEvYXVkaXRfc2VydmljZS5wcm90bxIPYmFzYWx0LmF1ZGl0LnYxIjgKBUFjdG9yEg8KB3N1YmplY3QYASABKAkSCgoCaXAYAiABKAkSEgoKdXNlcl9hZ2VudBgDIAEoCSIkCghSZXNvdXJjZRIMCgR0eXBlGAEgASgJEgoKAmlkGAIgASgJIp8DCgVFdmVudBIKCgJpZBgBIAEoCRIQCghzZXF1ZW5jZRgCIAEoAxIoCgR0aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdzZXJ2aWNlGAQgASgJEg4KBmFjdGlvbhgFIAEoCRIpCgdvdXRjb21lGAYgASgOMhguYmFzYWx0LmF1ZGl0LnYxLk91dGNvbWUSJQoFYWN0b3IYByABKAsyFi5iYXNhbHQuYXVkaXQudjEuQWN0b3ISKwoIcmVzb3VyY2UYCCABKAsyGS5iYXNhbHQuYXVkaXQudjEuUmVzb3VyY2USEgoKcmVxdWVzdF9pZBgJIAEoCRIQCgh0cmFjZV9pZBgKIAEoCRI2CghtZXRhZGF0YRgLIAMoCzIkLmJhc2FsdC5hdWRpdC52MS5FdmVudC5NZXRhZGF0YUVudHJ5EhEKCXByZXZfaGFzaBgMIAEoDBIMCgRoYXNoGA0gASgMGi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASI3Cg1SZWNvcmRSZXF1ZXN0EiYKBmV2ZW50cxgBIAMoCzIWLmJhc2FsdC5hdWRpdC52MS5FdmVudCJXCgdSZWNlaXB0EgoKAmlkGAEgASgJEhAKCHNlcXVlbmNlGAIgASgDEi4KBnN0YXR1cxgDIAEoDjIeLmJhc2FsdC5hdWRpdC52MS5SZWNlaXB0U3RhdHVzIjwKDlJlY29yZFJlc3BvbnNlEioKCHJlY2VpcHRzGAEgAygLMhguYmFzYWx0LmF1ZGl0LnYxLlJlY2VpcHQi+gEKC0V2ZW50RmlsdGVyEhUKDWFjdG9yX3N1YmplY3QYASABKAkSDgoGYWN0aW9uGAIgASgJEhUKDXJlc291cmNlX3R5cGUYAyABKAkSEwoLcmVzb3VyY2VfaWQYBCABKAkSKQoHb3V0Y29tZRgFIAEoDjIYLmJhc2FsdC5hdWRpdC52MS5PdXRjb21lEg8KB3NlcnZpY2UYBiABKAkSLgoKc3RhcnRfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wImgKEUxpc3RFdmVudHNSZXF1ZXN0EiwKBmZpbHRlchgBIAEoCzIcLmJhc2FsdC5hdWRpdC52MS5FdmVudEZpbHRlchIRCglwYWdlX3NpemUYAiABKAUSEgoKcGFnZV90b2tlbhgDIAEoCSJVChJMaXN0RXZlbnRzUmVzcG9uc2USJgoGZXZlbnRzGAEgAygLMhYuYmFzYWx0LmF1ZGl0LnYxLkV2ZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSISChBWZXJpZnlMb2dSZXF1ZXN0IoEBChFWZXJpZnlMb2dSZXNwb25zZRIKCgJvaxgBIAEoCBIWCg5ldmVudHNfY2hlY2tlZBgCIAEoAxIaChJmaXJzdF9iYWRfc2VxdWVuY2UYAyABKAMSGwoTY2hlY2twb2ludHNfY2hlY2tlZBgEIAEoAxIPCgdwcm9ibGVtGAUgASgJIn4KCkNoZWNrcG9pbnQSEAoIc2VxdWVuY2UYASABKAMSEQoJaGVhZF9oYXNoGAIgASgMEigKBHRpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBmtleV9pZBgEIAEoCRIRCglzaWduYXR1cmUYBSABKAwiWwoTRXhwb3J0RXZlbnRzUmVxdWVzdBIsCgZmaWx0ZXIYASABKAsyHC5iYXNhbHQuYXVkaXQudjEuRXZlbnRGaWx0ZXISFgoOYWZ0ZXJfc2VxdWVuY2UYAiABKAMiegoURXhwb3J0RXZlbnRzUmVzcG9uc2USJwoFZXZlbnQYASABKAsyFi5iYXNhbHQuYXVkaXQudjEuRXZlbnRIABIxCgpjaGVja3BvaW50GAIgASgLMhsuYmFzYWx0LmF1ZGl0LnYxLkNoZWNrcG9pbnRIAEIGCgRpdGVtKmAKB091dGNvbWUSFwoTT1VUQ09NRV9VTlNQRUNJRklFRBAAEhMKD09VVENPTUVfU1VDQ0VTUxABEhMKD09VVENPTUVfRkFJTFVSRRACEhIKDk9VVENPTUVfREVOSUVEEAMqagoNUmVjZWlwdFN0YXR1cxIeChpSRUNFSVBUX1NUQVRVU19VTlNQRUNJRklFRBAAEhsKF1JFQ0VJUFRfU1RBVFVTX0FQUEVOREVEEAESHAoYUkVDRUlQVF9TVEFUVVNfRFVQTElDQVRFEAIynAQKDEF1ZGl0U2VydmljZRJUCgZSZWNvcmQSHi5iYXNhbHQuYXVkaXQudjEuUmVjb3JkUmVxdWVzdBofLmJhc2FsdC5hdWRpdC52MS5SZWNvcmRSZXNwb25zZSIJkAICwvMYAggDEosBCgpMaXN0RXZlbnRzEiIuYmFzYWx0LmF1ZGl0LnYxLkxpc3RFdmVudHNSZXF1ZXN0GiMuYmFzYWx0LmF1ZGl0LnYxLkxpc3RFdmVudHNSZXNwb25zZSI0kAIBwvMYFQgCEhFhdWRpdC5ldmVudHMucmVhZILT5JMCEhIQL3YxL2F1ZGl0L2V2ZW50cxKKAQoJVmVyaWZ5TG9nEiEuYmFzYWx0LmF1ZGl0LnYxLlZlcmlmeUxvZ1JlcXVlc3QaIi5iYXNhbHQuYXVkaXQudjEuVmVyaWZ5TG9nUmVzcG9uc2UiNpACAcLzGBQIAhIQYXVkaXQubG9nLnZlcmlmeYLT5JMCFToBKiIQL3YxL2F1ZGl0OnZlcmlmeRKaAQoMRXhwb3J0RXZlbnRzEiQuYmFzYWx0LmF1ZGl0LnYxLkV4cG9ydEV2ZW50c1JlcXVlc3QaJS5iYXNhbHQuYXVkaXQudjEuRXhwb3J0RXZlbnRzUmVzcG9uc2UiO5ACAcLzGBUIAhIRYXVkaXQuZXZlbnRzLnJlYWSC0+STAhkSFy92MS9hdWRpdC9ldmVudHM6ZXhwb3J0MAFCQVo/Z2l0aHViLmNvbS9iYXNhbHRwbGF0Zm9ybS9iYXNhbHQvZ2VuL2dvL2Jhc2FsdC9hdWRpdC92MTthdWRpdHYxYgZwcm90bzM", [file_basalt_api_v1_options, file_google_api_annotations, file_google_protobuf_timestamp]);
 
 /**
  * Actor is who caused an event.
@@ -268,6 +269,319 @@ export const RecordResponseSchema: GenMessage<RecordResponse> = /*@__PURE__*/
   messageDesc(file_basalt_audit_v1_audit_service, 5);
 
 /**
+ * EventFilter selects events; every field that is set must match.
+ *
+ * @generated from message basalt.audit.v1.EventFilter
+ */
+export type EventFilter = Message<"basalt.audit.v1.EventFilter"> & {
+  /**
+   * actor_subject keeps events caused by this subject.
+   *
+   * @generated from field: string actor_subject = 1;
+   */
+  actorSubject: string;
+
+  /**
+   * action keeps events of this action ("auth.login").
+   *
+   * @generated from field: string action = 2;
+   */
+  action: string;
+
+  /**
+   * resource_type keeps events on resources of this type.
+   *
+   * @generated from field: string resource_type = 3;
+   */
+  resourceType: string;
+
+  /**
+   * resource_id keeps events on the resource with this id (with resource_type).
+   *
+   * @generated from field: string resource_id = 4;
+   */
+  resourceId: string;
+
+  /**
+   * outcome keeps events with this outcome; unspecified means any.
+   *
+   * @generated from field: basalt.audit.v1.Outcome outcome = 5;
+   */
+  outcome: Outcome;
+
+  /**
+   * service keeps events produced by this service.
+   *
+   * @generated from field: string service = 6;
+   */
+  service: string;
+
+  /**
+   * start_time keeps events at or after this time.
+   *
+   * @generated from field: google.protobuf.Timestamp start_time = 7;
+   */
+  startTime?: Timestamp | undefined;
+
+  /**
+   * end_time keeps events before this time.
+   *
+   * @generated from field: google.protobuf.Timestamp end_time = 8;
+   */
+  endTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message basalt.audit.v1.EventFilter.
+ * Use `create(EventFilterSchema)` to create a new message.
+ */
+export const EventFilterSchema: GenMessage<EventFilter> = /*@__PURE__*/
+  messageDesc(file_basalt_audit_v1_audit_service, 6);
+
+/**
+ * ListEventsRequest asks for one page of events.
+ *
+ * @generated from message basalt.audit.v1.ListEventsRequest
+ */
+export type ListEventsRequest = Message<"basalt.audit.v1.ListEventsRequest"> & {
+  /**
+   * filter selects the events.
+   *
+   * @generated from field: basalt.audit.v1.EventFilter filter = 1;
+   */
+  filter?: EventFilter | undefined;
+
+  /**
+   * page_size is the most events returned, 1 to 500; 0 means 50.
+   *
+   * @generated from field: int32 page_size = 2;
+   */
+  pageSize: number;
+
+  /**
+   * page_token continues a listing; it must come from a response to the same filter.
+   *
+   * @generated from field: string page_token = 3;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message basalt.audit.v1.ListEventsRequest.
+ * Use `create(ListEventsRequestSchema)` to create a new message.
+ */
+export const ListEventsRequestSchema: GenMessage<ListEventsRequest> = /*@__PURE__*/
+  messageDesc(file_basalt_audit_v1_audit_service, 7);
+
+/**
+ * ListEventsResponse carries one page, newest first.
+ *
+ * @generated from message basalt.audit.v1.ListEventsResponse
+ */
+export type ListEventsResponse = Message<"basalt.audit.v1.ListEventsResponse"> & {
+  /**
+   * events, newest first.
+   *
+   * @generated from field: repeated basalt.audit.v1.Event events = 1;
+   */
+  events: Event[];
+
+  /**
+   * next_page_token continues with older events; empty when there are no more.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message basalt.audit.v1.ListEventsResponse.
+ * Use `create(ListEventsResponseSchema)` to create a new message.
+ */
+export const ListEventsResponseSchema: GenMessage<ListEventsResponse> = /*@__PURE__*/
+  messageDesc(file_basalt_audit_v1_audit_service, 8);
+
+/**
+ * VerifyLogRequest has no fields: the whole log is verified.
+ *
+ * @generated from message basalt.audit.v1.VerifyLogRequest
+ */
+export type VerifyLogRequest = Message<"basalt.audit.v1.VerifyLogRequest"> & {
+};
+
+/**
+ * Describes the message basalt.audit.v1.VerifyLogRequest.
+ * Use `create(VerifyLogRequestSchema)` to create a new message.
+ */
+export const VerifyLogRequestSchema: GenMessage<VerifyLogRequest> = /*@__PURE__*/
+  messageDesc(file_basalt_audit_v1_audit_service, 9);
+
+/**
+ * VerifyLogResponse reports the verification.
+ *
+ * @generated from message basalt.audit.v1.VerifyLogResponse
+ */
+export type VerifyLogResponse = Message<"basalt.audit.v1.VerifyLogResponse"> & {
+  /**
+   * ok is true when the chain and every checkpoint verify.
+   *
+   * @generated from field: bool ok = 1;
+   */
+  ok: boolean;
+
+  /**
+   * events_checked is how many events were read.
+   *
+   * @generated from field: int64 events_checked = 2;
+   */
+  eventsChecked: bigint;
+
+  /**
+   * first_bad_sequence is the first sequence where the chain breaks; 0 when it does not.
+   *
+   * @generated from field: int64 first_bad_sequence = 3;
+   */
+  firstBadSequence: bigint;
+
+  /**
+   * checkpoints_checked is how many signed checkpoints were verified.
+   *
+   * @generated from field: int64 checkpoints_checked = 4;
+   */
+  checkpointsChecked: bigint;
+
+  /**
+   * problem describes what failed, for people; empty when ok.
+   *
+   * @generated from field: string problem = 5;
+   */
+  problem: string;
+};
+
+/**
+ * Describes the message basalt.audit.v1.VerifyLogResponse.
+ * Use `create(VerifyLogResponseSchema)` to create a new message.
+ */
+export const VerifyLogResponseSchema: GenMessage<VerifyLogResponse> = /*@__PURE__*/
+  messageDesc(file_basalt_audit_v1_audit_service, 10);
+
+/**
+ * Checkpoint is a signed statement of the log's size and head hash.
+ *
+ * @generated from message basalt.audit.v1.Checkpoint
+ */
+export type Checkpoint = Message<"basalt.audit.v1.Checkpoint"> & {
+  /**
+   * sequence is the last event the checkpoint covers.
+   *
+   * @generated from field: int64 sequence = 1;
+   */
+  sequence: bigint;
+
+  /**
+   * head_hash is the hash of that event.
+   *
+   * @generated from field: bytes head_hash = 2;
+   */
+  headHash: Uint8Array;
+
+  /**
+   * time is when the checkpoint was signed.
+   *
+   * @generated from field: google.protobuf.Timestamp time = 3;
+   */
+  time?: Timestamp | undefined;
+
+  /**
+   * key_id names the Ed25519 key that signed it.
+   *
+   * @generated from field: string key_id = 4;
+   */
+  keyId: string;
+
+  /**
+   * signature is Ed25519 over "basalt.audit.v1.checkpoint\x00", the sequence (8 bytes, big
+   * endian) and head_hash.
+   *
+   * @generated from field: bytes signature = 5;
+   */
+  signature: Uint8Array;
+};
+
+/**
+ * Describes the message basalt.audit.v1.Checkpoint.
+ * Use `create(CheckpointSchema)` to create a new message.
+ */
+export const CheckpointSchema: GenMessage<Checkpoint> = /*@__PURE__*/
+  messageDesc(file_basalt_audit_v1_audit_service, 11);
+
+/**
+ * ExportEventsRequest selects what to export.
+ *
+ * @generated from message basalt.audit.v1.ExportEventsRequest
+ */
+export type ExportEventsRequest = Message<"basalt.audit.v1.ExportEventsRequest"> & {
+  /**
+   * filter selects the events.
+   *
+   * @generated from field: basalt.audit.v1.EventFilter filter = 1;
+   */
+  filter?: EventFilter | undefined;
+
+  /**
+   * after_sequence starts the export after this sequence (0 for the beginning), so an
+   * interrupted export can resume.
+   *
+   * @generated from field: int64 after_sequence = 2;
+   */
+  afterSequence: bigint;
+};
+
+/**
+ * Describes the message basalt.audit.v1.ExportEventsRequest.
+ * Use `create(ExportEventsRequestSchema)` to create a new message.
+ */
+export const ExportEventsRequestSchema: GenMessage<ExportEventsRequest> = /*@__PURE__*/
+  messageDesc(file_basalt_audit_v1_audit_service, 12);
+
+/**
+ * ExportEventsResponse is one item of the export stream.
+ *
+ * @generated from message basalt.audit.v1.ExportEventsResponse
+ */
+export type ExportEventsResponse = Message<"basalt.audit.v1.ExportEventsResponse"> & {
+  /**
+   * item is an event or, last, the checkpoint that covers the export.
+   *
+   * @generated from oneof basalt.audit.v1.ExportEventsResponse.item
+   */
+  item: {
+    /**
+     * event is an exported event.
+     *
+     * @generated from field: basalt.audit.v1.Event event = 1;
+     */
+    value: Event;
+    case: "event";
+  } | {
+    /**
+     * checkpoint is the latest signed checkpoint, sent after the events.
+     *
+     * @generated from field: basalt.audit.v1.Checkpoint checkpoint = 2;
+     */
+    value: Checkpoint;
+    case: "checkpoint";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message basalt.audit.v1.ExportEventsResponse.
+ * Use `create(ExportEventsResponseSchema)` to create a new message.
+ */
+export const ExportEventsResponseSchema: GenMessage<ExportEventsResponse> = /*@__PURE__*/
+  messageDesc(file_basalt_audit_v1_audit_service, 13);
+
+/**
  * Outcome says how the recorded action ended.
  *
  * @generated from enum basalt.audit.v1.Outcome
@@ -360,6 +674,39 @@ export const AuditService: GenService<{
     methodKind: "unary";
     input: typeof RecordRequestSchema;
     output: typeof RecordResponseSchema;
+  },
+  /**
+   * ListEvents lists events matching every filter given, newest first.
+   *
+   * @generated from rpc basalt.audit.v1.AuditService.ListEvents
+   */
+  listEvents: {
+    methodKind: "unary";
+    input: typeof ListEventsRequestSchema;
+    output: typeof ListEventsResponseSchema;
+  },
+  /**
+   * VerifyLog recomputes the whole chain and checks every signed checkpoint against it. A
+   * changed, deleted, inserted or reordered event breaks the chain at its sequence; rewriting
+   * the hashes after it breaks a checkpoint.
+   *
+   * @generated from rpc basalt.audit.v1.AuditService.VerifyLog
+   */
+  verifyLog: {
+    methodKind: "unary";
+    input: typeof VerifyLogRequestSchema;
+    output: typeof VerifyLogResponseSchema;
+  },
+  /**
+   * ExportEvents streams events matching the filters in sequence order, for export to a SIEM,
+   * followed by the latest signed checkpoint it covers.
+   *
+   * @generated from rpc basalt.audit.v1.AuditService.ExportEvents
+   */
+  exportEvents: {
+    methodKind: "server_streaming";
+    input: typeof ExportEventsRequestSchema;
+    output: typeof ExportEventsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_basalt_audit_v1_audit_service, 0);

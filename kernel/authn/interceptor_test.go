@@ -1,0 +1,143 @@
+package authn_test
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+
+	_ "github.com/basaltplatform/basalt/gen/go/basalt/auth/v1"
+	_ "github.com/basaltplatform/basalt/gen/go/basalt/identity/v1"
+	"github.com/basaltplatform/basalt/kernel/authn"
+	"github.com/basaltplatform/basalt/kernel/errs"
+)
+
+const (
+	public        = "/basalt.auth.v1.AuthService/Login"
+	authenticated = "/basalt.identity.v1.IdentityService/GetCurrentUser"
+	internalAuth  = "/basalt.identity.v1.IdentityService/VerifyCredentials" // callers: auth
+	internalAny   = "/basalt.auth.v1.AuthService/CheckSession"              // any service
+)
+
+var secret = []byte(strings.Repeat("s", 32))
+
+func services(t *testing.T, name string) *authn.ServiceTokens {
+	t.Helper()
+	s, err := authn.NewServiceTokens(name, secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+type sessionsFunc func(ctx context.Context, sid string) (bool, error)
+
+func (f sessionsFunc) Active(ctx context.Context, sid string) (bool, error) { return f(ctx, sid) }
+
+func TestServiceTokensRoundTrip(t *testing.T) {
+	t.Parallel()
+	auth := services(t, "auth")
+	tok, err := auth.Token()
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, _ := auth.Token()
+	if again != tok {
+		t.Fatal("a fresh credential was signed for every call")
+	}
+	name, err := services(t, "identity").Verify(tok)
+	if err != nil || name != "auth" {
+		t.Fatalf("Verify = %q, %v", name, err)
+	}
+	other, err := authn.NewServiceTokens("identity", []byte(strings.Repeat("x", 32)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.Verify(tok); err == nil {
+		t.Fatal("a credential signed with another secret verified")
+	}
+	if _, err := authn.NewServiceTokens("x", []byte("short")); err == nil {
+		t.Fatal("a short secret was accepted")
+	}
+}
+
+func TestInterceptorAppliesEachMethodsRule(t *testing.T) {
+	t.Parallel()
+	key, set := signingKey(t, "k1")
+	userToken := issue(t, key, claims())
+	c := claims()
+	c.SessionID = "ended"
+	endedToken := issue(t, key, c)
+	c = claims()
+	c.ExpiresAt = now.Add(-time.Hour)
+	c.IssuedAt = now.Add(-2 * time.Hour)
+	expiredToken := issue(t, key, c)
+	authToken, _ := services(t, "auth").Token()
+	blogToken, _ := services(t, "blog").Token()
+	forgedService, _ := func() (string, error) {
+		s, _ := authn.NewServiceTokens("auth", []byte(strings.Repeat("f", 32)))
+		return s.Token()
+	}()
+
+	i := authn.NewInterceptor(
+		authn.NewVerifier(authn.NewStaticKeys(set), issuer, audience, authn.WithVerifierClock(func() time.Time { return now })),
+		services(t, "identity"),
+		authn.WithSessions(sessionsFunc(func(_ context.Context, sid string) (bool, error) { return sid != "ended", nil })),
+	)
+
+	tests := []struct {
+		name      string
+		procedure string
+		user      string
+		service   string
+		want      errs.Kind // KindInternal stands for "no error"
+		subject   string
+	}{
+		{"public without credentials", public, "", "", errs.KindInternal, ""},
+		{"public ignores an expired token", public, expiredToken, "", errs.KindInternal, ""},
+		{"public with a valid token knows the user", public, userToken, "", errs.KindInternal, claims().Subject},
+		{"authenticated without credentials", authenticated, "", "", errs.KindUnauthenticated, ""},
+		{"authenticated with a user token", authenticated, userToken, "", errs.KindInternal, claims().Subject},
+		{"authenticated with an expired token", authenticated, expiredToken, "", errs.KindUnauthenticated, ""},
+		{"authenticated with a token of an ended session", authenticated, endedToken, "", errs.KindUnauthenticated, ""},
+		{"authenticated with a garbage token", authenticated, "garbage", "", errs.KindUnauthenticated, ""},
+		{"authenticated by a service", authenticated, "", blogToken, errs.KindInternal, "service:blog"},
+		{"internal without credentials", internalAuth, "", "", errs.KindUnauthenticated, ""},
+		{"internal with a user token only", internalAuth, userToken, "", errs.KindUnauthenticated, ""},
+		{"internal from an allowed service", internalAuth, "", authToken, errs.KindInternal, "service:auth"},
+		{"internal from a service the contract does not name", internalAuth, "", blogToken, errs.KindPermissionDenied, ""},
+		{"internal with a forged service credential", internalAuth, "", forgedService, errs.KindUnauthenticated, ""},
+		{"internal open to any service", internalAny, "", blogToken, errs.KindInternal, "service:blog"},
+		{"user and service together: the user acts", authenticated, userToken, blogToken, errs.KindInternal, claims().Subject},
+		{"unknown procedure is internal", "/basalt.nope.v1.Nope/Nope", userToken, "", errs.KindUnauthenticated, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			if tt.user != "" {
+				ctx = authn.WithToken(ctx, tt.user)
+			}
+			h := http.Header{}
+			if tt.service != "" {
+				h.Set(authn.ServiceHeader, tt.service)
+			}
+			ctx, err := i.Authenticate(ctx, tt.procedure, h)
+			if tt.want == errs.KindInternal {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				if got := authn.Subject(ctx); got != tt.subject {
+					t.Fatalf("subject = %q, want %q", got, tt.subject)
+				}
+				return
+			}
+			if errs.KindOf(err) != tt.want {
+				t.Fatalf("error %v, want %v", err, tt.want)
+			}
+		})
+	}
+}
+

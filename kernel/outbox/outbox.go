@@ -1,0 +1,190 @@
+// Package outbox records audit events in the service's own database, in the same transaction
+// as the change they describe, and relays them to the audit service in batches.
+//
+// An event is a row of the service's basalt_outbox table until the audit service has
+// acknowledged it, so nothing is lost while audit is down; the audit service deduplicates by
+// event id, so a batch sent twice (a relay that crashed before deleting it) is recorded once.
+package outbox
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/google/uuid"
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	auditv1 "github.com/basaltplatform/basalt/gen/go/basalt/audit/v1"
+	"github.com/basaltplatform/basalt/kernel/authn"
+	"github.com/basaltplatform/basalt/kernel/clientinfo"
+	"github.com/basaltplatform/basalt/kernel/database"
+	"github.com/basaltplatform/basalt/kernel/requestid"
+)
+
+// Recorder records audit events outside any transaction of the caller's (a permission denial,
+// a failed login). The outbox implements it; so does the audit service itself, which appends
+// to its own log directly.
+type Recorder interface {
+	Record(ctx context.Context, events ...*auditv1.Event) error
+}
+
+// Outbox is one service's outbox.
+type Outbox struct {
+	db      *database.DB
+	service string
+	now     func() time.Time
+	log     *slog.Logger
+	wake    chan struct{}
+}
+
+var _ Recorder = (*Outbox)(nil)
+
+// Option configures New.
+type Option func(*Outbox)
+
+// WithClock replaces the clock events are stamped with.
+func WithClock(now func() time.Time) Option { return func(o *Outbox) { o.now = now } }
+
+// WithLogger sets the logger.
+func WithLogger(l *slog.Logger) Option { return func(o *Outbox) { o.log = l } }
+
+// New returns the outbox of service in db.
+func New(db *database.DB, service string, opts ...Option) *Outbox {
+	o := &Outbox{db: db, service: service, now: time.Now, log: slog.New(slog.DiscardHandler), wake: make(chan struct{}, 1)}
+	for _, opt := range opts {
+		opt(o)
+	}
+	return o
+}
+
+// Migrate creates the outbox table in the service's schema. Times are Unix milliseconds, which
+// compare the same way on every database.
+func (o *Outbox) Migrate(ctx context.Context) error {
+	ddl := `CREATE TABLE IF NOT EXISTS basalt_outbox (
+		seq INTEGER PRIMARY KEY AUTOINCREMENT,
+		event_id TEXT NOT NULL UNIQUE,
+		payload BLOB NOT NULL,
+		created_at INTEGER NOT NULL,
+		attempts INTEGER NOT NULL DEFAULT 0,
+		next_attempt_at INTEGER NOT NULL,
+		dead BOOLEAN NOT NULL DEFAULT FALSE,
+		last_error TEXT NOT NULL DEFAULT ''
+	)`
+	if o.db.Dialect() == "postgres" {
+		ddl = `CREATE TABLE IF NOT EXISTS basalt_outbox (
+			seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+			event_id text NOT NULL UNIQUE,
+			payload bytea NOT NULL,
+			created_at bigint NOT NULL,
+			attempts integer NOT NULL DEFAULT 0,
+			next_attempt_at bigint NOT NULL,
+			dead boolean NOT NULL DEFAULT false,
+			last_error text NOT NULL DEFAULT ''
+		)`
+	}
+	return o.db.Migrate(ctx, func(ctx context.Context) error {
+		_, err := o.db.SQL().ExecContext(ctx, ddl)
+		return database.Translate(err)
+	})
+}
+
+// Outcome says how an action ended.
+type Outcome = auditv1.Outcome
+
+// The outcomes of audit events.
+const (
+	Success = auditv1.Outcome_OUTCOME_SUCCESS
+	Failure = auditv1.Outcome_OUTCOME_FAILURE
+	Denied  = auditv1.Outcome_OUTCOME_DENIED
+)
+
+// Event builds an audit event of this service from what ctx knows: the acting subject, the
+// client's address and user agent, the request id and the trace id. metadata must hold no
+// secrets, passwords or tokens.
+func (o *Outbox) Event(ctx context.Context, action string, outcome Outcome, resourceType, resourceID string, metadata map[string]string) *auditv1.Event {
+	return NewEvent(ctx, o.service, o.now(), action, outcome, resourceType, resourceID, metadata)
+}
+
+// NewEvent builds an audit event for service at time t; see Outbox.Event.
+func NewEvent(ctx context.Context, service string, t time.Time, action string, outcome Outcome, resourceType, resourceID string, metadata map[string]string) *auditv1.Event {
+	info := clientinfo.From(ctx)
+	ev := &auditv1.Event{
+		Id:        uuid.Must(uuid.NewV7()).String(),
+		Time:      timestamppb.New(t),
+		Service:   service,
+		Action:    action,
+		Outcome:   outcome,
+		Actor:     &auditv1.Actor{Subject: authn.Subject(ctx), Ip: info.IP, UserAgent: info.UserAgent},
+		RequestId: requestid.From(ctx),
+		Metadata:  metadata,
+	}
+	if resourceType != "" || resourceID != "" {
+		ev.Resource = &auditv1.Resource{Type: resourceType, Id: resourceID}
+	}
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		ev.TraceId = sc.TraceID().String()
+	}
+	return ev
+}
+
+// Add writes events into the outbox inside the caller's transaction (for Ent, a *Tx with the
+// sql/execquery feature), so they are committed or rolled back with the change.
+func (o *Outbox) Add(ctx context.Context, tx database.Execer, events ...*auditv1.Event) error {
+	now := o.now().UnixMilli()
+	for _, ev := range events {
+		payload, err := proto.Marshal(ev)
+		if err != nil {
+			return fmt.Errorf("outbox: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, o.rebind(`INSERT INTO basalt_outbox (event_id, payload, created_at, next_attempt_at) VALUES (?, ?, ?, ?)`),
+			ev.GetId(), payload, now, now); err != nil {
+			return database.Translate(err)
+		}
+	}
+	o.Notify()
+	return nil
+}
+
+// Record writes events in a transaction of their own.
+func (o *Outbox) Record(ctx context.Context, events ...*auditv1.Event) error {
+	return database.WithTx(ctx, func(ctx context.Context) (*sql.Tx, error) { return o.db.SQL().BeginTx(ctx, nil) },
+		func(tx *sql.Tx) error { return o.Add(ctx, tx, events...) })
+}
+
+// Notify wakes the relay so that committed events go out without waiting for its next poll.
+// Add calls it; a relay woken before the commit finds nothing and polls again shortly.
+func (o *Outbox) Notify() {
+	select {
+	case o.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Pending returns how many events wait to be relayed (dead ones excluded).
+func (o *Outbox) Pending(ctx context.Context) (int, error) {
+	var n int
+	err := o.db.SQL().QueryRowContext(ctx, `SELECT count(*) FROM basalt_outbox WHERE NOT dead`).Scan(&n)
+	return n, database.Translate(err)
+}
+
+// rebind turns ? placeholders into PostgreSQL's $n.
+func (o *Outbox) rebind(q string) string {
+	if o.db.Dialect() != "postgres" {
+		return q
+	}
+	out := make([]byte, 0, len(q)+8)
+	n := 0
+	for i := 0; i < len(q); i++ {
+		if q[i] == '?' {
+			n++
+			out = append(out, fmt.Sprintf("$%d", n)...)
+			continue
+		}
+		out = append(out, q[i])
+	}
+	return string(out)
+}
