@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-
 	_ "github.com/basaltplatform/basalt/gen/go/basalt/auth/v1"
 	_ "github.com/basaltplatform/basalt/gen/go/basalt/identity/v1"
 	"github.com/basaltplatform/basalt/kernel/authn"
@@ -140,4 +139,3 @@ func TestInterceptorAppliesEachMethodsRule(t *testing.T) {
 		})
 	}
 }
-

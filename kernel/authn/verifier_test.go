@@ -285,4 +285,3 @@ func BenchmarkVerify(b *testing.B) {
 		}
 	}
 }
-

@@ -19,9 +19,9 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/basaltplatform/basalt/devtools/internal/launcher"
-	"github.com/basaltplatform/basalt/kernel/authn"
 	auditv1 "github.com/basaltplatform/basalt/gen/go/basalt/audit/v1"
 	"github.com/basaltplatform/basalt/gen/go/basalt/audit/v1/auditv1connect"
+	"github.com/basaltplatform/basalt/kernel/authn"
 	"github.com/basaltplatform/basalt/kernel/discovery"
 	"github.com/basaltplatform/basalt/kernel/testkit"
 )

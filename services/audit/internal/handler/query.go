@@ -210,4 +210,3 @@ func (r *Recorder) Record(ctx context.Context, events ...*auditv1.Event) error {
 	_, err = r.srv.log.Append(ctx, entries)
 	return err
 }
-

@@ -179,4 +179,3 @@ func TestVerifyLogReportsAnIntactLog(t *testing.T) {
 		})
 	}
 }
-
