@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -277,6 +278,27 @@ func (db *DB) LockTx(ctx context.Context, tx Execer, key string) error {
 	}
 	_, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, db.schema+"."+key)
 	return Translate(err)
+}
+
+// Rebind turns the ? placeholders of a query into PostgreSQL's $1, $2, ... when the handle is
+// PostgreSQL, so hand-written SQL can serve both dialects. It does not look inside quotes:
+// queries that pass it must not contain literal question marks.
+func (db *DB) Rebind(query string) string {
+	if db.dialect != dialect.Postgres {
+		return query
+	}
+	var b strings.Builder
+	b.Grow(len(query) + 8)
+	n := 0
+	for i := 0; i < len(query); i++ {
+		if query[i] == '?' {
+			n++
+			b.WriteString("$" + strconv.Itoa(n))
+			continue
+		}
+		b.WriteByte(query[i])
+	}
+	return b.String()
 }
 
 // serverEndedSession reports the SQLSTATEs with which the server ends sessions it shuts down:

@@ -140,7 +140,7 @@ func (o *Outbox) Add(ctx context.Context, tx database.Execer, events ...*auditv1
 		if err != nil {
 			return fmt.Errorf("outbox: %w", err)
 		}
-		if _, err := tx.ExecContext(ctx, o.rebind(`INSERT INTO basalt_outbox (event_id, payload, created_at, next_attempt_at) VALUES (?, ?, ?, ?)`),
+		if _, err := tx.ExecContext(ctx, o.db.Rebind(`INSERT INTO basalt_outbox (event_id, payload, created_at, next_attempt_at) VALUES (?, ?, ?, ?)`),
 			ev.GetId(), payload, now, now); err != nil {
 			return database.Translate(err)
 		}
@@ -169,22 +169,4 @@ func (o *Outbox) Pending(ctx context.Context) (int, error) {
 	var n int
 	err := o.db.SQL().QueryRowContext(ctx, `SELECT count(*) FROM basalt_outbox WHERE NOT dead`).Scan(&n)
 	return n, database.Translate(err)
-}
-
-// rebind turns ? placeholders into PostgreSQL's $n.
-func (o *Outbox) rebind(q string) string {
-	if o.db.Dialect() != "postgres" {
-		return q
-	}
-	out := make([]byte, 0, len(q)+8)
-	n := 0
-	for i := 0; i < len(q); i++ {
-		if q[i] == '?' {
-			n++
-			out = append(out, fmt.Sprintf("$%d", n)...)
-			continue
-		}
-		out = append(out, q[i])
-	}
-	return string(out)
 }

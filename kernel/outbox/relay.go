@@ -150,7 +150,7 @@ func (o *Outbox) claim(ctx context.Context, opts RelayOptions) ([]row, error) {
 	if o.db.Dialect() == "postgres" {
 		lock = " FOR UPDATE SKIP LOCKED"
 	}
-	q := o.rebind(`UPDATE basalt_outbox SET next_attempt_at = ? WHERE seq IN (
+	q := o.db.Rebind(`UPDATE basalt_outbox SET next_attempt_at = ? WHERE seq IN (
 		SELECT seq FROM basalt_outbox WHERE NOT dead AND next_attempt_at <= ? ORDER BY seq LIMIT ?` + lock + `
 	) RETURNING seq, attempts, payload`)
 	rs, err := o.db.SQL().QueryContext(ctx, q, now.Add(opts.Lease).UnixMilli(), now.UnixMilli(), opts.BatchSize)
@@ -181,7 +181,7 @@ func (o *Outbox) claim(ctx context.Context, opts RelayOptions) ([]row, error) {
 }
 
 func (o *Outbox) exec(ctx context.Context, q string, args ...any) error {
-	_, err := o.db.SQL().ExecContext(ctx, o.rebind(q), args...)
+	_, err := o.db.SQL().ExecContext(ctx, o.db.Rebind(q), args...)
 	return database.Translate(err)
 }
 

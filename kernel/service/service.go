@@ -275,6 +275,9 @@ func (s *Service) Run(ctx context.Context) error {
 	return errors.Join(runErr, s.Close(ctx))
 }
 
+// Ready is closed once the server listens and is registered.
+func (s *Service) Ready() <-chan struct{} { return s.Server.Ready() }
+
 // OnClose registers fn to run when the service closes, before what New built.
 func (s *Service) OnClose(fn func(context.Context) error) { s.closers = append(s.closers, fn) }
 

@@ -1,0 +1,274 @@
+// Package authority stands in for the platform's auth, authz and audit services in tests of
+// one service. See Authority.
+package authority
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/google/uuid"
+	"github.com/lestrrat-go/jwx/v2/jwa"
+	"github.com/lestrrat-go/jwx/v2/jwk"
+
+	auditv1 "github.com/basaltplatform/basalt/gen/go/basalt/audit/v1"
+	"github.com/basaltplatform/basalt/gen/go/basalt/audit/v1/auditv1connect"
+	authv1 "github.com/basaltplatform/basalt/gen/go/basalt/auth/v1"
+	"github.com/basaltplatform/basalt/gen/go/basalt/auth/v1/authv1connect"
+	authzv1 "github.com/basaltplatform/basalt/gen/go/basalt/authz/v1"
+	"github.com/basaltplatform/basalt/gen/go/basalt/authz/v1/authzv1connect"
+	"github.com/basaltplatform/basalt/kernel/authn"
+	"github.com/basaltplatform/basalt/kernel/config"
+	"github.com/basaltplatform/basalt/kernel/errs"
+	"github.com/basaltplatform/basalt/kernel/server"
+	"github.com/basaltplatform/basalt/kernel/testkit"
+)
+
+// InternalSecret is the service credential secret Authority and the services under test share.
+var InternalSecret = strings.Repeat("t", 32)
+
+// Issuer and Audience are what Authority's tokens carry.
+const (
+	Issuer   = "https://basalt.test"
+	Audience = "basalt"
+)
+
+// Authority stands in for the platform's auth, authz and audit services in one test server, so
+// that one service can be tested through its real wiring (kernel/service): it publishes a JWKS
+// and issues access tokens, answers session checks and revocations, answers permission checks
+// from a table, and collects audit events. Services talk to it over real HTTP/2 with real
+// service credentials; the end-to-end tests run the real services together.
+type Authority struct {
+	authv1connect.UnimplementedAuthServiceHandler
+	authzv1connect.UnimplementedAuthzServiceHandler
+	auditv1connect.UnimplementedAuditServiceHandler
+
+	// URL is the server's base URL.
+	URL string
+
+	key      jwk.Key
+	public   jwk.Set
+	services *authn.ServiceTokens
+
+	mu          sync.Mutex
+	grants      map[string]bool // subject|permission|resource
+	roles       map[string][]string
+	ended       map[string]bool // session ids
+	revocations []*authv1.RevokeUserSessionsRequest
+	failRevoke  bool
+	events      map[string]*auditv1.Event
+	order       []string
+}
+
+// New starts an Authority until the test ends.
+func New(t testing.TB) *Authority {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := jwk.FromRaw(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = key.Set(jwk.KeyIDKey, "test-key")
+	_ = key.Set(jwk.AlgorithmKey, jwa.EdDSA)
+	pub, err := key.PublicKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = pub.Set(jwk.KeyUsageKey, jwk.ForSignature)
+	set := jwk.NewSet()
+	_ = set.AddKey(pub)
+	tokens, err := authn.NewServiceTokens("authority", []byte(InternalSecret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &Authority{key: key, public: set, services: tokens, grants: map[string]bool{}, roles: map[string][]string{},
+		ended: map[string]bool{}, events: map[string]*auditv1.Event{}}
+
+	// A real kernel server with the kernel's authentication, so internal methods need service
+	// credentials here as they do in the real services.
+	srv, err := newAuthorityServer(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testkit.Serve(t, srv)
+	a.URL = srv.URL()
+	return a
+}
+
+// Token issues an access token for subject with a new session id.
+func (a *Authority) Token(t testing.TB, subject string) string {
+	t.Helper()
+	return a.TokenForSession(t, subject, uuid.NewString())
+}
+
+// TokenForSession issues an access token for subject in session sid.
+func (a *Authority) TokenForSession(t testing.TB, subject, sid string) string {
+	t.Helper()
+	now := time.Now()
+	tok, err := authn.Issue(a.key, authn.AccessClaims{
+		Issuer: Issuer, Audience: Audience, Subject: subject, SessionID: sid, TokenID: uuid.NewString(),
+		IssuedAt: now, ExpiresAt: now.Add(15 * time.Minute),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// Grant lets subject hold permission (on resource, "" for everywhere).
+func (a *Authority) Grant(subject, permission, resource string) {
+	a.mu.Lock()
+	a.grants[subject+"|"+permission+"|"+resource] = true
+	a.mu.Unlock()
+}
+
+// EndSession makes session checks of sid answer inactive.
+func (a *Authority) EndSession(sid string) {
+	a.mu.Lock()
+	a.ended[sid] = true
+	a.mu.Unlock()
+}
+
+// FailRevocations makes RevokeUserSessions fail (or succeed again).
+func (a *Authority) FailRevocations(fail bool) {
+	a.mu.Lock()
+	a.failRevoke = fail
+	a.mu.Unlock()
+}
+
+// Revocations returns the RevokeUserSessions calls received.
+func (a *Authority) Revocations() []*authv1.RevokeUserSessionsRequest {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]*authv1.RevokeUserSessionsRequest(nil), a.revocations...)
+}
+
+// Roles returns the roles GrantRole gave subject.
+func (a *Authority) Roles(subject string) []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]string(nil), a.roles[subject]...)
+}
+
+// Events returns the audit events received, in arrival order, without duplicates.
+func (a *Authority) Events() []*auditv1.Event {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make([]*auditv1.Event, 0, len(a.order))
+	for _, id := range a.order {
+		out = append(out, a.events[id])
+	}
+	return out
+}
+
+// Actions returns the actions of the events received.
+func (a *Authority) Actions() []string {
+	var out []string
+	for _, ev := range a.Events() {
+		out = append(out, ev.GetAction())
+	}
+	return out
+}
+
+// ServiceConfig returns a service configuration for name that stores its data in a fresh
+// PostgreSQL schema of the package database and finds auth, authz and audit at the Authority.
+func (a *Authority) ServiceConfig(t testing.TB, name string) config.Service {
+	t.Helper()
+	return config.Service{
+		Name:        name,
+		Environment: "development",
+		HTTP:        testkit.HTTPConfig(),
+		Database:    testkit.Database(t, name),
+		Discovery: config.Discovery{
+			Static: map[string][]string{"auth": {a.URL}, "authz": {a.URL}, "audit": {a.URL}},
+		},
+		Log:       config.Log{Format: "text"},
+		Telemetry: config.Telemetry{SampleRatio: 1},
+		Auth: config.Auth{
+			InternalSecret:     config.NewSecret(InternalSecret),
+			Issuer:             Issuer,
+			Audience:           Audience,
+			SessionCheck:       true,
+			SessionCacheTTL:    0,
+			PermissionCacheTTL: 0,
+		},
+		Outbox: config.Outbox{Interval: 20 * time.Millisecond, BatchSize: 100},
+	}
+}
+
+// CheckSession answers from the ended sessions.
+func (a *Authority) CheckSession(_ context.Context, req *connect.Request[authv1.CheckSessionRequest]) (*connect.Response[authv1.CheckSessionResponse], error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return connect.NewResponse(&authv1.CheckSessionResponse{Active: !a.ended[req.Msg.GetSessionId()]}), nil
+}
+
+// RevokeUserSessions records the call.
+func (a *Authority) RevokeUserSessions(_ context.Context, req *connect.Request[authv1.RevokeUserSessionsRequest]) (*connect.Response[authv1.RevokeUserSessionsResponse], error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.failRevoke {
+		return nil, errs.Unavailable(nil, "auth is down")
+	}
+	a.revocations = append(a.revocations, req.Msg)
+	return connect.NewResponse(&authv1.RevokeUserSessionsResponse{Revoked: 1}), nil
+}
+
+// Check answers from the grants table.
+func (a *Authority) Check(_ context.Context, req *connect.Request[authzv1.CheckRequest]) (*connect.Response[authzv1.CheckResponse], error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	m := req.Msg
+	allowed := a.grants[m.GetSubject()+"|"+m.GetPermission()+"|"] || (m.GetResource() != "" && a.grants[m.GetSubject()+"|"+m.GetPermission()+"|"+m.GetResource()])
+	return connect.NewResponse(&authzv1.CheckResponse{Allowed: allowed}), nil
+}
+
+// GrantRole records the role.
+func (a *Authority) GrantRole(_ context.Context, req *connect.Request[authzv1.GrantRoleRequest]) (*connect.Response[authzv1.GrantRoleResponse], error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.roles[req.Msg.GetSubject()] = append(a.roles[req.Msg.GetSubject()], req.Msg.GetRole())
+	return connect.NewResponse(&authzv1.GrantRoleResponse{Binding: &authzv1.RoleBinding{Subject: req.Msg.GetSubject(), Role: req.Msg.GetRole()}}), nil
+}
+
+// Record collects events, deduplicating by id as the audit service does.
+func (a *Authority) Record(_ context.Context, req *connect.Request[auditv1.RecordRequest]) (*connect.Response[auditv1.RecordResponse], error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, ev := range req.Msg.GetEvents() {
+		if _, dup := a.events[ev.GetId()]; !dup {
+			a.events[ev.GetId()] = ev
+			a.order = append(a.order, ev.GetId())
+		}
+	}
+	return connect.NewResponse(&auditv1.RecordResponse{}), nil
+}
+
+func (a *Authority) serveJWKS(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(a.public)
+}
+
+func newAuthorityServer(a *Authority) (*server.Server, error) {
+	keys := authn.NewStaticKeys(a.public)
+	verifier := authn.NewVerifier(keys, Issuer, Audience)
+	srv, err := server.New("authority", testkit.HTTPConfig(), server.WithInterceptors(authn.NewInterceptor(verifier, a.services)))
+	if err != nil {
+		return nil, err
+	}
+	srv.Mount(authv1connect.NewAuthServiceHandler(a, srv.HandlerOptions()...))
+	srv.Mount(authzv1connect.NewAuthzServiceHandler(a, srv.HandlerOptions()...))
+	srv.Mount(auditv1connect.NewAuditServiceHandler(a, srv.HandlerOptions()...))
+	srv.Handle("GET "+authn.JWKSPath, http.HandlerFunc(a.serveJWKS))
+	return srv, nil
+}
