@@ -22,9 +22,11 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -380,10 +382,16 @@ func isIdempotent(ctx context.Context) bool {
 	return v
 }
 
-// isConnectionFailure reports errors of the connection rather than of the call.
+// isConnectionFailure reports errors of the connection rather than of the call: the instance
+// could not be reached, or the connection broke before an answer came.
 func isConnectionFailure(err error) bool {
 	var opErr *net.OpError
-	return errors.As(err, &opErr)
+	if errors.As(err, &opErr) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, net.ErrClosed) {
+		return true
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "connection lost") || strings.Contains(msg, "connection reset")
 }
 
 // propagator sends the caller's request id and bearer token with every call and bounds calls

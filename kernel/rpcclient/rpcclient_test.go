@@ -171,10 +171,11 @@ func TestFailsOverFromAKilledInstance(t *testing.T) {
 
 	a.crash()
 	before := b.calls.Load()
-	// Consul still lists a as passing until its next check fails; every call in that window
-	// must still succeed, by retrying the refused connection on b.
+	// Consul still lists a as passing until its next check fails. In that window a call whose
+	// method is declared idempotent must still succeed: a refused connection, or a pooled one
+	// the crash broke, is retried on b.
 	for _, p := range protocols {
-		client := For(c, "crash", echo.NewClient, p.opts...)
+		client := For(c, "crash", echo.NewClient, append(p.opts, connect.WithIdempotency(connect.IdempotencyNoSideEffects))...)
 		for i := range 20 {
 			if _, err := client.Echo(ctx, connect.NewRequest(wrapperspb.String("after"))); err != nil {
 				t.Fatalf("%s call %d after the crash: %v", p.name, i, err)
@@ -191,6 +192,39 @@ func TestFailsOverFromAKilledInstance(t *testing.T) {
 		eps, err := consul.Endpoints(ctx, "crash")
 		return err == nil && len(eps) == 1 && eps[0].ID == b.inst.ID
 	})
+}
+
+func TestANonIdempotentCallFailsOverOnlyWhenItWasNotSent(t *testing.T) {
+	t.Parallel()
+	var aCalls, bCalls atomic.Int64
+	a := echo.Start(t, echo.HTTPConfig(), counting(&aCalls))
+	b := echo.Start(t, echo.HTTPConfig(), counting(&bCalls))
+	c := staticClient(t, []string{a.URL(), b.URL()})
+	client := For(c, "echo", echo.NewClient, connect.WithGRPC())
+	ctx := context.Background()
+	for range 4 {
+		if _, err := client.Echo(ctx, connect.NewRequest(wrapperspb.String("warm"))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	// After a stops, a call either goes to b or, when it may have reached a, fails with an
+	// explicit unavailable: never a silent duplicate, never another code.
+	failures := 0
+	for range 10 {
+		_, err := client.Echo(ctx, connect.NewRequest(wrapperspb.String("after")))
+		if err != nil {
+			failures++
+			if connect.CodeOf(err) != connect.CodeUnavailable {
+				t.Fatalf("a failed call must be unavailable, got %v", err)
+			}
+		}
+	}
+	if failures > 1 {
+		t.Fatalf("%d of 10 calls failed; only one sent on the connection a closed may", failures)
+	}
 }
 
 func TestACallThatWasSentIsNotRetried(t *testing.T) {

@@ -576,7 +576,6 @@ func TestListUsersIsStableWhileUsersAreAdded(t *testing.T) {
 	}
 }
 
-
 func TestBootstrapCreatesTheAdministratorOnce(t *testing.T) {
 	t.Parallel()
 	e := start(t)
