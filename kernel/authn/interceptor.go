@@ -19,6 +19,14 @@ type Sessions interface {
 	Active(ctx context.Context, sessionID string) (bool, error)
 }
 
+// SessionsFunc adapts a function to Sessions.
+type SessionsFunc func(ctx context.Context, sessionID string) (bool, error)
+
+// Active calls f.
+func (f SessionsFunc) Active(ctx context.Context, sessionID string) (bool, error) {
+	return f(ctx, sessionID)
+}
+
 // Interceptor authenticates every call to a handler according to its method's access rule:
 // public methods need nothing (a token that comes along is used when valid and ignored when
 // not); authenticated methods need a valid access token or a valid service credential;
@@ -51,6 +59,12 @@ func NewInterceptor(users *Verifier, services *ServiceTokens, opts ...Intercepto
 	}
 	return i
 }
+
+// SetVerifier replaces the verifier of user tokens. Call it before the server serves.
+func (i *Interceptor) SetVerifier(v *Verifier) { i.users = v }
+
+// SetSessions replaces the session check. Call it before the server serves.
+func (i *Interceptor) SetSessions(s Sessions) { i.sessions = s }
 
 // WrapUnary authenticates unary calls to handlers.
 func (i *Interceptor) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {

@@ -78,6 +78,9 @@ func NewGuard(service string, checker Checker, recorder outbox.Recorder, log *sl
 	return &Guard{checker: checker, recorder: recorder, service: service, log: log, now: time.Now}
 }
 
+// SetChecker replaces the checker. Call it before the service serves.
+func (g *Guard) SetChecker(c Checker) { g.checker = c }
+
 // SetRecorder replaces the recorder of denials. Call it before the service serves.
 func (g *Guard) SetRecorder(r outbox.Recorder) { g.recorder = r }
 

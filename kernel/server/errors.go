@@ -93,10 +93,15 @@ func ToConnectError(ctx context.Context, log *slog.Logger, procedure string, err
 			msg = cerr.Message()
 		}
 		// A fresh error drops the metadata of a downstream response, which must not leak
-		// into this response's headers.
+		// into this response's headers; only the retry delay is carried over.
 		out := connect.NewError(code, errors.New(msg))
 		for _, d := range cerr.Details() {
 			out.AddDetail(d)
+			if v, err := d.Value(); err == nil {
+				if ri, ok := v.(*errdetails.RetryInfo); ok && ri.GetRetryDelay().AsDuration() > 0 {
+					out.Meta().Set("Retry-After", strconv.Itoa(retryAfterSeconds(ri.GetRetryDelay().AsDuration())))
+				}
+			}
 		}
 		return out
 	}

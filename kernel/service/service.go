@@ -58,6 +58,7 @@ type Service struct {
 	// Server is the service's RPC server; mount handlers on it before Run.
 	Server *server.Server
 
+	authn      *authn.Interceptor
 	closers    []func(context.Context) error
 	background []func(context.Context)
 }
@@ -91,17 +92,6 @@ func WithRPCOptions(opts ...rpcclient.Option) Option {
 
 // WithoutDatabase builds a service that owns no database (the gateway).
 func WithoutDatabase() Option { return func(o *options) { o.withoutDB = true } }
-
-// WithKeys verifies access tokens with keys instead of the auth service's published JWKS (the
-// auth service itself passes its own key store).
-func WithKeys(keys authn.Keys) Option { return func(o *options) { o.keys = keys } }
-
-// WithSessions checks sessions with s instead of asking the auth service.
-func WithSessions(s authn.Sessions) Option { return func(o *options) { o.sessions = s } }
-
-// WithChecker checks permissions with c instead of asking the authz service (the authz
-// service itself passes its own index).
-func WithChecker(c permission.Checker) Option { return func(o *options) { o.checker = c } }
 
 // WithoutOutbox builds no outbox and no relay: the audit service appends its own events to its
 // log and sets its recorder with UseRecorder.
@@ -188,31 +178,23 @@ func New(ctx context.Context, cfg config.Service, logOut io.Writer, opts ...Opti
 		return nil, err
 	}
 
-	keys := o.keys
-	if keys == nil {
-		keys = authn.NewJWKS(authn.HTTPFetcher(s.RPC.HTTPClient("auth"), rpcclient.BaseURL("auth")+authn.JWKSPath))
-	}
-	authnOpts := []authn.InterceptorOption{authn.WithLogger(s.Log)}
+	// By default users are verified with the auth service's published keys, sessions checked
+	// with the auth service, and permissions with the authz service; those services replace
+	// their own with UseKeys, UseSessions and UseChecker.
+	keys := authn.NewJWKS(authn.HTTPFetcher(s.RPC.HTTPClient("auth"), rpcclient.BaseURL("auth")+authn.JWKSPath))
+	s.authn = authn.NewInterceptor(authn.NewVerifier(keys, cfg.Auth.Issuer, cfg.Auth.Audience), s.Tokens, authn.WithLogger(s.Log))
 	if cfg.Auth.SessionCheck {
-		sessions := o.sessions
-		if sessions == nil {
-			auth := rpcclient.For(s.RPC, "auth", authv1connect.NewAuthServiceClient)
-			sessions = authn.NewCachedSessions(func(ctx context.Context, sid string) (bool, error) {
-				res, err := auth.CheckSession(ctx, connect.NewRequest(&authv1.CheckSessionRequest{SessionId: sid}))
-				if err != nil {
-					return false, err
-				}
-				return res.Msg.GetActive(), nil
-			}, 10_000, cfg.Auth.SessionCacheTTL)
-		}
-		authnOpts = append(authnOpts, authn.WithSessions(sessions))
+		auth := rpcclient.For(s.RPC, "auth", authv1connect.NewAuthServiceClient)
+		s.authn.SetSessions(authn.NewCachedSessions(func(ctx context.Context, sid string) (bool, error) {
+			res, err := auth.CheckSession(ctx, connect.NewRequest(&authv1.CheckSessionRequest{SessionId: sid}))
+			if err != nil {
+				return false, err
+			}
+			return res.Msg.GetActive(), nil
+		}, 10_000, cfg.Auth.SessionCacheTTL))
 	}
-	checker := o.checker
-	if checker == nil {
-		checker = permission.NewRemote(rpcclient.For(s.RPC, "authz", authzv1connect.NewAuthzServiceClient), 10_000, cfg.Auth.PermissionCacheTTL)
-	}
+	checker := permission.NewRemote(rpcclient.For(s.RPC, "authz", authzv1connect.NewAuthzServiceClient), 10_000, cfg.Auth.PermissionCacheTTL)
 	s.Guard = permission.NewGuard(cfg.Name, checker, s.Recorder, s.Log)
-	verifier := authn.NewVerifier(keys, cfg.Auth.Issuer, cfg.Auth.Audience)
 
 	serverOpts := []server.Option{
 		server.WithLogger(s.Log),
@@ -220,10 +202,7 @@ func New(ctx context.Context, cfg config.Service, logOut io.Writer, opts ...Opti
 		server.WithRegistrar(registrar),
 		server.WithInstanceID(instanceID),
 		server.WithVersion(o.version),
-		server.WithInterceptors(
-			authn.NewInterceptor(verifier, s.Tokens, authnOpts...),
-			permission.NewInterceptor(s.Guard),
-		),
+		server.WithInterceptors(s.authn, permission.NewInterceptor(s.Guard)),
 	}
 	if s.DB != nil {
 		serverOpts = append(serverOpts, server.WithReadinessCheck("database", s.DB.Ping))
@@ -250,6 +229,24 @@ func (s *Service) setUpOutbox(ctx context.Context, o options) error {
 	s.Go(func(ctx context.Context) { s.Outbox.Relay(ctx, audit, relay) })
 	return nil
 }
+
+// UseKeys verifies access tokens with keys (the auth service's own key ring) instead of the
+// published JWKS. Call it before Run.
+func (s *Service) UseKeys(keys authn.Keys) {
+	s.authn.SetVerifier(authn.NewVerifier(keys, s.Config.Auth.Issuer, s.Config.Auth.Audience))
+}
+
+// UseSessions checks sessions with sessions (the auth service's own store) instead of asking
+// the auth service. Call it before Run.
+func (s *Service) UseSessions(sessions authn.Sessions) {
+	if s.Config.Auth.SessionCheck {
+		s.authn.SetSessions(sessions)
+	}
+}
+
+// UseChecker checks permissions with c (the authz service's own index) instead of asking the
+// authz service. Call it before Run.
+func (s *Service) UseChecker(c permission.Checker) { s.Guard.SetChecker(c) }
 
 // UseRecorder makes r the service's recorder of audit events, for the guard's denials too.
 func (s *Service) UseRecorder(r outbox.Recorder) {

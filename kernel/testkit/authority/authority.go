@@ -1,5 +1,5 @@
-// Package authority stands in for the platform's auth, authz and audit services in tests of
-// one service. See Authority.
+// Package authority stands in for the platform's other services in tests of one service. See
+// Authority.
 package authority
 
 import (
@@ -24,6 +24,8 @@ import (
 	"github.com/basaltplatform/basalt/gen/go/basalt/auth/v1/authv1connect"
 	authzv1 "github.com/basaltplatform/basalt/gen/go/basalt/authz/v1"
 	"github.com/basaltplatform/basalt/gen/go/basalt/authz/v1/authzv1connect"
+	identityv1 "github.com/basaltplatform/basalt/gen/go/basalt/identity/v1"
+	"github.com/basaltplatform/basalt/gen/go/basalt/identity/v1/identityv1connect"
 	"github.com/basaltplatform/basalt/kernel/authn"
 	"github.com/basaltplatform/basalt/kernel/config"
 	"github.com/basaltplatform/basalt/kernel/errs"
@@ -40,15 +42,17 @@ const (
 	Audience = "basalt"
 )
 
-// Authority stands in for the platform's auth, authz and audit services in one test server, so
-// that one service can be tested through its real wiring (kernel/service): it publishes a JWKS
-// and issues access tokens, answers session checks and revocations, answers permission checks
-// from a table, and collects audit events. Services talk to it over real HTTP/2 with real
+// Authority stands in for the platform's other services in one test server, so that one
+// service can be tested through its real wiring (kernel/service): as auth it publishes a JWKS,
+// issues access tokens and answers session checks and revocations; as authz it answers
+// permission checks from a table; as audit it collects events; as identity it keeps accounts
+// in memory. Services talk to it over real HTTP/2 with real
 // service credentials; the end-to-end tests run the real services together.
 type Authority struct {
 	authv1connect.UnimplementedAuthServiceHandler
 	authzv1connect.UnimplementedAuthzServiceHandler
 	auditv1connect.UnimplementedAuditServiceHandler
+	identityv1connect.UnimplementedIdentityServiceHandler
 
 	// URL is the server's base URL.
 	URL string
@@ -65,6 +69,13 @@ type Authority struct {
 	failRevoke  bool
 	events      map[string]*auditv1.Event
 	order       []string
+	users       map[string]*account // by email
+	lockedFor   time.Duration
+}
+
+type account struct {
+	user     *identityv1.User
+	password string
 }
 
 // New starts an Authority until the test ends.
@@ -92,7 +103,7 @@ func New(t testing.TB) *Authority {
 		t.Fatal(err)
 	}
 	a := &Authority{key: key, public: set, services: tokens, grants: map[string]bool{}, roles: map[string][]string{},
-		ended: map[string]bool{}, events: map[string]*auditv1.Event{}}
+		ended: map[string]bool{}, events: map[string]*auditv1.Event{}, users: map[string]*account{}}
 
 	// A real kernel server with the kernel's authentication, so internal methods need service
 	// credentials here as they do in the real services.
@@ -190,7 +201,7 @@ func (a *Authority) ServiceConfig(t testing.TB, name string) config.Service {
 		HTTP:        testkit.HTTPConfig(),
 		Database:    testkit.Database(t, name),
 		Discovery: config.Discovery{
-			Static: map[string][]string{"auth": {a.URL}, "authz": {a.URL}, "audit": {a.URL}},
+			Static: map[string][]string{"auth": {a.URL}, "authz": {a.URL}, "audit": {a.URL}, "identity": {a.URL}},
 		},
 		Log:       config.Log{Format: "text"},
 		Telemetry: config.Telemetry{SampleRatio: 1},
@@ -254,6 +265,44 @@ func (a *Authority) Record(_ context.Context, req *connect.Request[auditv1.Recor
 	return connect.NewResponse(&auditv1.RecordResponse{}), nil
 }
 
+// RegisterUser keeps an account in memory. Passwords are compared in the clear: the real
+// hashing and its properties are the identity service's, tested there.
+func (a *Authority) RegisterUser(_ context.Context, req *connect.Request[identityv1.RegisterUserRequest]) (*connect.Response[identityv1.RegisterUserResponse], error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	email := strings.ToLower(strings.TrimSpace(req.Msg.GetEmail()))
+	if email == "" || len(req.Msg.GetPassword()) < 8 {
+		return nil, errs.Invalid("password", "must be at least 8 characters")
+	}
+	if _, ok := a.users[email]; ok {
+		return nil, errs.AlreadyExists("a user with this email already exists")
+	}
+	u := &identityv1.User{Id: uuid.Must(uuid.NewV7()).String(), Email: email, DisplayName: req.Msg.GetDisplayName(), Status: identityv1.UserStatus_USER_STATUS_ACTIVE}
+	a.users[email] = &account{user: u, password: req.Msg.GetPassword()}
+	return connect.NewResponse(&identityv1.RegisterUserResponse{User: u}), nil
+}
+
+// VerifyCredentials checks an in-memory account; LockLogins makes it answer as a locked email.
+func (a *Authority) VerifyCredentials(_ context.Context, req *connect.Request[identityv1.VerifyCredentialsRequest]) (*connect.Response[identityv1.VerifyCredentialsResponse], error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.lockedFor > 0 {
+		return nil, errs.ResourceExhausted(a.lockedFor, "too many failed attempts; try again later")
+	}
+	acc, ok := a.users[strings.ToLower(strings.TrimSpace(req.Msg.GetEmail()))]
+	if !ok || acc.password != req.Msg.GetPassword() {
+		return nil, errs.Unauthenticated("the email or password is wrong")
+	}
+	return connect.NewResponse(&identityv1.VerifyCredentialsResponse{User: acc.user}), nil
+}
+
+// LockLogins makes credential checks answer resource_exhausted with retry (0 lifts it).
+func (a *Authority) LockLogins(retry time.Duration) {
+	a.mu.Lock()
+	a.lockedFor = retry
+	a.mu.Unlock()
+}
+
 func (a *Authority) serveJWKS(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(a.public)
@@ -269,6 +318,7 @@ func newAuthorityServer(a *Authority) (*server.Server, error) {
 	srv.Mount(authv1connect.NewAuthServiceHandler(a, srv.HandlerOptions()...))
 	srv.Mount(authzv1connect.NewAuthzServiceHandler(a, srv.HandlerOptions()...))
 	srv.Mount(auditv1connect.NewAuditServiceHandler(a, srv.HandlerOptions()...))
+	srv.Mount(identityv1connect.NewIdentityServiceHandler(a, srv.HandlerOptions()...))
 	srv.Handle("GET "+authn.JWKSPath, http.HandlerFunc(a.serveJWKS))
 	return srv, nil
 }

@@ -15,6 +15,7 @@ import (
 	"entgo.io/ent/dialect"
 	"entgo.io/ent/dialect/sql"
 	"github.com/basaltplatform/basalt/services/identity/ent/loginthrottle"
+	"github.com/basaltplatform/basalt/services/identity/ent/pendinggrant"
 	"github.com/basaltplatform/basalt/services/identity/ent/user"
 
 	stdsql "database/sql"
@@ -27,6 +28,8 @@ type Client struct {
 	Schema *migrate.Schema
 	// LoginThrottle is the client for interacting with the LoginThrottle builders.
 	LoginThrottle *LoginThrottleClient
+	// PendingGrant is the client for interacting with the PendingGrant builders.
+	PendingGrant *PendingGrantClient
 	// User is the client for interacting with the User builders.
 	User *UserClient
 }
@@ -41,6 +44,7 @@ func NewClient(opts ...Option) *Client {
 func (c *Client) init() {
 	c.Schema = migrate.NewSchema(c.driver)
 	c.LoginThrottle = NewLoginThrottleClient(c.config)
+	c.PendingGrant = NewPendingGrantClient(c.config)
 	c.User = NewUserClient(c.config)
 }
 
@@ -135,6 +139,7 @@ func (c *Client) Tx(ctx context.Context) (*Tx, error) {
 		ctx:           ctx,
 		config:        cfg,
 		LoginThrottle: NewLoginThrottleClient(cfg),
+		PendingGrant:  NewPendingGrantClient(cfg),
 		User:          NewUserClient(cfg),
 	}, nil
 }
@@ -156,6 +161,7 @@ func (c *Client) BeginTx(ctx context.Context, opts *sql.TxOptions) (*Tx, error) 
 		ctx:           ctx,
 		config:        cfg,
 		LoginThrottle: NewLoginThrottleClient(cfg),
+		PendingGrant:  NewPendingGrantClient(cfg),
 		User:          NewUserClient(cfg),
 	}, nil
 }
@@ -186,6 +192,7 @@ func (c *Client) Close() error {
 // In order to add hooks to a specific client, call: `client.Node.Use(...)`.
 func (c *Client) Use(hooks ...Hook) {
 	c.LoginThrottle.Use(hooks...)
+	c.PendingGrant.Use(hooks...)
 	c.User.Use(hooks...)
 }
 
@@ -193,6 +200,7 @@ func (c *Client) Use(hooks ...Hook) {
 // In order to add interceptors to a specific client, call: `client.Node.Intercept(...)`.
 func (c *Client) Intercept(interceptors ...Interceptor) {
 	c.LoginThrottle.Intercept(interceptors...)
+	c.PendingGrant.Intercept(interceptors...)
 	c.User.Intercept(interceptors...)
 }
 
@@ -201,6 +209,8 @@ func (c *Client) Mutate(ctx context.Context, m Mutation) (Value, error) {
 	switch m := m.(type) {
 	case *LoginThrottleMutation:
 		return c.LoginThrottle.mutate(ctx, m)
+	case *PendingGrantMutation:
+		return c.PendingGrant.mutate(ctx, m)
 	case *UserMutation:
 		return c.User.mutate(ctx, m)
 	default:
@@ -341,6 +351,139 @@ func (c *LoginThrottleClient) mutate(ctx context.Context, m *LoginThrottleMutati
 	}
 }
 
+// PendingGrantClient is a client for the PendingGrant schema.
+type PendingGrantClient struct {
+	config
+}
+
+// NewPendingGrantClient returns a client for the PendingGrant from the given config.
+func NewPendingGrantClient(c config) *PendingGrantClient {
+	return &PendingGrantClient{config: c}
+}
+
+// Use adds a list of mutation hooks to the hooks stack.
+// A call to `Use(f, g, h)` equals to `pendinggrant.Hooks(f(g(h())))`.
+func (c *PendingGrantClient) Use(hooks ...Hook) {
+	c.hooks.PendingGrant = append(c.hooks.PendingGrant, hooks...)
+}
+
+// Intercept adds a list of query interceptors to the interceptors stack.
+// A call to `Intercept(f, g, h)` equals to `pendinggrant.Intercept(f(g(h())))`.
+func (c *PendingGrantClient) Intercept(interceptors ...Interceptor) {
+	c.inters.PendingGrant = append(c.inters.PendingGrant, interceptors...)
+}
+
+// Create returns a builder for creating a PendingGrant entity.
+func (c *PendingGrantClient) Create() *PendingGrantCreate {
+	mutation := newPendingGrantMutation(c.config, OpCreate)
+	return &PendingGrantCreate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// CreateBulk returns a builder for creating a bulk of PendingGrant entities.
+func (c *PendingGrantClient) CreateBulk(builders ...*PendingGrantCreate) *PendingGrantCreateBulk {
+	return &PendingGrantCreateBulk{config: c.config, builders: builders}
+}
+
+// MapCreateBulk creates a bulk creation builder from the given slice. For each item in the slice, the function creates
+// a builder and applies setFunc on it.
+func (c *PendingGrantClient) MapCreateBulk(slice any, setFunc func(*PendingGrantCreate, int)) *PendingGrantCreateBulk {
+	rv := reflect.ValueOf(slice)
+	if rv.Kind() != reflect.Slice {
+		return &PendingGrantCreateBulk{err: fmt.Errorf("calling to PendingGrantClient.MapCreateBulk with wrong type %T, need slice", slice)}
+	}
+	builders := make([]*PendingGrantCreate, rv.Len())
+	for i := 0; i < rv.Len(); i++ {
+		builders[i] = c.Create()
+		setFunc(builders[i], i)
+	}
+	return &PendingGrantCreateBulk{config: c.config, builders: builders}
+}
+
+// Update returns an update builder for PendingGrant.
+func (c *PendingGrantClient) Update() *PendingGrantUpdate {
+	mutation := newPendingGrantMutation(c.config, OpUpdate)
+	return &PendingGrantUpdate{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOne returns an update builder for the given entity.
+func (c *PendingGrantClient) UpdateOne(_m *PendingGrant) *PendingGrantUpdateOne {
+	mutation := newPendingGrantMutation(c.config, OpUpdateOne, withPendingGrant(_m))
+	return &PendingGrantUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// UpdateOneID returns an update builder for the given id.
+func (c *PendingGrantClient) UpdateOneID(id string) *PendingGrantUpdateOne {
+	mutation := newPendingGrantMutation(c.config, OpUpdateOne, withPendingGrantID(id))
+	return &PendingGrantUpdateOne{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// Delete returns a delete builder for PendingGrant.
+func (c *PendingGrantClient) Delete() *PendingGrantDelete {
+	mutation := newPendingGrantMutation(c.config, OpDelete)
+	return &PendingGrantDelete{config: c.config, hooks: c.Hooks(), mutation: mutation}
+}
+
+// DeleteOne returns a builder for deleting the given entity.
+func (c *PendingGrantClient) DeleteOne(_m *PendingGrant) *PendingGrantDeleteOne {
+	return c.DeleteOneID(_m.ID)
+}
+
+// DeleteOneID returns a builder for deleting the given entity by its id.
+func (c *PendingGrantClient) DeleteOneID(id string) *PendingGrantDeleteOne {
+	builder := c.Delete().Where(pendinggrant.ID(id))
+	builder.mutation.id = &id
+	builder.mutation.op = OpDeleteOne
+	return &PendingGrantDeleteOne{builder}
+}
+
+// Query returns a query builder for PendingGrant.
+func (c *PendingGrantClient) Query() *PendingGrantQuery {
+	return &PendingGrantQuery{
+		config: c.config,
+		ctx:    &QueryContext{Type: TypePendingGrant},
+		inters: c.Interceptors(),
+	}
+}
+
+// Get returns a PendingGrant entity by its id.
+func (c *PendingGrantClient) Get(ctx context.Context, id string) (*PendingGrant, error) {
+	return c.Query().Where(pendinggrant.ID(id)).Only(ctx)
+}
+
+// GetX is like Get, but panics if an error occurs.
+func (c *PendingGrantClient) GetX(ctx context.Context, id string) *PendingGrant {
+	obj, err := c.Get(ctx, id)
+	if err != nil {
+		panic(err)
+	}
+	return obj
+}
+
+// Hooks returns the client hooks.
+func (c *PendingGrantClient) Hooks() []Hook {
+	return c.hooks.PendingGrant
+}
+
+// Interceptors returns the client interceptors.
+func (c *PendingGrantClient) Interceptors() []Interceptor {
+	return c.inters.PendingGrant
+}
+
+func (c *PendingGrantClient) mutate(ctx context.Context, m *PendingGrantMutation) (Value, error) {
+	switch m.Op() {
+	case OpCreate:
+		return (&PendingGrantCreate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdate:
+		return (&PendingGrantUpdate{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpUpdateOne:
+		return (&PendingGrantUpdateOne{config: c.config, hooks: c.Hooks(), mutation: m}).Save(ctx)
+	case OpDelete, OpDeleteOne:
+		return (&PendingGrantDelete{config: c.config, hooks: c.Hooks(), mutation: m}).Exec(ctx)
+	default:
+		return nil, fmt.Errorf("ent: unknown PendingGrant mutation op: %q", m.Op())
+	}
+}
+
 // UserClient is a client for the User schema.
 type UserClient struct {
 	config
@@ -477,10 +620,10 @@ func (c *UserClient) mutate(ctx context.Context, m *UserMutation) (Value, error)
 // hooks and interceptors per client, for fast access.
 type (
 	hooks struct {
-		LoginThrottle, User []ent.Hook
+		LoginThrottle, PendingGrant, User []ent.Hook
 	}
 	inters struct {
-		LoginThrottle, User []ent.Interceptor
+		LoginThrottle, PendingGrant, User []ent.Interceptor
 	}
 )
 

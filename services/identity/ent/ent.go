@@ -13,6 +13,7 @@ import (
 	"entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/sqlgraph"
 	"github.com/basaltplatform/basalt/services/identity/ent/loginthrottle"
+	"github.com/basaltplatform/basalt/services/identity/ent/pendinggrant"
 	"github.com/basaltplatform/basalt/services/identity/ent/user"
 )
 
@@ -75,6 +76,7 @@ func checkColumn(t, c string) error {
 	initCheck.Do(func() {
 		columnCheck = sql.NewColumnCheck(map[string]func(string) bool{
 			loginthrottle.Table: loginthrottle.ValidColumn,
+			pendinggrant.Table:  pendinggrant.ValidColumn,
 			user.Table:          user.ValidColumn,
 		})
 	})

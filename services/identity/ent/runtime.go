@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/basaltplatform/basalt/services/identity/ent/loginthrottle"
+	"github.com/basaltplatform/basalt/services/identity/ent/pendinggrant"
 	"github.com/basaltplatform/basalt/services/identity/ent/schema"
 	"github.com/basaltplatform/basalt/services/identity/ent/user"
 )
@@ -29,6 +30,66 @@ func init() {
 	// loginthrottle.IDValidator is a validator for the "id" field. It is called by the builders before save.
 	loginthrottle.IDValidator = func() func(string) error {
 		validators := loginthrottleDescID.Validators
+		fns := [...]func(string) error{
+			validators[0].(func(string) error),
+			validators[1].(func(string) error),
+		}
+		return func(id string) error {
+			for _, fn := range fns {
+				if err := fn(id); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}()
+	pendinggrantFields := schema.PendingGrant{}.Fields()
+	_ = pendinggrantFields
+	// pendinggrantDescSubject is the schema descriptor for subject field.
+	pendinggrantDescSubject := pendinggrantFields[1].Descriptor()
+	// pendinggrant.SubjectValidator is a validator for the "subject" field. It is called by the builders before save.
+	pendinggrant.SubjectValidator = func() func(string) error {
+		validators := pendinggrantDescSubject.Validators
+		fns := [...]func(string) error{
+			validators[0].(func(string) error),
+			validators[1].(func(string) error),
+		}
+		return func(subject string) error {
+			for _, fn := range fns {
+				if err := fn(subject); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}()
+	// pendinggrantDescRole is the schema descriptor for role field.
+	pendinggrantDescRole := pendinggrantFields[2].Descriptor()
+	// pendinggrant.RoleValidator is a validator for the "role" field. It is called by the builders before save.
+	pendinggrant.RoleValidator = func() func(string) error {
+		validators := pendinggrantDescRole.Validators
+		fns := [...]func(string) error{
+			validators[0].(func(string) error),
+			validators[1].(func(string) error),
+		}
+		return func(role string) error {
+			for _, fn := range fns {
+				if err := fn(role); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}()
+	// pendinggrantDescAttempts is the schema descriptor for attempts field.
+	pendinggrantDescAttempts := pendinggrantFields[3].Descriptor()
+	// pendinggrant.DefaultAttempts holds the default value on creation for the attempts field.
+	pendinggrant.DefaultAttempts = pendinggrantDescAttempts.Default.(int)
+	// pendinggrantDescID is the schema descriptor for id field.
+	pendinggrantDescID := pendinggrantFields[0].Descriptor()
+	// pendinggrant.IDValidator is a validator for the "id" field. It is called by the builders before save.
+	pendinggrant.IDValidator = func() func(string) error {
+		validators := pendinggrantDescID.Validators
 		fns := [...]func(string) error{
 			validators[0].(func(string) error),
 			validators[1].(func(string) error),

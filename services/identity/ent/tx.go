@@ -16,6 +16,8 @@ type Tx struct {
 	config
 	// LoginThrottle is the client for interacting with the LoginThrottle builders.
 	LoginThrottle *LoginThrottleClient
+	// PendingGrant is the client for interacting with the PendingGrant builders.
+	PendingGrant *PendingGrantClient
 	// User is the client for interacting with the User builders.
 	User *UserClient
 
@@ -150,6 +152,7 @@ func (tx *Tx) Client() *Client {
 
 func (tx *Tx) init() {
 	tx.LoginThrottle = NewLoginThrottleClient(tx.config)
+	tx.PendingGrant = NewPendingGrantClient(tx.config)
 	tx.User = NewUserClient(tx.config)
 }
 

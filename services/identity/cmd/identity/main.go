@@ -17,7 +17,7 @@ import (
 	"github.com/basaltplatform/basalt/kernel/config"
 	"github.com/basaltplatform/basalt/kernel/rpcclient"
 	"github.com/basaltplatform/basalt/kernel/service"
-	"github.com/basaltplatform/basalt/services/identity/internal/bootstrap"
+	"github.com/basaltplatform/basalt/services/identity/internal/grants"
 	"github.com/basaltplatform/basalt/services/identity/internal/handler"
 	"github.com/basaltplatform/basalt/services/identity/internal/password"
 	"github.com/basaltplatform/basalt/services/identity/internal/store"
@@ -74,7 +74,10 @@ func main() {
 		os.Exit(1)
 	}
 	auth := rpcclient.For(svc.RPC, "auth", authv1connect.NewAuthServiceClient)
-	api := handler.New(st, password.NewHasher(password.Default, cfg.HashConcurrency), svc.Guard, svc.Outbox, auth, handler.WithLockout(cfg.Lockout))
+	authz := rpcclient.For(svc.RPC, "authz", authzv1connect.NewAuthzServiceClient)
+	api := handler.New(st, password.NewHasher(password.Default, cfg.HashConcurrency), svc.Guard, svc.Outbox, auth,
+		handler.WithLockout(cfg.Lockout),
+		handler.WithGrantDelivery(func(ctx context.Context) error { return grants.DeliverDue(ctx, st, authz, svc.Log) }))
 
 	if cfg.AdminEmail != "" {
 		// The bootstrap acts as the identity service itself, which is what its audit event says.
@@ -85,9 +88,8 @@ func main() {
 			os.Exit(1)
 		}
 		svc.Log.Info("bootstrap administrator", "email", admin.Email, "created", created)
-		authz := rpcclient.For(svc.RPC, "authz", authzv1connect.NewAuthzServiceClient)
-		svc.Go(func(ctx context.Context) { bootstrap.GrantAdmin(ctx, authz, admin.ID, svc.Log) })
 	}
+	svc.Go(func(ctx context.Context) { grants.Relay(ctx, st, authz, time.Second, svc.Log) })
 
 	svc.Server.Mount(identityv1connect.NewIdentityServiceHandler(api, svc.Server.HandlerOptions()...))
 	if err := svc.Run(ctx); err != nil {

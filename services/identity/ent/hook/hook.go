@@ -21,6 +21,18 @@ func (f LoginThrottleFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Valu
 	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.LoginThrottleMutation", m)
 }
 
+// The PendingGrantFunc type is an adapter to allow the use of ordinary
+// function as PendingGrant mutator.
+type PendingGrantFunc func(context.Context, *ent.PendingGrantMutation) (ent.Value, error)
+
+// Mutate calls f(ctx, m).
+func (f PendingGrantFunc) Mutate(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+	if mv, ok := m.(*ent.PendingGrantMutation); ok {
+		return f(ctx, mv)
+	}
+	return nil, fmt.Errorf("unexpected mutation type %T. expect *ent.PendingGrantMutation", m)
+}
+
 // The UserFunc type is an adapter to allow the use of ordinary
 // function as User mutator.
 type UserFunc func(context.Context, *ent.UserMutation) (ent.Value, error)

@@ -21,6 +21,20 @@ var (
 		Columns:    LoginThrottlesColumns,
 		PrimaryKey: []*schema.Column{LoginThrottlesColumns[0]},
 	}
+	// PendingGrantsColumns holds the columns for the "pending_grants" table.
+	PendingGrantsColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeString, Size: 36},
+		{Name: "subject", Type: field.TypeString, Size: 256},
+		{Name: "role", Type: field.TypeString, Size: 63},
+		{Name: "attempts", Type: field.TypeInt, Default: 0},
+		{Name: "next_attempt_at", Type: field.TypeTime},
+	}
+	// PendingGrantsTable holds the schema information for the "pending_grants" table.
+	PendingGrantsTable = &schema.Table{
+		Name:       "pending_grants",
+		Columns:    PendingGrantsColumns,
+		PrimaryKey: []*schema.Column{PendingGrantsColumns[0]},
+	}
 	// UsersColumns holds the columns for the "users" table.
 	UsersColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeString, Size: 36},
@@ -48,6 +62,7 @@ var (
 	// Tables holds all the tables in the schema.
 	Tables = []*schema.Table{
 		LoginThrottlesTable,
+		PendingGrantsTable,
 		UsersTable,
 	}
 )

@@ -9,5 +9,8 @@ import (
 // LoginThrottle is the predicate function for loginthrottle builders.
 type LoginThrottle func(*sql.Selector)
 
+// PendingGrant is the predicate function for pendinggrant builders.
+type PendingGrant func(*sql.Selector)
+
 // User is the predicate function for user builders.
 type User func(*sql.Selector)

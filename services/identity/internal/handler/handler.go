@@ -60,6 +60,7 @@ type Server struct {
 	sessions SessionRevoker
 	lockout  store.Lockout
 	now      func() time.Time
+	deliver  func(context.Context) error
 }
 
 var _ identityv1connect.IdentityServiceHandler = (*Server)(nil)
@@ -69,6 +70,12 @@ type Option func(*Server)
 
 // WithClock replaces the clock (the lockout tests use it instead of sleeping).
 func WithClock(now func() time.Time) Option { return func(s *Server) { s.now = now } }
+
+// WithGrantDelivery makes user creation try to deliver its queued roles at once, so a new
+// user holds them when the call returns; deliver's failures are left to the grant relay.
+func WithGrantDelivery(deliver func(context.Context) error) Option {
+	return func(s *Server) { s.deliver = deliver }
+}
 
 // WithLockout sets the brute-force policy (default: 5 failures in 15 minutes lock for 15).
 func WithLockout(l store.Lockout) Option { return func(s *Server) { s.lockout = l } }
@@ -88,7 +95,7 @@ func New(st *store.Store, hasher Hasher, guard Guard, ob *outbox.Outbox, session
 
 // CreateUser creates a user; the contract requires identity.users.create.
 func (s *Server) CreateUser(ctx context.Context, req *connect.Request[identityv1.CreateUserRequest]) (*connect.Response[identityv1.CreateUserResponse], error) {
-	u, err := s.create(ctx, req.Msg.GetEmail(), req.Msg.GetPassword(), req.Msg.GetDisplayName(), req.Msg.GetEmailVerified(), "admin")
+	u, err := s.create(ctx, req.Msg.GetEmail(), req.Msg.GetPassword(), req.Msg.GetDisplayName(), req.Msg.GetEmailVerified(), "admin", nil)
 	if err != nil {
 		return nil, err
 	}
@@ -97,16 +104,22 @@ func (s *Server) CreateUser(ctx context.Context, req *connect.Request[identityv1
 
 // RegisterUser creates a user for the auth service's Register.
 func (s *Server) RegisterUser(ctx context.Context, req *connect.Request[identityv1.RegisterUserRequest]) (*connect.Response[identityv1.RegisterUserResponse], error) {
-	u, err := s.create(ctx, req.Msg.GetEmail(), req.Msg.GetPassword(), req.Msg.GetDisplayName(), false, "register")
+	u, err := s.create(ctx, req.Msg.GetEmail(), req.Msg.GetPassword(), req.Msg.GetDisplayName(), false, "register", []string{MemberRole})
 	if err != nil {
 		return nil, err
 	}
 	return connect.NewResponse(&identityv1.RegisterUserResponse{User: toProto(u)}), nil
 }
 
+// The roles the identity service gives users it creates for the platform's own flows.
+const (
+	MemberRole = "member"
+	AdminRole  = "admin"
+)
+
 // Create validates, hashes and stores a new user; via says how it came ("admin", "register",
-// "bootstrap").
-func (s *Server) create(ctx context.Context, email, pw, displayName string, verified bool, via string) (*ent.User, error) {
+// "bootstrap"); roles are queued for the authz service with the user.
+func (s *Server) create(ctx context.Context, email, pw, displayName string, verified bool, via string, roles []string) (*ent.User, error) {
 	email, displayName = NormalizeEmail(email), normalizeDisplayName(displayName)
 	var v errs.Violations
 	checkEmail(&v, "email", email)
@@ -123,22 +136,26 @@ func (s *Server) create(ctx context.Context, email, pw, displayName string, veri
 	if err != nil {
 		return nil, err
 	}
-	return s.store.Create(ctx, store.NewUser{ID: id.String(), Email: email, DisplayName: displayName, PasswordHash: hash, EmailVerified: verified},
-		store.Change{Events: func(u *ent.User) []*auditv1.Event {
+	u, err := s.store.Create(ctx, store.NewUser{ID: id.String(), Email: email, DisplayName: displayName, PasswordHash: hash, EmailVerified: verified},
+		store.Change{Roles: roles, Events: func(u *ent.User) []*auditv1.Event {
 			return []*auditv1.Event{s.outbox.Event(ctx, "identity.user.created", outbox.Success, "user", u.ID, map[string]string{"via": via})}
 		}})
+	if err == nil && len(roles) > 0 && s.deliver != nil {
+		_ = s.deliver(ctx)
+	}
+	return u, err
 }
 
-// Bootstrap makes sure the administrator with email exists, creating it with password when
-// it does not; an existing administrator's password is left alone. It reports whether it
-// created the user.
+// Bootstrap makes sure the administrator with email exists, creating it with password and
+// queuing the admin role when it does not; an existing administrator's password is left
+// alone. It reports whether it created the user.
 func (s *Server) Bootstrap(ctx context.Context, email, pw string) (*ent.User, bool, error) {
 	if u, err := s.store.ByEmail(ctx, NormalizeEmail(email)); err == nil {
 		return u, false, nil
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return nil, false, err
 	}
-	u, err := s.create(ctx, email, pw, "Administrator", true, "bootstrap")
+	u, err := s.create(ctx, email, pw, "Administrator", true, "bootstrap", []string{AdminRole})
 	if errors.Is(err, store.ErrEmailTaken) {
 		// Another instance created it first.
 		u, err = s.store.ByEmail(ctx, NormalizeEmail(email))

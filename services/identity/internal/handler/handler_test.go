@@ -13,6 +13,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 
 	"github.com/basaltplatform/basalt/gen/go/basalt/auth/v1/authv1connect"
+	"github.com/basaltplatform/basalt/gen/go/basalt/authz/v1/authzv1connect"
 	identityv1 "github.com/basaltplatform/basalt/gen/go/basalt/identity/v1"
 	"github.com/basaltplatform/basalt/gen/go/basalt/identity/v1/identityv1connect"
 	"github.com/basaltplatform/basalt/kernel/authn"
@@ -20,6 +21,7 @@ import (
 	"github.com/basaltplatform/basalt/kernel/service"
 	"github.com/basaltplatform/basalt/kernel/testkit"
 	"github.com/basaltplatform/basalt/kernel/testkit/authority"
+	"github.com/basaltplatform/basalt/services/identity/internal/grants"
 	"github.com/basaltplatform/basalt/services/identity/internal/handler"
 	"github.com/basaltplatform/basalt/services/identity/internal/password"
 	"github.com/basaltplatform/basalt/services/identity/internal/store"
@@ -79,8 +81,10 @@ func start(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	e := &env{auth: a, clock: &clock{t: time.Now()}, hasher: &countingHasher{Hasher: password.NewHasher(password.Default, 4)}, svc: svc}
+	authz := rpcclient.For(svc.RPC, "authz", authzv1connect.NewAuthzServiceClient)
 	api := handler.New(st, e.hasher, svc.Guard, svc.Outbox, rpcclient.For(svc.RPC, "auth", authv1connect.NewAuthServiceClient),
-		handler.WithClock(e.clock.now), handler.WithLockout(store.Lockout{MaxFailures: 3, Window: time.Minute, Duration: 5 * time.Minute}))
+		handler.WithClock(e.clock.now), handler.WithLockout(store.Lockout{MaxFailures: 3, Window: time.Minute, Duration: 5 * time.Minute}),
+		handler.WithGrantDelivery(func(ctx context.Context) error { return grants.DeliverDue(ctx, st, authz, testkit.Logger(t)) }))
 	svc.Server.Mount(identityv1connect.NewIdentityServiceHandler(api, svc.Server.HandlerOptions()...))
 	testkit.Serve(t, svc)
 	e.url = svc.Server.URL()
@@ -576,6 +580,15 @@ func TestListUsersIsStableWhileUsersAreAdded(t *testing.T) {
 	}
 }
 
+func TestRegisteredUsersGetTheMemberRoleBeforeTheCallReturns(t *testing.T) {
+	t.Parallel()
+	e := start(t)
+	u := e.register(t, "member@example.com", "a long enough password")
+	if roles := e.auth.Roles(u.GetId()); len(roles) != 1 || roles[0] != handler.MemberRole {
+		t.Fatalf("roles of a registered user = %v, want [member]", roles)
+	}
+}
+
 func TestBootstrapCreatesTheAdministratorOnce(t *testing.T) {
 	t.Parallel()
 	e := start(t)
@@ -585,6 +598,10 @@ func TestBootstrapCreatesTheAdministratorOnce(t *testing.T) {
 	u, created, err := api.Bootstrap(ctx, "Root@Example.com", "the bootstrap password")
 	if err != nil || !created || u.Email != "root@example.com" || !u.EmailVerified {
 		t.Fatalf("first Bootstrap = %+v, %v, %v", u, created, err)
+	}
+	// Without delivery wired in, the admin role waits in the queue for the relay.
+	if n, err := st.PendingGrants(context.Background()); err != nil || n != 1 {
+		t.Fatalf("pending grants = %d, %v; want the admin role queued", n, err)
 	}
 	again, created, err := api.Bootstrap(ctx, "root@example.com", "a different password")
 	if err != nil || created || again.ID != u.ID {

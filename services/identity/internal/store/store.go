@@ -6,6 +6,9 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
+
+	"github.com/google/uuid"
 
 	auditv1 "github.com/basaltplatform/basalt/gen/go/basalt/audit/v1"
 	"github.com/basaltplatform/basalt/kernel/database"
@@ -43,11 +46,24 @@ func (s *Store) Migrate(ctx context.Context) error {
 type Change struct {
 	Events       func(*ent.User) []*auditv1.Event
 	BeforeCommit func(context.Context, *ent.User) error
+	// Roles are roles the authz service must give the user; they are queued with the change
+	// and delivered by the grant relay.
+	Roles []string
 }
 
 func (s *Store) finish(ctx context.Context, tx *ent.Tx, u *ent.User, c Change) error {
 	if c.Events != nil {
 		if err := s.outbox.Add(ctx, tx, c.Events(u)...); err != nil {
+			return err
+		}
+	}
+	for _, role := range c.Roles {
+		if err := tx.PendingGrant.Create().
+			SetID(uuid.Must(uuid.NewV7()).String()).
+			SetSubject(u.ID).
+			SetRole(role).
+			SetNextAttemptAt(time.Now()).
+			Exec(ctx); err != nil {
 			return err
 		}
 	}
