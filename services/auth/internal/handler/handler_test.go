@@ -33,7 +33,6 @@ import (
 	"github.com/basaltplatform/basalt/services/auth/internal/store"
 )
 
-
 func TestMain(m *testing.M) { testkit.Main(m) }
 
 type clock struct {
