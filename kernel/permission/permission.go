@@ -24,6 +24,14 @@ type Checker interface {
 	Check(ctx context.Context, subject, permission, resource string) (bool, error)
 }
 
+// CheckerFunc adapts a function to Checker.
+type CheckerFunc func(ctx context.Context, subject, permission, resource string) (bool, error)
+
+// Check calls f.
+func (f CheckerFunc) Check(ctx context.Context, subject, permission, resource string) (bool, error) {
+	return f(ctx, subject, permission, resource)
+}
+
 // checkClient is what Remote needs of the generated AuthzService client.
 type checkClient interface {
 	Check(context.Context, *connect.Request[authzv1.CheckRequest]) (*connect.Response[authzv1.CheckResponse], error)

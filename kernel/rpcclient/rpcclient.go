@@ -164,6 +164,16 @@ func For[T any](c *Client, service string, newClient func(connect.HTTPClient, st
 	return newClient(c.HTTPClient(service), BaseURL(service), append(append([]connect.ClientOption{}, c.clientOps...), opts...)...)
 }
 
+// ForEndpoint returns a generated client bound to one instance, for calls that must reach
+// every instance (a cache invalidation, say) rather than any. It shares the pool, the
+// interceptors and the credentials of the balanced clients.
+func ForEndpoint[T any](c *Client, ep discovery.Endpoint, newClient func(connect.HTTPClient, string, ...connect.ClientOption) T, opts ...connect.ClientOption) T {
+	return newClient(c.http, ep.URL(), append(append([]connect.ClientOption{}, c.clientOps...), opts...)...)
+}
+
+// Resolver returns the resolver the client balances over.
+func (c *Client) Resolver() discovery.Resolver { return c.resolver }
+
 // BaseURL is the placeholder base URL of service's clients; the balancer replaces its host
 // with a chosen instance's on every call.
 func BaseURL(service string) string { return "http://" + service + ".service.basalt" }
