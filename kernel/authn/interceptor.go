@@ -29,9 +29,10 @@ func (f SessionsFunc) Active(ctx context.Context, sessionID string) (bool, error
 
 // Interceptor authenticates every call to a handler according to its method's access rule:
 // public methods need nothing (a token that comes along is used when valid and ignored when
-// not); authenticated methods need a valid access token or a valid service credential;
-// internal methods need a service credential from a service their contract allows. The
-// verified user and calling service go on the context.
+// not); authenticated methods need a valid access token of an active session, or a valid
+// service credential; internal methods need a service credential from a service their
+// contract allows (a user's token forwarded with it is used when valid and ignored when not).
+// The verified user and calling service go on the context.
 type Interceptor struct {
 	users    *Verifier
 	services *ServiceTokens
@@ -122,13 +123,16 @@ func (i *Interceptor) Authenticate(ctx context.Context, procedure string, header
 		caller = name
 	}
 
+	// A user's token decides only authenticated methods. Public methods need none, and internal
+	// ones are decided by the service credential; there a forwarded token only tells who the
+	// call is for, and is used when it verifies.
 	var principal *Principal
 	if tok := TokenFrom(ctx); tok != "" {
-		p, err := i.verifyUser(ctx, tok, rule.Audience != policy.Public)
+		p, err := i.verifyUser(ctx, tok, rule.Audience == policy.Authenticated)
 		switch {
 		case err == nil:
 			principal = &p
-		case rule.Audience != policy.Public:
+		case rule.Audience == policy.Authenticated:
 			return ctx, err
 		}
 	}

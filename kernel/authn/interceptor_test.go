@@ -105,6 +105,7 @@ func TestInterceptorAppliesEachMethodsRule(t *testing.T) {
 		{"authenticated by a service", authenticated, "", blogToken, errs.KindInternal, "service:blog"},
 		{"internal without credentials", internalAuth, "", "", errs.KindUnauthenticated, ""},
 		{"internal with a user token only", internalAuth, userToken, "", errs.KindUnauthenticated, ""},
+		{"internal with a forwarded token of an ended session", internalAny, endedToken, blogToken, errs.KindInternal, claims().Subject},
 		{"internal from an allowed service", internalAuth, "", authToken, errs.KindInternal, "service:auth"},
 		{"internal from a service the contract does not name", internalAuth, "", blogToken, errs.KindPermissionDenied, ""},
 		{"internal with a forged service credential", internalAuth, "", forgedService, errs.KindUnauthenticated, ""},

@@ -53,6 +53,8 @@ type Outbox struct {
 	Interval time.Duration
 	// BatchSize is the most events sent in one call.
 	BatchSize int
+	// MaxBackoff bounds the wait before failed events are sent again.
+	MaxBackoff time.Duration
 }
 
 // HTTP configures the service's one listening port.
@@ -196,6 +198,7 @@ func (s *Service) Bind(l *Loader, name string) {
 	l.Duration(&s.Auth.PermissionCacheTTL, "permission-cache-ttl", "BASALT_PERMISSION_CACHE_TTL", 2*time.Second, "how long a permission check is reused")
 	l.Duration(&s.Outbox.Interval, "outbox-interval", "BASALT_OUTBOX_INTERVAL", 500*time.Millisecond, "how often the audit relay looks for events")
 	l.Int(&s.Outbox.BatchSize, "outbox-batch", "BASALT_OUTBOX_BATCH", 100, "most events relayed in one call")
+	l.Duration(&s.Outbox.MaxBackoff, "outbox-max-backoff", "BASALT_OUTBOX_MAX_BACKOFF", 30*time.Second, "longest wait before failed events are sent again")
 
 	l.String(&s.Telemetry.OTLPEndpoint, "otlp-endpoint", "OTEL_EXPORTER_OTLP_ENDPOINT", "", "OTLP/HTTP collector URL")
 	l.Func("trace-sample-ratio", "BASALT_TRACE_SAMPLE_RATIO", "1", "fraction of new traces sampled", func(v string) error {
@@ -254,6 +257,7 @@ func (s *Service) Check(l *Loader) {
 	l.Check(s.Auth.SessionCacheTTL >= 0 && s.Auth.PermissionCacheTTL >= 0, "BASALT_PERMISSION_CACHE_TTL", "cache lifetimes must not be negative")
 	l.Check(s.Outbox.Interval > 0, "BASALT_OUTBOX_INTERVAL", "must be positive")
 	l.Check(s.Outbox.BatchSize >= 1 && s.Outbox.BatchSize <= 500, "BASALT_OUTBOX_BATCH", "must be between 1 and 500")
+	l.Check(s.Outbox.MaxBackoff > 0, "BASALT_OUTBOX_MAX_BACKOFF", "must be positive")
 
 	l.Check(s.Log.Format == "auto" || s.Log.Format == "json" || s.Log.Format == "text", "BASALT_LOG_FORMAT", "must be auto, json or text, not %q", s.Log.Format)
 	if s.Telemetry.OTLPEndpoint != "" {

@@ -45,6 +45,7 @@ type Server struct {
 	draining atomic.Bool
 
 	handlerOpts []connect.HandlerOption
+	inflight    sync.WaitGroup
 	ready       chan struct{}
 	addr        atomic.Pointer[net.TCPAddr]
 	instance    discovery.Instance
@@ -280,6 +281,15 @@ func (s *Server) shutdown(ctx context.Context, srv *http.Server, inst discovery.
 	if err := srv.Shutdown(sctx); err != nil {
 		s.o.log.Warn("drain timed out; closing remaining connections", "timeout", s.cfg.ShutdownTimeout)
 		_ = srv.Close()
+		// Closing the connections cancels the handlers' contexts; wait a moment for them to
+		// return, so nothing the caller closes next (the database) is still in use.
+		done := make(chan struct{})
+		go func() { s.inflight.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			s.o.log.Error("handlers still running after their connections closed")
+		}
 		return
 	}
 	s.o.log.Info("drained")
@@ -315,6 +325,8 @@ func (s *Server) describe(addr *net.TCPAddr) (discovery.Instance, error) {
 // calls to other services can forward it.
 func (s *Server) middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.inflight.Add(1)
+		defer s.inflight.Done()
 		id := requestid.Sanitize(r.Header.Get(requestid.Header))
 		if id == "" {
 			id = requestid.New()

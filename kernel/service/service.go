@@ -225,7 +225,7 @@ func (s *Service) setUpOutbox(ctx context.Context, o options) error {
 	}
 	s.Recorder = s.Outbox
 	audit := rpcclient.For(s.RPC, "audit", auditv1connect.NewAuditServiceClient)
-	relay := outbox.RelayOptions{Interval: s.Config.Outbox.Interval, BatchSize: s.Config.Outbox.BatchSize}
+	relay := outbox.RelayOptions{Interval: s.Config.Outbox.Interval, BatchSize: s.Config.Outbox.BatchSize, MaxBackoff: s.Config.Outbox.MaxBackoff}
 	s.Go(func(ctx context.Context) { s.Outbox.Relay(ctx, audit, relay) })
 	return nil
 }

@@ -21,6 +21,10 @@ import (
 	"github.com/basaltplatform/basalt/devtools/internal/launcher"
 	auditv1 "github.com/basaltplatform/basalt/gen/go/basalt/audit/v1"
 	"github.com/basaltplatform/basalt/gen/go/basalt/audit/v1/auditv1connect"
+	authv1 "github.com/basaltplatform/basalt/gen/go/basalt/auth/v1"
+	"github.com/basaltplatform/basalt/gen/go/basalt/auth/v1/authv1connect"
+	identityv1 "github.com/basaltplatform/basalt/gen/go/basalt/identity/v1"
+	"github.com/basaltplatform/basalt/gen/go/basalt/identity/v1/identityv1connect"
 	"github.com/basaltplatform/basalt/kernel/authn"
 	"github.com/basaltplatform/basalt/kernel/discovery"
 	"github.com/basaltplatform/basalt/kernel/testkit"
@@ -118,8 +122,8 @@ func launch(t *testing.T, dataDir string, env ...string) (map[string]launcher.Pr
 	return procs, stop
 }
 
-// serviceCredentials signs calls as a platform service with the secret the launcher generated.
-func serviceCredentials(t *testing.T, dataDir string) connect.ClientOption {
+// secret returns a value from the secrets file the launcher generated.
+func secret(t *testing.T, dataDir, name string) string {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(dataDir, launcher.SecretsFile))
 	if err != nil {
@@ -128,13 +132,19 @@ func serviceCredentials(t *testing.T, dataDir string) connect.ClientOption {
 	if info, err := os.Stat(filepath.Join(dataDir, launcher.SecretsFile)); err != nil || info.Mode().Perm() != 0o600 {
 		t.Fatalf("the secrets file must be readable by its owner only: %v %v", info.Mode(), err)
 	}
-	var secret string
 	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "BASALT_INTERNAL_SECRET="); ok {
-			secret = v
+		if v, ok := strings.CutPrefix(line, name+"="); ok {
+			return v
 		}
 	}
-	tokens, err := authn.NewServiceTokens("smoke", []byte(secret))
+	t.Fatalf("%s is not in the secrets file", name)
+	return ""
+}
+
+// serviceCredentials signs calls as a platform service with the secret the launcher generated.
+func serviceCredentials(t *testing.T, dataDir string) connect.ClientOption {
+	t.Helper()
+	tokens, err := authn.NewServiceTokens("smoke", []byte(secret(t, dataDir, "BASALT_INTERNAL_SECRET")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,6 +182,49 @@ func recordThrough(t *testing.T, url, dataDir string) {
 	}
 }
 
+type bearer string
+
+func (b bearer) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		req.Header().Set("Authorization", "Bearer "+string(b))
+		return next(ctx, req)
+	}
+}
+func (b bearer) WrapStreamingClient(n connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return n
+}
+func (b bearer) WrapStreamingHandler(n connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return n
+}
+
+// journey registers a user through auth and reads it back from identity with the access
+// token: auth calls identity, identity has authz grant the member role and verifies the token
+// with the keys auth publishes. Then the bootstrap administrator logs in and lists users.
+func journey(t *testing.T, procs map[string]launcher.Process, dataDir string) {
+	t.Helper()
+	ctx := context.Background()
+	auth := authv1connect.NewAuthServiceClient(testkit.HTTP1Client(t), procs["auth"].URL)
+	reg, err := auth.Register(ctx, connect.NewRequest(&authv1.RegisterRequest{Email: "smoke@example.com", Password: "a smoke-test password", DisplayName: "Smoke"}))
+	if err != nil {
+		t.Fatalf("Register through the launched auth service: %v", err)
+	}
+	identity := identityv1connect.NewIdentityServiceClient(testkit.H2CClient(t), procs["identity"].URL, connect.WithGRPC(),
+		connect.WithInterceptors(bearer(reg.Msg.GetTokens().GetAccessToken())))
+	me, err := identity.GetCurrentUser(ctx, connect.NewRequest(&identityv1.GetCurrentUserRequest{}))
+	if err != nil || me.Msg.GetUser().GetEmail() != "smoke@example.com" {
+		t.Fatalf("GetCurrentUser with the new token: %v, %v", me, err)
+	}
+	login, err := auth.Login(ctx, connect.NewRequest(&authv1.LoginRequest{Email: launcher.DefaultAdminEmail, Password: secret(t, dataDir, "BASALT_ADMIN_PASSWORD")}))
+	if err != nil {
+		t.Fatalf("the bootstrap administrator cannot log in: %v", err)
+	}
+	admin := identityv1connect.NewIdentityServiceClient(testkit.HTTP1Client(t), procs["identity"].URL, connect.WithInterceptors(bearer(login.Msg.GetTokens().GetAccessToken())))
+	testkit.Eventually(t, 30*time.Second, "the administrator holds the admin role", func() bool {
+		list, err := admin.ListUsers(ctx, connect.NewRequest(&identityv1.ListUsersRequest{}))
+		return err == nil && len(list.Msg.GetUsers()) == 2
+	})
+}
+
 // assertStopped checks that the launcher exited cleanly and left nothing running.
 func assertStopped(t *testing.T, stop func() error, procs map[string]launcher.Process) {
 	t.Helper()
@@ -198,6 +251,7 @@ func TestEmbeddedDefault(t *testing.T) {
 		t.Fatalf("the launcher did not start audit: %v", procs)
 	}
 	recordThrough(t, audit.URL, dataDir)
+	journey(t, procs, dataDir)
 	if _, err := os.Stat(filepath.Join(dataDir, "audit.db")); err != nil {
 		t.Fatalf("the embedded default keeps audit in SQLite under the data dir: %v", err)
 	}
@@ -213,6 +267,7 @@ func TestRealParts(t *testing.T) {
 	dataDir := t.TempDir()
 	procs, stop := launch(t, dataDir, "DATABASE_URL="+dbURL, "CONSUL_HTTP_ADDR="+consulAddr, "BASALT_CHECK_INTERVAL=1s", "BASALT_CHECK_TIMEOUT=500ms")
 	recordThrough(t, procs["audit"].URL, dataDir)
+	journey(t, procs, dataDir)
 	if n := testkit.QueryInt(t, `SELECT count(*) FROM audit.events WHERE service = 'smoke'`); n != 2 {
 		t.Fatalf("audit.events in PostgreSQL holds %d smoke events, want 2", n)
 	}

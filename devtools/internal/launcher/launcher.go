@@ -1,5 +1,6 @@
 // Package launcher runs the whole platform on one machine, each service and the gateway as its
-// own process: what `go tool task up` does.
+// own process: what `go tool task up` does. Its pieces (Discover, Build, Process) also serve
+// the end-to-end tests, which stop and start single services.
 //
 // On the embedded default every service gets a SQLite file under the data folder and finds the
 // others through a static table the launcher hands to all of them. When DATABASE_URL and
@@ -32,7 +33,7 @@ import (
 type Options struct {
 	// Root is the repository root.
 	Root string
-	// DataDir holds SQLite files, binaries and the state file.
+	// DataDir holds SQLite files, binaries, secrets and the state file.
 	DataDir string
 	// Host is the address every process listens on.
 	Host string
@@ -64,6 +65,9 @@ type Process struct {
 // StateFile is written into the data folder once everything is ready, and removed on exit, so
 // that tools (and tests) can find the processes.
 const StateFile = "up.json"
+
+// DefaultAdminEmail is the bootstrap administrator of the embedded default.
+const DefaultAdminEmail = "admin@basalt.local"
 
 // fixedPorts keeps each service's port stable across runs on the embedded default.
 var fixedPorts = map[string]int{
@@ -114,31 +118,25 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	binDir := filepath.Join(dataDir, "bin")
-	if err := os.MkdirAll(binDir, 0o755); err != nil {
-		return err
-	}
-	if err := assignPorts(procs, o); err != nil {
+	if err := AssignPorts(procs, o.Host, o.AutoPorts); err != nil {
 		return err
 	}
 	fmt.Fprintf(o.Out, "basalt: building %d programs\n", len(procs))
-	if err := build(ctx, o, procs, binDir); err != nil {
+	if err := Build(ctx, o.Root, o.Env, o.Out, binDir, procs); err != nil {
 		return err
 	}
-
-	secrets, err := Secrets(dataDir, o.Env)
+	env, err := Environment(o.Env, procs, dataDir)
 	if err != nil {
 		return err
 	}
-	env := append(processEnv(o, procs, dataDir), secrets...)
-	logs := &prefixWriter{out: o.Out, width: nameWidth(procs)}
-	defer stopAll(procs, o.StopTimeout)
-	exited := make(chan *Process, len(procs))
+	logs := NewLogs(o.Out, procs)
+	defer StopAll(procs, o.StopTimeout)
 	for _, p := range procs {
-		if err := p.start(filepath.Join(binDir, p.Name), env, logs, exited); err != nil {
+		if err := p.Start(binDir, env, logs); err != nil {
 			return err
 		}
 	}
-	if err := waitReady(ctx, procs, o.ReadyTimeout, exited); err != nil {
+	if err := WaitReady(ctx, procs, o.ReadyTimeout); err != nil {
 		return err
 	}
 	statePath := filepath.Join(dataDir, StateFile)
@@ -146,12 +144,19 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	defer os.Remove(statePath)
-	printReady(o, procs)
+	printReady(o, env, procs)
 
+	exited := make(chan *Process, len(procs))
+	for _, p := range procs {
+		go func() {
+			<-p.done
+			exited <- p
+		}()
+	}
 	select {
 	case <-ctx.Done():
 		fmt.Fprintln(o.Out, "basalt: stopping")
-		err := stopAll(procs, o.StopTimeout)
+		err := StopAll(procs, o.StopTimeout)
 		if err == nil {
 			fmt.Fprintln(o.Out, "basalt: stopped")
 		}
@@ -161,12 +166,13 @@ func Run(ctx context.Context, o Options) error {
 	}
 }
 
-func assignPorts(procs []*Process, o Options) error {
+// AssignPorts gives every process its port: the fixed one of its name, or a free one.
+func AssignPorts(procs []*Process, host string, auto bool) error {
 	next := 7110
 	for _, p := range procs {
 		switch port, ok := fixedPorts[p.Name]; {
-		case o.AutoPorts:
-			ln, err := net.Listen("tcp", net.JoinHostPort(o.Host, "0"))
+		case auto:
+			ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 			if err != nil {
 				return err
 			}
@@ -178,62 +184,83 @@ func assignPorts(procs []*Process, o Options) error {
 			p.port = next
 			next++
 		}
-		p.URL = "http://" + net.JoinHostPort(o.Host, strconv.Itoa(p.port))
-		if !o.AutoPorts {
-			if ln, err := net.Listen("tcp", net.JoinHostPort(o.Host, strconv.Itoa(p.port))); err != nil {
+		p.URL = "http://" + net.JoinHostPort(host, strconv.Itoa(p.port))
+		if !auto {
+			ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(p.port)))
+			if err != nil {
 				return fmt.Errorf("launcher: port %d for %s is taken (is Basalt already running? use -ports auto): %w", p.port, p.Name, err)
-			} else {
-				ln.Close()
 			}
+			ln.Close()
 		}
 	}
 	return nil
 }
 
-func build(ctx context.Context, o Options, procs []*Process, binDir string) error {
+// Build compiles every program into binDir with one go build.
+func Build(ctx context.Context, root string, env []string, out io.Writer, binDir string, procs []*Process) error {
+	if err := os.MkdirAll(binDir, 0o755); err != nil {
+		return err
+	}
 	args := []string{"build", "-o", binDir + string(filepath.Separator)}
 	for _, p := range procs {
 		args = append(args, p.pkg)
 	}
 	cmd := exec.CommandContext(ctx, "go", args...)
-	cmd.Dir = o.Root
-	cmd.Env = o.Env
-	cmd.Stdout, cmd.Stderr = o.Out, o.Out
+	cmd.Dir = root
+	cmd.Env = env
+	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("launcher: build: %w", err)
 	}
 	return nil
 }
 
-// processEnv is the environment of every launched process: the launcher's own, plus the data
-// folder and, on the embedded default, the static discovery table.
-func processEnv(o Options, procs []*Process, dataDir string) []string {
-	env := append([]string{}, o.Env...)
+// Environment is the environment of every launched process: base, plus the data folder, the
+// generated secrets, the bootstrap administrator and, on the embedded default, the static
+// discovery table.
+func Environment(base []string, procs []*Process, dataDir string) ([]string, error) {
+	env := append([]string{}, base...)
 	env = append(env, "BASALT_DATA_DIR="+dataDir)
-	if !hasEnv(o.Env, "CONSUL_HTTP_ADDR") {
+	secrets, err := Secrets(dataDir, base)
+	if err != nil {
+		return nil, err
+	}
+	env = append(env, secrets...)
+	if !hasEnv(base, "BASALT_ADMIN_EMAIL") {
+		env = append(env, "BASALT_ADMIN_EMAIL="+DefaultAdminEmail)
+	}
+	if !hasEnv(base, "CONSUL_HTTP_ADDR") {
 		var table []string
 		for _, p := range procs {
 			table = append(table, p.Name+"="+p.URL)
 		}
 		env = append(env, "BASALT_STATIC_ENDPOINTS="+strings.Join(table, ";"))
 	}
-	if !hasEnv(o.Env, "BASALT_LOG_FORMAT") {
+	if !hasEnv(base, "BASALT_LOG_FORMAT") {
 		env = append(env, "BASALT_LOG_FORMAT=text")
 	}
-	return env
+	return env, nil
 }
 
 func hasEnv(env []string, key string) bool {
-	for _, kv := range env {
-		if k, v, ok := strings.Cut(kv, "="); ok && k == key && v != "" {
-			return true
-		}
-	}
-	return false
+	_, ok := lookupEnv(env, key)
+	return ok
 }
 
-func (p *Process) start(bin string, env []string, logs *prefixWriter, exited chan<- *Process) error {
-	p.cmd = exec.Command(bin)
+// lookupEnv returns the last non-empty value of key in env.
+func lookupEnv(env []string, key string) (string, bool) {
+	val, found := "", false
+	for _, kv := range env {
+		if k, v, ok := strings.Cut(kv, "="); ok && k == key {
+			val, found = v, v != ""
+		}
+	}
+	return val, found
+}
+
+// Start runs the process's binary from binDir with env, listening on its URL.
+func (p *Process) Start(binDir string, env []string, logs *Logs) error {
+	p.cmd = exec.Command(filepath.Join(binDir, p.Name))
 	p.cmd.Env = append(append([]string{}, env...), "BASALT_LISTEN_ADDR="+strings.TrimPrefix(p.URL, "http://"))
 	stdout, err := p.cmd.StdoutPipe()
 	if err != nil {
@@ -248,18 +275,48 @@ func (p *Process) start(bin string, env []string, logs *prefixWriter, exited cha
 	}
 	p.PID = p.cmd.Process.Pid
 	p.done = make(chan struct{})
+	p.err = nil
 	var copied sync.WaitGroup
 	copied.Go(func() { logs.copyLines(p.Name, stdout) })
 	go func() {
 		copied.Wait()
 		p.err = p.cmd.Wait()
 		close(p.done)
-		exited <- p
 	}()
 	return nil
 }
 
-func waitReady(ctx context.Context, procs []*Process, timeout time.Duration, exited <-chan *Process) error {
+// Running reports whether the process was started and has not exited.
+func (p *Process) Running() bool {
+	if p.done == nil {
+		return false
+	}
+	select {
+	case <-p.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// Stop sends SIGTERM, waits up to timeout, then kills. It returns the process's exit error.
+func (p *Process) Stop(timeout time.Duration) error {
+	if !p.Running() {
+		return p.err
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+		return p.err
+	case <-time.After(timeout):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		return fmt.Errorf("%s did not stop within %s and was killed", p.Name, timeout)
+	}
+}
+
+// WaitReady waits until every process answers /readyz, failing early when one exits.
+func WaitReady(ctx context.Context, procs []*Process, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	client := &http.Client{Timeout: time.Second}
@@ -268,6 +325,11 @@ func waitReady(ctx context.Context, procs []*Process, timeout time.Duration, exi
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for len(pending) > 0 {
+		for _, p := range pending {
+			if !p.Running() {
+				return fmt.Errorf("launcher: %s exited during start-up: %v", p.Name, p.err)
+			}
+		}
 		select {
 		case <-ctx.Done():
 			names := make([]string, len(pending))
@@ -275,8 +337,6 @@ func waitReady(ctx context.Context, procs []*Process, timeout time.Duration, exi
 				names[i] = p.Name
 			}
 			return fmt.Errorf("launcher: not ready within %s: %s", timeout, strings.Join(names, ", "))
-		case p := <-exited:
-			return fmt.Errorf("launcher: %s exited during start-up: %v", p.Name, p.err)
 		case <-tick.C:
 		}
 		pending = slices.DeleteFunc(pending, func(p *Process) bool {
@@ -291,32 +351,23 @@ func waitReady(ctx context.Context, procs []*Process, timeout time.Duration, exi
 	return nil
 }
 
-// stopAll sends SIGTERM to every running process, waits up to timeout, then kills what is
-// left. It reports processes that did not exit cleanly.
-func stopAll(procs []*Process, timeout time.Duration) error {
+// StopAll stops every running process at once and reports those that did not exit cleanly.
+func StopAll(procs []*Process, timeout time.Duration) error {
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
 	for _, p := range procs {
-		if p.cmd != nil && p.cmd.Process != nil {
-			_ = p.cmd.Process.Signal(syscall.SIGTERM)
-		}
+		wg.Go(func() {
+			if err := p.Stop(timeout); err != nil {
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("%s: %w", p.Name, err))
+				mu.Unlock()
+			}
+		})
 	}
-	deadline := time.After(timeout)
-	var errs []error
-	for _, p := range procs {
-		if p.done == nil {
-			continue
-		}
-		select {
-		case <-p.done:
-		case <-deadline:
-			_ = p.cmd.Process.Kill()
-			<-p.done
-			errs = append(errs, fmt.Errorf("%s did not stop within %s and was killed", p.Name, timeout))
-			continue
-		}
-		if p.err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", p.Name, p.err))
-		}
-	}
+	wg.Wait()
 	return errors.Join(errs...)
 }
 
@@ -351,7 +402,7 @@ func ReadState(dataDir string) (map[string]Process, error) {
 	return out, nil
 }
 
-func printReady(o Options, procs []*Process) {
+func printReady(o Options, env []string, procs []*Process) {
 	w := o.Out
 	fmt.Fprintln(w, "")
 	fmt.Fprintln(w, "basalt: ready")
@@ -360,30 +411,42 @@ func printReady(o Options, procs []*Process) {
 		mode = "real parts (PostgreSQL schemas, Consul)"
 	}
 	fmt.Fprintln(w, "  mode:", mode)
+	width := 0
 	for _, p := range procs {
-		fmt.Fprintf(w, "  %-*s %s\n", nameWidth(procs), p.Name, p.URL)
+		width = max(width, len(p.Name))
 	}
+	for _, p := range procs {
+		fmt.Fprintf(w, "  %-*s %s\n", width, p.Name, p.URL)
+	}
+	email, _ := lookupEnv(env, "BASALT_ADMIN_EMAIL")
+	password, _ := lookupEnv(env, "BASALT_ADMIN_PASSWORD")
+	source := "from BASALT_ADMIN_PASSWORD"
+	if !hasEnv(o.Env, "BASALT_ADMIN_PASSWORD") {
+		source = "generated; kept in " + filepath.Join(o.DataDir, SecretsFile)
+	}
+	fmt.Fprintf(w, "  administrator: %s / %s (%s)\n", email, password, source)
 	fmt.Fprintln(w, "  stop with Ctrl-C")
 	fmt.Fprintln(w, "")
 }
 
-func nameWidth(procs []*Process) int {
-	w := 0
-	for _, p := range procs {
-		w = max(w, len(p.Name))
-	}
-	return w
-}
-
-// prefixWriter writes whole lines from several processes, each prefixed with its name, so lines
-// never interleave mid-way.
-type prefixWriter struct {
+// Logs writes whole lines from several processes, each prefixed with its name, so lines never
+// interleave mid-way.
+type Logs struct {
 	mu    sync.Mutex
 	out   io.Writer
 	width int
 }
 
-func (w *prefixWriter) copyLines(name string, r io.Reader) {
+// NewLogs returns a writer of the processes' lines to out.
+func NewLogs(out io.Writer, procs []*Process) *Logs {
+	w := 0
+	for _, p := range procs {
+		w = max(w, len(p.Name))
+	}
+	return &Logs{out: out, width: w}
+}
+
+func (w *Logs) copyLines(name string, r io.Reader) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {

@@ -3,6 +3,7 @@ package launcher
 import (
 	"bufio"
 	"crypto/rand"
+	"encoding/base32"
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
@@ -25,6 +26,8 @@ var generated = []struct {
 	{"BASALT_INTERNAL_SECRET", func() string { return hex.EncodeToString(randomBytes(32)) }},
 	{"BASALT_AUDIT_CHECKPOINT_KEY", func() string { return base64.StdEncoding.EncodeToString(randomBytes(32)) }},
 	{"BASALT_AUTH_KEY_SECRET", func() string { return base64.StdEncoding.EncodeToString(randomBytes(32)) }},
+	// 120 bits in a form that is easy to type: no common-password list has it.
+	{"BASALT_ADMIN_PASSWORD", func() string { return base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(randomBytes(15)) }},
 }
 
 func randomBytes(n int) []byte {

@@ -213,7 +213,7 @@ func (a *Authority) ServiceConfig(t testing.TB, name string) config.Service {
 			SessionCacheTTL:    0,
 			PermissionCacheTTL: 0,
 		},
-		Outbox: config.Outbox{Interval: 20 * time.Millisecond, BatchSize: 100},
+		Outbox: config.Outbox{Interval: 20 * time.Millisecond, BatchSize: 100, MaxBackoff: time.Second},
 	}
 }
 
