@@ -100,12 +100,7 @@ func (i *Interceptor) WrapStreamingHandler(next connect.StreamingHandlerFunc) co
 // Authenticate applies procedure's access rule to the credentials in header (and the bearer
 // token the server middleware put on ctx) and returns ctx with the verified identities.
 func (i *Interceptor) Authenticate(ctx context.Context, procedure string, header http.Header) (context.Context, error) {
-	rule, ok := policy.Lookup(procedure)
-	if !ok {
-		// Not a registered method: connect answers unimplemented on its own, and nothing that
-		// reaches here without a descriptor is a basalt method.
-		rule = policy.Rule{Audience: policy.Internal}
-	}
+	rule := policy.For(procedure)
 
 	var caller string
 	if raw := header.Get(ServiceHeader); raw != "" {

@@ -111,7 +111,8 @@ func TestInterceptorAppliesEachMethodsRule(t *testing.T) {
 		{"internal with a forged service credential", internalAuth, "", forgedService, errs.KindUnauthenticated, ""},
 		{"internal open to any service", internalAny, "", blogToken, errs.KindInternal, "service:blog"},
 		{"user and service together: the user acts", authenticated, userToken, blogToken, errs.KindInternal, claims().Subject},
-		{"unknown procedure is internal", "/basalt.nope.v1.Nope/Nope", userToken, "", errs.KindUnauthenticated, ""},
+		{"unknown basalt procedure is internal", "/basalt.nope.v1.Nope/Nope", userToken, "", errs.KindUnauthenticated, ""},
+		{"gRPC reflection is public", "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", "", "", errs.KindInternal, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -90,6 +90,20 @@ func Lookup(procedure string) (Rule, bool) {
 	return r, true
 }
 
+// For returns the rule a server applies to a procedure it serves: the contract's rule when the
+// method is registered; internal for an unregistered procedure of the platform's own packages
+// (fail closed); public for anything else a server mounts (gRPC health and reflection, whose
+// descriptors connect registers under other names).
+func For(procedure string) Rule {
+	if r, ok := Lookup(procedure); ok {
+		return r
+	}
+	if strings.HasPrefix(strings.TrimPrefix(procedure, "/"), "basalt.") {
+		return Rule{Procedure: procedure, Audience: Internal}
+	}
+	return Rule{Procedure: procedure, Audience: Public}
+}
+
 // FromDescriptor derives the rule of a method descriptor.
 func FromDescriptor(md protoreflect.MethodDescriptor) Rule {
 	r := Rule{Procedure: "/" + string(md.Parent().FullName()) + "/" + string(md.Name())}

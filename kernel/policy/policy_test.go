@@ -40,8 +40,13 @@ func TestRulesComeFromTheContracts(t *testing.T) {
 			t.Errorf("%s: %+v, want %v %q %v idempotent=%v", tt.procedure, r, tt.audience, tt.permission, tt.callers, tt.idempotent)
 		}
 	}
-	if r, ok := policy.Lookup("/grpc.health.v1.Health/Check"); ok && r.Audience != policy.Public {
-		t.Errorf("gRPC health must be public, got %v", r.Audience)
+	for _, p := range []string{"/grpc.health.v1.Health/Check", "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"} {
+		if r := policy.For(p); r.Audience != policy.Public {
+			t.Errorf("%s must be public, got %v", p, r.Audience)
+		}
+	}
+	if r := policy.For("/basalt.audit.v1.AuditService/Nope"); r.Audience != policy.Internal {
+		t.Errorf("an unknown basalt method must be internal, got %v", r.Audience)
 	}
 	for _, p := range []string{"/basalt.audit.v1.AuditService/Nope", "/nope", "", "/a/b/c"} {
 		if _, ok := policy.Lookup(p); ok {

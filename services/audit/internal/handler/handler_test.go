@@ -25,7 +25,9 @@ import (
 func TestMain(m *testing.M) { testkit.Main(m) }
 
 // start serves the audit API on a real server over a real PostgreSQL schema.
-func start(t *testing.T) string {
+func start(t *testing.T) string { return startB(t) }
+
+func startB(t testing.TB) string {
 	t.Helper()
 	ctx := context.Background()
 	db, err := database.Open(ctx, testkit.Database(t, "audit"))
@@ -189,4 +191,23 @@ func TestUserAgentIsTruncatedNotRejected(t *testing.T) {
 	if _, err := client.Record(context.Background(), connect.NewRequest(&auditv1.RecordRequest{Events: []*auditv1.Event{ev}})); err != nil {
 		t.Fatalf("a long user agent must be truncated, got %v", err)
 	}
+}
+
+// BenchmarkRecord measures Record over Connect with batches of 100 events, the relay's batch
+// size; events/s is the log's append throughput from one client.
+func BenchmarkRecord(b *testing.B) {
+	url := startB(b)
+	client := auditv1connect.NewAuditServiceClient(testkit.H2CClient(b), url, connect.WithGRPC())
+	const batch = 100
+	b.ReportAllocs()
+	for b.Loop() {
+		events := make([]*auditv1.Event, batch)
+		for i := range events {
+			events[i] = event("auth.login")
+		}
+		if _, err := client.Record(context.Background(), connect.NewRequest(&auditv1.RecordRequest{Events: events})); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "events/s")
 }
