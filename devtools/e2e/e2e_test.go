@@ -21,6 +21,7 @@ import (
 	"github.com/basaltplatform/basalt/gen/go/basalt/auth/v1/authv1connect"
 	identityv1 "github.com/basaltplatform/basalt/gen/go/basalt/identity/v1"
 	"github.com/basaltplatform/basalt/gen/go/basalt/identity/v1/identityv1connect"
+	"github.com/basaltplatform/basalt/kernel/authn"
 	"github.com/basaltplatform/basalt/kernel/testkit"
 )
 
@@ -97,21 +98,6 @@ func (p *platform) secret(t *testing.T, name string) string {
 	return ""
 }
 
-type bearer string
-
-func (b bearer) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
-	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		req.Header().Set("Authorization", "Bearer "+string(b))
-		return next(ctx, req)
-	}
-}
-func (b bearer) WrapStreamingClient(n connect.StreamingClientFunc) connect.StreamingClientFunc {
-	return n
-}
-func (b bearer) WrapStreamingHandler(n connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
-	return n
-}
-
 var protocols = map[string][]connect.ClientOption{"connect": nil, "grpc": {connect.WithGRPC()}}
 
 func (p *platform) auth(t *testing.T, opts ...connect.ClientOption) authv1connect.AuthServiceClient {
@@ -119,11 +105,11 @@ func (p *platform) auth(t *testing.T, opts ...connect.ClientOption) authv1connec
 }
 
 func (p *platform) identity(t *testing.T, token string, opts ...connect.ClientOption) identityv1connect.IdentityServiceClient {
-	return identityv1connect.NewIdentityServiceClient(testkit.H2CClient(t), p.url("identity"), append(opts, connect.WithInterceptors(bearer(token)))...)
+	return identityv1connect.NewIdentityServiceClient(testkit.H2CClient(t), p.url("identity"), append(opts, connect.WithInterceptors(authn.Bearer(token)))...)
 }
 
 func (p *platform) audit(t *testing.T, token string, opts ...connect.ClientOption) auditv1connect.AuditServiceClient {
-	return auditv1connect.NewAuditServiceClient(testkit.H2CClient(t), p.url("audit"), append(opts, connect.WithInterceptors(bearer(token)))...)
+	return auditv1connect.NewAuditServiceClient(testkit.H2CClient(t), p.url("audit"), append(opts, connect.WithInterceptors(authn.Bearer(token)))...)
 }
 
 func (p *platform) adminToken(t *testing.T) string {

@@ -253,3 +253,33 @@ func (c *CachedSessions) Active(ctx context.Context, sessionID string) (bool, er
 	c.cache.Set(sessionID, active)
 	return active, nil
 }
+
+// Bearer sends a user's access token with every call of a client: how a backend calls the
+// platform for a user it holds a token of.
+type Bearer string
+
+var _ connect.Interceptor = Bearer("")
+
+// WrapUnary sets the Authorization header of unary calls.
+func (b Bearer) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		if req.Spec().IsClient {
+			req.Header().Set("Authorization", "Bearer "+string(b))
+		}
+		return next(ctx, req)
+	}
+}
+
+// WrapStreamingClient sets the Authorization header of client streams.
+func (b Bearer) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
+		conn := next(ctx, spec)
+		conn.RequestHeader().Set("Authorization", "Bearer "+string(b))
+		return conn
+	}
+}
+
+// WrapStreamingHandler leaves handlers alone.
+func (b Bearer) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return next
+}

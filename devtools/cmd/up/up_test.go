@@ -182,21 +182,6 @@ func recordThrough(t *testing.T, url, dataDir string) {
 	}
 }
 
-type bearer string
-
-func (b bearer) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
-	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		req.Header().Set("Authorization", "Bearer "+string(b))
-		return next(ctx, req)
-	}
-}
-func (b bearer) WrapStreamingClient(n connect.StreamingClientFunc) connect.StreamingClientFunc {
-	return n
-}
-func (b bearer) WrapStreamingHandler(n connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
-	return n
-}
-
 // journey registers a user through auth and reads it back from identity with the access
 // token: auth calls identity, identity has authz grant the member role and verifies the token
 // with the keys auth publishes. Then the bootstrap administrator logs in and lists users.
@@ -209,7 +194,7 @@ func journey(t *testing.T, procs map[string]launcher.Process, dataDir string) {
 		t.Fatalf("Register through the launched auth service: %v", err)
 	}
 	identity := identityv1connect.NewIdentityServiceClient(testkit.H2CClient(t), procs["identity"].URL, connect.WithGRPC(),
-		connect.WithInterceptors(bearer(reg.Msg.GetTokens().GetAccessToken())))
+		connect.WithInterceptors(authn.Bearer(reg.Msg.GetTokens().GetAccessToken())))
 	me, err := identity.GetCurrentUser(ctx, connect.NewRequest(&identityv1.GetCurrentUserRequest{}))
 	if err != nil || me.Msg.GetUser().GetEmail() != "smoke@example.com" {
 		t.Fatalf("GetCurrentUser with the new token: %v, %v", me, err)
@@ -218,7 +203,7 @@ func journey(t *testing.T, procs map[string]launcher.Process, dataDir string) {
 	if err != nil {
 		t.Fatalf("the bootstrap administrator cannot log in: %v", err)
 	}
-	admin := identityv1connect.NewIdentityServiceClient(testkit.HTTP1Client(t), procs["identity"].URL, connect.WithInterceptors(bearer(login.Msg.GetTokens().GetAccessToken())))
+	admin := identityv1connect.NewIdentityServiceClient(testkit.HTTP1Client(t), procs["identity"].URL, connect.WithInterceptors(authn.Bearer(login.Msg.GetTokens().GetAccessToken())))
 	testkit.Eventually(t, 30*time.Second, "the administrator holds the admin role", func() bool {
 		list, err := admin.ListUsers(ctx, connect.NewRequest(&identityv1.ListUsersRequest{}))
 		return err == nil && len(list.Msg.GetUsers()) == 2

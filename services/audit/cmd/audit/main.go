@@ -4,10 +4,7 @@ package main
 import (
 	"context"
 	"encoding/base64"
-	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/basaltplatform/basalt/gen/go/basalt/audit/v1/auditv1connect"
 	"github.com/basaltplatform/basalt/kernel/config"
@@ -46,31 +43,17 @@ func load(args []string, lookup func(string) (string, bool)) (settings, *chain.S
 
 func main() {
 	cfg, signer, err := load(os.Args[1:], os.LookupEnv)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-
+	service.ExitOnConfigError(err)
 	// The audit service records its own events (permission denials) straight into its log
 	// rather than through an outbox relayed to itself.
-	svc, err := service.New(ctx, cfg.Service, os.Stderr, service.WithVersion(version), service.WithoutOutbox())
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "audit:", err)
-		os.Exit(1)
-	}
-	st := store.New(svc.DB, signer)
-	if err := st.Migrate(ctx); err != nil {
-		svc.Log.Error("migration failed", "error", err)
-		_ = svc.Close(ctx)
-		os.Exit(1)
-	}
-	api := handler.New(st, signer.PublicKey())
-	svc.UseRecorder(handler.NewRecorder(api))
-	svc.Server.Mount(auditv1connect.NewAuditServiceHandler(api, svc.Server.HandlerOptions()...))
-	if err := svc.Run(ctx); err != nil {
-		svc.Log.Error("audit stopped with an error", "error", err)
-		os.Exit(1)
-	}
+	service.Main(cfg.Service, func(ctx context.Context, svc *service.Service) error {
+		st := store.New(svc.DB, signer)
+		if err := st.Migrate(ctx); err != nil {
+			return err
+		}
+		api := handler.New(st, signer.PublicKey())
+		svc.UseRecorder(handler.NewRecorder(api))
+		svc.Server.Mount(auditv1connect.NewAuditServiceHandler(api, svc.Server.HandlerOptions()...))
+		return nil
+	}, service.WithVersion(version), service.WithoutOutbox())
 }

@@ -5,11 +5,8 @@ package main
 import (
 	"context"
 	"encoding/base64"
-	"fmt"
 	"net/http"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/basaltplatform/basalt/gen/go/basalt/auth/v1/authv1connect"
@@ -57,47 +54,29 @@ func load(args []string, lookup func(string) (string, bool)) (settings, []byte, 
 
 func main() {
 	cfg, secret, err := load(os.Args[1:], os.LookupEnv)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-
-	svc, err := service.New(ctx, cfg.Service, os.Stderr, service.WithVersion(version))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "auth:", err)
-		os.Exit(1)
-	}
-	fail := func(msg string, err error) {
-		svc.Log.Error(msg, "error", err)
-		_ = svc.Close(ctx)
-		os.Exit(1)
-	}
-	st := store.New(svc.DB, svc.Outbox)
-	if err := st.Migrate(ctx); err != nil {
-		fail("migration failed", err)
-	}
-	ring, err := keys.New(svc.DB, st.Client(), secret, cfg.Rotation, time.Now)
-	if err != nil {
-		fail("signing keys", err)
-	}
-	if err := ring.Rotate(ctx); err != nil {
-		fail("signing keys", err)
-	}
-	svc.Go(func(ctx context.Context) {
-		ring.Run(ctx, time.Minute, func(err error) { svc.Log.Error("key rotation failed", "error", err) })
-	})
-
-	identity := rpcclient.For(svc.RPC, "identity", identityv1connect.NewIdentityServiceClient)
-	api := handler.New(st, identity, ring, svc.Outbox, cfg.Auth.Issuer, cfg.Auth.Audience, cfg.Lifetimes)
-	// The auth service verifies tokens with its own keys and sessions with its own store.
-	svc.UseKeys(ring.VerificationKeys())
-	svc.UseSessions(authn.SessionsFunc(api.Active))
-	svc.Server.Mount(authv1connect.NewAuthServiceHandler(api, svc.Server.HandlerOptions()...))
-	svc.Server.Handle("GET "+authn.JWKSPath, http.HandlerFunc(api.ServeJWKS))
-	if err := svc.Run(ctx); err != nil {
-		svc.Log.Error("auth stopped with an error", "error", err)
-		os.Exit(1)
-	}
+	service.ExitOnConfigError(err)
+	service.Main(cfg.Service, func(ctx context.Context, svc *service.Service) error {
+		st := store.New(svc.DB, svc.Outbox)
+		if err := st.Migrate(ctx); err != nil {
+			return err
+		}
+		ring, err := keys.New(svc.DB, st.Client(), secret, cfg.Rotation, time.Now)
+		if err != nil {
+			return err
+		}
+		if err := ring.Rotate(ctx); err != nil {
+			return err
+		}
+		svc.Go(func(ctx context.Context) {
+			ring.Run(ctx, time.Minute, func(err error) { svc.Log.Error("key rotation failed", "error", err) })
+		})
+		identity := rpcclient.For(svc.RPC, "identity", identityv1connect.NewIdentityServiceClient)
+		api := handler.New(st, identity, ring, svc.Outbox, cfg.Auth.Issuer, cfg.Auth.Audience, cfg.Lifetimes)
+		// The auth service verifies tokens with its own keys and sessions with its own store.
+		svc.UseKeys(ring.VerificationKeys())
+		svc.UseSessions(authn.SessionsFunc(api.Active))
+		svc.Server.Mount(authv1connect.NewAuthServiceHandler(api, svc.Server.HandlerOptions()...))
+		svc.Server.Handle("GET "+authn.JWKSPath, http.HandlerFunc(api.ServeJWKS))
+		return nil
+	}, service.WithVersion(version))
 }

@@ -111,22 +111,7 @@ func (e *env) client(t testing.TB, opts ...connect.ClientOption) authv1connect.A
 }
 
 func (e *env) as(t testing.TB, access string, opts ...connect.ClientOption) authv1connect.AuthServiceClient {
-	return e.client(t, append(opts, connect.WithInterceptors(bearer(access)))...)
-}
-
-type bearer string
-
-func (b bearer) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
-	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		req.Header().Set("Authorization", "Bearer "+string(b))
-		return next(ctx, req)
-	}
-}
-func (b bearer) WrapStreamingClient(n connect.StreamingClientFunc) connect.StreamingClientFunc {
-	return n
-}
-func (b bearer) WrapStreamingHandler(n connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
-	return n
+	return e.client(t, append(opts, connect.WithInterceptors(authn.Bearer(access)))...)
 }
 
 func register(t testing.TB, c authv1connect.AuthServiceClient, email string) *authv1.RegisterResponse {

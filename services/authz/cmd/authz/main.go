@@ -4,10 +4,7 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/basaltplatform/basalt/gen/go/basalt/authz/v1/authzv1connect"
@@ -46,41 +43,25 @@ func load(args []string, lookup func(string) (string, bool)) (settings, error) {
 
 func main() {
 	cfg, err := load(os.Args[1:], os.LookupEnv)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-
-	svc, err := service.New(ctx, cfg.Service, os.Stderr, service.WithVersion(version))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "authz:", err)
-		os.Exit(1)
-	}
-	st := store.New(svc.DB, svc.Outbox)
-	if err := st.Migrate(ctx); err != nil {
-		svc.Log.Error("migration failed", "error", err)
-		_ = svc.Close(ctx)
-		os.Exit(1)
-	}
-	ix := index.New()
-	var listener index.Listener
-	if svc.DB.Dialect() == "postgres" {
-		listener = svc.DB
-	}
-	syncer := index.NewSyncer(ix, st, handler.NewPeers(svc.RPC, cfg.SyncTimeout), listener, store.Channel, cfg.ReloadEvery, svc.Log)
-	if err := syncer.CatchUp(ctx, 0); err != nil {
-		svc.Log.Error("could not load roles and bindings", "error", err)
-		_ = svc.Close(ctx)
-		os.Exit(1)
-	}
-	svc.Go(syncer.Run)
-	// The authz service checks its own methods' permissions against its own index.
-	svc.UseChecker(permission.CheckerFunc(ix.Allowed))
-	svc.Server.Mount(authzv1connect.NewAuthzServiceHandler(handler.New(st, ix, syncer, svc.Outbox), svc.Server.HandlerOptions()...))
-	if err := svc.Run(ctx); err != nil {
-		svc.Log.Error("authz stopped with an error", "error", err)
-		os.Exit(1)
-	}
+	service.ExitOnConfigError(err)
+	service.Main(cfg.Service, func(ctx context.Context, svc *service.Service) error {
+		st := store.New(svc.DB, svc.Outbox)
+		if err := st.Migrate(ctx); err != nil {
+			return err
+		}
+		ix := index.New()
+		var listener index.Listener
+		if svc.DB.Dialect() == "postgres" {
+			listener = svc.DB
+		}
+		syncer := index.NewSyncer(ix, st, handler.NewPeers(svc.RPC, cfg.SyncTimeout), listener, store.Channel, cfg.ReloadEvery, svc.Log)
+		if err := syncer.CatchUp(ctx, 0); err != nil {
+			return err
+		}
+		svc.Go(syncer.Run)
+		// The authz service checks its own methods' permissions against its own index.
+		svc.UseChecker(permission.CheckerFunc(ix.Allowed))
+		svc.Server.Mount(authzv1connect.NewAuthzServiceHandler(handler.New(st, ix, syncer, svc.Outbox), svc.Server.HandlerOptions()...))
+		return nil
+	}, service.WithVersion(version))
 }

@@ -101,7 +101,7 @@ func (c *cluster) as(t testing.TB, i int, who string, opts ...connect.ClientOpti
 	t.Helper()
 	switch who {
 	case adminID, memberID, otherID:
-		opts = append(opts, connect.WithInterceptors(bearer(c.auth.Token(t, who))))
+		opts = append(opts, connect.WithInterceptors(authn.Bearer(c.auth.Token(t, who))))
 	case "":
 	default:
 		tokens, err := authn.NewServiceTokens(who, []byte(authority.InternalSecret))
@@ -111,21 +111,6 @@ func (c *cluster) as(t testing.TB, i int, who string, opts ...connect.ClientOpti
 		opts = append(opts, connect.WithInterceptors(authn.NewClientCredentials(tokens)))
 	}
 	return authzv1connect.NewAuthzServiceClient(testkit.H2CClient(t), c.urls[i], opts...)
-}
-
-type bearer string
-
-func (b bearer) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
-	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		req.Header().Set("Authorization", "Bearer "+string(b))
-		return next(ctx, req)
-	}
-}
-func (b bearer) WrapStreamingClient(n connect.StreamingClientFunc) connect.StreamingClientFunc {
-	return n
-}
-func (b bearer) WrapStreamingHandler(n connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
-	return n
 }
 
 var protocols = map[string][]connect.ClientOption{"connect": nil, "grpc": {connect.WithGRPC()}}

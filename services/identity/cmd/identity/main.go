@@ -5,9 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/signal"
 	"runtime"
-	"syscall"
 	"time"
 
 	"github.com/basaltplatform/basalt/gen/go/basalt/auth/v1/authv1connect"
@@ -55,45 +53,27 @@ func load(args []string, lookup func(string) (string, bool)) (settings, error) {
 
 func main() {
 	cfg, err := load(os.Args[1:], os.LookupEnv)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-
-	svc, err := service.New(ctx, cfg.Service, os.Stderr, service.WithVersion(version))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "identity:", err)
-		os.Exit(1)
-	}
-	st := store.New(svc.DB, svc.Outbox)
-	if err := st.Migrate(ctx); err != nil {
-		svc.Log.Error("migration failed", "error", err)
-		_ = svc.Close(ctx)
-		os.Exit(1)
-	}
-	auth := rpcclient.For(svc.RPC, "auth", authv1connect.NewAuthServiceClient)
-	authz := rpcclient.For(svc.RPC, "authz", authzv1connect.NewAuthzServiceClient)
-	api := handler.New(st, password.NewHasher(password.Default, cfg.HashConcurrency), svc.Guard, svc.Outbox, auth,
-		handler.WithLockout(cfg.Lockout),
-		handler.WithGrantDelivery(func(ctx context.Context) error { return grants.DeliverDue(ctx, st, authz, svc.Log) }))
-
-	if cfg.AdminEmail != "" {
-		// The bootstrap acts as the identity service itself, which is what its audit event says.
-		admin, created, err := api.Bootstrap(authn.WithCaller(ctx, "identity"), cfg.AdminEmail, cfg.AdminPassword.Reveal())
-		if err != nil {
-			svc.Log.Error("could not create the bootstrap administrator", "email", cfg.AdminEmail, "error", err)
-			_ = svc.Close(ctx)
-			os.Exit(1)
+	service.ExitOnConfigError(err)
+	service.Main(cfg.Service, func(ctx context.Context, svc *service.Service) error {
+		st := store.New(svc.DB, svc.Outbox)
+		if err := st.Migrate(ctx); err != nil {
+			return err
 		}
-		svc.Log.Info("bootstrap administrator", "email", admin.Email, "created", created)
-	}
-	svc.Go(func(ctx context.Context) { grants.Relay(ctx, st, authz, time.Second, svc.Log) })
-
-	svc.Server.Mount(identityv1connect.NewIdentityServiceHandler(api, svc.Server.HandlerOptions()...))
-	if err := svc.Run(ctx); err != nil {
-		svc.Log.Error("identity stopped with an error", "error", err)
-		os.Exit(1)
-	}
+		auth := rpcclient.For(svc.RPC, "auth", authv1connect.NewAuthServiceClient)
+		authz := rpcclient.For(svc.RPC, "authz", authzv1connect.NewAuthzServiceClient)
+		api := handler.New(st, password.NewHasher(password.Default, cfg.HashConcurrency), svc.Guard, svc.Outbox, auth,
+			handler.WithLockout(cfg.Lockout),
+			handler.WithGrantDelivery(func(ctx context.Context) error { return grants.DeliverDue(ctx, st, authz, svc.Log) }))
+		if cfg.AdminEmail != "" {
+			// The bootstrap acts as the identity service itself, which is what its audit event says.
+			admin, created, err := api.Bootstrap(authn.WithCaller(ctx, "identity"), cfg.AdminEmail, cfg.AdminPassword.Reveal())
+			if err != nil {
+				return fmt.Errorf("the bootstrap administrator %s: %w", cfg.AdminEmail, err)
+			}
+			svc.Log.Info("bootstrap administrator", "email", admin.Email, "created", created)
+		}
+		svc.Go(func(ctx context.Context) { grants.Relay(ctx, st, authz, time.Second, svc.Log) })
+		svc.Server.Mount(identityv1connect.NewIdentityServiceHandler(api, svc.Server.HandlerOptions()...))
+		return nil
+	}, service.WithVersion(version))
 }

@@ -104,7 +104,7 @@ var protocols = map[string][]connect.ClientOption{
 // as returns a client that calls with a user's bearer token ("" for none).
 func (e *env) as(t *testing.T, token string, opts ...connect.ClientOption) identityv1connect.IdentityServiceClient {
 	if token != "" {
-		opts = append(opts, connect.WithInterceptors(bearer(token)))
+		opts = append(opts, connect.WithInterceptors(authn.Bearer(token)))
 	}
 	return identityv1connect.NewIdentityServiceClient(testkit.H2CClient(t), e.url, opts...)
 }
@@ -112,21 +112,6 @@ func (e *env) as(t *testing.T, token string, opts ...connect.ClientOption) ident
 // asAuth returns a client that calls as the auth service.
 func (e *env) asAuth(t *testing.T, opts ...connect.ClientOption) identityv1connect.IdentityServiceClient {
 	return identityv1connect.NewIdentityServiceClient(testkit.H2CClient(t), e.url, append(opts, connect.WithInterceptors(authn.NewClientCredentials(e.tokens)))...)
-}
-
-type bearer string
-
-func (b bearer) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
-	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		req.Header().Set("Authorization", "Bearer "+string(b))
-		return next(ctx, req)
-	}
-}
-func (b bearer) WrapStreamingClient(n connect.StreamingClientFunc) connect.StreamingClientFunc {
-	return n
-}
-func (b bearer) WrapStreamingHandler(n connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
-	return n
 }
 
 // admin returns a token of a subject holding every identity permission.
