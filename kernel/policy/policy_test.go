@@ -84,8 +84,9 @@ func TestAMethodWithoutTheOptionIsInternal(t *testing.T) {
 }
 
 // TestEveryContractMethodDeclaresItsPolicy guards the contracts: every method of a basalt
-// package declares its access option; public and authenticated methods have a REST route and
-// internal ones never do, so the gateway cannot expose them by accident.
+// package declares its access option; public and authenticated unary methods have a REST
+// route, streaming ones none (REST transcoding covers unary methods), and internal ones never
+// do, so the gateway cannot expose them by accident.
 func TestEveryContractMethodDeclaresItsPolicy(t *testing.T) {
 	t.Parallel()
 	methods := 0
@@ -106,8 +107,12 @@ func TestEveryContractMethodDeclaresItsPolicy(t *testing.T) {
 				if r.Audience == policy.Internal && hasRoute {
 					t.Errorf("%s is internal but has a google.api.http route", md.FullName())
 				}
-				if r.Audience != policy.Internal && !hasRoute {
+				streaming := md.IsStreamingClient() || md.IsStreamingServer()
+				if r.Audience != policy.Internal && !streaming && !hasRoute {
 					t.Errorf("%s is %s but has no google.api.http route", md.FullName(), r.Audience)
+				}
+				if streaming && hasRoute {
+					t.Errorf("%s streams but has a google.api.http route, which REST transcoding cannot serve", md.FullName())
 				}
 				if len(r.Callers) > 0 && r.Audience != policy.Internal {
 					t.Errorf("%s names callers but is not internal", md.FullName())

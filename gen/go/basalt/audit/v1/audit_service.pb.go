@@ -1234,13 +1234,13 @@ const file_basalt_audit_v1_audit_service_proto_rawDesc = "" +
 	"\rReceiptStatus\x12\x1e\n" +
 	"\x1aRECEIPT_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17RECEIPT_STATUS_APPENDED\x10\x01\x12\x1c\n" +
-	"\x18RECEIPT_STATUS_DUPLICATE\x10\x022\x9c\x04\n" +
+	"\x18RECEIPT_STATUS_DUPLICATE\x10\x022\xfc\x03\n" +
 	"\fAuditService\x12T\n" +
 	"\x06Record\x12\x1e.basalt.audit.v1.RecordRequest\x1a\x1f.basalt.audit.v1.RecordResponse\"\t\xc2\xf3\x18\x02\b\x03\x90\x02\x02\x12\x8b\x01\n" +
 	"\n" +
 	"ListEvents\x12\".basalt.audit.v1.ListEventsRequest\x1a#.basalt.audit.v1.ListEventsResponse\"4\xc2\xf3\x18\x15\b\x02\x12\x11audit.events.read\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/audit/events\x90\x02\x01\x12\x8a\x01\n" +
-	"\tVerifyLog\x12!.basalt.audit.v1.VerifyLogRequest\x1a\".basalt.audit.v1.VerifyLogResponse\"6\xc2\xf3\x18\x14\b\x02\x12\x10audit.log.verify\x82\xd3\xe4\x93\x02\x15:\x01*\"\x10/v1/audit:verify\x90\x02\x01\x12\x9a\x01\n" +
-	"\fExportEvents\x12$.basalt.audit.v1.ExportEventsRequest\x1a%.basalt.audit.v1.ExportEventsResponse\";\xc2\xf3\x18\x15\b\x02\x12\x11audit.events.read\x82\xd3\xe4\x93\x02\x19\x12\x17/v1/audit/events:export\x90\x02\x010\x01BAZ?github.com/basaltplatform/basalt/gen/go/basalt/audit/v1;auditv1b\x06proto3"
+	"\tVerifyLog\x12!.basalt.audit.v1.VerifyLogRequest\x1a\".basalt.audit.v1.VerifyLogResponse\"6\xc2\xf3\x18\x14\b\x02\x12\x10audit.log.verify\x82\xd3\xe4\x93\x02\x15:\x01*\"\x10/v1/audit:verify\x90\x02\x01\x12{\n" +
+	"\fExportEvents\x12$.basalt.audit.v1.ExportEventsRequest\x1a%.basalt.audit.v1.ExportEventsResponse\"\x1c\xc2\xf3\x18\x15\b\x02\x12\x11audit.events.read\x90\x02\x010\x01BAZ?github.com/basaltplatform/basalt/gen/go/basalt/audit/v1;auditv1b\x06proto3"
 
 var (
 	file_basalt_audit_v1_audit_service_proto_rawDescOnce sync.Once

@@ -59,7 +59,8 @@ type AuditServiceClient interface {
 	// the hashes after it breaks a checkpoint.
 	VerifyLog(context.Context, *connect.Request[v1.VerifyLogRequest]) (*connect.Response[v1.VerifyLogResponse], error)
 	// ExportEvents streams events matching the filters in sequence order, for export to a SIEM,
-	// followed by the latest signed checkpoint it covers.
+	// followed by the latest signed checkpoint it covers. As a server stream it has no REST
+	// route: REST transcoding covers unary methods; streams use Connect, gRPC or gRPC-Web.
 	ExportEvents(context.Context, *connect.Request[v1.ExportEventsRequest]) (*connect.ServerStreamForClient[v1.ExportEventsResponse], error)
 }
 
@@ -146,7 +147,8 @@ type AuditServiceHandler interface {
 	// the hashes after it breaks a checkpoint.
 	VerifyLog(context.Context, *connect.Request[v1.VerifyLogRequest]) (*connect.Response[v1.VerifyLogResponse], error)
 	// ExportEvents streams events matching the filters in sequence order, for export to a SIEM,
-	// followed by the latest signed checkpoint it covers.
+	// followed by the latest signed checkpoint it covers. As a server stream it has no REST
+	// route: REST transcoding covers unary methods; streams use Connect, gRPC or gRPC-Web.
 	ExportEvents(context.Context, *connect.Request[v1.ExportEventsRequest], *connect.ServerStream[v1.ExportEventsResponse]) error
 }
 
