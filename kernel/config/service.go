@@ -171,24 +171,9 @@ func (s *Service) Bind(l *Loader, name string) {
 	l.Duration(&s.Database.MaxConnIdleTime, "db-max-conn-idle", "BASALT_DB_MAX_CONN_IDLE", 5*time.Minute, "idle connection timeout")
 	l.Duration(&s.Database.ConnectTimeout, "db-connect-timeout", "BASALT_DB_CONNECT_TIMEOUT", 5*time.Second, "timeout for a new connection")
 
-	l.String(&s.Discovery.ConsulAddr, "consul", "CONSUL_HTTP_ADDR", "", "Consul agent address; empty means static discovery")
-	l.Secret(&s.Discovery.ConsulToken, "consul-token", "CONSUL_HTTP_TOKEN", "Consul ACL token")
-	l.Func("static-endpoints", "BASALT_STATIC_ENDPOINTS", "", "static discovery: name=url[,url];name2=url", func(v string) error {
-		m, err := ParseEndpoints(v)
-		if err != nil {
-			return err
-		}
-		s.Discovery.Static = m
-		return nil
-	})
-	l.Duration(&s.Discovery.CheckInterval, "check-interval", "BASALT_CHECK_INTERVAL", 5*time.Second, "Consul health check interval")
-	l.Duration(&s.Discovery.CheckTimeout, "check-timeout", "BASALT_CHECK_TIMEOUT", 2*time.Second, "Consul health check timeout")
-	l.Duration(&s.Discovery.DeregisterAfter, "deregister-after", "BASALT_DEREGISTER_AFTER", time.Minute, "remove an instance critical this long")
+	s.Discovery.Bind(l)
 
-	l.Func("log-level", "BASALT_LOG_LEVEL", "info", "debug, info, warn or error", func(v string) error {
-		return s.Log.Level.UnmarshalText([]byte(v))
-	})
-	l.String(&s.Log.Format, "log-format", "BASALT_LOG_FORMAT", "auto", "json, text or auto")
+	s.Log.Bind(l)
 
 	l.Secret(&s.Auth.InternalSecret, "internal-secret", "BASALT_INTERNAL_SECRET", "secret shared by the services of a deployment (32 bytes or more)")
 	l.String(&s.Auth.Issuer, "auth-issuer", "BASALT_AUTH_ISSUER", "basalt", "iss of access tokens")
@@ -200,15 +185,7 @@ func (s *Service) Bind(l *Loader, name string) {
 	l.Int(&s.Outbox.BatchSize, "outbox-batch", "BASALT_OUTBOX_BATCH", 100, "most events relayed in one call")
 	l.Duration(&s.Outbox.MaxBackoff, "outbox-max-backoff", "BASALT_OUTBOX_MAX_BACKOFF", 30*time.Second, "longest wait before failed events are sent again")
 
-	l.String(&s.Telemetry.OTLPEndpoint, "otlp-endpoint", "OTEL_EXPORTER_OTLP_ENDPOINT", "", "OTLP/HTTP collector URL")
-	l.Func("trace-sample-ratio", "BASALT_TRACE_SAMPLE_RATIO", "1", "fraction of new traces sampled", func(v string) error {
-		var r float64
-		if _, err := fmt.Sscanf(strings.TrimSpace(v), "%g", &r); err != nil || r < 0 || r > 1 {
-			return fmt.Errorf("not a number between 0 and 1")
-		}
-		s.Telemetry.SampleRatio = r
-		return nil
-	})
+	s.Telemetry.Bind(l)
 }
 
 // Check validates the loaded settings and fills in derived defaults. Call it after Load.
@@ -248,9 +225,7 @@ func (s *Service) Check(l *Loader) {
 	l.Check(s.Database.MinConns >= 0 && s.Database.MinConns <= s.Database.MaxConns, "BASALT_DB_MIN_CONNS", "must be between 0 and BASALT_DB_MAX_CONNS")
 	l.Check(s.Database.ConnectTimeout > 0, "BASALT_DB_CONNECT_TIMEOUT", "must be positive")
 
-	l.Check(s.Discovery.CheckInterval >= 100*time.Millisecond, "BASALT_CHECK_INTERVAL", "must be at least 100ms")
-	l.Check(s.Discovery.CheckTimeout > 0 && s.Discovery.CheckTimeout <= s.Discovery.CheckInterval, "BASALT_CHECK_TIMEOUT", "must be positive and at most the check interval")
-	l.Check(s.Discovery.DeregisterAfter >= time.Minute, "BASALT_DEREGISTER_AFTER", "must be at least 1m (Consul's minimum)")
+	s.Discovery.Check(l)
 
 	l.Check(len(s.Auth.InternalSecret.Reveal()) >= 32, "BASALT_INTERNAL_SECRET", "must be set, 32 bytes or more (go tool task up generates one)")
 	l.Check(s.Auth.Issuer != "" && s.Auth.Audience != "", "BASALT_AUTH_ISSUER", "issuer and audience must not be empty")
@@ -259,9 +234,67 @@ func (s *Service) Check(l *Loader) {
 	l.Check(s.Outbox.BatchSize >= 1 && s.Outbox.BatchSize <= 500, "BASALT_OUTBOX_BATCH", "must be between 1 and 500")
 	l.Check(s.Outbox.MaxBackoff > 0, "BASALT_OUTBOX_MAX_BACKOFF", "must be positive")
 
-	l.Check(s.Log.Format == "auto" || s.Log.Format == "json" || s.Log.Format == "text", "BASALT_LOG_FORMAT", "must be auto, json or text, not %q", s.Log.Format)
-	if s.Telemetry.OTLPEndpoint != "" {
-		u, err := url.Parse(s.Telemetry.OTLPEndpoint)
+	s.Log.Check(l)
+	s.Telemetry.Check(l)
+}
+
+// Bind binds the discovery settings on l; processes other than services (the gateway) share
+// them.
+func (d *Discovery) Bind(l *Loader) {
+	l.String(&d.ConsulAddr, "consul", "CONSUL_HTTP_ADDR", "", "Consul agent address; empty means static discovery")
+	l.Secret(&d.ConsulToken, "consul-token", "CONSUL_HTTP_TOKEN", "Consul ACL token")
+	l.Func("static-endpoints", "BASALT_STATIC_ENDPOINTS", "", "static discovery: name=url[,url];name2=url", func(v string) error {
+		m, err := ParseEndpoints(v)
+		if err != nil {
+			return err
+		}
+		d.Static = m
+		return nil
+	})
+	l.Duration(&d.CheckInterval, "check-interval", "BASALT_CHECK_INTERVAL", 5*time.Second, "Consul health check interval")
+	l.Duration(&d.CheckTimeout, "check-timeout", "BASALT_CHECK_TIMEOUT", 2*time.Second, "Consul health check timeout")
+	l.Duration(&d.DeregisterAfter, "deregister-after", "BASALT_DEREGISTER_AFTER", time.Minute, "remove an instance critical this long")
+
+}
+
+// Check validates the discovery settings.
+func (d *Discovery) Check(l *Loader) {
+	l.Check(d.CheckInterval >= 100*time.Millisecond, "BASALT_CHECK_INTERVAL", "must be at least 100ms")
+	l.Check(d.CheckTimeout > 0 && d.CheckTimeout <= d.CheckInterval, "BASALT_CHECK_TIMEOUT", "must be positive and at most the check interval")
+	l.Check(d.DeregisterAfter >= time.Minute, "BASALT_DEREGISTER_AFTER", "must be at least 1m (Consul's minimum)")
+}
+
+// Bind binds the log settings on l.
+func (lg *Log) Bind(l *Loader) {
+	l.Func("log-level", "BASALT_LOG_LEVEL", "info", "debug, info, warn or error", func(v string) error {
+		return lg.Level.UnmarshalText([]byte(v))
+	})
+	l.String(&lg.Format, "log-format", "BASALT_LOG_FORMAT", "auto", "json, text or auto")
+
+}
+
+// Check validates the log settings.
+func (lg *Log) Check(l *Loader) {
+	l.Check(lg.Format == "auto" || lg.Format == "json" || lg.Format == "text", "BASALT_LOG_FORMAT", "must be auto, json or text, not %q", lg.Format)
+}
+
+// Bind binds the telemetry settings on l.
+func (t *Telemetry) Bind(l *Loader) {
+	l.String(&t.OTLPEndpoint, "otlp-endpoint", "OTEL_EXPORTER_OTLP_ENDPOINT", "", "OTLP/HTTP collector URL")
+	l.Func("trace-sample-ratio", "BASALT_TRACE_SAMPLE_RATIO", "1", "fraction of new traces sampled", func(v string) error {
+		var r float64
+		if _, err := fmt.Sscanf(strings.TrimSpace(v), "%g", &r); err != nil || r < 0 || r > 1 {
+			return fmt.Errorf("not a number between 0 and 1")
+		}
+		t.SampleRatio = r
+		return nil
+	})
+}
+
+// Check validates the telemetry settings.
+func (t *Telemetry) Check(l *Loader) {
+	if t.OTLPEndpoint != "" {
+		u, err := url.Parse(t.OTLPEndpoint)
 		l.Check(err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "", "OTEL_EXPORTER_OTLP_ENDPOINT", "must be an http(s) URL")
 	}
 }

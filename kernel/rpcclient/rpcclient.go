@@ -123,6 +123,9 @@ func New(resolver discovery.Resolver, opts ...Option) (*Client, error) {
 		TLSClientConfig:     o.tlsConfig,
 		MaxIdleConnsPerHost: 16,
 		IdleConnTimeout:     90 * time.Second,
+		// Connect and gRPC negotiate compression themselves; the transport's own gzip would
+		// rewrite bodies the gateway forwards as they are.
+		DisableCompression: true,
 		HTTP2: &http.HTTP2Config{
 			SendPingTimeout: 30 * time.Second,
 			PingTimeout:     15 * time.Second,
@@ -254,10 +257,15 @@ func (b *balancer) Do(req *http.Request) (*http.Response, error) {
 	}
 }
 
-// prepare points a copy of req at ep. Retries get a fresh body from GetBody.
+// prepare points a copy of req at ep. Only the URL is copied deeply: the transport never
+// writes to the headers, and a forwarding gateway should not pay for copying them per
+// attempt. Retries get a fresh body from GetBody.
 func (b *balancer) prepare(req *http.Request, ep discovery.Endpoint, attempt int) (*http.Request, error) {
-	out := req.Clone(req.Context())
-	out.URL.Scheme, out.URL.Host, out.Host = ep.Scheme, ep.Host, ep.Host
+	out := new(http.Request)
+	*out = *req
+	u := *req.URL
+	u.Scheme, u.Host = ep.Scheme, ep.Host
+	out.URL, out.Host = &u, ep.Host
 	if attempt > 1 && req.GetBody != nil {
 		body, err := req.GetBody()
 		if err != nil {
@@ -385,6 +393,13 @@ func isNotSent(err error) bool {
 
 type idempotentKey struct{}
 
+// WithIdempotent marks the call made with ctx as one that may be sent again after a broken
+// connection, for callers that forward requests without a generated client (the gateway reads
+// the idempotency from the contract itself).
+func WithIdempotent(ctx context.Context) context.Context {
+	return context.WithValue(ctx, idempotentKey{}, true)
+}
+
 // isIdempotent reports whether the call in ctx is to a method whose contract declares it
 // idempotent or free of side effects.
 func isIdempotent(ctx context.Context) bool {
@@ -421,7 +436,7 @@ func (p propagator) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 		ctx, cancel := p.bound(ctx)
 		defer cancel()
 		if req.Spec().IdempotencyLevel != connect.IdempotencyUnknown {
-			ctx = context.WithValue(ctx, idempotentKey{}, true)
+			ctx = WithIdempotent(ctx)
 		}
 		return next(ctx, req)
 	}

@@ -55,8 +55,12 @@ type Process struct {
 	URL  string `json:"url"`
 	PID  int    `json:"pid"`
 
+	// AdminURL serves the gateway's metrics; empty for services.
+	AdminURL string `json:"admin_url,omitempty"`
+
 	pkg  string
 	port int
+	env  []string
 	cmd  *exec.Cmd
 	done chan struct{}
 	err  error
@@ -68,6 +72,9 @@ const StateFile = "up.json"
 
 // DefaultAdminEmail is the bootstrap administrator of the embedded default.
 const DefaultAdminEmail = "admin@basalt.local"
+
+// gatewayAdminPort is the fixed port of the gateway's metrics endpoint.
+const gatewayAdminPort = 9080
 
 // fixedPorts keeps each service's port stable across runs on the embedded default.
 var fixedPorts = map[string]int{
@@ -185,6 +192,15 @@ func AssignPorts(procs []*Process, host string, auto bool) error {
 			next++
 		}
 		p.URL = "http://" + net.JoinHostPort(host, strconv.Itoa(p.port))
+		if p.Name == "gateway" {
+			admin, err := adminPort(host, auto)
+			if err != nil {
+				return err
+			}
+			addr := net.JoinHostPort(host, strconv.Itoa(admin))
+			p.AdminURL = "http://" + addr
+			p.env = []string{"BASALT_GATEWAY_ADMIN_LISTEN=" + addr}
+		}
 		if !auto {
 			ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(p.port)))
 			if err != nil {
@@ -194,6 +210,19 @@ func AssignPorts(procs []*Process, host string, auto bool) error {
 		}
 	}
 	return nil
+}
+
+// adminPort returns the gateway's metrics port: the fixed one, or a free one.
+func adminPort(host string, auto bool) (int, error) {
+	if !auto {
+		return gatewayAdminPort, nil
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
 // Build compiles every program into binDir with one go build.
@@ -261,7 +290,7 @@ func lookupEnv(env []string, key string) (string, bool) {
 // Start runs the process's binary from binDir with env, listening on its URL.
 func (p *Process) Start(binDir string, env []string, logs *Logs) error {
 	p.cmd = exec.Command(filepath.Join(binDir, p.Name))
-	p.cmd.Env = append(append([]string{}, env...), "BASALT_LISTEN_ADDR="+strings.TrimPrefix(p.URL, "http://"))
+	p.cmd.Env = append(append(append([]string{}, env...), p.env...), "BASALT_LISTEN_ADDR="+strings.TrimPrefix(p.URL, "http://"))
 	stdout, err := p.cmd.StdoutPipe()
 	if err != nil {
 		return err
@@ -416,7 +445,14 @@ func printReady(o Options, env []string, procs []*Process) {
 		width = max(width, len(p.Name))
 	}
 	for _, p := range procs {
-		fmt.Fprintf(w, "  %-*s %s\n", width, p.Name, p.URL)
+		if p.Name != "gateway" {
+			fmt.Fprintf(w, "  %-*s %s\n", width, p.Name, p.URL)
+		}
+	}
+	for _, p := range procs {
+		if p.Name == "gateway" {
+			fmt.Fprintf(w, "  %-*s %s   <- call the platform here (metrics: %s/metrics)\n", width, p.Name, p.URL, p.AdminURL)
+		}
 	}
 	email, _ := lookupEnv(env, "BASALT_ADMIN_EMAIL")
 	password, _ := lookupEnv(env, "BASALT_ADMIN_PASSWORD")

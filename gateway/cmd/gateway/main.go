@@ -1,0 +1,114 @@
+// Command gateway runs the API gateway, the platform's one entry for external traffic.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/attribute"
+
+	"github.com/basaltplatform/basalt/kernel/discovery"
+	"github.com/basaltplatform/basalt/kernel/logging"
+	"github.com/basaltplatform/basalt/kernel/telemetry"
+
+	"github.com/basaltplatform/basalt/gateway/internal/config"
+	"github.com/basaltplatform/basalt/gateway/internal/gateway"
+	"github.com/basaltplatform/basalt/gateway/internal/ratelimit"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	cfg, err := config.Load(os.Args[1:], os.LookupEnv)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	code := run(ctx, cfg, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run builds the gateway's dependencies from cfg, serves until ctx is done, and returns the
+// exit status.
+func run(ctx context.Context, cfg config.Config, logOut io.Writer) int {
+	instanceID := discovery.NewInstanceID("gateway")
+	format := logging.Format(cfg.Log.Format)
+	if format == logging.FormatAuto && cfg.Environment == "production" {
+		format = logging.FormatJSON
+	}
+	log := logging.New(logOut,
+		logging.WithLevel(cfg.Log.Level),
+		logging.WithFormat(format),
+		logging.WithAttrs(slog.String("service", "gateway"), slog.String("instance", instanceID)),
+	)
+	if err := serve(ctx, cfg, log, instanceID); err != nil {
+		log.Error("gateway stopped with an error", "error", err)
+		return 1
+	}
+	return 0
+}
+
+func serve(ctx context.Context, cfg config.Config, log *slog.Logger, instanceID string) error {
+	telOpts := []telemetry.Option{
+		telemetry.WithSampleRatio(cfg.Telemetry.SampleRatio),
+		telemetry.WithAttributes(attribute.String("service.instance.id", instanceID)),
+	}
+	if cfg.Telemetry.OTLPEndpoint != "" {
+		telOpts = append(telOpts, telemetry.WithOTLPEndpoint(cfg.Telemetry.OTLPEndpoint))
+	}
+	tel, err := telemetry.New(ctx, "gateway", version, telOpts...)
+	if err != nil {
+		return fmt.Errorf("telemetry: %w", err)
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = tel.Shutdown(sctx)
+	}()
+
+	opts := []gateway.Option{
+		gateway.WithLogger(log),
+		gateway.WithTelemetry(tel),
+		gateway.WithVersion(version),
+		gateway.WithInstanceID(instanceID),
+	}
+	if cfg.Discovery.UsesConsul() {
+		consul, err := discovery.NewConsul(cfg.Discovery.ConsulAddr,
+			discovery.WithToken(cfg.Discovery.ConsulToken.Reveal()),
+			discovery.WithCheck(cfg.Discovery.CheckInterval, cfg.Discovery.CheckTimeout, cfg.Discovery.DeregisterAfter),
+			discovery.WithConsulLogger(log),
+		)
+		if err != nil {
+			return err
+		}
+		defer consul.Close()
+		opts = append(opts, gateway.WithResolver(consul), gateway.WithRegistrar(consul))
+	}
+	if u := cfg.RateLimits.RedisURL.Reveal(); u != "" {
+		ropts, err := redis.ParseURL(u)
+		if err != nil {
+			return fmt.Errorf("BASALT_GATEWAY_REDIS_URL: %w", err)
+		}
+		// A rate-limit decision must not hold a request up: a slow Redis fails open quickly.
+		ropts.DialTimeout, ropts.ReadTimeout, ropts.WriteTimeout = time.Second, 100*time.Millisecond, 100*time.Millisecond
+		client := redis.NewClient(ropts)
+		defer client.Close()
+		opts = append(opts, gateway.WithLimiter(ratelimit.NewRedis(client, "basalt:ratelimit:")))
+	}
+	g, err := gateway.New(cfg, opts...)
+	if err != nil {
+		return err
+	}
+	defer g.Close()
+	return g.Run(ctx)
+}

@@ -1,0 +1,174 @@
+package gateway
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"time"
+
+	"connectrpc.com/connect"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// call is what the gateway learns about one request while serving it, for its access log
+// line and its metrics.
+type call struct {
+	start     time.Time
+	id        string
+	addr      netip.Addr
+	route     int
+	procedure string
+	subject   string
+	traceID   trace.TraceID
+	// code is the outcome; coded says it was set (code 0 is ok).
+	code  connect.Code
+	coded bool
+	// cause is why the gateway failed the call, for the log only.
+	cause error
+}
+
+type callKey struct{}
+
+func withCall(ctx context.Context, c *call) context.Context {
+	return context.WithValue(ctx, callKey{}, c)
+}
+
+func callFrom(ctx context.Context) *call {
+	c, _ := ctx.Value(callKey{}).(*call)
+	return c
+}
+
+// fail answers r with err in the request's protocol and records the outcome.
+func (c *call) fail(g *Gateway, w http.ResponseWriter, r *http.Request, err error) {
+	if c != nil {
+		c.code, c.coded = connect.CodeOf(err), true
+		if c.cause == nil {
+			c.cause = err
+		}
+	}
+	_ = g.errors.Write(w, r, err)
+}
+
+// finish records the request in the metrics and the access log. The log line names the
+// caller by address and subject but never carries a token or a body.
+func (g *Gateway) finish(w *responseWriter, r *http.Request, c *call) {
+	d := time.Since(c.start)
+	status := w.status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	code := c.code
+	if !c.coded {
+		code = codeOfStatus(status)
+	}
+	g.metrics.Request(c.route, code, d)
+	level := slog.LevelInfo
+	if r.URL.Path == "/healthz" || r.URL.Path == "/readyz" {
+		// Probes arrive every few seconds from every checker; their lines would bury the rest.
+		level = slog.LevelDebug
+	}
+	if !g.o.log.Enabled(r.Context(), level) {
+		return
+	}
+	attrs := make([]slog.Attr, 0, 14)
+	attrs = append(attrs,
+		slog.String("request_id", c.id),
+		slog.String("method", r.Method),
+		slog.String("path", r.URL.Path),
+		slog.Int("status", status),
+		slog.String("code", codeName(code)),
+		slog.Duration("duration", d),
+		slog.Int64("bytes_out", w.written),
+		slog.String("client_ip", c.addr.String()),
+		slog.String("protocol", protocolOf(r)),
+	)
+	if c.procedure != "" {
+		attrs = append(attrs, slog.String("route", c.procedure))
+	}
+	if c.subject != "" {
+		attrs = append(attrs, slog.String("subject", c.subject))
+	}
+	if c.traceID.IsValid() {
+		attrs = append(attrs, slog.String("trace_id", c.traceID.String()))
+	}
+	if c.cause != nil {
+		attrs = append(attrs, slog.String("error", c.cause.Error()))
+	}
+	g.o.log.LogAttrs(r.Context(), level, "request", attrs...)
+}
+
+func codeName(c connect.Code) string {
+	if c == 0 {
+		return "ok"
+	}
+	return c.String()
+}
+
+// codeOfStatus classifies answers that did not go through the RPC path (health, CORS, REST
+// errors from the transcoder).
+func codeOfStatus(status int) connect.Code {
+	switch {
+	case status < 400:
+		return 0
+	case status == http.StatusNotFound:
+		return connect.CodeNotFound
+	case status == http.StatusForbidden:
+		return connect.CodePermissionDenied
+	case status == http.StatusServiceUnavailable:
+		return connect.CodeUnavailable
+	case status < 500:
+		return connect.CodeInvalidArgument
+	default:
+		return connect.CodeInternal
+	}
+}
+
+// protocolOf names the request's protocol for the access log.
+func protocolOf(r *http.Request) string {
+	ct := r.Header.Get("Content-Type")
+	switch {
+	case len(ct) >= 16 && ct[:16] == "application/grpc" && (len(ct) == 16 || ct[16] == '+'):
+		return "grpc"
+	case len(ct) >= 20 && ct[:20] == "application/grpc-web":
+		return "grpc-web"
+	case len(ct) >= 20 && ct[:20] == "application/connect+":
+		return "connect"
+	case r.Header.Get("Connect-Protocol-Version") != "" || r.URL.Query().Has("connect"):
+		return "connect"
+	default:
+		return "http"
+	}
+}
+
+// responseWriter notes the status and size of a response. It unwraps for
+// http.ResponseController, so flushing, deadlines and full duplex reach the connection.
+type responseWriter struct {
+	http.ResponseWriter
+	status  int
+	written int64
+}
+
+func (w *responseWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *responseWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	n, err := w.ResponseWriter.Write(b)
+	w.written += int64(n)
+	return n, err
+}
+
+// Flush implements http.Flusher for code that asserts it rather than using a controller.
+func (w *responseWriter) Flush() {
+	_ = http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+// Unwrap returns the underlying writer.
+func (w *responseWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

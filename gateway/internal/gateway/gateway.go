@@ -1,0 +1,480 @@
+// Package gateway is the platform's single entry for external traffic. For each request it
+// answers CORS, finds the route the contracts define, authenticates the caller when the method
+// is not public, applies the route's rate limit, and forwards the call unchanged to a healthy
+// instance of the service; REST requests are first transcoded to Connect from the methods'
+// google.api.http annotations.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"connectrpc.com/connect"
+	"connectrpc.com/grpchealth"
+	"connectrpc.com/vanguard"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
+
+	"github.com/basaltplatform/basalt/kernel/authn"
+	"github.com/basaltplatform/basalt/kernel/discovery"
+	"github.com/basaltplatform/basalt/kernel/policy"
+	"github.com/basaltplatform/basalt/kernel/requestid"
+	"github.com/basaltplatform/basalt/kernel/rpcclient"
+	"github.com/basaltplatform/basalt/kernel/telemetry"
+
+	"github.com/basaltplatform/basalt/gateway/internal/config"
+	"github.com/basaltplatform/basalt/gateway/internal/cors"
+	"github.com/basaltplatform/basalt/gateway/internal/metrics"
+	"github.com/basaltplatform/basalt/gateway/internal/proxy"
+	"github.com/basaltplatform/basalt/gateway/internal/ratelimit"
+	"github.com/basaltplatform/basalt/gateway/internal/reflection"
+	"github.com/basaltplatform/basalt/gateway/internal/routes"
+	"github.com/basaltplatform/basalt/gateway/internal/tokens"
+)
+
+// Gateway serves external traffic.
+type Gateway struct {
+	cfg       config.Config
+	o         options
+	table     *routes.Table
+	upstreams []proxy.Upstream
+	rc        *rpcclient.Client
+	jwks      *authn.JWKS
+	tokens    *tokens.Cache
+	cors      *cors.Policy
+	proxy     *proxy.Proxy
+	metrics   *metrics.Metrics
+	errors    *connect.ErrorWriter
+	local     map[string]http.Handler
+	rest      http.Handler
+	health    *grpchealth.StaticChecker
+	tracer    trace.Tracer
+	inFlight  atomic.Int64
+	draining  atomic.Bool
+	ready     chan struct{}
+	addr      atomic.Pointer[net.TCPAddr]
+	adminAddr atomic.Pointer[net.TCPAddr]
+}
+
+type options struct {
+	log        *slog.Logger
+	tel        *telemetry.Telemetry
+	resolver   discovery.Resolver
+	registrar  discovery.Registrar
+	limiter    ratelimit.Limiter
+	keys       authn.Keys
+	listener   net.Listener
+	admin      net.Listener
+	instanceID string
+	version    string
+	files      *protoregistry.Files
+}
+
+// Option configures New.
+type Option func(*options)
+
+// WithLogger sets the logger (default: discard).
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
+
+// WithTelemetry traces requests and passes the trace on to the services.
+func WithTelemetry(t *telemetry.Telemetry) Option { return func(o *options) { o.tel = t } }
+
+// WithResolver finds upstream instances (default: the configuration's static upstreams).
+func WithResolver(r discovery.Resolver) Option { return func(o *options) { o.resolver = r } }
+
+// WithRegistrar registers the gateway in discovery while it serves.
+func WithRegistrar(r discovery.Registrar) Option { return func(o *options) { o.registrar = r } }
+
+// WithLimiter keeps rate-limit buckets in l (default: in memory).
+func WithLimiter(l ratelimit.Limiter) Option { return func(o *options) { o.limiter = l } }
+
+// WithKeys verifies tokens with keys instead of the auth service's JWKS, for tests.
+func WithKeys(k authn.Keys) Option { return func(o *options) { o.keys = k } }
+
+// WithListener serves on ln instead of the configured address.
+func WithListener(ln net.Listener) Option { return func(o *options) { o.listener = ln } }
+
+// WithAdminListener serves the admin endpoints on ln instead of the configured address.
+func WithAdminListener(ln net.Listener) Option { return func(o *options) { o.admin = ln } }
+
+// WithVersion sets the version published in discovery.
+func WithVersion(v string) Option { return func(o *options) { o.version = v } }
+
+// WithInstanceID sets the discovery instance id (default: "gateway-" and random bits).
+func WithInstanceID(id string) Option { return func(o *options) { o.instanceID = id } }
+
+// WithFiles routes the services of files instead of every contract linked into the binary.
+func WithFiles(f *protoregistry.Files) Option { return func(o *options) { o.files = f } }
+
+// New builds a gateway for cfg.
+func New(cfg config.Config, opts ...Option) (*Gateway, error) {
+	o := options{
+		log:     slog.New(slog.DiscardHandler),
+		version: "dev",
+		files:   protoregistry.GlobalFiles,
+	}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.instanceID == "" {
+		o.instanceID = discovery.NewInstanceID("gateway")
+	}
+	table, err := routes.Build(o.files, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	passthrough := map[string][]string{}
+	for _, p := range cfg.Passthrough {
+		passthrough[routes.PassthroughUpstream(p.Service)] = []string{p.Upstream}
+	}
+	if o.resolver == nil {
+		static, err := discovery.NewStatic(cfg.Upstreams)
+		if err != nil {
+			return nil, fmt.Errorf("gateway: upstreams: %w", err)
+		}
+		o.resolver = static
+	}
+	resolver := o.resolver
+	if len(passthrough) > 0 {
+		static, err := discovery.NewStatic(passthrough)
+		if err != nil {
+			return nil, fmt.Errorf("gateway: passthrough: %w", err)
+		}
+		resolver = withPassthrough{static: static, next: o.resolver}
+	}
+	rcOpts := []rpcclient.Option{rpcclient.WithLogger(o.log), rpcclient.WithDefaultTimeout(0)}
+	rc, err := rpcclient.New(resolver, rcOpts...)
+	if err != nil {
+		return nil, err
+	}
+	if o.limiter == nil {
+		o.limiter = ratelimit.NewMemory()
+	}
+	g := &Gateway{
+		cfg:     cfg,
+		o:       o,
+		table:   table,
+		rc:      rc,
+		cors:    cors.New(cfg.CORS.AllowedOrigins, cfg.CORS.AllowCredentials, time.Duration(cfg.CORS.MaxAge)),
+		proxy:   proxy.New(cfg.Limits.MaxRequestBytes, time.Duration(cfg.Limits.BodyTimeout)),
+		errors:  connect.NewErrorWriter(),
+		health:  grpchealth.NewStaticChecker(),
+		local:   map[string]http.Handler{},
+		ready:   make(chan struct{}),
+		metrics: metrics.New(routeNames(table)),
+	}
+	for _, r := range table.Routes() {
+		g.upstreams = append(g.upstreams, rc.HTTPClient(r.Upstream))
+	}
+	keys := o.keys
+	if keys == nil {
+		g.jwks = authn.NewJWKS(
+			authn.HTTPFetcher(rc.HTTPClient(cfg.Auth.Service), rpcclient.BaseURL(cfg.Auth.Service)+authn.JWKSPath),
+			// Unknown kids refresh the set at most once a second: enough to pick up a new key at
+			// once, too little for forged kids to load the auth service.
+			authn.WithMinInterval(time.Second),
+		)
+		keys = g.jwks
+	}
+	g.tokens = tokens.New(authn.NewVerifier(keys, cfg.Auth.Issuer, cfg.Auth.Audience), cfg.Auth.TokenCacheSize)
+	if o.tel != nil {
+		g.tracer = o.tel.TracerProvider().Tracer("github.com/basaltplatform/basalt/gateway")
+	}
+	if err := g.mountLocal(); err != nil {
+		return nil, err
+	}
+	if err := g.mountREST(); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+func routeNames(t *routes.Table) []string {
+	names := make([]string, len(t.Routes()))
+	for i, r := range t.Routes() {
+		names[i] = r.Procedure
+	}
+	return names
+}
+
+// mountLocal sets up what the gateway answers itself: health, readiness, gRPC health and
+// reflection of the routed services.
+func (g *Gateway) mountLocal() error {
+	g.local["/healthz"] = http.HandlerFunc(g.serveHealthz)
+	g.local["/readyz"] = http.HandlerFunc(g.serveReadyz)
+	g.health.SetStatus("", grpchealth.StatusServing)
+	path, h := grpchealth.NewHandler(g.health)
+	g.local[path+"Check"] = h
+	g.local[path+"Watch"] = h
+	files, err := reflection.Files(g.o.files, func(md protoreflect.MethodDescriptor) bool {
+		return policy.FromDescriptor(md).Audience != policy.Internal
+	})
+	if err != nil {
+		return err
+	}
+	var names []string
+	for _, sd := range g.table.Services() {
+		names = append(names, string(sd.FullName()))
+	}
+	for path, h := range reflection.Handlers(files, names) {
+		g.local[path+"ServerReflectionInfo"] = h
+	}
+	return nil
+}
+
+// mountREST sets up REST transcoding: vanguard turns a REST request into a Connect call of
+// the annotated method and hands it back to the RPC path, so it is authenticated, limited and
+// forwarded like any other call.
+func (g *Gateway) mountREST() error {
+	inner := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c := callFrom(r.Context())
+		route, ok := g.table.Lookup(r.URL.Path)
+		if !ok || c == nil {
+			c.fail(g, w, r, errNotFound)
+			return
+		}
+		g.rpc(w, r, c, route)
+	})
+	var services []*vanguard.Service
+	for _, sd := range g.table.Services() {
+		services = append(services, vanguard.NewServiceWithSchema(sd, inner,
+			vanguard.WithTargetProtocols(vanguard.ProtocolConnect),
+			vanguard.WithTargetCodecs(vanguard.CodecProto),
+			vanguard.WithNoTargetCompression(),
+			vanguard.WithMaxMessageBufferBytes(uint32(min(g.cfg.Limits.MaxRequestBytes, 1<<31))),
+		))
+	}
+	t, err := vanguard.NewTranscoder(services, vanguard.WithUnknownHandler(http.HandlerFunc(g.serveNotFound)))
+	if err != nil {
+		return fmt.Errorf("gateway: REST transcoding: %w", err)
+	}
+	g.rest = t
+	return nil
+}
+
+// Errors the gateway itself answers with.
+var (
+	errNotFound     = connect.NewError(connect.CodeNotFound, errors.New("no such method"))
+	errNoToken      = connect.NewError(connect.CodeUnauthenticated, errors.New("this method needs an access token: send Authorization: Bearer <token>"))
+	errExpired      = connect.NewError(connect.CodeUnauthenticated, errors.New("the access token has expired"))
+	errInvalidToken = connect.NewError(connect.CodeUnauthenticated, errors.New("the access token is invalid"))
+	errOverloaded   = connect.NewError(connect.CodeUnavailable, errors.New("the gateway is overloaded; retry shortly"))
+)
+
+// ServeHTTP serves one request.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	c := &call{start: time.Now(), route: g.metrics.Unrouted()}
+	rw := &responseWriter{ResponseWriter: w}
+	g.metrics.InFlight(1)
+	n := g.inFlight.Add(1)
+	defer func() {
+		g.inFlight.Add(-1)
+		g.metrics.InFlight(-1)
+		g.finish(rw, r, c)
+	}()
+
+	c.id = requestid.Sanitize(r.Header.Get(requestid.Header))
+	if c.id == "" {
+		c.id = requestid.New()
+	}
+	h := w.Header()
+	h.Set(requestid.Header, c.id)
+	c.addr = clientAddr(r, g.cfg.Trusted())
+	if origin := r.Header.Get("Origin"); origin != "" {
+		if cors.IsPreflight(r) {
+			g.cors.Preflight(rw, r)
+			return
+		}
+		g.cors.Decorate(h, origin)
+	}
+	if n > int64(g.cfg.Limits.MaxInFlight) {
+		h.Set("Retry-After", "1")
+		c.fail(g, rw, r, errOverloaded)
+		return
+	}
+	if route, ok := g.table.Lookup(r.URL.Path); ok {
+		g.rpc(rw, r, c, route)
+		return
+	}
+	if h, ok := g.local[r.URL.Path]; ok {
+		h.ServeHTTP(rw, r)
+		return
+	}
+	if routes.IsProcedurePath(r.URL.Path) && g.errors.IsSupported(r) {
+		c.fail(g, rw, r, errNotFound)
+		return
+	}
+	g.rest.ServeHTTP(rw, r.WithContext(withCall(r.Context(), c)))
+}
+
+// rpc authenticates, limits and forwards one call of route.
+func (g *Gateway) rpc(w http.ResponseWriter, r *http.Request, c *call, route *routes.Route) {
+	c.route, c.procedure = route.Index, route.Procedure
+	if !g.errors.IsSupported(r) {
+		c.code = connect.CodeInvalidArgument
+		w.Header().Set("Accept-Post", "application/json, application/proto, application/connect+json, application/connect+proto, application/grpc, application/grpc+proto, application/grpc+json, application/grpc-web, application/grpc-web+proto, application/grpc-web+json, application/grpc-web-text")
+		w.WriteHeader(http.StatusUnsupportedMediaType)
+		return
+	}
+	ctx := r.Context()
+	key := ""
+	if route.Rule.Audience == policy.Public {
+		key = limitKey(c.addr)
+	} else {
+		token := authn.BearerToken(r.Header.Get("Authorization"))
+		if token == "" {
+			c.fail(g, w, r, errNoToken)
+			return
+		}
+		p, err := g.tokens.Verify(ctx, token)
+		if err != nil {
+			c.cause = err
+			if errors.Is(err, authn.ErrExpired) || strings.Contains(err.Error(), authn.ErrExpired.Message) {
+				c.fail(g, w, r, errExpired)
+			} else {
+				c.fail(g, w, r, errInvalidToken)
+			}
+			return
+		}
+		c.subject = p.Subject
+		key = p.Subject
+	}
+	if !g.allow(w, r, c, route, key) {
+		return
+	}
+
+	var span trace.Span
+	if g.tracer != nil {
+		ctx, span = g.startSpan(ctx, r, route)
+		defer span.End()
+		r = r.WithContext(ctx)
+		c.traceID = span.SpanContext().TraceID()
+	}
+	header := g.outboundHeader(r, c)
+	if span != nil {
+		g.o.tel.Propagator().Inject(ctx, propagation.HeaderCarrier(header))
+	}
+	res := g.proxy.Forward(w, r, &proxy.Call{
+		Upstream:       g.upstreams[route.Index],
+		BaseURL:        rpcclient.BaseURL(route.Upstream),
+		Header:         header,
+		Buffer:         !route.StreamingRequest,
+		Timeout:        route.Timeout,
+		Idempotent:     route.Rule.Idempotent,
+		MarkIdempotent: rpcclient.WithIdempotent,
+	})
+	c.code, c.cause = res.Code, res.Err
+	c.coded = true
+	if res.UpstreamFailed {
+		g.metrics.UpstreamError(route.Index)
+	}
+	if span != nil {
+		endSpan(span, res)
+	}
+}
+
+// allow takes a token from the caller's bucket for route and answers resource_exhausted when
+// there is none. A failing shared store lets the request through: throttling is protection,
+// and an outage of Redis should not become an outage of the platform.
+func (g *Gateway) allow(w http.ResponseWriter, r *http.Request, c *call, route *routes.Route, key string) bool {
+	d, err := g.o.limiter.Take(r.Context(), route.Bucket+"|"+key, route.Limit)
+	if err != nil {
+		g.o.log.WarnContext(r.Context(), "rate limiter failed; letting the request through", "error", err)
+		return true
+	}
+	if d.Allowed {
+		return true
+	}
+	g.metrics.RateLimited(route.Index)
+	secs := max(int64((d.RetryAfter+time.Second-1)/time.Second), 1)
+	retry := strconv.FormatInt(secs, 10)
+	err = connect.NewError(connect.CodeResourceExhausted, fmt.Errorf("too many requests; retry after %ss", retry))
+	w.Header().Set("Retry-After", retry)
+	c.fail(g, w, r, err)
+	return false
+}
+
+// outboundHeader is the request header sent upstream: the client's, without hop-by-hop
+// headers and without anything a client could use to pose as someone else (the platform's
+// X-Basalt-* headers, forwarding headers, trace context); then the gateway's own.
+func (g *Gateway) outboundHeader(r *http.Request, c *call) http.Header {
+	h := make(http.Header, len(r.Header)+4)
+	connectionTokens := r.Header["Connection"]
+	for k, vv := range r.Header {
+		switch k {
+		case "Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authorization", "Transfer-Encoding",
+			"Upgrade", "Host", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "Forwarded",
+			"X-Real-Ip", "Traceparent", "Tracestate", "Baggage", "X-Request-Id", "Origin":
+			continue
+		case "Te":
+			// gRPC needs "TE: trailers"; nothing else of TE passes a proxy.
+			if strings.Contains(strings.ToLower(strings.Join(vv, ",")), "trailers") {
+				h[k] = []string{"trailers"}
+			}
+			continue
+		}
+		if strings.HasPrefix(k, "X-Basalt-") {
+			continue
+		}
+		if len(connectionTokens) > 0 && listed(connectionTokens, k) {
+			continue
+		}
+		h[k] = vv
+	}
+	if c.addr.IsValid() {
+		h["X-Forwarded-For"] = []string{c.addr.String()}
+	}
+	proto := "http"
+	if r.TLS != nil {
+		proto = "https"
+	}
+	h["X-Forwarded-Proto"] = []string{proto}
+	if r.Host != "" {
+		h["X-Forwarded-Host"] = []string{r.Host}
+	}
+	h[requestid.Header] = []string{c.id}
+	if c.subject != "" {
+		h["X-Basalt-Subject"] = []string{c.subject}
+	}
+	return h
+}
+
+// listed reports whether the header name k is one of the comma-separated tokens in values (a
+// Connection header naming other hop-by-hop headers).
+func listed(values []string, k string) bool {
+	for _, v := range values {
+		for token := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(token), k) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// Close releases the upstream connections.
+func (g *Gateway) Close() { g.rc.Close() }
+
+// withPassthrough resolves passthrough upstreams from a static table and every other service
+// through next.
+type withPassthrough struct {
+	static discovery.Resolver
+	next   discovery.Resolver
+}
+
+func (p withPassthrough) Endpoints(ctx context.Context, service string) ([]discovery.Endpoint, error) {
+	if strings.HasPrefix(service, "passthrough:") {
+		return p.static.Endpoints(ctx, service)
+	}
+	return p.next.Endpoints(ctx, service)
+}

@@ -1,0 +1,301 @@
+package gateway
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"connectrpc.com/connect"
+	"connectrpc.com/grpchealth"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/basaltplatform/basalt/kernel/discovery"
+
+	"github.com/basaltplatform/basalt/gateway/internal/proxy"
+	"github.com/basaltplatform/basalt/gateway/internal/routes"
+)
+
+// Ready is closed once the gateway listens (and is registered, when a registrar is set).
+func (g *Gateway) Ready() <-chan struct{} { return g.ready }
+
+// Addr is the address the gateway serves on; valid once Ready is closed.
+func (g *Gateway) Addr() *net.TCPAddr { return g.addr.Load() }
+
+// AdminAddr is the address of the admin endpoints, or nil when they are off; valid once Ready
+// is closed.
+func (g *Gateway) AdminAddr() *net.TCPAddr { return g.adminAddr.Load() }
+
+// Run listens, registers and serves until ctx is done; then it reports itself not ready,
+// deregisters, and drains within the shutdown timeout.
+func (g *Gateway) Run(ctx context.Context) error {
+	ln := g.o.listener
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", g.cfg.Listen); err != nil {
+			return fmt.Errorf("gateway: listen on %s: %w", g.cfg.Listen, err)
+		}
+	}
+	addr, ok := ln.Addr().(*net.TCPAddr)
+	if !ok {
+		ln.Close()
+		return fmt.Errorf("gateway: %s is not a TCP address", ln.Addr())
+	}
+	g.addr.Store(addr)
+	srv, err := g.server()
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	if srv.TLSConfig != nil {
+		ln = tls.NewListener(ln, srv.TLSConfig)
+	}
+
+	admin := g.o.admin
+	if admin == nil && g.cfg.AdminListen != "" {
+		if admin, err = net.Listen("tcp", g.cfg.AdminListen); err != nil {
+			ln.Close()
+			return fmt.Errorf("gateway: listen on %s (admin): %w", g.cfg.AdminListen, err)
+		}
+	}
+	var adminSrv *http.Server
+	if admin != nil {
+		g.adminAddr.Store(admin.Addr().(*net.TCPAddr))
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", g.metrics.Handler())
+		mux.HandleFunc("GET /healthz", g.serveHealthz)
+		mux.HandleFunc("GET /readyz", g.serveReadyz)
+		adminSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute}
+	}
+
+	inst, err := g.instance(addr)
+	if err != nil {
+		ln.Close()
+		if admin != nil {
+			admin.Close()
+		}
+		return err
+	}
+	if g.o.registrar != nil {
+		if err := g.o.registrar.Register(ctx, inst); err != nil {
+			ln.Close()
+			if admin != nil {
+				admin.Close()
+			}
+			return err
+		}
+	}
+	served := make(chan error, 2)
+	go func() { served <- srv.Serve(ln) }()
+	if adminSrv != nil {
+		go func() { served <- adminSrv.Serve(admin) }()
+	}
+	close(g.ready)
+	g.o.log.Info("serving", "addr", addr.String(), "tls", srv.TLSConfig != nil, "admin", adminAddrString(admin), "routes", len(g.table.Routes()))
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-served:
+	}
+	g.shutdown(ctx, srv, adminSrv, inst)
+	if errors.Is(serveErr, http.ErrServerClosed) {
+		serveErr = nil
+	}
+	if serveErr != nil {
+		return fmt.Errorf("gateway: %w", serveErr)
+	}
+	return nil
+}
+
+func adminAddrString(ln net.Listener) string {
+	if ln == nil {
+		return ""
+	}
+	return ln.Addr().String()
+}
+
+// server builds the HTTP server: HTTP/1.1 and HTTP/2 (h2c in plain text, h2 over TLS), with
+// the configured header limit and slow-client timeouts.
+func (g *Gateway) server() (*http.Server, error) {
+	protocols := new(http.Protocols)
+	protocols.SetHTTP1(true)
+	protocols.SetHTTP2(true)
+	protocols.SetUnencryptedHTTP2(true)
+	srv := &http.Server{
+		Handler:           g,
+		ReadHeaderTimeout: time.Duration(g.cfg.Limits.ReadHeaderTimeout),
+		IdleTimeout:       time.Duration(g.cfg.Limits.IdleTimeout),
+		MaxHeaderBytes:    g.cfg.Limits.MaxHeaderBytes,
+		Protocols:         protocols,
+		HTTP2: &http.HTTP2Config{
+			MaxConcurrentStreams:      250,
+			MaxReceiveBufferPerStream: 1 << 20,
+			SendPingTimeout:           30 * time.Second,
+			PingTimeout:               15 * time.Second,
+		},
+		ErrorLog: slog.NewLogLogger(g.o.log.Handler(), slog.LevelWarn),
+	}
+	if g.cfg.TLS.Enabled() {
+		cert, err := tls.LoadX509KeyPair(g.cfg.TLS.CertFile, g.cfg.TLS.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("gateway: tls: %w", err)
+		}
+		tc := &tls.Config{
+			MinVersion:   tls.VersionTLS12,
+			Certificates: []tls.Certificate{cert},
+			NextProtos:   []string{"h2", "http/1.1"},
+		}
+		if g.cfg.TLS.ClientCAFile != "" {
+			pem, err := os.ReadFile(g.cfg.TLS.ClientCAFile)
+			if err != nil {
+				return nil, fmt.Errorf("gateway: tls: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("gateway: tls: no certificate in %s", g.cfg.TLS.ClientCAFile)
+			}
+			tc.ClientCAs, tc.ClientAuth = pool, tls.RequireAndVerifyClientCert
+		}
+		srv.TLSConfig = tc
+	}
+	return srv, nil
+}
+
+func (g *Gateway) instance(addr *net.TCPAddr) (discovery.Instance, error) {
+	hostPort := g.cfg.Advertise
+	if hostPort == "" {
+		hostPort = addr.String()
+	}
+	host, portStr, err := net.SplitHostPort(hostPort)
+	if err != nil {
+		return discovery.Instance{}, fmt.Errorf("gateway: advertise address %q: %w", hostPort, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil || port == 0 {
+		port = addr.Port
+	}
+	scheme := "http"
+	if g.cfg.TLS.Enabled() {
+		scheme = "https"
+	}
+	return discovery.Instance{
+		ID:        g.o.instanceID,
+		Service:   "gateway",
+		Host:      host,
+		Port:      port,
+		HealthURL: scheme + "://" + net.JoinHostPort(host, strconv.Itoa(port)) + "/readyz",
+		Tags:      []string{"gateway"},
+		Meta:      map[string]string{"version": g.o.version},
+	}, nil
+}
+
+// shutdown stops taking new work: not ready, deregistered, then a drain of in-flight requests
+// bounded by the shutdown timeout, after which remaining connections are closed.
+func (g *Gateway) shutdown(ctx context.Context, srv, admin *http.Server, inst discovery.Instance) {
+	base := context.WithoutCancel(ctx)
+	g.draining.Store(true)
+	g.health.SetStatus("", grpchealth.StatusNotServing)
+	if g.o.registrar != nil {
+		dctx, cancel := context.WithTimeout(base, 5*time.Second)
+		if err := g.o.registrar.Deregister(dctx, inst); err != nil {
+			g.o.log.Warn("deregistration failed; the health check will take the gateway out", "error", err)
+		}
+		cancel()
+	}
+	sctx, cancel := context.WithTimeout(base, time.Duration(g.cfg.Limits.ShutdownTimeout))
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		g.o.log.Warn("drain timed out; closing remaining connections", "timeout", time.Duration(g.cfg.Limits.ShutdownTimeout))
+		_ = srv.Close()
+	}
+	if admin != nil {
+		_ = admin.Close()
+	}
+	g.o.log.Info("drained")
+}
+
+func (g *Gateway) serveHealthz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write([]byte(`{"status":"ok"}`))
+}
+
+// serveReadyz answers 200 once the gateway can authenticate and route: the auth service's
+// keys are loaded and discovery answers. It answers 503 while draining.
+func (g *Gateway) serveReadyz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	if g.draining.Load() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte(`{"status":"draining"}`))
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	var failing []string
+	if _, err := g.rc.Resolver().Endpoints(ctx, g.cfg.Auth.Service); err != nil {
+		g.o.log.WarnContext(ctx, "readiness: discovery failed", "error", err)
+		failing = append(failing, `"discovery"`)
+	}
+	if g.jwks != nil {
+		if err := g.jwks.Ready(ctx); err != nil {
+			g.o.log.WarnContext(ctx, "readiness: no signing keys yet", "error", err)
+			failing = append(failing, `"jwks"`)
+		}
+	}
+	if len(failing) > 0 {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte(`{"status":"not ready","failing":[` + strings.Join(failing, ",") + `]}`))
+		return
+	}
+	_, _ = w.Write([]byte(`{"status":"ready"}`))
+}
+
+// serveNotFound answers a path that is neither a procedure nor a REST route.
+func (g *Gateway) serveNotFound(w http.ResponseWriter, r *http.Request) {
+	if c := callFrom(r.Context()); c != nil {
+		c.code, c.coded = connect.CodeNotFound, true
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusNotFound)
+	_, _ = w.Write([]byte(`{"code":"not_found","message":"no such route"}`))
+}
+
+// startSpan starts the gateway's span of a call. A client's trace context is not trusted to
+// parent it (anyone can send one); it is linked instead, so the trace stays the platform's own
+// and still leads back to the caller's.
+func (g *Gateway) startSpan(ctx context.Context, r *http.Request, route *routes.Route) (context.Context, trace.Span) {
+	opts := []trace.SpanStartOption{
+		trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithNewRoot(),
+		trace.WithAttributes(
+			attribute.String("rpc.system", "connect_rpc"),
+			attribute.String("rpc.method", route.Procedure),
+			attribute.String("server.upstream", route.Upstream),
+		),
+	}
+	if _, ok := r.Header["Traceparent"]; ok {
+		remote := trace.SpanContextFromContext(g.o.tel.Propagator().Extract(ctx, propagation.HeaderCarrier(r.Header)))
+		if remote.IsValid() {
+			opts = append(opts, trace.WithLinks(trace.Link{SpanContext: remote}))
+		}
+	}
+	return g.tracer.Start(ctx, route.Procedure, opts...)
+}
+
+func endSpan(span trace.Span, res proxy.Result) {
+	span.SetAttributes(attribute.Int("rpc.connect_rpc.status_code", int(res.Code)))
+	if res.Code != 0 && res.Code != connect.CodeCanceled {
+		span.SetStatus(codes.Error, res.Code.String())
+	}
+}

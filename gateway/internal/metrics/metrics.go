@@ -1,0 +1,104 @@
+// Package metrics keeps the gateway's Prometheus metrics in a registry of its own (no global
+// registry) and serves them on the admin listener. Per-route series are created at start-up, so
+// recording a request is a few atomic adds with no label lookup.
+package metrics
+
+import (
+	"net/http"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// codes are the label values of the code label, indexed by connect.Code; index 0 is "ok".
+var codes = func() [17]string {
+	var out [17]string
+	out[0] = "ok"
+	for c := connect.CodeCanceled; c <= connect.CodeUnauthenticated; c++ {
+		out[c] = c.String()
+	}
+	return out
+}()
+
+// Metrics holds the gateway's series.
+type Metrics struct {
+	registry *prometheus.Registry
+	routes   []routeSeries
+	inFlight prometheus.Gauge
+}
+
+type routeSeries struct {
+	requests  [17]prometheus.Counter
+	latency   prometheus.Observer
+	limited   prometheus.Counter
+	upstreamE prometheus.Counter
+}
+
+// New returns the metrics of the named routes (by index).
+func New(routes []string) *Metrics {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "basalt_gateway_requests_total",
+		Help: "Requests the gateway answered, by route and Connect code.",
+	}, []string{"route", "code"})
+	latency := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "basalt_gateway_request_duration_seconds",
+		Help:    "Time from the request's arrival to the end of its response, by route.",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+	}, []string{"route"})
+	limited := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "basalt_gateway_rate_limited_total",
+		Help: "Requests refused with resource_exhausted by the rate limiter, by route.",
+	}, []string{"route"})
+	upstreamErrors := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "basalt_gateway_upstream_errors_total",
+		Help: "Requests that could not be forwarded or whose upstream failed mid-response, by route.",
+	}, []string{"route"})
+	inFlight := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "basalt_gateway_in_flight_requests",
+		Help: "Requests being served.",
+	})
+	reg.MustRegister(requests, latency, limited, upstreamErrors, inFlight)
+	m := &Metrics{registry: reg, routes: make([]routeSeries, len(routes)+1), inFlight: inFlight}
+	for i, name := range append(routes, "unrouted") {
+		s := &m.routes[i]
+		for c, code := range codes {
+			s.requests[c] = requests.WithLabelValues(name, code)
+		}
+		s.latency = latency.WithLabelValues(name)
+		s.limited = limited.WithLabelValues(name)
+		s.upstreamE = upstreamErrors.WithLabelValues(name)
+	}
+	return m
+}
+
+// Unrouted is the index to record requests that matched no route under.
+func (m *Metrics) Unrouted() int { return len(m.routes) - 1 }
+
+// Request records an answered request.
+func (m *Metrics) Request(route int, code connect.Code, d time.Duration) {
+	s := &m.routes[route]
+	if int(code) >= len(s.requests) {
+		code = connect.CodeUnknown
+	}
+	s.requests[code].Inc()
+	s.latency.Observe(d.Seconds())
+}
+
+// RateLimited records a refusal by the rate limiter.
+func (m *Metrics) RateLimited(route int) { m.routes[route].limited.Inc() }
+
+// UpstreamError records a failure to forward a request or to relay its response.
+func (m *Metrics) UpstreamError(route int) { m.routes[route].upstreamE.Inc() }
+
+// InFlight adjusts the in-flight gauge.
+func (m *Metrics) InFlight(delta float64) { m.inFlight.Add(delta) }
+
+// Handler serves the metrics in the Prometheus text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{Registry: m.registry})
+}

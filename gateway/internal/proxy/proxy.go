@@ -1,0 +1,553 @@
+// Package proxy forwards RPCs to upstream instances without decoding them: the request's
+// headers and body go to an instance chosen by the kernel's balancer, and the response's
+// status, headers, body and trailers come back as they are. Connect, gRPC and gRPC-Web all
+// pass through this way, so error details, compression and the protocols' timeouts are the
+// service's own.
+//
+// What the proxy adds is what an edge must: hop-by-hop and spoofable headers are dropped, the
+// request body of a unary call is read within a time limit and bounded in size (and kept, so
+// the balancer can send it again when that is safe), a streamed body is bounded per message,
+// the call is bounded by the route's timeout and the client's, and a response is flushed as
+// it arrives when it is a stream.
+package proxy
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"connectrpc.com/connect"
+)
+
+// Upstream is a balancing HTTP client of one service; the kernel's rpcclient provides it.
+type Upstream interface {
+	Do(*http.Request) (*http.Response, error)
+}
+
+// Call is one request to forward.
+type Call struct {
+	// Upstream sends the request; BaseURL is the placeholder URL it expects.
+	Upstream Upstream
+	BaseURL  string
+	// Header is the header to send, already filtered by the caller.
+	Header http.Header
+	// Buffer is true when the body is a single message that may be read before forwarding.
+	Buffer bool
+	// Timeout bounds the call, retries included; 0 leaves only the client's own deadline.
+	Timeout time.Duration
+	// Idempotent allows the balancer to resend the call after a broken connection.
+	Idempotent bool
+	// MarkIdempotent turns Idempotent into the context value the balancer reads.
+	MarkIdempotent func(context.Context) context.Context
+}
+
+// Result describes a forwarded call, for metrics and the access log.
+type Result struct {
+	// Code is the call's outcome as a Connect code (0 for success).
+	Code connect.Code
+	// Status is the HTTP status sent to the client.
+	Status int
+	// Err is the gateway's own error, when the call failed before an upstream answered or while
+	// relaying the answer; nil when the upstream's answer was relayed whole.
+	Err error
+	// UpstreamFailed is true when the error came from reaching or reading the upstream.
+	UpstreamFailed bool
+}
+
+// Proxy forwards calls.
+type Proxy struct {
+	maxBody     int64
+	bodyTimeout time.Duration
+	errors      *connect.ErrorWriter
+	buffers     sync.Pool
+}
+
+// New returns a proxy that buffers unary bodies of at most maxBody bytes read within
+// bodyTimeout, and bounds each message of a stream to maxBody bytes.
+func New(maxBody int64, bodyTimeout time.Duration) *Proxy {
+	return &Proxy{
+		maxBody:     maxBody,
+		bodyTimeout: bodyTimeout,
+		errors:      connect.NewErrorWriter(),
+		buffers: sync.Pool{New: func() any {
+			b := make([]byte, 32<<10)
+			return &b
+		}},
+	}
+}
+
+// Errors the proxy answers with; their messages are what clients see.
+var (
+	ErrTooLarge        = connect.NewError(connect.CodeResourceExhausted, errors.New("the request is larger than the gateway accepts"))
+	ErrBodyTimeout     = connect.NewError(connect.CodeDeadlineExceeded, errors.New("the request body did not arrive in time"))
+	ErrUnavailable     = connect.NewError(connect.CodeUnavailable, errors.New("the service is unavailable"))
+	ErrDeadline        = connect.NewError(connect.CodeDeadlineExceeded, errors.New("the call did not complete in time"))
+	ErrCanceled        = connect.NewError(connect.CodeCanceled, errors.New("the client canceled the call"))
+	errUpstreamAborted = errors.New("proxy: the upstream broke off its response")
+)
+
+// Forward sends r to the upstream and relays the answer to w.
+func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request, c *Call) Result {
+	ctx := r.Context()
+	var cancel context.CancelFunc
+	if d := deadline(c.Timeout, r.Header); d > 0 {
+		ctx, cancel = context.WithTimeout(ctx, d)
+		defer cancel()
+	}
+	if c.Idempotent && c.MarkIdempotent != nil {
+		ctx = c.MarkIdempotent(ctx)
+	}
+	out := &http.Request{
+		Method:     r.Method,
+		URL:        upstreamURL(c.BaseURL, r),
+		Proto:      "HTTP/1.1",
+		ProtoMajor: 1,
+		ProtoMinor: 1,
+		Header:     c.Header,
+	}
+	out = out.WithContext(ctx)
+
+	switch {
+	case r.Body == nil || r.Body == http.NoBody || r.Method == http.MethodGet:
+		out.Body = http.NoBody
+	case c.Buffer:
+		// The body is not pooled: the transport may read it until it closes it, which can be
+		// after the call returned.
+		body, err := p.readBody(w, r)
+		if err != nil {
+			return p.fail(w, r, err, false)
+		}
+		out.Body = &bytesBody{b: body}
+		out.ContentLength = int64(len(body))
+		out.GetBody = func() (io.ReadCloser, error) { return &bytesBody{b: body}, nil }
+	default:
+		if r.ProtoMajor == 1 {
+			// Streams over HTTP/1.1 are half duplex, but the upstream may answer before it has
+			// read everything, and net/http would close the body once the answer starts.
+			_ = http.NewResponseController(w).EnableFullDuplex()
+		}
+		sb := &streamBody{r: r.Body, max: p.maxBody, checkEnvelopes: enveloped(r.Header)}
+		out.Body = sb
+		out.ContentLength = r.ContentLength
+		// A stream can be sent to another instance only while none of it has been read.
+		out.GetBody = sb.again
+	}
+
+	resp, err := c.Upstream.Do(out)
+	if err != nil {
+		var sbErr error
+		if sb, ok := out.Body.(*streamBody); ok {
+			sbErr = sb.err
+		}
+		if sbErr != nil {
+			return p.fail(w, r, sbErr, false)
+		}
+		return p.fail(w, r, p.callError(ctx, r, err), true)
+	}
+	defer resp.Body.Close()
+	return p.relay(w, r, resp)
+}
+
+// relay copies the upstream's answer to the client.
+func (p *Proxy) relay(w http.ResponseWriter, r *http.Request, resp *http.Response) Result {
+	h := w.Header()
+	for k, vv := range resp.Header {
+		if hopByHop(k) {
+			continue
+		}
+		h[k] = vv
+	}
+	grpc := strings.HasPrefix(resp.Header.Get("Content-Type"), "application/grpc") &&
+		!strings.HasPrefix(resp.Header.Get("Content-Type"), "application/grpc-web")
+	stream := grpc || isStream(resp.Header.Get("Content-Type"))
+	res := Result{Status: resp.StatusCode, Code: codeOf(resp.StatusCode, resp.Header)}
+	w.WriteHeader(resp.StatusCode)
+	rc := http.NewResponseController(w)
+	if stream {
+		// Headers go out now: a stream's client may act on them before the first message,
+		// and net/http sends gRPC's trailers reliably only once the headers are out.
+		_ = rc.Flush()
+	}
+	bufp := p.buffers.Get().(*[]byte)
+	defer p.buffers.Put(bufp)
+	buf := *bufp
+	for {
+		n, rerr := resp.Body.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				// The client is gone; returning cancels the upstream call.
+				res.Code, res.Err = connect.CodeCanceled, werr
+				return res
+			}
+			if stream {
+				_ = rc.Flush()
+			}
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			res.Err, res.UpstreamFailed = errUpstreamAborted, true
+			res.Code = connect.CodeUnavailable
+			if r.Context().Err() != nil {
+				res.Code, res.UpstreamFailed = connect.CodeCanceled, false
+			}
+			if grpc && r.ProtoMajor == 2 {
+				// A gRPC client learns why its stream ended from the trailers.
+				code := res.Code
+				if errors.Is(rerr, context.DeadlineExceeded) {
+					code = connect.CodeDeadlineExceeded
+				}
+				h.Set(http.TrailerPrefix+"Grpc-Status", strconv.Itoa(int(code)))
+				h.Set(http.TrailerPrefix+"Grpc-Message", "upstream response interrupted")
+				res.Code = code
+				return res
+			}
+			// Any other client must see the response fail rather than end early.
+			panic(http.ErrAbortHandler)
+		}
+	}
+	for k, vv := range resp.Trailer {
+		h[http.TrailerPrefix+k] = vv
+	}
+	if grpc {
+		res.Code = codeOf(resp.StatusCode, resp.Trailer)
+		if v := resp.Header.Get("Grpc-Status"); v != "" {
+			res.Code = codeOf(resp.StatusCode, resp.Header)
+		}
+	}
+	return res
+}
+
+// fail answers the client with err in its protocol.
+func (p *Proxy) fail(w http.ResponseWriter, r *http.Request, err error, upstream bool) Result {
+	_ = p.errors.Write(w, r, err)
+	return Result{Code: connect.CodeOf(err), Status: statusOf(connect.CodeOf(err)), Err: err, UpstreamFailed: upstream}
+}
+
+// callError turns a failure to get an answer into what the client is told: the details stay
+// in the gateway's log.
+func (p *Proxy) callError(ctx context.Context, r *http.Request, err error) error {
+	switch {
+	case r.Context().Err() != nil:
+		return wrap(ErrCanceled, err)
+	case errors.Is(ctx.Err(), context.DeadlineExceeded) || errors.Is(err, context.DeadlineExceeded):
+		return wrap(ErrDeadline, err)
+	default:
+		return wrap(ErrUnavailable, err)
+	}
+}
+
+// wrap keeps public's code and message for the client and cause for the log.
+func wrap(public *connect.Error, cause error) error {
+	return &Error{public: public, cause: cause}
+}
+
+// Error is a proxy error: the client sees Public, the log sees Cause too.
+type Error struct {
+	public *connect.Error
+	cause  error
+}
+
+func (e *Error) Error() string { return e.public.Message() + ": " + e.cause.Error() }
+
+// As lets connect.CodeOf and the error writer see the public error.
+func (e *Error) As(target any) bool {
+	if t, ok := target.(**connect.Error); ok {
+		*t = e.public
+		return true
+	}
+	return false
+}
+
+// Unwrap returns the cause.
+func (e *Error) Unwrap() error { return e.cause }
+
+// readBody reads a unary body within the body timeout and the size limit.
+func (p *Proxy) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	if r.ContentLength > p.maxBody {
+		return nil, ErrTooLarge
+	}
+	rc := http.NewResponseController(w)
+	if p.bodyTimeout > 0 {
+		_ = rc.SetReadDeadline(time.Now().Add(p.bodyTimeout))
+		defer func() { _ = rc.SetReadDeadline(time.Time{}) }()
+	}
+	size := r.ContentLength
+	if size < 0 {
+		size = 512
+	}
+	buf := make([]byte, 0, size+1)
+	for {
+		if len(buf) == cap(buf) {
+			if int64(len(buf)) > p.maxBody {
+				return nil, ErrTooLarge
+			}
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Body.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if int64(len(buf)) > p.maxBody {
+			return nil, ErrTooLarge
+		}
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			if isTimeout(err) {
+				return nil, wrap(ErrBodyTimeout, err)
+			}
+			if r.Context().Err() != nil {
+				return nil, wrap(ErrCanceled, err)
+			}
+			return nil, wrap(connect.NewError(connect.CodeInvalidArgument, errors.New("the request body could not be read")), err)
+		}
+	}
+}
+
+func isTimeout(err error) bool {
+	var t interface{ Timeout() bool }
+	return errors.As(err, &t) && t.Timeout()
+}
+
+// deadline is the call's bound: the route's timeout or the client's protocol timeout,
+// whichever is shorter; 0 means none.
+func deadline(route time.Duration, h http.Header) time.Duration {
+	client, ok := ClientTimeout(h)
+	switch {
+	case !ok:
+		return route
+	case route <= 0:
+		return client
+	default:
+		return min(route, client)
+	}
+}
+
+// ClientTimeout reads the client's deadline from grpc-timeout (gRPC, gRPC-Web) or
+// Connect-Timeout-Ms (Connect).
+func ClientTimeout(h http.Header) (time.Duration, bool) {
+	if v := h.Get("Connect-Timeout-Ms"); v != "" {
+		ms, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || ms < 0 || len(v) > 10 {
+			return 0, false
+		}
+		return time.Duration(ms) * time.Millisecond, true
+	}
+	v := h.Get("Grpc-Timeout")
+	if len(v) < 2 || len(v) > 9 {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(v[:len(v)-1], 10, 64)
+	if err != nil || n < 0 {
+		return 0, false
+	}
+	var unit time.Duration
+	switch v[len(v)-1] {
+	case 'H':
+		unit = time.Hour
+	case 'M':
+		unit = time.Minute
+	case 'S':
+		unit = time.Second
+	case 'm':
+		unit = time.Millisecond
+	case 'u':
+		unit = time.Microsecond
+	case 'n':
+		unit = time.Nanosecond
+	default:
+		return 0, false
+	}
+	if n > int64(time.Duration(1<<63-1)/unit) {
+		return 0, false
+	}
+	return time.Duration(n) * unit, true
+}
+
+func upstreamURL(base string, r *http.Request) *urlValue {
+	return newURL(base, r.URL.Path, r.URL.RawPath, r.URL.RawQuery)
+}
+
+// hopByHop reports headers that describe one connection and must not be forwarded.
+func hopByHop(k string) bool {
+	switch k {
+	case "Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization",
+		"Te", "Trailer", "Transfer-Encoding", "Upgrade":
+		return true
+	}
+	return false
+}
+
+// isStream reports response content types whose bodies are sequences of messages.
+func isStream(ct string) bool {
+	return strings.HasPrefix(ct, "application/connect+") || strings.HasPrefix(ct, "application/grpc")
+}
+
+// enveloped reports request content types framed as length-prefixed messages, whose sizes
+// can be checked as they pass (gRPC-Web's text variant is base64 and is left to the service).
+func enveloped(h http.Header) bool {
+	ct := h.Get("Content-Type")
+	return (strings.HasPrefix(ct, "application/grpc") && !strings.HasPrefix(ct, "application/grpc-web-text")) ||
+		strings.HasPrefix(ct, "application/connect+")
+}
+
+// codeOf reads the outcome of an upstream answer: grpc-status when present, else the HTTP
+// status as Connect maps it.
+func codeOf(status int, h http.Header) connect.Code {
+	if v := h.Get("Grpc-Status"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 || n > 16 {
+			return connect.CodeUnknown
+		}
+		return connect.Code(n)
+	}
+	switch status {
+	case http.StatusOK:
+		return 0
+	case http.StatusBadRequest:
+		return connect.CodeInvalidArgument
+	case http.StatusUnauthorized:
+		return connect.CodeUnauthenticated
+	case http.StatusForbidden:
+		return connect.CodePermissionDenied
+	case http.StatusNotFound:
+		return connect.CodeNotFound
+	case http.StatusConflict:
+		return connect.CodeAlreadyExists
+	case http.StatusRequestTimeout, http.StatusGatewayTimeout:
+		return connect.CodeDeadlineExceeded
+	case http.StatusTooManyRequests:
+		return connect.CodeResourceExhausted
+	case http.StatusNotImplemented:
+		return connect.CodeUnimplemented
+	case http.StatusServiceUnavailable, http.StatusBadGateway:
+		return connect.CodeUnavailable
+	case http.StatusPreconditionFailed:
+		return connect.CodeFailedPrecondition
+	case 499:
+		return connect.CodeCanceled
+	default:
+		return connect.CodeUnknown
+	}
+}
+
+// statusOf is the HTTP status Connect's unary protocol uses for code.
+func statusOf(code connect.Code) int {
+	switch code {
+	case 0:
+		return http.StatusOK
+	case connect.CodeCanceled:
+		return 499
+	case connect.CodeInvalidArgument, connect.CodeFailedPrecondition, connect.CodeOutOfRange:
+		return http.StatusBadRequest
+	case connect.CodeDeadlineExceeded:
+		return http.StatusGatewayTimeout
+	case connect.CodeNotFound:
+		return http.StatusNotFound
+	case connect.CodeAlreadyExists, connect.CodeAborted:
+		return http.StatusConflict
+	case connect.CodePermissionDenied:
+		return http.StatusForbidden
+	case connect.CodeResourceExhausted:
+		return http.StatusTooManyRequests
+	case connect.CodeUnimplemented:
+		return http.StatusNotImplemented
+	case connect.CodeUnavailable:
+		return http.StatusServiceUnavailable
+	case connect.CodeUnauthenticated:
+		return http.StatusUnauthorized
+	default:
+		return http.StatusInternalServerError
+	}
+}
+
+// bytesBody is a buffered request body that can be read again from the start.
+type bytesBody struct {
+	b   []byte
+	off int
+}
+
+func (b *bytesBody) Read(p []byte) (int, error) {
+	if b.off >= len(b.b) {
+		return 0, io.EOF
+	}
+	n := copy(p, b.b[b.off:])
+	b.off += n
+	return n, nil
+}
+
+func (b *bytesBody) Close() error { return nil }
+
+// streamBody passes a client's stream on, checking that no message is larger than max.
+type streamBody struct {
+	r              io.ReadCloser
+	max            int64
+	checkEnvelopes bool
+
+	mu      sync.Mutex
+	started bool
+	err     error
+	// The envelope parser's state: header bytes seen of the current prefix, and bytes left
+	// of the current message.
+	hdr     [5]byte
+	hdrN    int
+	remains int64
+}
+
+func (s *streamBody) Read(p []byte) (int, error) {
+	s.mu.Lock()
+	s.started = true
+	s.mu.Unlock()
+	n, err := s.r.Read(p)
+	if n > 0 && s.checkEnvelopes {
+		if cerr := s.scan(p[:n]); cerr != nil {
+			s.err = cerr
+			return 0, cerr
+		}
+	}
+	return n, err
+}
+
+// scan follows the envelope boundaries in b.
+func (s *streamBody) scan(b []byte) error {
+	for len(b) > 0 {
+		if s.remains > 0 {
+			k := min(int64(len(b)), s.remains)
+			s.remains -= k
+			b = b[k:]
+			continue
+		}
+		k := copy(s.hdr[s.hdrN:], b)
+		s.hdrN += k
+		b = b[k:]
+		if s.hdrN == 5 {
+			s.hdrN = 0
+			s.remains = int64(binary.BigEndian.Uint32(s.hdr[1:]))
+			if s.remains > s.max {
+				return ErrTooLarge
+			}
+		}
+	}
+	return nil
+}
+
+// Close leaves the client's body to net/http, which closes it when the handler returns: the
+// transport closes a request body when a call fails, and a retry needs it open.
+func (s *streamBody) Close() error { return nil }
+
+func (s *streamBody) again() (io.ReadCloser, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.started {
+		return nil, fmt.Errorf("proxy: the stream was partly sent; it cannot be sent again")
+	}
+	return s, nil
+}

@@ -1,0 +1,56 @@
+package ratelimit
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// gcraScript is the GCRA step on a Redis key, with Redis's clock, so replicas with skewed
+// clocks still share one bucket exactly. Times are microseconds, which a Lua number (a double)
+// holds exactly for the next few centuries. The key expires once the bucket is full again.
+var gcraScript = redis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local limit = interval * tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local nxt = tat + interval
+if nxt - now > limit then
+  return {0, nxt - now - limit}
+end
+redis.call('SET', KEYS[1], nxt, 'PX', math.ceil((nxt - now) / 1000) + 1000)
+return {1, 0}
+`)
+
+// Redis keeps buckets in Redis.
+type Redis struct {
+	client redis.UniversalClient
+	prefix string
+}
+
+var _ Limiter = (*Redis)(nil)
+
+// NewRedis returns a limiter over client; every key is prefixed with prefix.
+func NewRedis(client redis.UniversalClient, prefix string) *Redis {
+	return &Redis{client: client, prefix: prefix}
+}
+
+// Take takes a token from key's bucket in Redis.
+func (r *Redis) Take(ctx context.Context, key string, rate Rate) (Decision, error) {
+	interval := rate.interval().Microseconds()
+	res, err := gcraScript.Run(ctx, r.client, []string{r.prefix + key}, max(interval, 1), rate.Burst).Int64Slice()
+	if err != nil {
+		return Decision{Allowed: true}, fmt.Errorf("ratelimit: redis: %w", err)
+	}
+	if len(res) != 2 {
+		return Decision{Allowed: true}, fmt.Errorf("ratelimit: redis: unexpected reply %v", res)
+	}
+	if res[0] == 1 {
+		return Decision{Allowed: true}, nil
+	}
+	return Decision{RetryAfter: time.Duration(res[1]) * time.Microsecond}, nil
+}
