@@ -254,7 +254,10 @@ func (g *Gateway) mountREST() error {
 			vanguard.WithMaxMessageBufferBytes(uint32(min(g.cfg.Limits.MaxRequestBytes, 1<<31))),
 		))
 	}
-	t, err := vanguard.NewTranscoder(services, vanguard.WithUnknownHandler(http.HandlerFunc(g.serveNotFound)))
+	t, err := vanguard.NewTranscoder(services,
+		vanguard.WithUnknownHandler(http.HandlerFunc(g.serveNotFound)),
+		vanguard.WithCodec(newRESTJSON),
+	)
 	if err != nil {
 		return fmt.Errorf("gateway: REST transcoding: %w", err)
 	}

@@ -58,7 +58,8 @@ func (g *Gateway) Run(ctx context.Context) error {
 		ln.Close()
 		return err
 	}
-	if srv.TLSConfig != nil {
+	useTLS := srv.TLSConfig != nil
+	if useTLS {
 		ln = tls.NewListener(ln, srv.TLSConfig)
 	}
 
@@ -102,7 +103,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 		go func() { served <- adminSrv.Serve(admin) }()
 	}
 	close(g.ready)
-	g.o.log.Info("serving", "addr", addr.String(), "tls", srv.TLSConfig != nil, "admin", adminAddrString(admin), "routes", len(g.table.Routes()))
+	g.o.log.Info("serving", "addr", addr.String(), "tls", useTLS, "admin", adminAddrString(admin), "routes", len(g.table.Routes()))
 
 	var serveErr error
 	select {
