@@ -45,7 +45,13 @@ import (
 type Client struct {
 	resolver  discovery.Resolver
 	transport *http.Transport
-	http      *http.Client
+	// http1Transport carries calls marked WithHTTP1: a pool of HTTP/1.1 keep-alive connections, one per
+	// concurrent call. Go's HTTP/2 client writes each frame with its own system call and
+	// re-indexes long headers (a bearer token) in HPACK on every call; for a forwarded unary
+	// Connect call HTTP/1.1 costs both ends less.
+	http1Transport *http.Transport
+	// direct makes ForEndpoint clients, which need an HTTPClient rather than a RoundTripper.
+	direct    *http.Client
 	o         options
 	clientOps []connect.ClientOption
 
@@ -131,15 +137,20 @@ func New(resolver discovery.Resolver, opts ...Option) (*Client, error) {
 			PingTimeout:     15 * time.Second,
 		},
 	}
+	http1Transport := &http.Transport{
+		DialContext:         transport.DialContext,
+		TLSClientConfig:     o.tlsConfig,
+		MaxIdleConnsPerHost: 512,
+		IdleConnTimeout:     90 * time.Second,
+		DisableCompression:  true,
+	}
 	c := &Client{
-		resolver:  resolver,
-		transport: transport,
-		http: &http.Client{
-			Transport: transport,
-			CheckRedirect: func(*http.Request, []*http.Request) error {
-				return http.ErrUseLastResponse
-			},
-		},
+		resolver:       resolver,
+		transport:      transport,
+		http1Transport: http1Transport,
+		direct: &http.Client{Transport: transport, CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		}},
 		o:        o,
 		services: map[string]*balancer{},
 	}
@@ -171,7 +182,7 @@ func For[T any](c *Client, service string, newClient func(connect.HTTPClient, st
 // every instance (a cache invalidation, say) rather than any. It shares the pool, the
 // interceptors and the credentials of the balanced clients.
 func ForEndpoint[T any](c *Client, ep discovery.Endpoint, newClient func(connect.HTTPClient, string, ...connect.ClientOption) T, opts ...connect.ClientOption) T {
-	return newClient(c.http, ep.URL(), append(append([]connect.ClientOption{}, c.clientOps...), opts...)...)
+	return newClient(c.direct, ep.URL(), append(append([]connect.ClientOption{}, c.clientOps...), opts...)...)
 }
 
 // Resolver returns the resolver the client balances over.
@@ -194,7 +205,10 @@ func (c *Client) HTTPClient(service string) connect.HTTPClient {
 }
 
 // Close releases idle connections.
-func (c *Client) Close() { c.transport.CloseIdleConnections() }
+func (c *Client) Close() {
+	c.transport.CloseIdleConnections()
+	c.http1Transport.CloseIdleConnections()
+}
 
 // balancer spreads one service's calls over its instances.
 type balancer struct {
@@ -234,7 +248,13 @@ func (b *balancer) Do(req *http.Request) (*http.Response, error) {
 		if err != nil {
 			return nil, err
 		}
-		resp, err := b.c.http.Do(out)
+		// The transports are called directly: http.Client would copy the header and the URL
+		// of every call to follow redirects, which calls between services never do.
+		var rt http.RoundTripper = b.c.transport
+		if o := callOptionsFrom(ctx); o.HTTP1 {
+			rt = b.c.http1Transport
+		}
+		resp, err := rt.RoundTrip(out)
 		if err != nil {
 			connFailure := isConnectionFailure(err)
 			b.report(ep, connFailure, true)
@@ -391,20 +411,35 @@ func isNotSent(err error) bool {
 	return false
 }
 
-type idempotentKey struct{}
+type callOptionsKey struct{}
 
-// WithIdempotent marks the call made with ctx as one that may be sent again after a broken
-// connection, for callers that forward requests without a generated client (the gateway reads
-// the idempotency from the contract itself).
-func WithIdempotent(ctx context.Context) context.Context {
-	return context.WithValue(ctx, idempotentKey{}, true)
+// CallOptions tell the balancer how a call made without a generated client (the gateway
+// forwarding one) may be sent.
+type CallOptions struct {
+	// Idempotent allows sending the call to another instance after its connection broke.
+	Idempotent bool
+	// HTTP1 sends the call over HTTP/1.1 instead of HTTP/2. Only calls that need nothing
+	// HTTP/2 has may use it: not gRPC (which needs trailers) and not full-duplex streams. Go's
+	// HTTP/2 client writes each frame with its own system call and re-indexes long headers (a
+	// bearer token) on every call, so for one forwarded call per connection at a time HTTP/1.1
+	// costs both ends less.
+	HTTP1 bool
+}
+
+// WithCallOptions returns a context whose calls the balancer sends as o says.
+func WithCallOptions(ctx context.Context, o CallOptions) context.Context {
+	return context.WithValue(ctx, callOptionsKey{}, o)
+}
+
+func callOptionsFrom(ctx context.Context) CallOptions {
+	o, _ := ctx.Value(callOptionsKey{}).(CallOptions)
+	return o
 }
 
 // isIdempotent reports whether the call in ctx is to a method whose contract declares it
 // idempotent or free of side effects.
 func isIdempotent(ctx context.Context) bool {
-	v, _ := ctx.Value(idempotentKey{}).(bool)
-	return v
+	return callOptionsFrom(ctx).Idempotent
 }
 
 // isConnectionFailure reports errors of the connection rather than of the call: the instance
@@ -436,7 +471,7 @@ func (p propagator) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 		ctx, cancel := p.bound(ctx)
 		defer cancel()
 		if req.Spec().IdempotencyLevel != connect.IdempotencyUnknown {
-			ctx = WithIdempotent(ctx)
+			ctx = WithCallOptions(ctx, CallOptions{Idempotent: true})
 		}
 		return next(ctx, req)
 	}

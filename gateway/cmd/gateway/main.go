@@ -46,7 +46,11 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) int {
 	if format == logging.FormatAuto && cfg.Environment == "production" {
 		format = logging.FormatJSON
 	}
-	log := logging.New(logOut,
+	// Access log lines are written in batches, as nginx's buffered access_log does: a system
+	// call per request would cost more than the rest of the logging.
+	buffered := logging.NewBufferedWriter(logOut, 64<<10, 200*time.Millisecond)
+	defer buffered.Close()
+	log := logging.New(buffered,
 		logging.WithLevel(cfg.Log.Level),
 		logging.WithFormat(format),
 		logging.WithAttrs(slog.String("service", "gateway"), slog.String("instance", instanceID)),
@@ -59,28 +63,26 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) int {
 }
 
 func serve(ctx context.Context, cfg config.Config, log *slog.Logger, instanceID string) error {
-	telOpts := []telemetry.Option{
-		telemetry.WithSampleRatio(cfg.Telemetry.SampleRatio),
-		telemetry.WithAttributes(attribute.String("service.instance.id", instanceID)),
-	}
-	if cfg.Telemetry.OTLPEndpoint != "" {
-		telOpts = append(telOpts, telemetry.WithOTLPEndpoint(cfg.Telemetry.OTLPEndpoint))
-	}
-	tel, err := telemetry.New(ctx, "gateway", version, telOpts...)
-	if err != nil {
-		return fmt.Errorf("telemetry: %w", err)
-	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		_ = tel.Shutdown(sctx)
-	}()
-
 	opts := []gateway.Option{
 		gateway.WithLogger(log),
-		gateway.WithTelemetry(tel),
 		gateway.WithVersion(version),
 		gateway.WithInstanceID(instanceID),
+	}
+	if cfg.Telemetry.OTLPEndpoint != "" {
+		tel, err := telemetry.New(ctx, "gateway", version,
+			telemetry.WithOTLPEndpoint(cfg.Telemetry.OTLPEndpoint),
+			telemetry.WithSampleRatio(cfg.Telemetry.SampleRatio),
+			telemetry.WithAttributes(attribute.String("service.instance.id", instanceID)),
+		)
+		if err != nil {
+			return fmt.Errorf("telemetry: %w", err)
+		}
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			_ = tel.Shutdown(sctx)
+		}()
+		opts = append(opts, gateway.WithTelemetry(tel))
 	}
 	if cfg.Discovery.UsesConsul() {
 		consul, err := discovery.NewConsul(cfg.Discovery.ConsulAddr,

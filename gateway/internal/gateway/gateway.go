@@ -48,6 +48,7 @@ type Gateway struct {
 	o         options
 	table     *routes.Table
 	upstreams []proxy.Upstream
+	baseURLs  []string
 	rc        *rpcclient.Client
 	jwks      *authn.JWKS
 	tokens    *tokens.Cache
@@ -86,7 +87,8 @@ type Option func(*options)
 // WithLogger sets the logger (default: discard).
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 
-// WithTelemetry traces requests and passes the trace on to the services.
+// WithTelemetry records a span for every call and passes the trace on to the services. Without
+// it the gateway still starts a trace per call (ids only, no span), for log correlation.
 func WithTelemetry(t *telemetry.Telemetry) Option { return func(o *options) { o.tel = t } }
 
 // WithResolver finds upstream instances (default: the configuration's static upstreams).
@@ -175,6 +177,7 @@ func New(cfg config.Config, opts ...Option) (*Gateway, error) {
 	}
 	for _, r := range table.Routes() {
 		g.upstreams = append(g.upstreams, rc.HTTPClient(r.Upstream))
+		g.baseURLs = append(g.baseURLs, rpcclient.BaseURL(r.Upstream))
 	}
 	keys := o.keys
 	if keys == nil {
@@ -366,15 +369,21 @@ func (g *Gateway) rpc(w http.ResponseWriter, r *http.Request, c *call, route *ro
 	header := g.outboundHeader(r, c)
 	if span != nil {
 		g.o.tel.Propagator().Inject(ctx, propagation.HeaderCarrier(header))
+	} else {
+		// Without an exporter there is nobody to send spans to, so the gateway builds none; it
+		// still starts the trace, so the services' log lines share the access log's trace id.
+		var tp string
+		c.traceID, tp = newTraceParent()
+		header["Traceparent"] = []string{tp}
 	}
 	res := g.proxy.Forward(w, r, &proxy.Call{
-		Upstream:       g.upstreams[route.Index],
-		BaseURL:        rpcclient.BaseURL(route.Upstream),
-		Header:         header,
-		Buffer:         !route.StreamingRequest,
-		Timeout:        route.Timeout,
-		Idempotent:     route.Rule.Idempotent,
-		MarkIdempotent: rpcclient.WithIdempotent,
+		Upstream:   g.upstreams[route.Index],
+		BaseURL:    g.baseURLs[route.Index],
+		Header:     header,
+		Buffer:     !route.StreamingRequest,
+		Timeout:    route.Timeout,
+		Idempotent: route.Rule.Idempotent,
+		FullDuplex: route.StreamingRequest && r.ProtoMajor == 2,
 	})
 	c.code, c.cause = res.Code, res.Err
 	c.coded = true
@@ -407,41 +416,49 @@ func (g *Gateway) allow(w http.ResponseWriter, r *http.Request, c *call, route *
 	return false
 }
 
-// outboundHeader is the request header sent upstream: the client's, without hop-by-hop
-// headers and without anything a client could use to pose as someone else (the platform's
-// X-Basalt-* headers, forwarding headers, trace context); then the gateway's own.
+// outboundHeader turns the request's header into the one sent upstream, in place (the request
+// is the gateway's to change, and copying the map would cost an allocation per header): the
+// client's headers without hop-by-hop headers and without anything a client could use to pose
+// as someone else (the platform's X-Basalt-* headers, forwarding headers, trace context); then
+// the gateway's own.
 func (g *Gateway) outboundHeader(r *http.Request, c *call) http.Header {
-	h := make(http.Header, len(r.Header)+4)
-	connectionTokens := r.Header["Connection"]
-	for k, vv := range r.Header {
+	h := r.Header
+	if tokens := h["Connection"]; len(tokens) > 0 {
+		for k := range h {
+			if listed(tokens, k) {
+				delete(h, k)
+			}
+		}
+	}
+	for k, vv := range h {
 		switch k {
 		case "Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authorization", "Transfer-Encoding",
-			"Upgrade", "Host", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "Forwarded",
-			"X-Real-Ip", "Traceparent", "Tracestate", "Baggage", "X-Request-Id", "Origin":
-			continue
+			"Upgrade", "Host", "X-Forwarded-Host", "X-Forwarded-Proto", "Forwarded",
+			"X-Real-Ip", "Tracestate", "Baggage":
+			delete(h, k)
 		case "Te":
 			// gRPC needs "TE: trailers"; nothing else of TE passes a proxy.
 			if strings.Contains(strings.ToLower(strings.Join(vv, ",")), "trailers") {
-				h[k] = []string{"trailers"}
+				h[k] = teTrailers
+			} else {
+				delete(h, k)
 			}
-			continue
+		default:
+			if strings.HasPrefix(k, "X-Basalt-") {
+				delete(h, k)
+			}
 		}
-		if strings.HasPrefix(k, "X-Basalt-") {
-			continue
-		}
-		if len(connectionTokens) > 0 && listed(connectionTokens, k) {
-			continue
-		}
-		h[k] = vv
 	}
 	if c.addr.IsValid() {
 		h["X-Forwarded-For"] = []string{c.addr.String()}
+	} else {
+		delete(h, "X-Forwarded-For")
 	}
-	proto := "http"
 	if r.TLS != nil {
-		proto = "https"
+		h["X-Forwarded-Proto"] = forwardedHTTPS
+	} else {
+		h["X-Forwarded-Proto"] = forwardedHTTP
 	}
-	h["X-Forwarded-Proto"] = []string{proto}
 	if r.Host != "" {
 		h["X-Forwarded-Host"] = []string{r.Host}
 	}
@@ -449,8 +466,17 @@ func (g *Gateway) outboundHeader(r *http.Request, c *call) http.Header {
 	if c.subject != "" {
 		h["X-Basalt-Subject"] = []string{c.subject}
 	}
+	// The gateway starts the trace; a client's trace context is only linked (startSpan).
+	delete(h, "Traceparent")
 	return h
 }
+
+// Shared header values; the transports never modify header slices.
+var (
+	teTrailers     = []string{"trailers"}
+	forwardedHTTP  = []string{"http"}
+	forwardedHTTPS = []string{"https"}
+)
 
 // listed reports whether the header name k is one of the comma-separated tokens in values (a
 // Connection header naming other hop-by-hop headers).

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"strconv"
 	"strings"
@@ -77,6 +78,11 @@ func (g *Gateway) Run(ctx context.Context) error {
 		mux.Handle("GET /metrics", g.metrics.Handler())
 		mux.HandleFunc("GET /healthz", g.serveHealthz)
 		mux.HandleFunc("GET /readyz", g.serveReadyz)
+		// Profiles are on the admin listener only, which is loopback unless an operator says
+		// otherwise: the gateway's hot path is what most needs measuring in production.
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 		adminSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute}
 	}
 

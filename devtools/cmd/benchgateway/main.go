@@ -1,0 +1,460 @@
+// Command benchgateway measures the API gateway against a service called directly and against
+// nginx proxying the same service, side by side in one run on loopback.
+//
+// It starts one upstream (a kernel server answering GetCurrentUser and publishing a JWKS), the
+// gateway binary in front of it (verifying access tokens and applying a rate limit high enough
+// never to refuse), and nginx proxying to it without authentication. A load generator then
+// sends the same Connect call (binary protobuf over HTTP/1.1 keep-alive connections) to each
+// target in turn, first with many concurrent clients (throughput) and then with one (the
+// latency a request pays). Targets take turns within each round, so slow drift of the machine
+// affects all of them alike.
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/google/uuid"
+	"github.com/lestrrat-go/jwx/v2/jwa"
+	"github.com/lestrrat-go/jwx/v2/jwk"
+	"google.golang.org/protobuf/proto"
+
+	identityv1 "github.com/basaltplatform/basalt/gen/go/basalt/identity/v1"
+	"github.com/basaltplatform/basalt/gen/go/basalt/identity/v1/identityv1connect"
+	"github.com/basaltplatform/basalt/kernel/authn"
+	"github.com/basaltplatform/basalt/kernel/config"
+	"github.com/basaltplatform/basalt/kernel/server"
+	"github.com/basaltplatform/basalt/kernel/testkit"
+
+	"github.com/basaltplatform/basalt/devtools/internal/loadgen"
+)
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "upstream" {
+		if err := upstream(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "upstream:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "benchgateway:", err)
+		os.Exit(1)
+	}
+}
+
+type options struct {
+	duration    time.Duration
+	warmup      time.Duration
+	concurrency int
+	rounds      int
+	workDir     string
+	nginx       string
+}
+
+func run(ctx context.Context, args []string) error {
+	var o options
+	fs := flag.NewFlagSet("benchgateway", flag.ContinueOnError)
+	fs.DurationVar(&o.duration, "duration", 8*time.Second, "measured time per target and phase")
+	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured time before each measurement")
+	fs.IntVar(&o.concurrency, "concurrency", 32, "concurrent connections in the throughput phase")
+	fs.IntVar(&o.rounds, "rounds", 2, "rounds; each round measures every target")
+	fs.StringVar(&o.workDir, "dir", ".bench/gateway", "folder for binaries, configuration and logs")
+	fs.StringVar(&o.nginx, "nginx", "nginx", "nginx binary")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	root, err := testkit.RepoRoot()
+	if err != nil {
+		return err
+	}
+	dir := o.workDir
+	if !filepath.IsAbs(dir) {
+		dir = filepath.Join(root, dir)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	nginxBin, err := exec.LookPath(o.nginx)
+	if err != nil {
+		return fmt.Errorf("nginx is needed for the comparison (Debian: apt-get install nginx-light): %w", err)
+	}
+
+	fmt.Println("building the gateway")
+	gatewayBin := filepath.Join(dir, "gateway")
+	build := exec.CommandContext(ctx, "go", "build", "-o", gatewayBin, "./gateway/cmd/gateway")
+	build.Dir, build.Stdout, build.Stderr = root, os.Stdout, os.Stderr
+	if err := build.Run(); err != nil {
+		return fmt.Errorf("build the gateway: %w", err)
+	}
+
+	key, jwks, err := signingKey()
+	if err != nil {
+		return err
+	}
+	jwksPath := filepath.Join(dir, "jwks.json")
+	if err := os.WriteFile(jwksPath, jwks, 0o644); err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	up, upURL, err := startUpstream(ctx, self, jwksPath)
+	if err != nil {
+		return err
+	}
+	defer stopProcess(up)
+
+	gwPort, nginxPort := freePort(), freePort()
+	gwURL := fmt.Sprintf("http://127.0.0.1:%d", gwPort)
+	nginxURL := fmt.Sprintf("http://127.0.0.1:%d", nginxPort)
+	gw, err := startGateway(ctx, gatewayBin, dir, gwPort, upURL)
+	if err != nil {
+		return err
+	}
+	defer stopProcess(gw)
+	ng, err := startNginx(ctx, nginxBin, dir, nginxPort, upURL)
+	if err != nil {
+		return err
+	}
+	defer stopProcess(ng)
+	for _, u := range []string{upURL, gwURL} {
+		if err := waitReady(ctx, u+"/readyz"); err != nil {
+			return err
+		}
+	}
+	if err := waitReady(ctx, nginxURL+"/healthz"); err != nil {
+		return err
+	}
+
+	now := time.Now()
+	token, err := authn.Issue(key, authn.AccessClaims{
+		Issuer: "basalt", Audience: "basalt", Subject: "bench-user", SessionID: uuid.NewString(),
+		TokenID: uuid.NewString(), IssuedAt: now, ExpiresAt: now.Add(time.Hour),
+	})
+	if err != nil {
+		return err
+	}
+	body, err := proto.Marshal(&identityv1.GetCurrentUserRequest{})
+	if err != nil {
+		return err
+	}
+	request := func(base string) loadgen.Request {
+		return loadgen.Request{
+			Method: http.MethodPost,
+			URL:    base + identityv1connect.IdentityServiceGetCurrentUserProcedure,
+			Header: http.Header{
+				"Content-Type":             {"application/proto"},
+				"Connect-Protocol-Version": {"1"},
+				"Authorization":            {"Bearer " + token},
+			},
+			Body: body,
+		}
+	}
+	targets := []struct {
+		name  string
+		req   loadgen.Request
+		proxy *exec.Cmd
+	}{
+		{"direct", request(upURL), nil},
+		{"gateway", request(gwURL), gw},
+		{"nginx", request(nginxURL), ng},
+	}
+	type sample struct {
+		throughput, latency loadgen.Result
+		// proxyCPU and upstreamCPU are the CPU time per request of the proxy's and the
+		// upstream's processes in the throughput phase (its warm-up included, so they are
+		// divided by every request sent then).
+		proxyCPU, upstreamCPU time.Duration
+	}
+	results := map[string][]sample{}
+	for round := 1; round <= o.rounds; round++ {
+		for _, t := range targets {
+			fmt.Printf("round %d/%d: %s\n", round, o.rounds, t.name)
+			upBefore, proxyBefore := cpuTime(up.Process.Pid), time.Duration(0)
+			if t.proxy != nil {
+				proxyBefore = cpuTime(t.proxy.Process.Pid)
+			}
+			tp, err := loadgen.Run(ctx, t.req, o.concurrency, o.warmup, o.duration)
+			if err != nil {
+				return err
+			}
+			sent := float64(tp.Requests) * float64(o.warmup+o.duration) / float64(o.duration)
+			var s sample
+			s.upstreamCPU = time.Duration(float64(cpuTime(up.Process.Pid)-upBefore) / sent)
+			if t.proxy != nil {
+				s.proxyCPU = time.Duration(float64(cpuTime(t.proxy.Process.Pid)-proxyBefore) / sent)
+			}
+			lat, err := loadgen.Run(ctx, t.req, 1, o.warmup/2, o.duration/2)
+			if err != nil {
+				return err
+			}
+			for _, r := range []loadgen.Result{tp, lat} {
+				if r.Errors > 0 {
+					return fmt.Errorf("%s: %d failed requests, first: %v", t.name, r.Errors, r.FirstError)
+				}
+			}
+			s.throughput, s.latency = tp, lat
+			results[t.name] = append(results[t.name], s)
+		}
+	}
+
+	nginxVersion, _ := exec.Command(nginxBin, "-v").CombinedOutput()
+	fmt.Printf("\nGetCurrentUser, Connect binary over HTTP/1.1 keep-alive, %d rounds of %s per target and phase\n", o.rounds, o.duration)
+	fmt.Printf("%s, gateway with token verification, rate limiting and access log; nginx %s without authentication\n\n",
+		fmt.Sprintf("%d CPUs", runtime.NumCPU()), strings.TrimSpace(strings.TrimPrefix(string(nginxVersion), "nginx version: ")))
+	fmt.Printf("%-8s | %47s | %27s\n", "", fmt.Sprintf("%d connections", o.concurrency), "1 connection")
+	fmt.Printf("%-8s | %9s %8s %8s %9s %9s | %9s %8s %8s\n", "target", "req/s", "p50", "p99", "proxy CPU", "svc CPU", "req/s", "p50", "p99")
+	best := map[string]sample{}
+	for _, t := range targets {
+		// The best round of each target is reported: noise on a shared machine only ever
+		// slows a run down.
+		var b sample
+		for _, s := range results[t.name] {
+			if s.throughput.RPS() > b.throughput.RPS() {
+				b.throughput, b.proxyCPU, b.upstreamCPU = s.throughput, s.proxyCPU, s.upstreamCPU
+			}
+			if b.latency.Requests == 0 || s.latency.Percentile(0.99) < b.latency.Percentile(0.99) {
+				b.latency = s.latency
+			}
+		}
+		best[t.name] = b
+		fmt.Printf("%-8s | %9.0f %8s %8s %9s %9s | %9.0f %8s %8s\n", t.name,
+			b.throughput.RPS(), ms(b.throughput.Percentile(0.5)), ms(b.throughput.Percentile(0.99)), us(b.proxyCPU), us(b.upstreamCPU),
+			b.latency.RPS(), ms(b.latency.Percentile(0.5)), ms(b.latency.Percentile(0.99)))
+	}
+	g, n, d := best["gateway"], best["nginx"], best["direct"]
+	fmt.Println("\nproxy CPU and svc CPU: CPU time per request of the proxy's and the service's processes")
+	fmt.Printf("gateway/nginx throughput: %.2fx\n", g.throughput.RPS()/n.throughput.RPS())
+	fmt.Printf("gateway/nginx CPU per request: %.2fx\n", float64(g.proxyCPU)/float64(n.proxyCPU))
+	fmt.Printf("gateway/direct throughput: %.2fx\n", g.throughput.RPS()/d.throughput.RPS())
+	fmt.Printf("added p50 / p99 over direct, 1 connection: gateway %s / %s, nginx %s / %s\n",
+		ms(g.latency.Percentile(0.5)-d.latency.Percentile(0.5)), ms(g.latency.Percentile(0.99)-d.latency.Percentile(0.99)),
+		ms(n.latency.Percentile(0.5)-d.latency.Percentile(0.5)), ms(n.latency.Percentile(0.99)-d.latency.Percentile(0.99)))
+	return nil
+}
+
+func us(d time.Duration) string {
+	if d == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1fµs", float64(d)/float64(time.Microsecond))
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.3fms", float64(d)/float64(time.Millisecond)) }
+
+func signingKey() (jwk.Key, []byte, error) {
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	key, err := jwk.FromRaw(priv)
+	if err != nil {
+		return nil, nil, err
+	}
+	_ = key.Set(jwk.KeyIDKey, "bench")
+	_ = key.Set(jwk.AlgorithmKey, jwa.EdDSA)
+	pub, err := key.PublicKey()
+	if err != nil {
+		return nil, nil, err
+	}
+	set := jwk.NewSet()
+	_ = set.AddKey(pub)
+	b, err := json.Marshal(set)
+	return key, b, err
+}
+
+// upstream serves GetCurrentUser and the JWKS until it is signalled; it prints its URL.
+func upstream(args []string) error {
+	fs := flag.NewFlagSet("upstream", flag.ContinueOnError)
+	jwksPath := fs.String("jwks", "", "JWKS file to publish")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	jwks, err := os.ReadFile(*jwksPath)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	cfg := config.HTTP{
+		ListenAddr: "127.0.0.1:0", ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute,
+		MaxHeaderBytes: 64 << 10, MaxMessageBytes: 4 << 20, ShutdownTimeout: 5 * time.Second,
+	}
+	srv, err := server.New("identity", cfg, server.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		return err
+	}
+	srv.Mount(identityv1connect.NewIdentityServiceHandler(benchIdentity{}, srv.HandlerOptions()...))
+	srv.Handle("GET "+authn.JWKSPath, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(jwks)
+	}))
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	select {
+	case <-srv.Ready():
+		fmt.Println(srv.URL())
+	case err := <-done:
+		return err
+	}
+	return <-done
+}
+
+type benchIdentity struct {
+	identityv1connect.UnimplementedIdentityServiceHandler
+}
+
+func (benchIdentity) GetCurrentUser(context.Context, *connect.Request[identityv1.GetCurrentUserRequest]) (*connect.Response[identityv1.GetCurrentUserResponse], error) {
+	return connect.NewResponse(&identityv1.GetCurrentUserResponse{User: &identityv1.User{
+		Id: "01a20c7f-c74b-78a8-83ba-2cc36ebbd79f", Email: "bench@example.com", DisplayName: "Bench",
+		Status: identityv1.UserStatus_USER_STATUS_ACTIVE,
+	}}), nil
+}
+
+func startUpstream(ctx context.Context, self, jwksPath string) (*exec.Cmd, string, error) {
+	cmd := exec.CommandContext(ctx, self, "upstream", "-jwks", jwksPath)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, "", err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, "", err
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		stopProcess(cmd)
+		return nil, "", fmt.Errorf("upstream did not start: %w", err)
+	}
+	go func() { _, _ = io.Copy(io.Discard, out) }()
+	return cmd, strings.TrimSpace(line), nil
+}
+
+func startGateway(ctx context.Context, bin, dir string, port int, upURL string) (*exec.Cmd, error) {
+	conf := fmt.Sprintf(`listen: 127.0.0.1:%d
+admin_listen: 127.0.0.1:9981
+upstreams:
+  identity: [%q]
+  auth: [%q]
+rate_limits:
+  authenticated: {rate: 1000000000, burst: 1000000000}
+  public: {rate: 1000000000, burst: 1000000000}
+limits:
+  max_in_flight: 100000
+`, port, upURL, upURL)
+	path := filepath.Join(dir, "gateway.yaml")
+	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+		return nil, err
+	}
+	logFile, err := os.Create(filepath.Join(dir, "gateway.log"))
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, bin, "-config", path)
+	cmd.Env = append(os.Environ(), "BASALT_LOG_FORMAT=json", "BASALT_STATIC_ENDPOINTS=")
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	return cmd, cmd.Start()
+}
+
+func startNginx(ctx context.Context, bin, dir string, port int, upURL string) (*exec.Cmd, error) {
+	upHost := strings.TrimPrefix(upURL, "http://")
+	conf := fmt.Sprintf(`worker_processes auto;
+pid %[1]s/nginx.pid;
+error_log %[1]s/nginx-error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log %[1]s/nginx-access.log combined buffer=64k flush=1s;
+  client_body_temp_path %[1]s/nginx-body;
+  proxy_temp_path %[1]s/nginx-proxy;
+  upstream backend {
+    server %[2]s;
+    keepalive 128;
+  }
+  server {
+    listen 127.0.0.1:%[3]d;
+    location = /healthz { return 200 "ok"; }
+    location / {
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header X-Forwarded-For $remote_addr;
+    }
+  }
+}
+`, dir, upHost, port)
+	path := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, bin, "-c", path, "-p", dir, "-g", "daemon off;")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	return cmd, cmd.Start()
+}
+
+func stopProcess(cmd *exec.Cmd) {
+	if cmd == nil || cmd.Process == nil {
+		return
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+	}
+}
+
+func waitReady(ctx context.Context, url string) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return errors.New("not ready: " + url)
+}
+
+func freePort() int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
