@@ -5,6 +5,7 @@ package e2e_test
 import (
 	"bytes"
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -30,6 +31,8 @@ func TestMain(m *testing.M) { testkit.Main(m) }
 // platform is every service running as its own process on the package's PostgreSQL database,
 // registered in the package's Consul agent.
 type platform struct {
+	// output keeps every process's log lines, for scenarios that check what a process logged.
+	output  *lockedBuffer
 	procs   map[string]*launcher.Process
 	binDir  string
 	env     []string
@@ -62,12 +65,14 @@ func startPlatform(t *testing.T) *platform {
 		"BASALT_OUTBOX_MAX_BACKOFF=500ms", "BASALT_OUTBOX_INTERVAL=100ms",
 		// A second at most for another service to notice a role change.
 		"BASALT_PERMISSION_CACHE_TTL=1s",
+		"BASALT_GATEWAY_CONFIG="+gatewayConfigFile(t),
 	)
 	p.env, err = launcher.Environment(base, procs, p.dataDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.logs = launcher.NewLogs(testkit.LogWriter(t), procs)
+	p.output = &lockedBuffer{}
+	p.logs = launcher.NewLogs(io.MultiWriter(testkit.LogWriter(t), p.output), procs)
 	for _, proc := range procs {
 		p.procs[proc.Name] = proc
 		if err := proc.Start(p.binDir, p.env, p.logs); err != nil {
@@ -82,6 +87,33 @@ func startPlatform(t *testing.T) *platform {
 }
 
 func (p *platform) url(name string) string { return p.procs[name].URL }
+
+// lockedBuffer is a bytes.Buffer safe for concurrent writers.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func gatewayConfigFile(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "gateway.yaml")
+	if err := os.WriteFile(path, []byte(gatewayConfig), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
 
 func (p *platform) secret(t *testing.T, name string) string {
 	t.Helper()
@@ -252,4 +284,6 @@ func TestPlatform(t *testing.T) {
 			t.Fatalf("VerifyLog after the outage = %v, %v", res, err)
 		}
 	})
+
+	gatewayScenarios(t, p, admin)
 }

@@ -262,7 +262,7 @@ func (b *balancer) Do(req *http.Request) (*http.Response, error) {
 			// itself idempotent in its contract.
 			safe := isNotSent(err) || (connFailure && isIdempotent(ctx))
 			if safe && attempt < attempts && canReplay(req) && ctx.Err() == nil {
-				b.c.o.log.DebugContext(ctx, "call not sent; trying another instance", "service", b.service, "endpoint", ep.URL(), "error", err)
+				b.c.o.log.DebugContext(ctx, "call not sent; trying another instance", "target", b.service, "endpoint", ep.URL(), "error", err)
 				continue
 			}
 			return nil, err
@@ -358,7 +358,7 @@ func (b *balancer) report(ep discovery.Endpoint, ejectNow, failed bool) {
 	st.ejections++
 	st.consecutive = 0
 	st.ejectedUntil = now.Add(d)
-	b.c.o.log.Info("instance ejected", "service", b.service, "endpoint", ep.URL(), "for", d)
+	b.c.o.log.Info("instance ejected", "target", b.service, "endpoint", ep.URL(), "for", d)
 }
 
 func (b *balancer) prune(eps []discovery.Endpoint) {

@@ -182,18 +182,23 @@ func recordThrough(t *testing.T, url, dataDir string) {
 	}
 }
 
-// journey registers a user through auth and reads it back from identity with the access
-// token: auth calls identity, identity has authz grant the member role and verifies the token
-// with the keys auth publishes. Then the bootstrap administrator logs in and lists users.
+// journey is a newcomer's first session, through the gateway as the README shows it: register,
+// then read the new user back with the access token (auth calls identity, identity has authz
+// grant the member role, the gateway and identity both verify the token with the keys auth
+// publishes). Then the bootstrap administrator logs in and lists users.
 func journey(t *testing.T, procs map[string]launcher.Process, dataDir string) {
 	t.Helper()
 	ctx := context.Background()
-	auth := authv1connect.NewAuthServiceClient(testkit.HTTP1Client(t), procs["auth"].URL)
+	gw, ok := procs["gateway"]
+	if !ok {
+		t.Fatalf("the launcher did not start the gateway: %v", procs)
+	}
+	auth := authv1connect.NewAuthServiceClient(testkit.HTTP1Client(t), gw.URL)
 	reg, err := auth.Register(ctx, connect.NewRequest(&authv1.RegisterRequest{Email: "smoke@example.com", Password: "a smoke-test password", DisplayName: "Smoke"}))
 	if err != nil {
 		t.Fatalf("Register through the launched auth service: %v", err)
 	}
-	identity := identityv1connect.NewIdentityServiceClient(testkit.H2CClient(t), procs["identity"].URL, connect.WithGRPC(),
+	identity := identityv1connect.NewIdentityServiceClient(testkit.H2CClient(t), gw.URL, connect.WithGRPC(),
 		connect.WithInterceptors(authn.Bearer(reg.Msg.GetTokens().GetAccessToken())))
 	me, err := identity.GetCurrentUser(ctx, connect.NewRequest(&identityv1.GetCurrentUserRequest{}))
 	if err != nil || me.Msg.GetUser().GetEmail() != "smoke@example.com" {
@@ -203,7 +208,7 @@ func journey(t *testing.T, procs map[string]launcher.Process, dataDir string) {
 	if err != nil {
 		t.Fatalf("the bootstrap administrator cannot log in: %v", err)
 	}
-	admin := identityv1connect.NewIdentityServiceClient(testkit.HTTP1Client(t), procs["identity"].URL, connect.WithInterceptors(authn.Bearer(login.Msg.GetTokens().GetAccessToken())))
+	admin := identityv1connect.NewIdentityServiceClient(testkit.HTTP1Client(t), gw.URL, connect.WithInterceptors(authn.Bearer(login.Msg.GetTokens().GetAccessToken())))
 	testkit.Eventually(t, 30*time.Second, "the administrator holds the admin role", func() bool {
 		list, err := admin.ListUsers(ctx, connect.NewRequest(&identityv1.ListUsersRequest{}))
 		return err == nil && len(list.Msg.GetUsers()) == 2

@@ -105,7 +105,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger, instanceID 
 		ropts.DialTimeout, ropts.ReadTimeout, ropts.WriteTimeout = time.Second, 100*time.Millisecond, 100*time.Millisecond
 		client := redis.NewClient(ropts)
 		defer client.Close()
-		opts = append(opts, gateway.WithLimiter(ratelimit.NewRedis(client, "basalt:ratelimit:")))
+		opts = append(opts, gateway.WithLimiter(ratelimit.NewRedis(client, cfg.RateLimits.RedisPrefix)))
 	}
 	g, err := gateway.New(cfg, opts...)
 	if err != nil {

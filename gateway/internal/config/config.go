@@ -125,6 +125,8 @@ type Rate struct {
 type RateLimits struct {
 	// RedisURL, when set, keeps the buckets in Redis, shared by every gateway replica.
 	RedisURL kconfig.Secret `yaml:"-"`
+	// RedisPrefix starts every bucket's key, so several deployments can share one Redis.
+	RedisPrefix string `yaml:"redis_prefix"`
 	// Public limits public methods per client IP.
 	Public Rate `yaml:"public"`
 	// Authenticated limits other methods per subject.
@@ -168,6 +170,7 @@ func Defaults() Config {
 			ShutdownTimeout:   Duration(15 * time.Second),
 		},
 		RateLimits: RateLimits{
+			RedisPrefix:   "basalt:ratelimit:",
 			Public:        Rate{Rate: 10, Burst: 20},
 			Authenticated: Rate{Rate: 50, Burst: 100},
 		},
