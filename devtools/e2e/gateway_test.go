@@ -217,11 +217,11 @@ func gatewayScenarios(t *testing.T, p *platform, admin string) {
 			"sid": uuid.NewString(), "jti": uuid.NewString(), "iat": time.Now().Unix(), "exp": time.Now().Add(10 * time.Minute).Unix(),
 		}
 		tokens := map[string]string{
-			"alg none":                       compact(map[string]any{"alg": "none", "kid": kid, "typ": "at+jwt"}, claims, nil),
+			"alg none":                        compact(map[string]any{"alg": "none", "kid": kid, "typ": "at+jwt"}, claims, nil),
 			"HS256 keyed with the public key": compact(map[string]any{"alg": "HS256", "kid": kid, "typ": "at+jwt"}, claims, func(b []byte) []byte { return mac(pub, b) }),
-			"another key under the real kid": compact(map[string]any{"alg": "EdDSA", "kid": kid, "typ": "at+jwt"}, claims, func(b []byte) []byte { return ed25519.Sign(otherKey, b) }),
-			"unknown kid":                    compact(map[string]any{"alg": "EdDSA", "kid": "forged-kid", "typ": "at+jwt"}, claims, func(b []byte) []byte { return ed25519.Sign(otherKey, b) }),
-			"a real token, payload changed":  tamper(valid),
+			"another key under the real kid":  compact(map[string]any{"alg": "EdDSA", "kid": kid, "typ": "at+jwt"}, claims, func(b []byte) []byte { return ed25519.Sign(otherKey, b) }),
+			"unknown kid":                     compact(map[string]any{"alg": "EdDSA", "kid": "forged-kid", "typ": "at+jwt"}, claims, func(b []byte) []byte { return ed25519.Sign(otherKey, b) }),
+			"a real token, payload changed":   tamper(valid),
 		}
 		for name, token := range tokens {
 			for _, w := range wires[:3] {
@@ -547,4 +547,3 @@ func tamper(token string) string {
 	}
 	return parts[0] + "." + string(b) + "." + parts[2]
 }
-
