@@ -50,6 +50,8 @@ type Client struct {
 	// re-indexes long headers (a bearer token) in HPACK on every call; for a forwarded unary
 	// Connect call HTTP/1.1 costs both ends less.
 	http1Transport *http.Transport
+	// h1 is the lean HTTP/1.1 path for unary calls marked WithHTTP1.
+	h1 *h1Transport
 	// direct makes ForEndpoint clients, which need an HTTPClient rather than a RoundTripper.
 	direct    *http.Client
 	o         options
@@ -148,6 +150,12 @@ func New(resolver discovery.Resolver, opts ...Option) (*Client, error) {
 		resolver:       resolver,
 		transport:      transport,
 		http1Transport: http1Transport,
+		h1: &h1Transport{
+			dial:        transport.DialContext,
+			maxIdle:     512,
+			idleTimeout: 30 * time.Second,
+			now:         time.Now,
+		},
 		direct: &http.Client{Transport: transport, CheckRedirect: func(*http.Request, []*http.Request) error {
 			return http.ErrUseLastResponse
 		}},
@@ -208,6 +216,7 @@ func (c *Client) HTTPClient(service string) connect.HTTPClient {
 func (c *Client) Close() {
 	c.transport.CloseIdleConnections()
 	c.http1Transport.CloseIdleConnections()
+	c.h1.CloseIdleConnections()
 }
 
 // balancer spreads one service's calls over its instances.
@@ -253,6 +262,9 @@ func (b *balancer) Do(req *http.Request) (*http.Response, error) {
 		var rt http.RoundTripper = b.c.transport
 		if o := callOptionsFrom(ctx); o.HTTP1 {
 			rt = b.c.http1Transport
+			if b.c.h1.supports(out) {
+				rt = b.c.h1
+			}
 		}
 		resp, err := rt.RoundTrip(out)
 		if err != nil {

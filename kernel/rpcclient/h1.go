@@ -1,0 +1,273 @@
+package rpcclient
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// h1Transport is a lean HTTP/1.1 client for calls whose request body is fully known (unary
+// calls): it writes the request and reads the answer on the calling goroutine, over pooled
+// keep-alive connections. net/http's Transport hands every call to two goroutines per
+// connection (a writer and a reader) and copies its header and URL; for a gateway forwarding
+// small calls those hand-offs cost more than the call itself. Calls with streamed bodies, and
+// https, go to net/http's Transport.
+type h1Transport struct {
+	dial        func(ctx context.Context, network, addr string) (net.Conn, error)
+	maxIdle     int
+	idleTimeout time.Duration
+	now         func() time.Time
+
+	mu   sync.Mutex
+	idle map[string][]*h1Conn
+}
+
+type h1Conn struct {
+	nc        net.Conn
+	br        *bufio.Reader
+	bw        *bufio.Writer
+	host      string
+	idleSince time.Time
+}
+
+// errH1Unsupported sends a call to the fallback transport.
+var errH1Unsupported = errors.New("rpcclient: not a call for the lean HTTP/1.1 transport")
+
+// supports reports whether req can take the lean path: plain http, and a body that is absent
+// or can be produced again (so its length is known and a retry is possible).
+func (t *h1Transport) supports(req *http.Request) bool {
+	return req.URL.Scheme == "http" && (req.Body == nil || req.Body == http.NoBody || (req.GetBody != nil && req.ContentLength >= 0))
+}
+
+// RoundTrip sends req and returns the response, whose body returns the connection to the pool
+// once read to the end and closed.
+func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	ctx := req.Context()
+	host := req.URL.Host
+	c, reused, err := t.get(ctx, host)
+	if err != nil {
+		return nil, err
+	}
+	// Cancelling the call interrupts a blocked read or write through the deadline; the
+	// connection is then discarded.
+	stop := context.AfterFunc(ctx, func() { _ = c.nc.SetDeadline(time.Unix(1, 0)) })
+	if err := c.writeRequest(req); err != nil {
+		stop()
+		c.nc.Close()
+		if req.Body != nil {
+			req.Body.Close()
+		}
+		return nil, t.failure(ctx, "write", host, err, reused)
+	}
+	if req.Body != nil {
+		req.Body.Close()
+	}
+	resp, err := http.ReadResponse(c.br, req)
+	if err != nil {
+		stop()
+		c.nc.Close()
+		return nil, t.failure(ctx, "read", host, err, reused)
+	}
+	resp.Body = &h1Body{rc: resp.Body, c: c, t: t, stop: stop, keep: !resp.Close && !req.Close}
+	return resp, nil
+}
+
+// failure returns the error a failed call reports: the context's error when it was cancelled,
+// otherwise a net.OpError, so the balancer classifies it as a connection failure (and as a
+// call never sent when writing to a connection the server had closed failed).
+func (t *h1Transport) failure(ctx context.Context, op, host string, err error, reused bool) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	var opErr *net.OpError
+	if errors.As(err, &opErr) {
+		return err
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		err = fmt.Errorf("connection closed by the server (reused %t): %w", reused, err)
+	}
+	return &net.OpError{Op: op, Net: "tcp", Addr: stringAddr(host), Err: err}
+}
+
+type stringAddr string
+
+func (a stringAddr) Network() string { return "tcp" }
+func (a stringAddr) String() string  { return string(a) }
+
+// get returns an idle connection to host, or dials one. An idle connection that has rested
+// for a while is first checked without blocking, so one the server closed meanwhile is not
+// used for a call.
+func (t *h1Transport) get(ctx context.Context, host string) (*h1Conn, bool, error) {
+	now := t.now()
+	for {
+		t.mu.Lock()
+		list := t.idle[host]
+		if len(list) == 0 {
+			t.mu.Unlock()
+			break
+		}
+		c := list[len(list)-1]
+		t.idle[host] = list[:len(list)-1]
+		t.mu.Unlock()
+		age := now.Sub(c.idleSince)
+		if age > t.idleTimeout || (age > time.Second && !c.alive()) {
+			c.nc.Close()
+			continue
+		}
+		return c, true, nil
+	}
+	nc, err := t.dial(ctx, "tcp", host)
+	if err != nil {
+		return nil, false, err
+	}
+	return &h1Conn{nc: nc, br: bufio.NewReaderSize(nc, 8<<10), bw: bufio.NewWriterSize(nc, 8<<10), host: host}, false, nil
+}
+
+// alive reports whether an idle connection is still open, without blocking: a peek at the
+// socket that would block is what a healthy idle connection does; end of stream or unexpected
+// data means it must go. (A read deadline cannot do this: Go fails a read whose deadline has
+// passed before asking the socket.)
+func (c *h1Conn) alive() bool {
+	if c.br.Buffered() > 0 {
+		return false
+	}
+	sc, ok := c.nc.(syscall.Conn)
+	if !ok {
+		return true
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	alive := false
+	var buf [1]byte
+	err = raw.Read(func(fd uintptr) bool {
+		_, _, rerr := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		alive = errors.Is(rerr, syscall.EAGAIN)
+		return true // never wait for readiness
+	})
+	return err == nil && alive
+}
+
+func (t *h1Transport) put(c *h1Conn) {
+	c.idleSince = t.now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.idle == nil {
+		t.idle = map[string][]*h1Conn{}
+	}
+	if len(t.idle[c.host]) >= t.maxIdle {
+		c.nc.Close()
+		return
+	}
+	t.idle[c.host] = append(t.idle[c.host], c)
+}
+
+// CloseIdleConnections closes every pooled connection.
+func (t *h1Transport) CloseIdleConnections() {
+	t.mu.Lock()
+	idle := t.idle
+	t.idle = nil
+	t.mu.Unlock()
+	for _, list := range idle {
+		for _, c := range list {
+			c.nc.Close()
+		}
+	}
+}
+
+// writeRequest writes req in HTTP/1.1 wire format.
+func (c *h1Conn) writeRequest(req *http.Request) error {
+	w := c.bw
+	w.WriteString(req.Method)
+	w.WriteByte(' ')
+	w.WriteString(req.URL.RequestURI())
+	w.WriteString(" HTTP/1.1\r\nHost: ")
+	w.WriteString(req.URL.Host)
+	w.WriteString("\r\n")
+	for k, vv := range req.Header {
+		switch k {
+		case "Host", "Content-Length", "Transfer-Encoding", "Connection":
+			continue
+		}
+		for _, v := range vv {
+			if !validHeaderValue(v) {
+				return fmt.Errorf("rpcclient: invalid value for header %q", k)
+			}
+			w.WriteString(k)
+			w.WriteString(": ")
+			w.WriteString(v)
+			w.WriteString("\r\n")
+		}
+	}
+	if req.Body != nil && req.Body != http.NoBody {
+		w.WriteString("Content-Length: ")
+		w.WriteString(strconv.FormatInt(req.ContentLength, 10))
+		w.WriteString("\r\n\r\n")
+		n, err := io.Copy(w, req.Body)
+		if err != nil {
+			return err
+		}
+		if n != req.ContentLength {
+			return fmt.Errorf("rpcclient: body of %d bytes, declared %d", n, req.ContentLength)
+		}
+	} else {
+		w.WriteString("\r\n")
+	}
+	return w.Flush()
+}
+
+// validHeaderValue refuses values that would split the header block.
+func validHeaderValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if b := v[i]; b == '\r' || b == '\n' || b == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// h1Body returns its connection to the pool when the response was read to the end.
+type h1Body struct {
+	rc   io.ReadCloser
+	c    *h1Conn
+	t    *h1Transport
+	stop func() bool
+	keep bool
+	eof  bool
+	done bool
+}
+
+func (b *h1Body) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	if err == io.EOF {
+		b.eof = true
+	} else if err != nil {
+		b.keep = false
+	}
+	return n, err
+}
+
+func (b *h1Body) Close() error {
+	if b.done {
+		return nil
+	}
+	b.done = true
+	err := b.rc.Close()
+	// A connection goes back only when its response was complete and its deadline was never
+	// used to interrupt it.
+	if b.stop() && b.keep && b.eof && err == nil {
+		b.t.put(b.c)
+		return nil
+	}
+	b.c.nc.Close()
+	return err
+}
