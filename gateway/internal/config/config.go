@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"net/url"
@@ -193,11 +194,11 @@ func durationPtr(d time.Duration) *Duration {
 // Load reads the YAML file at path (none when empty) over the defaults, then applies args and
 // the environment, and validates.
 func Load(args []string, lookup func(string) (string, bool)) (Config, error) {
+	// The first pass only finds the file. It binds every setting (into a scratch copy), so that
+	// the other flags given with -config parse, and it reports nothing: the second pass does.
 	var path string
-	pre := kconfig.NewLoader("gateway", args, lookup)
-	pre.String(&path, "config", "BASALT_GATEWAY_CONFIG", "", "YAML configuration file")
-	// The first pass only finds the file; unknown flags are reported by the second.
-	_ = pre.Load()
+	scratch := Defaults()
+	_ = bind(&scratch, &path, args, lookup).Load()
 
 	cfg := Defaults()
 	if path != "" {
@@ -210,20 +211,7 @@ func Load(args []string, lookup func(string) (string, bool)) (Config, error) {
 		}
 	}
 
-	l := kconfig.NewLoader("gateway", args, lookup)
-	l.String(&path, "config", "BASALT_GATEWAY_CONFIG", path, "YAML configuration file")
-	l.String(&cfg.Listen, "listen", "BASALT_LISTEN_ADDR", cfg.Listen, "host:port to listen on")
-	l.String(&cfg.Advertise, "advertise", "BASALT_ADVERTISE_ADDR", cfg.Advertise, "host:port registered in discovery")
-	l.String(&cfg.AdminListen, "admin-listen", "BASALT_GATEWAY_ADMIN_LISTEN", cfg.AdminListen, "host:port for /metrics; empty disables it")
-	l.String(&cfg.TLS.CertFile, "tls-cert", "BASALT_GATEWAY_TLS_CERT", cfg.TLS.CertFile, "TLS certificate file")
-	l.String(&cfg.TLS.KeyFile, "tls-key", "BASALT_GATEWAY_TLS_KEY", cfg.TLS.KeyFile, "TLS key file")
-	l.Secret(&cfg.RateLimits.RedisURL, "redis-url", "BASALT_GATEWAY_REDIS_URL", "redis:// URL of the shared rate limit store")
-	l.String(&cfg.Auth.Issuer, "auth-issuer", "BASALT_AUTH_ISSUER", cfg.Auth.Issuer, "iss of access tokens")
-	l.String(&cfg.Auth.Audience, "auth-audience", "BASALT_AUTH_AUDIENCE", cfg.Auth.Audience, "aud of access tokens")
-	l.String(&cfg.Environment, "env", "BASALT_ENV", "development", "development or production")
-	cfg.Discovery.Bind(l)
-	cfg.Log.Bind(l)
-	cfg.Telemetry.Bind(l)
+	l := bind(&cfg, &path, args, lookup)
 	_ = l.Load()
 	// Static endpoints from the environment (the launcher's table) add to the file's.
 	for name, urls := range cfg.Discovery.Static {
@@ -236,19 +224,33 @@ func Load(args []string, lookup func(string) (string, bool)) (Config, error) {
 	return cfg, l.Err()
 }
 
+// bind binds the settings that flags and the environment override, with cfg's values as their
+// defaults.
+func bind(cfg *Config, path *string, args []string, lookup func(string) (string, bool)) *kconfig.Loader {
+	l := kconfig.NewLoader("gateway", args, lookup)
+	l.String(path, "config", "BASALT_GATEWAY_CONFIG", *path, "YAML configuration file")
+	l.String(&cfg.Listen, "listen", "BASALT_LISTEN_ADDR", cfg.Listen, "host:port to listen on")
+	l.String(&cfg.Advertise, "advertise", "BASALT_ADVERTISE_ADDR", cfg.Advertise, "host:port registered in discovery")
+	l.String(&cfg.AdminListen, "admin-listen", "BASALT_GATEWAY_ADMIN_LISTEN", cfg.AdminListen, "host:port for /metrics; empty disables it")
+	l.String(&cfg.TLS.CertFile, "tls-cert", "BASALT_GATEWAY_TLS_CERT", cfg.TLS.CertFile, "TLS certificate file")
+	l.String(&cfg.TLS.KeyFile, "tls-key", "BASALT_GATEWAY_TLS_KEY", cfg.TLS.KeyFile, "TLS key file")
+	l.Secret(&cfg.RateLimits.RedisURL, "redis-url", "BASALT_GATEWAY_REDIS_URL", "redis:// URL of the shared rate limit store")
+	l.String(&cfg.Auth.Issuer, "auth-issuer", "BASALT_AUTH_ISSUER", cfg.Auth.Issuer, "iss of access tokens")
+	l.String(&cfg.Auth.Audience, "auth-audience", "BASALT_AUTH_AUDIENCE", cfg.Auth.Audience, "aud of access tokens")
+	l.String(&cfg.Environment, "env", "BASALT_ENV", "development", "development or production")
+	cfg.Discovery.Bind(l)
+	cfg.Log.Bind(l)
+	cfg.Telemetry.Bind(l)
+	return l
+}
+
 // Parse decodes YAML into cfg strictly: an unknown field is an error naming it.
 func Parse(b []byte, cfg *Config) error {
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
-	if err := dec.Decode(cfg); err != nil && !errors.Is(err, errEOF(err)) {
+	// An empty file (or one of comments only) holds no document: it leaves the defaults.
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
 		return fmt.Errorf("config: %w", err)
-	}
-	return nil
-}
-
-func errEOF(err error) error {
-	if err != nil && err.Error() == "EOF" {
-		return err
 	}
 	return nil
 }
@@ -273,11 +275,16 @@ func (c *Config) check(l *kconfig.Loader) {
 			l.Check(!c.CORS.AllowCredentials, field, `"*" cannot be combined with cors.allow_credentials`)
 			continue
 		}
-		u, err := url.Parse(strings.Replace(o, ":*", "", 1))
-		l.Check(err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" && u.Path == "" && !strings.Contains(u.Host, "*"),
+		// An origin is scheme://host[:port] and nothing else (a browser never sends a path,
+		// query, fragment or user); ":*" may only end it, in place of the port.
+		base, anyPort := strings.CutSuffix(o, ":*")
+		u, err := url.Parse(base)
+		l.Check(err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" && base == u.Scheme+"://"+u.Host &&
+			!strings.Contains(u.Host, "*") && (!anyPort || u.Port() == ""),
 			field, "must be scheme://host[:port] or scheme://host:* , not %q", o)
 	}
-	l.Check(c.Auth.Issuer != "" && c.Auth.Audience != "", "auth.issuer", "issuer and audience must be set")
+	l.Check(c.Auth.Issuer != "", "auth.issuer", "must be set")
+	l.Check(c.Auth.Audience != "", "auth.audience", "must be set")
 	l.Check(c.Auth.Service != "", "auth.service", "must name the auth service")
 	l.Check(c.Auth.TokenCacheSize >= 0, "auth.token_cache_size", "must not be negative")
 	l.Check(c.Limits.MaxHeaderBytes >= 4<<10, "limits.max_header_bytes", "must be at least 4096")

@@ -127,11 +127,10 @@ func (p *Policy) headersAllowed(values []string) bool {
 
 // Decorate adds the CORS response headers for an actual (non-preflight) request from an
 // allowed origin. Requests from other origins are served without them, so the browser keeps
-// the response from the page.
+// the response from the page. Every response, also to a request without Origin, says that it
+// varies by Origin, so that no cache hands a response made for one origin (or for none) to a
+// request from another (Fetch standard, "CORS protocol and HTTP caches").
 func (p *Policy) Decorate(h http.Header, origin string) {
-	if origin == "" {
-		return
-	}
 	h.Add("Vary", "Origin")
 	if !p.Allowed(origin) {
 		return

@@ -15,7 +15,9 @@ const shards = 64
 type Memory struct {
 	seed     maphash.Seed
 	now      func() time.Time
+	maxKeys  int
 	maxPerSh int
+	mask     uint64 // a limiter of fewer than shards keys uses only the first mask+1 shards
 	shards   [shards]memoryShard
 }
 
@@ -33,19 +35,26 @@ type MemoryOption func(*Memory)
 // WithClock replaces the clock, for tests.
 func WithClock(now func() time.Time) MemoryOption { return func(m *Memory) { m.now = now } }
 
-// WithMaxKeys bounds how many buckets are kept (default 1,000,000). Full buckets are dropped
-// first; a client whose bucket is dropped while not full gets a fresh one, so the bound trades
-// a little precision for memory only under a flood of distinct keys.
+// WithMaxKeys bounds how many buckets are kept (default 1,000,000; at least 1). Full buckets
+// are dropped first; a client whose bucket is dropped while not full gets a fresh one, so the
+// bound trades a little precision for memory only under a flood of distinct keys.
 func WithMaxKeys(n int) MemoryOption {
-	return func(m *Memory) { m.maxPerSh = max(n/shards, 1) }
+	return func(m *Memory) { m.maxKeys = max(n, 1) }
 }
 
 // NewMemory returns an in-process limiter.
 func NewMemory(opts ...MemoryOption) *Memory {
-	m := &Memory{seed: maphash.MakeSeed(), now: time.Now, maxPerSh: 1_000_000 / shards}
+	m := &Memory{seed: maphash.MakeSeed(), now: time.Now, maxKeys: 1_000_000}
 	for _, opt := range opts {
 		opt(m)
 	}
+	// The bound is per shard, so a limiter of fewer keys than shards uses fewer of them (a
+	// power of two, to keep the index a mask): at most maxKeys buckets in all.
+	n := shards
+	for n > m.maxKeys {
+		n /= 2
+	}
+	m.mask, m.maxPerSh = uint64(n-1), m.maxKeys/n
 	for i := range m.shards {
 		m.shards[i].buckets = make(map[string]int64)
 	}
@@ -54,7 +63,7 @@ func NewMemory(opts ...MemoryOption) *Memory {
 
 // Take takes a token from key's bucket.
 func (m *Memory) Take(_ context.Context, key string, rate Rate) (Decision, error) {
-	sh := &m.shards[maphash.String(m.seed, key)%shards]
+	sh := &m.shards[maphash.String(m.seed, key)&m.mask]
 	now := m.now().UnixNano()
 	sh.mu.Lock()
 	tat, ok := sh.buckets[key]

@@ -41,8 +41,7 @@ func NewRedis(client redis.UniversalClient, prefix string) *Redis {
 
 // Take takes a token from key's bucket in Redis.
 func (r *Redis) Take(ctx context.Context, key string, rate Rate) (Decision, error) {
-	interval := rate.interval().Microseconds()
-	res, err := gcraScript.Run(ctx, r.client, []string{r.prefix + key}, max(interval, 1), rate.Burst).Int64Slice()
+	res, err := gcraScript.Run(ctx, r.client, []string{r.prefix + key}, intervalMicros(rate), rate.Burst).Int64Slice()
 	if err != nil {
 		return Decision{Allowed: true}, fmt.Errorf("ratelimit: redis: %w", err)
 	}
@@ -53,4 +52,11 @@ func (r *Redis) Take(ctx context.Context, key string, rate Rate) (Decision, erro
 		return Decision{Allowed: true}, nil
 	}
 	return Decision{RetryAfter: time.Duration(res[1]) * time.Microsecond}, nil
+}
+
+// intervalMicros is rate's interval in whole microseconds, the script's unit, rounded up as
+// interval rounds nanoseconds up: rounding down would let a fast bucket refill faster than its
+// rate (300,000/s has a 3.33µs interval; 3µs would allow 333,333/s).
+func intervalMicros(rate Rate) int64 {
+	return int64((rate.interval() + time.Microsecond - 1) / time.Microsecond)
 }

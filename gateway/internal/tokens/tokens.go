@@ -30,6 +30,7 @@ type Cache struct {
 	seed     maphash.Seed
 	now      func() time.Time
 	maxPerSh int
+	mask     uint64 // a cache smaller than shards uses only the first mask+1 shards
 	shards   [shards]shard
 }
 
@@ -44,11 +45,17 @@ type Option func(*Cache)
 // WithClock replaces the clock, for tests.
 func WithClock(now func() time.Time) Option { return func(c *Cache) { c.now = now } }
 
-// New returns a cache of at most size verified tokens over v; size 0 disables caching.
+// New returns a cache of at most size verified tokens over v; size 0 (or less) disables caching.
 func New(v Verifier, size int, opts ...Option) *Cache {
-	c := &Cache{verifier: v, seed: maphash.MakeSeed(), now: time.Now, maxPerSh: size / shards}
-	if size > 0 && c.maxPerSh == 0 {
-		c.maxPerSh = 1
+	c := &Cache{verifier: v, seed: maphash.MakeSeed(), now: time.Now}
+	if size > 0 {
+		// The bound is per shard, so a cache smaller than shards uses fewer of them (a power of
+		// two, to keep the index a mask): at most size tokens in all.
+		n := shards
+		for n > size {
+			n /= 2
+		}
+		c.mask, c.maxPerSh = uint64(n-1), size/n
 	}
 	for _, opt := range opts {
 		opt(c)
@@ -64,7 +71,7 @@ func (c *Cache) Verify(ctx context.Context, token string) (authn.Principal, erro
 	if c.maxPerSh == 0 {
 		return c.verifier.Verify(ctx, token)
 	}
-	sh := &c.shards[maphash.String(c.seed, token)%shards]
+	sh := &c.shards[maphash.String(c.seed, token)&c.mask]
 	now := c.now()
 	sh.mu.RLock()
 	p, ok := sh.entries[token]
