@@ -326,6 +326,13 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // rpc authenticates, limits and forwards one call of route.
 func (g *Gateway) rpc(w http.ResponseWriter, r *http.Request, c *call, route *routes.Route) {
 	c.route, c.procedure = route.Index, route.Procedure
+	if r.Method != http.MethodPost && r.Method != http.MethodGet {
+		// Every protocol posts its calls; Connect may also GET a side-effect-free unary one.
+		c.code = connect.CodeUnknown
+		w.Header().Set("Allow", "POST, GET")
+		w.WriteHeader(http.StatusMethodNotAllowed)
+		return
+	}
 	if !g.errors.IsSupported(r) {
 		c.code = connect.CodeInvalidArgument
 		w.Header().Set("Accept-Post", "application/json, application/proto, application/connect+json, application/connect+proto, application/grpc, application/grpc+proto, application/grpc+json, application/grpc-web, application/grpc-web+proto, application/grpc-web+json, application/grpc-web-text")

@@ -496,6 +496,10 @@ func TestLimits(t *testing.T) {
 	if resp.StatusCode != http.StatusUnsupportedMediaType {
 		t.Errorf("text/plain = %d, want 415", resp.StatusCode)
 	}
+	resp, _ = f.do(t, "DELETE", identityv1connect.IdentityServiceGetCurrentUserProcedure, "{}", map[string]string{"Content-Type": "application/json"})
+	if resp.StatusCode != http.StatusMethodNotAllowed || resp.Header.Get("Allow") != "POST, GET" {
+		t.Errorf("DELETE = %d (Allow %q), want 405 allowing POST, GET", resp.StatusCode, resp.Header.Get("Allow"))
+	}
 }
 
 func TestInFlightLimit(t *testing.T) {

@@ -13,7 +13,6 @@ package proxy
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -99,8 +98,21 @@ var (
 func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request, c *Call) Result {
 	ctx := r.Context()
 	var cancel context.CancelFunc
-	if d := deadline(c.Timeout, r.Header); d > 0 {
+	if d, ok := deadline(c.Timeout, r.Header); ok {
+		if _, fromClient := ClientTimeout(r.Header); fromClient && d > 0 {
+			// A client that sent a deadline has the upstream learn it in its protocol (less
+			// the time spent, and no later than the route's) and answer it itself, in a way
+			// the client understands; the gateway's own bound is a backstop for an upstream
+			// that does not, a little later so as not to race it. A client that sent none
+			// is left without one upstream, as it asked.
+			setTimeout(c.Header, r.Header.Get("Content-Type"), d)
+			d += upstreamGrace
+		}
 		ctx, cancel = context.WithTimeout(ctx, d)
+		defer cancel()
+	} else if !c.Buffer {
+		// A stream's call is cancelled once relayed (see below), so it needs a cancel of its own.
+		ctx, cancel = context.WithCancel(ctx)
 		defer cancel()
 	}
 	// Everything but gRPC and full-duplex streams goes upstream over HTTP/1.1, as it would from
@@ -139,7 +151,7 @@ func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request, c *Call) Result 
 			// read everything, and net/http would close the body once the answer starts.
 			_ = http.NewResponseController(w).EnableFullDuplex()
 		}
-		sb := &streamBody{r: r.Body, max: p.maxBody, checkEnvelopes: enveloped(r.Header)}
+		sb := &streamBody{r: r.Body, checkEnvelopes: enveloped(r.Header), framing: envelopes{limit: uint64(p.maxBody)}}
 		out.Body = sb
 		out.ContentLength = r.ContentLength
 		// A stream can be sent to another instance only while none of it has been read.
@@ -157,32 +169,76 @@ func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request, c *Call) Result 
 		}
 		return p.fail(w, r, p.callError(ctx, r, err), true)
 	}
-	defer resp.Body.Close()
+	defer func() {
+		// Once the answer is relayed, the call is over even if the client has not finished
+		// sending: an upstream may end a stream without reading it all. Cancelling first lets
+		// the transport stop writing the client's body at once; otherwise closing the response
+		// would wait for that body's next read, and the client waits for the end of the
+		// response before it sends more.
+		if cancel != nil {
+			cancel()
+		}
+		resp.Body.Close()
+	}()
 	return p.relay(w, r, resp)
 }
 
-// relay copies the upstream's answer to the client.
+// relay copies the upstream's answer to the client. A header the gateway has already set
+// (CORS, the request id) is its own and stays, except Vary, whose values are joined: a cache
+// must key the response on what the upstream varies by and on Origin alike.
 func (p *Proxy) relay(w http.ResponseWriter, r *http.Request, resp *http.Response) Result {
+	grpc := isGRPC(resp.Header.Get("Content-Type"))
+	stream := grpc || isStream(resp.Header.Get("Content-Type"))
+	bufp := p.buffers.Get().(*[]byte)
+	defer p.buffers.Put(bufp)
+	buf := *bufp
+	// A unary answer that fits the buffer is read whole before anything is written, so that
+	// an upstream that breaks off (or a deadline that passes) while sending it still gets the
+	// client a proper error in its protocol rather than a torn response.
+	var head []byte
+	whole := false
+	if !stream {
+		n, rerr := readFull(resp.Body, buf)
+		switch {
+		case rerr == io.EOF:
+			head, whole = buf[:n], true
+		case rerr != nil:
+			return p.fail(w, r, p.callError(resp.Request.Context(), r, rerr), true)
+		default:
+			head = buf[:n]
+		}
+	}
 	h := w.Header()
 	for k, vv := range resp.Header {
 		if hopByHop(k) {
 			continue
 		}
-		h[k] = vv
+		own, set := h[k]
+		switch {
+		case !set:
+			h[k] = vv
+		case k == "Vary":
+			h[k] = append(own[:len(own):len(own)], vv...)
+		}
 	}
-	grpc := isGRPC(resp.Header.Get("Content-Type"))
-	stream := grpc || isStream(resp.Header.Get("Content-Type"))
 	res := Result{Status: resp.StatusCode, Code: codeOf(resp.StatusCode, resp.Header)}
 	w.WriteHeader(resp.StatusCode)
+	if len(head) > 0 {
+		if _, werr := w.Write(head); werr != nil {
+			res.Code, res.Err = connect.CodeCanceled, werr
+			return res
+		}
+	}
+	if whole {
+		return p.trailers(h, resp, res, grpc)
+	}
 	rc := http.NewResponseController(w)
 	if stream {
 		// Headers go out now: a stream's client may act on them before the first message,
 		// and net/http sends gRPC's trailers reliably only once the headers are out.
 		_ = rc.Flush()
 	}
-	bufp := p.buffers.Get().(*[]byte)
-	defer p.buffers.Put(bufp)
-	buf := *bufp
+	var framing envelopes
 	for {
 		n, rerr := resp.Body.Read(buf)
 		if n > 0 {
@@ -192,6 +248,7 @@ func (p *Proxy) relay(w http.ResponseWriter, r *http.Request, resp *http.Respons
 				return res
 			}
 			if stream {
+				framing.feed(buf[:n])
 				_ = rc.Flush()
 			}
 		}
@@ -199,26 +256,14 @@ func (p *Proxy) relay(w http.ResponseWriter, r *http.Request, resp *http.Respons
 			break
 		}
 		if rerr != nil {
-			res.Err, res.UpstreamFailed = errUpstreamAborted, true
-			res.Code = connect.CodeUnavailable
-			if r.Context().Err() != nil {
-				res.Code, res.UpstreamFailed = connect.CodeCanceled, false
-			}
-			if grpc && r.ProtoMajor == 2 {
-				// A gRPC client learns why its stream ended from the trailers.
-				code := res.Code
-				if errors.Is(rerr, context.DeadlineExceeded) {
-					code = connect.CodeDeadlineExceeded
-				}
-				h.Set(http.TrailerPrefix+"Grpc-Status", strconv.Itoa(int(code)))
-				h.Set(http.TrailerPrefix+"Grpc-Message", "upstream response interrupted")
-				res.Code = code
-				return res
-			}
-			// Any other client must see the response fail rather than end early.
-			panic(http.ErrAbortHandler)
+			return p.broken(w, r, resp, res, rerr, stream && framing.boundary())
 		}
 	}
+	return p.trailers(h, resp, res, grpc)
+}
+
+// trailers passes the upstream's trailers on and reads a gRPC call's outcome from them.
+func (p *Proxy) trailers(h http.Header, resp *http.Response, res Result, grpc bool) Result {
 	for k, vv := range resp.Trailer {
 		h[http.TrailerPrefix+k] = vv
 	}
@@ -229,6 +274,53 @@ func (p *Proxy) relay(w http.ResponseWriter, r *http.Request, resp *http.Respons
 		}
 	}
 	return res
+}
+
+// readFull reads into buf until it is full (nil), the body ends (io.EOF) or fails.
+func readFull(body io.Reader, buf []byte) (int, error) {
+	n := 0
+	for n < len(buf) {
+		k, err := body.Read(buf[n:])
+		n += k
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// broken ends a response whose upstream broke off (or outlived the call's deadline) after
+// its headers went out. A stream cut between two messages ends in the client's protocol:
+// gRPC's trailers, gRPC-Web's trailer message or Connect's end-of-stream message, so the
+// client reads deadline_exceeded or unavailable. Anything else is torn down, so that the client
+// sees the response fail rather than end early.
+func (p *Proxy) broken(w http.ResponseWriter, r *http.Request, resp *http.Response, res Result, rerr error, boundary bool) Result {
+	res.Err, res.UpstreamFailed, res.Code = errUpstreamAborted, true, connect.CodeUnavailable
+	message := "upstream response interrupted"
+	switch {
+	case r.Context().Err() != nil:
+		res.Code, res.UpstreamFailed = connect.CodeCanceled, false
+	case errors.Is(rerr, context.DeadlineExceeded) || errors.Is(resp.Request.Context().Err(), context.DeadlineExceeded):
+		res.Code, res.UpstreamFailed = connect.CodeDeadlineExceeded, false
+		message = "the call's deadline passed"
+	}
+	ct := resp.Header.Get("Content-Type")
+	switch {
+	case isGRPC(ct) && r.ProtoMajor == 2:
+		// A gRPC client learns why its stream ended from the trailers.
+		h := w.Header()
+		h.Set(http.TrailerPrefix+"Grpc-Status", strconv.Itoa(int(res.Code)))
+		h.Set(http.TrailerPrefix+"Grpc-Message", message)
+		return res
+	case boundary:
+		if frame := endFrame(ct, res.Code, message); frame != nil {
+			if _, err := w.Write(frame); err == nil {
+				_ = http.NewResponseController(w).Flush()
+				return res
+			}
+		}
+	}
+	panic(http.ErrAbortHandler)
 }
 
 // fail answers the client with err in its protocol.
@@ -322,18 +414,52 @@ func isTimeout(err error) bool {
 	return errors.As(err, &t) && t.Timeout()
 }
 
-// deadline is the call's bound: the route's timeout or the client's protocol timeout,
-// whichever is shorter; 0 means none.
-func deadline(route time.Duration, h http.Header) time.Duration {
+// deadline is the call's bound, and whether it has one: the route's timeout (0: none) or the
+// client's protocol timeout, whichever is shorter. A client timeout of 0 is a deadline that
+// has already passed, as in gRPC, not a request for no bound: it never lifts the route's.
+func deadline(route time.Duration, h http.Header) (time.Duration, bool) {
 	client, ok := ClientTimeout(h)
 	switch {
 	case !ok:
-		return route
+		return route, route > 0
 	case route <= 0:
-		return client
+		return client, true
 	default:
-		return min(route, client)
+		return min(route, client), true
 	}
+}
+
+// upstreamGrace is how long after a call's deadline the gateway gives up on the upstream's
+// own answer to it.
+const upstreamGrace = 100 * time.Millisecond
+
+// setTimeout tells the upstream the call's deadline in the header of its protocol: the
+// shorter of the route's timeout and the client's, less the time already spent.
+func setTimeout(h http.Header, contentType string, d time.Duration) {
+	if strings.HasPrefix(contentType, "application/grpc") {
+		h.Del("Connect-Timeout-Ms")
+		h.Set("Grpc-Timeout", grpcTimeout(d))
+		return
+	}
+	h.Del("Grpc-Timeout")
+	// Rounded up: a positive deadline under a millisecond must not read as an expired one.
+	h.Set("Connect-Timeout-Ms", strconv.FormatInt(int64((d+time.Millisecond-1)/time.Millisecond), 10))
+}
+
+// grpcTimeout encodes d as gRPC's Timeout: at most eight digits, in the finest unit that
+// holds it, rounded up.
+func grpcTimeout(d time.Duration) string {
+	const most = 99_999_999
+	for _, u := range []struct {
+		unit time.Duration
+		name string
+	}{{time.Nanosecond, "n"}, {time.Microsecond, "u"}, {time.Millisecond, "m"}, {time.Second, "S"}, {time.Minute, "M"}} {
+		if n := (d + u.unit - 1) / u.unit; n <= most {
+			return strconv.FormatInt(int64(n), 10) + u.name
+		}
+	}
+	// A Duration holds about 2.5 million hours, so hours always fit.
+	return strconv.FormatInt(int64((d+time.Hour-1)/time.Hour), 10) + "H"
 }
 
 // ClientTimeout reads the client's deadline from grpc-timeout (gRPC, gRPC-Web) or
@@ -500,17 +626,12 @@ func (b *bytesBody) Close() error { return nil }
 // streamBody passes a client's stream on, checking that no message is larger than max.
 type streamBody struct {
 	r              io.ReadCloser
-	max            int64
 	checkEnvelopes bool
+	framing        envelopes
 
 	mu      sync.Mutex
 	started bool
 	err     error
-	// The envelope parser's state: header bytes seen of the current prefix, and bytes left
-	// of the current message.
-	hdr     [5]byte
-	hdrN    int
-	remains int64
 }
 
 func (s *streamBody) Read(p []byte) (int, error) {
@@ -519,35 +640,12 @@ func (s *streamBody) Read(p []byte) (int, error) {
 	s.mu.Unlock()
 	n, err := s.r.Read(p)
 	if n > 0 && s.checkEnvelopes {
-		if cerr := s.scan(p[:n]); cerr != nil {
-			s.err = cerr
-			return 0, cerr
+		if !s.framing.feed(p[:n]) {
+			s.err = ErrTooLarge
+			return 0, ErrTooLarge
 		}
 	}
 	return n, err
-}
-
-// scan follows the envelope boundaries in b.
-func (s *streamBody) scan(b []byte) error {
-	for len(b) > 0 {
-		if s.remains > 0 {
-			k := min(int64(len(b)), s.remains)
-			s.remains -= k
-			b = b[k:]
-			continue
-		}
-		k := copy(s.hdr[s.hdrN:], b)
-		s.hdrN += k
-		b = b[k:]
-		if s.hdrN == 5 {
-			s.hdrN = 0
-			s.remains = int64(binary.BigEndian.Uint32(s.hdr[1:]))
-			if s.remains > s.max {
-				return ErrTooLarge
-			}
-		}
-	}
-	return nil
 }
 
 // Close leaves the client's body to net/http, which closes it when the handler returns: the
