@@ -174,8 +174,9 @@ func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request, c *Call) Result 
 		// sending: an upstream may end a stream without reading it all. Cancelling first lets
 		// the transport stop writing the client's body at once; otherwise closing the response
 		// would wait for that body's next read, and the client waits for the end of the
-		// response before it sends more.
-		if cancel != nil {
+		// response before it sends more. A buffered call's body is all sent, and its
+		// connection goes back to the pool only when closed before the call is cancelled.
+		if !c.Buffer && cancel != nil {
 			cancel()
 		}
 		resp.Body.Close()

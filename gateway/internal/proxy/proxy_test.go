@@ -657,3 +657,38 @@ func TestSetTimeout(t *testing.T) {
 		}
 	}
 }
+
+// upstreamFunc is an Upstream made of a function.
+type upstreamFunc func(*http.Request) (*http.Response, error)
+
+func (f upstreamFunc) Do(r *http.Request) (*http.Response, error) { return f(r) }
+
+// closeWatch is a response body that records whether the call was still live when closed.
+type closeWatch struct {
+	io.Reader
+	ctx        interface{ Err() error }
+	errAtClose error
+	closed     bool
+}
+
+func (c *closeWatch) Close() error { c.closed, c.errAtClose = true, c.ctx.Err(); return nil }
+
+// TestForwardClosesAUnaryAnswerBeforeCancelling: the kernel's HTTP/1.1 transport returns a
+// connection to its pool only when the body is closed while the call is live; cancelling
+// first would cost every unary call a new upstream connection.
+func TestForwardClosesAUnaryAnswerBeforeCancelling(t *testing.T) {
+	t.Parallel()
+	var body *closeWatch
+	up := upstreamFunc(func(r *http.Request) (*http.Response, error) {
+		body = &closeWatch{Reader: strings.NewReader("{}"), ctx: r.Context()}
+		return &http.Response{StatusCode: 200, Header: http.Header{"Content-Type": {"application/json"}}, Body: body, Request: r}, nil
+	})
+	r := httptest.NewRequest(http.MethodPost, "/a.B/C", strings.NewReader("{}"))
+	r.Header.Set("Content-Type", "application/json")
+	New(1<<20, time.Second).Forward(httptest.NewRecorder(), r, &Call{
+		Upstream: up, BaseURL: "http://upstream", Header: http.Header{}, Buffer: true, Timeout: time.Minute,
+	})
+	if body == nil || !body.closed || body.errAtClose != nil {
+		t.Fatalf("the answer's body was closed: %v, with the call ended by %v; want closed while live", body != nil && body.closed, body.errAtClose)
+	}
+}
