@@ -6,5 +6,6 @@ import (
 	_ "github.com/basaltplatform/basalt/gen/go/basalt/audit/v1"
 	_ "github.com/basaltplatform/basalt/gen/go/basalt/auth/v1"
 	_ "github.com/basaltplatform/basalt/gen/go/basalt/authz/v1"
+	_ "github.com/basaltplatform/basalt/gen/go/basalt/blog/v1"
 	_ "github.com/basaltplatform/basalt/gen/go/basalt/identity/v1"
 )
