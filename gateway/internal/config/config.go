@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -60,6 +61,8 @@ type Config struct {
 	Passthrough []Passthrough `yaml:"passthrough"`
 	// TrustedProxies are the networks whose X-Forwarded-For the gateway believes.
 	TrustedProxies []string `yaml:"trusted_proxies"`
+	// Console serves the built browser console.
+	Console Console `yaml:"console"`
 
 	// Set from the environment only, with the same variables as the services.
 	Discovery   kconfig.Discovery `yaml:"-"`
@@ -141,6 +144,13 @@ type Route struct {
 	// RateLimit replaces the class's limit; its key stays IP for public methods and subject
 	// for the rest.
 	RateLimit *Rate `yaml:"rate_limit"`
+}
+
+// Console is the browser console the gateway serves under /console/.
+type Console struct {
+	// Dir is the folder of the built console (console/dist, with index.html); empty turns the
+	// console off.
+	Dir string `yaml:"dir"`
 }
 
 // Passthrough routes a service that has no contract in this build.
@@ -238,6 +248,7 @@ func bind(cfg *Config, path *string, args []string, lookup func(string) (string,
 	l.String(&cfg.Auth.Issuer, "auth-issuer", "BASALT_AUTH_ISSUER", cfg.Auth.Issuer, "iss of access tokens")
 	l.String(&cfg.Auth.Audience, "auth-audience", "BASALT_AUTH_AUDIENCE", cfg.Auth.Audience, "aud of access tokens")
 	l.String(&cfg.Environment, "env", "BASALT_ENV", "development", "development or production")
+	l.String(&cfg.Console.Dir, "console-dir", "BASALT_GATEWAY_CONSOLE_DIR", cfg.Console.Dir, "folder of the built console, served under /console/; empty turns it off")
 	cfg.Discovery.Bind(l)
 	cfg.Log.Bind(l)
 	cfg.Telemetry.Bind(l)
@@ -335,6 +346,11 @@ func (c *Config) check(l *kconfig.Loader) {
 		c.trusted = append(c.trusted, p)
 	}
 	l.Check(c.Environment == "development" || c.Environment == "production", "BASALT_ENV", "must be development or production")
+	if c.Console.Dir != "" {
+		index, err := os.Stat(filepath.Join(c.Console.Dir, "index.html"))
+		l.Check(err == nil && index.Mode().IsRegular(), "console.dir",
+			"must be a folder holding the built console's index.html (go tool task console:build builds it), not %q", c.Console.Dir)
+	}
 	c.Discovery.Check(l)
 	c.Log.Check(l)
 	c.Telemetry.Check(l)

@@ -398,6 +398,48 @@ func TestValidSettings(t *testing.T) {
 	}
 }
 
+func TestConsoleDir(t *testing.T) {
+	t.Parallel()
+	built := t.TempDir()
+	if err := os.WriteFile(filepath.Join(built, "index.html"), []byte("<!doctype html>"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	empty := t.TempDir()
+	file := filepath.Join(empty, "index.html.txt")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	withDirIndex := t.TempDir()
+	if err := os.Mkdir(filepath.Join(withDirIndex, "index.html"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+
+	// Off unless set; set from the file, the environment or a flag.
+	if cfg, err := load(t, "", nil); err != nil || cfg.Console.Dir != "" {
+		t.Fatalf("default console.dir = %q, %v; want off", cfg.Console.Dir, err)
+	}
+	for name, got := range map[string]func() (Config, error){
+		"file":        func() (Config, error) { return load(t, "console:\n  dir: "+built+"\n", nil) },
+		"environment": func() (Config, error) { return load(t, "", map[string]string{"BASALT_GATEWAY_CONSOLE_DIR": built}) },
+		"flag":        func() (Config, error) { return load(t, "", nil, "-console-dir="+built) },
+	} {
+		if cfg, err := got(); err != nil || cfg.Console.Dir != built {
+			t.Errorf("from the %s: console.dir = %q, %v; want %q", name, cfg.Console.Dir, err, built)
+		}
+	}
+	for name, dir := range map[string]string{
+		"a folder that does not exist":     filepath.Join(empty, "missing"),
+		"a folder without index.html":      empty,
+		"a file":                           file,
+		"a folder whose index.html is one": withDirIndex,
+	} {
+		_, err := load(t, "", map[string]string{"BASALT_GATEWAY_CONSOLE_DIR": dir})
+		if ps := problems(err); len(ps) != 1 || !strings.HasPrefix(ps[0], "console.dir: ") || !strings.Contains(ps[0], "console:build") {
+			t.Errorf("%s: problems %q, want one about console.dir that says how to build it", name, ps)
+		}
+	}
+}
+
 func TestTLSEnabled(t *testing.T) {
 	t.Parallel()
 	if (TLS{}).Enabled() || !(TLS{CertFile: "c.pem", KeyFile: "k.pem"}).Enabled() {

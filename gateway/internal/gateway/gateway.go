@@ -58,6 +58,7 @@ type Gateway struct {
 	errors    *connect.ErrorWriter
 	local     map[string]http.Handler
 	rest      http.Handler
+	console   http.Handler
 	health    *grpchealth.StaticChecker
 	tracer    trace.Tracer
 	inFlight  atomic.Int64
@@ -199,6 +200,9 @@ func New(cfg config.Config, opts ...Option) (*Gateway, error) {
 	if err := g.mountREST(); err != nil {
 		return nil, err
 	}
+	if cfg.Console.Dir != "" {
+		g.console = console{dir: cfg.Console.Dir}
+	}
 	return g, nil
 }
 
@@ -315,6 +319,18 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if h, ok := g.local[r.URL.Path]; ok {
 		h.ServeHTTP(rw, r)
 		return
+	}
+	if g.console != nil {
+		if servesConsole(r.URL.Path) {
+			g.console.ServeHTTP(rw, r)
+			return
+		}
+		if r.URL.Path == "/" && wantsHTML(r) {
+			// A browser opening the gateway's address gets the console; API clients asking for
+			// / still get the REST answer (no such route).
+			http.Redirect(rw, r, ConsolePath, http.StatusFound)
+			return
+		}
 	}
 	if routes.IsProcedurePath(r.URL.Path) && g.errors.IsSupported(r) {
 		c.fail(g, rw, r, errNotFound)
