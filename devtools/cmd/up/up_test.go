@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -215,6 +216,29 @@ func journey(t *testing.T, procs map[string]launcher.Process, dataDir string) {
 	})
 }
 
+// consoleServed checks that the gateway serves the built console, as `go tool task up` (which
+// builds it first) promises.
+func consoleServed(t *testing.T, gateway string) {
+	root, err := testkit.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = os.Stat(filepath.Join(root, filepath.FromSlash(launcher.ConsoleDir), "index.html"))
+	testkit.Require(t, "the built console (go tool task console:build)", err)
+	client := testkit.HTTP1Client(t)
+	resp, err := client.Get(gateway + "/console/admin/audit")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") ||
+		!strings.Contains(string(body), "<title>Basalt console</title>") ||
+		!strings.Contains(resp.Header.Get("Content-Security-Policy"), "default-src 'self'") {
+		t.Fatalf("GET /console/admin/audit = %d %v %q; want the console's index.html", resp.StatusCode, resp.Header, body)
+	}
+}
+
 // assertStopped checks that the launcher exited cleanly and left nothing running.
 func assertStopped(t *testing.T, stop func() error, procs map[string]launcher.Process) {
 	t.Helper()
@@ -242,6 +266,7 @@ func TestEmbeddedDefault(t *testing.T) {
 	}
 	recordThrough(t, audit.URL, dataDir)
 	journey(t, procs, dataDir)
+	t.Run("console", func(t *testing.T) { consoleServed(t, procs["gateway"].URL) })
 	if _, err := os.Stat(filepath.Join(dataDir, "audit.db")); err != nil {
 		t.Fatalf("the embedded default keeps audit in SQLite under the data dir: %v", err)
 	}

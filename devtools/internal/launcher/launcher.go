@@ -128,6 +128,7 @@ func Run(ctx context.Context, o Options) error {
 	if err := AssignPorts(procs, o.Host, o.AutoPorts); err != nil {
 		return err
 	}
+	console := ServeConsole(procs, o.Root, o.Env)
 	fmt.Fprintf(o.Out, "basalt: building %d programs\n", len(procs))
 	if err := Build(ctx, o.Root, o.Env, o.Out, binDir, procs); err != nil {
 		return err
@@ -151,7 +152,7 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	defer os.Remove(statePath)
-	printReady(o, env, procs)
+	printReady(o, env, procs, console)
 
 	exited := make(chan *Process, len(procs))
 	for _, p := range procs {
@@ -210,6 +211,29 @@ func AssignPorts(procs []*Process, host string, auto bool) error {
 		}
 	}
 	return nil
+}
+
+// ConsoleDir is where `go tool task console:build` puts the built browser console.
+const ConsoleDir = "console/dist"
+
+// ServeConsole has the gateway serve the built console under /console/ and returns its URL:
+// the folder BASALT_GATEWAY_CONSOLE_DIR names, or else the repository's console/dist when it
+// holds a build. It returns "" when there is no console to serve.
+func ServeConsole(procs []*Process, root string, env []string) string {
+	dir, set := lookupEnv(env, "BASALT_GATEWAY_CONSOLE_DIR")
+	if !set {
+		dir = filepath.Join(root, filepath.FromSlash(ConsoleDir))
+		if _, err := os.Stat(filepath.Join(dir, "index.html")); err != nil {
+			return ""
+		}
+	}
+	for _, p := range procs {
+		if p.Name == "gateway" {
+			p.env = append(p.env, "BASALT_GATEWAY_CONSOLE_DIR="+dir)
+			return p.URL + "/console/"
+		}
+	}
+	return ""
 }
 
 // adminPort returns the gateway's metrics port: the fixed one, or a free one.
@@ -431,7 +455,7 @@ func ReadState(dataDir string) (map[string]Process, error) {
 	return out, nil
 }
 
-func printReady(o Options, env []string, procs []*Process) {
+func printReady(o Options, env []string, procs []*Process, console string) {
 	w := o.Out
 	fmt.Fprintln(w, "")
 	fmt.Fprintln(w, "basalt: ready")
@@ -440,7 +464,7 @@ func printReady(o Options, env []string, procs []*Process) {
 		mode = "real parts (PostgreSQL schemas, Consul)"
 	}
 	fmt.Fprintln(w, "  mode:", mode)
-	width := 0
+	width := len("console")
 	for _, p := range procs {
 		width = max(width, len(p.Name))
 	}
@@ -453,6 +477,11 @@ func printReady(o Options, env []string, procs []*Process) {
 		if p.Name == "gateway" {
 			fmt.Fprintf(w, "  %-*s %s   <- call the platform here (metrics: %s/metrics)\n", width, p.Name, p.URL, p.AdminURL)
 		}
+	}
+	if console != "" {
+		fmt.Fprintf(w, "  %-*s %s   <- open it in a browser\n", width, "console", console)
+	} else {
+		fmt.Fprintf(w, "  %-*s not built (go tool task console:build, or go tool task up, builds it)\n", width, "console")
 	}
 	email, _ := lookupEnv(env, "BASALT_ADMIN_EMAIL")
 	password, _ := lookupEnv(env, "BASALT_ADMIN_PASSWORD")
