@@ -154,7 +154,7 @@ func (p *platform) adminToken(t *testing.T) string {
 }
 
 // TestPlatform runs the cross-service scenarios one after another on one platform: starting
-// four processes is the slow part, and the last scenario stops the audit service.
+// the processes is the slow part, and one scenario stops and restarts the audit service.
 func TestPlatform(t *testing.T) {
 	p := startPlatform(t)
 	admin := p.adminToken(t)
@@ -286,4 +286,6 @@ func TestPlatform(t *testing.T) {
 	})
 
 	gatewayScenarios(t, p, admin)
+
+	t.Run("a blog post's life through the gateway", func(t *testing.T) { blogJourney(t, p) })
 }
