@@ -126,8 +126,9 @@ describe("the console", { timeout: 600_000 }, () => {
       const invalid = rpc(page, "AuthService/Register");
       await page.getByRole("button", { name: "Create account" }).click();
       assert.equal((await invalid).status(), 400);
-      await page.getByRole("alert").filter({ hasText: /^Password: / }).waitFor();
+      await page.getByRole("alert").filter({ hasText: "Password: must be at least 8 characters." }).waitFor();
       assert.equal(await page.getByLabel("Password").getAttribute("aria-invalid"), "true");
+      await page.getByText("must be at least 8 characters", { exact: true }).waitFor();
       await page.getByLabel("Password").fill(member.password);
       await page.getByRole("button", { name: "Create account" }).click();
       await page.getByRole("heading", { level: 1, name: "Posts" }).waitFor();

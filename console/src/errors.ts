@@ -38,7 +38,7 @@ export function describe(err: unknown, wording: Wording = {}): Problem {
       return p(`You do not have permission to ${wording.action ?? "do this"}.`);
     case Code.InvalidArgument:
       if (fields.size > 0) {
-        return p([...fields].map(([f, d]) => `${label(f)}: ${d}`).join(" "));
+        return p([...fields].map(([f, d]) => `${label(f)}: ${d}${/[.!?]$/.test(d) ? "" : "."}`).join(" "));
       }
       return p(sentence(err.rawMessage));
     case Code.Unavailable:

@@ -50,8 +50,8 @@ export const audit: Page = {
       { class: "filters", role: "search", "aria-label": "Filter events" },
       fields,
       field("Outcome", outcome),
-      field("From", from, "Your local time."),
-      field("Until", to),
+      field("From (local time)", from),
+      field("Until (local time)", to),
       h("div", { class: "actions" }, search),
     );
 
@@ -152,6 +152,11 @@ function row(e: Event): HTMLTableRowElement {
     h("td", {}, h("span", { class: `badge solo outcome-${outcomeNames[e.outcome]}` }, outcomeNames[e.outcome])),
     h("td", {}, e.actor?.subject ? h("code", { title: e.actor.ip ? `from ${e.actor.ip}` : "" }, e.actor.subject) : "anonymous"),
     h("td", {}, e.resource?.type ? `${e.resource.type} ${e.resource.id}` : "–"),
-    h("td", { class: "details" }, details.join(" "), e.requestId ? h("div", { class: "hint" }, `request ${e.requestId}`) : null),
+    h(
+      "td",
+      { class: "details" },
+      details.map((d) => h("div", {}, d)),
+      e.requestId ? h("div", { title: `request id ${e.requestId}` }, `request ${e.requestId.slice(0, 12)}…`) : null,
+    ),
   );
 }
