@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -180,12 +181,11 @@ func AssignPorts(procs []*Process, host string, auto bool) error {
 	for _, p := range procs {
 		switch port, ok := fixedPorts[p.Name]; {
 		case auto:
-			ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+			port, err := autoPort(host)
 			if err != nil {
 				return err
 			}
-			p.port = ln.Addr().(*net.TCPAddr).Port
-			ln.Close()
+			p.port = port
 		case ok:
 			p.port = port
 		default:
@@ -241,12 +241,25 @@ func adminPort(host string, auto bool) (int, error) {
 	if !auto {
 		return gatewayAdminPort, nil
 	}
-	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-	if err != nil {
-		return 0, err
+	return autoPort(host)
+}
+
+// autoPort returns a port that is free now, chosen at random below the kernel's ephemeral
+// range (32768 and up on Linux). A port from that range, which is what listening on port 0
+// yields, may be taken by any outgoing connection on the machine between this check and the
+// process's own listen; ports below it are handed out to nobody.
+func autoPort(host string) (int, error) {
+	const low, high = 20000, 32000
+	for range 200 {
+		port := low + rand.IntN(high-low)
+		ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		return port, nil
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
+	return 0, fmt.Errorf("launcher: no free port on %s between %d and %d", host, low, high)
 }
 
 // Build compiles every program into binDir with one go build.
