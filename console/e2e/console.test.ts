@@ -52,7 +52,7 @@ after(async () => {
 async function inPage(name: string, scenario: (page: Page) => Promise<void>): Promise<void> {
   const context: BrowserContext = await browser.newContext({ viewport: { width: 1280, height: 800 }, baseURL: platform.gateway });
   const page = await context.newPage();
-  page.setDefaultTimeout(15_000);
+  page.setDefaultTimeout(30_000);
   page.on("pageerror", (err) => console.error("page error:", err));
   try {
     await scenario(page);
