@@ -2,8 +2,6 @@ package handler
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/binary"
 	"fmt"
 
@@ -12,6 +10,7 @@ import (
 
 	auditv1 "github.com/basaltplatform/basalt/gen/go/basalt/audit/v1"
 	"github.com/basaltplatform/basalt/kernel/errs"
+	"github.com/basaltplatform/basalt/kernel/pagetoken"
 	"github.com/basaltplatform/basalt/services/audit/internal/chain"
 	"github.com/basaltplatform/basalt/services/audit/internal/store"
 )
@@ -134,35 +133,24 @@ func filter(f *auditv1.EventFilter) (store.Filter, error) {
 	return out, v.Err()
 }
 
-// Page tokens carry the last sequence returned and a digest of the filter they belong to, so a
-// token cannot be replayed against another filter.
+// Page tokens carry the last sequence returned, bound to the filter they belong to.
 func encodeToken(before int64, f store.Filter) string {
-	b := binary.BigEndian.AppendUint64(nil, uint64(before))
-	sum := filterDigest(f)
-	return base64.RawURLEncoding.EncodeToString(append(b, sum[:8]...))
+	return pagetoken.Encode(filterScope(f), binary.BigEndian.AppendUint64(nil, uint64(before)))
 }
 
 func decodeToken(token string, f store.Filter) (int64, error) {
-	if token == "" {
-		return 0, nil
+	pos, err := pagetoken.Decode(token, filterScope(f))
+	if err != nil || pos == nil {
+		return 0, err
 	}
-	b, err := base64.RawURLEncoding.DecodeString(token)
-	if err != nil || len(b) != 16 {
-		return 0, errs.Invalid("page_token", "is not a token this service issued")
+	if len(pos) != 8 || int64(binary.BigEndian.Uint64(pos)) <= 0 {
+		return 0, pagetoken.Invalid()
 	}
-	sum := filterDigest(f)
-	if string(b[8:]) != string(sum[:8]) {
-		return 0, errs.Invalid("page_token", "belongs to a listing with other filters")
-	}
-	before := int64(binary.BigEndian.Uint64(b[:8]))
-	if before <= 0 {
-		return 0, errs.Invalid("page_token", "is not a token this service issued")
-	}
-	return before, nil
+	return int64(binary.BigEndian.Uint64(pos)), nil
 }
 
-func filterDigest(f store.Filter) [32]byte {
-	return sha256.Sum256(fmt.Appendf(nil, "%q|%q|%q|%q|%q|%q|%d|%d", f.ActorSubject, f.Action, f.ResourceType, f.ResourceID, f.Outcome, f.Service, f.Start.UnixNano(), f.End.UnixNano()))
+func filterScope(f store.Filter) string {
+	return fmt.Sprintf("events|%q|%q|%q|%q|%q|%q|%d|%d", f.ActorSubject, f.Action, f.ResourceType, f.ResourceID, f.Outcome, f.Service, f.Start.UnixNano(), f.End.UnixNano())
 }
 
 var protoOutcomes = map[string]auditv1.Outcome{

@@ -3,7 +3,6 @@ package handler
 
 import (
 	"context"
-	"encoding/base64"
 	"fmt"
 	"regexp"
 	"slices"
@@ -20,6 +19,7 @@ import (
 	"github.com/basaltplatform/basalt/kernel/authn"
 	"github.com/basaltplatform/basalt/kernel/errs"
 	"github.com/basaltplatform/basalt/kernel/outbox"
+	"github.com/basaltplatform/basalt/kernel/pagetoken"
 	"github.com/basaltplatform/basalt/services/authz/ent"
 	"github.com/basaltplatform/basalt/services/authz/internal/index"
 	"github.com/basaltplatform/basalt/services/authz/internal/store"
@@ -409,24 +409,14 @@ func pageSize(n int32) (int, error) {
 	return int(n), nil
 }
 
-// Page tokens carry the last key returned and the listing they belong to.
+// Page tokens carry the last key returned, bound to the listing they belong to.
 func encodeToken(last, scope string) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(scope + "\x00" + last))
+	return pagetoken.Encode(scope, []byte(last))
 }
 
 func decodeToken(token, scope string) (string, error) {
-	if token == "" {
-		return "", nil
-	}
-	b, err := base64.RawURLEncoding.DecodeString(token)
-	if err != nil {
-		return "", errs.Invalid("page_token", "is not a token this service issued")
-	}
-	got, last, ok := strings.Cut(string(b), "\x00")
-	if !ok || got != scope || last == "" {
-		return "", errs.Invalid("page_token", "belongs to another listing")
-	}
-	return last, nil
+	pos, err := pagetoken.Decode(token, scope)
+	return string(pos), err
 }
 
 func toRole(r *ent.Role) *authzv1.Role {

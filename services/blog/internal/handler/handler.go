@@ -3,8 +3,6 @@ package handler
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/base64"
 	"fmt"
 	"strings"
 
@@ -18,6 +16,7 @@ import (
 	"github.com/basaltplatform/basalt/kernel/authn"
 	"github.com/basaltplatform/basalt/kernel/errs"
 	"github.com/basaltplatform/basalt/kernel/outbox"
+	"github.com/basaltplatform/basalt/kernel/pagetoken"
 	"github.com/basaltplatform/basalt/services/blog/ent"
 	"github.com/basaltplatform/basalt/services/blog/internal/store"
 )
@@ -239,29 +238,24 @@ func (h *Handler) event(ctx context.Context, action string, metadata map[string]
 	}
 }
 
-// Page tokens carry the last id returned and a digest of the filters they belong to.
+// Page tokens carry the last id returned, bound to the filters they belong to.
 func encodeToken(lastID string, f store.Filter) string {
-	sum := filterDigest(f)
-	return base64.RawURLEncoding.EncodeToString(append([]byte(lastID), sum[:8]...))
+	return pagetoken.Encode(filterScope(f), []byte(lastID))
 }
 
 func decodeToken(token string, f store.Filter) (string, error) {
-	if token == "" {
-		return "", nil
+	pos, err := pagetoken.Decode(token, filterScope(f))
+	if err != nil || pos == nil {
+		return "", err
 	}
-	b, err := base64.RawURLEncoding.DecodeString(token)
-	if err != nil || len(b) != 36+8 || !isID(string(b[:36])) {
-		return "", errs.Invalid("page_token", "is not a token this service issued")
+	if !isID(string(pos)) {
+		return "", pagetoken.Invalid()
 	}
-	sum := filterDigest(f)
-	if string(b[36:]) != string(sum[:8]) {
-		return "", errs.Invalid("page_token", "belongs to a listing with other filters")
-	}
-	return string(b[:36]), nil
+	return string(pos), nil
 }
 
-func filterDigest(f store.Filter) [32]byte {
-	return sha256.Sum256(fmt.Appendf(nil, "posts|%q", f.AuthorID))
+func filterScope(f store.Filter) string {
+	return fmt.Sprintf("posts|%q", f.AuthorID)
 }
 
 func toProto(p *ent.Post) *blogv1.Post {

@@ -3,8 +3,6 @@ package handler
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"strings"
@@ -21,6 +19,7 @@ import (
 	"github.com/basaltplatform/basalt/kernel/authn"
 	"github.com/basaltplatform/basalt/kernel/errs"
 	"github.com/basaltplatform/basalt/kernel/outbox"
+	"github.com/basaltplatform/basalt/kernel/pagetoken"
 	"github.com/basaltplatform/basalt/services/identity/ent"
 	"github.com/basaltplatform/basalt/services/identity/ent/user"
 	"github.com/basaltplatform/basalt/services/identity/internal/password"
@@ -496,29 +495,24 @@ func (s *Server) revokeSessions(ctx context.Context, userID, reason string) erro
 	return nil
 }
 
-// Page tokens carry the last id returned and a digest of the filters they belong to.
+// Page tokens carry the last id returned, bound to the filters they belong to.
 func encodeToken(lastID string, f store.Filter) string {
-	sum := filterDigest(f)
-	return base64.RawURLEncoding.EncodeToString(append([]byte(lastID), sum[:8]...))
+	return pagetoken.Encode(filterScope(f), []byte(lastID))
 }
 
 func decodeToken(token string, f store.Filter) (string, error) {
-	if token == "" {
-		return "", nil
+	pos, err := pagetoken.Decode(token, filterScope(f))
+	if err != nil || pos == nil {
+		return "", err
 	}
-	b, err := base64.RawURLEncoding.DecodeString(token)
-	if err != nil || len(b) != 36+8 {
-		return "", errs.Invalid("page_token", "is not a token this service issued")
+	if len(pos) != 36 {
+		return "", pagetoken.Invalid()
 	}
-	sum := filterDigest(f)
-	if string(b[36:]) != string(sum[:8]) {
-		return "", errs.Invalid("page_token", "belongs to a listing with other filters")
-	}
-	return string(b[:36]), nil
+	return string(pos), nil
 }
 
-func filterDigest(f store.Filter) [32]byte {
-	return sha256.Sum256(fmt.Appendf(nil, "%q|%q", f.EmailPrefix, f.Status))
+func filterScope(f store.Filter) string {
+	return fmt.Sprintf("users|%q|%q", f.EmailPrefix, f.Status)
 }
 
 var statuses = map[string]identityv1.UserStatus{
