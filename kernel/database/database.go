@@ -236,9 +236,10 @@ func (db *DB) Close() {
 	}
 }
 
-// migrateMu serialises migrations within one process. Ent's generated migrate package keeps
-// its table definitions in package variables that Schema.Create mutates, so two migrations in
-// one process (tests run many) must not overlap even on different databases.
+// migrateMu serialises migrations within one process. A SQLite file has no advisory lock, so
+// two migrations of one file in one process would otherwise both find a version pending; and
+// Ent's generated migrate package keeps its table definitions in package variables that its
+// schema diff mutates, so tools that diff several databases in one process must not overlap.
 var migrateMu sync.Mutex
 
 // Migrate runs fn while holding a lock that only one process per schema can hold, so that

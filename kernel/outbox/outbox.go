@@ -9,7 +9,9 @@ package outbox
 import (
 	"context"
 	"database/sql"
+	"embed"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"time"
 
@@ -22,6 +24,7 @@ import (
 	"github.com/basaltplatform/basalt/kernel/authn"
 	"github.com/basaltplatform/basalt/kernel/clientinfo"
 	"github.com/basaltplatform/basalt/kernel/database"
+	"github.com/basaltplatform/basalt/kernel/migrate"
 	"github.com/basaltplatform/basalt/kernel/requestid"
 )
 
@@ -61,36 +64,20 @@ func New(db *database.DB, service string, opts ...Option) *Outbox {
 	return o
 }
 
-// Migrate creates the outbox table in the service's schema. Times are Unix milliseconds, which
-// compare the same way on every database.
+// Migrate creates or updates the outbox table in the service's schema with the outbox's own
+// versioned migrations (component "outbox"), beside the service's.
 func (o *Outbox) Migrate(ctx context.Context) error {
-	ddl := `CREATE TABLE IF NOT EXISTS basalt_outbox (
-		seq INTEGER PRIMARY KEY AUTOINCREMENT,
-		event_id TEXT NOT NULL UNIQUE,
-		payload BLOB NOT NULL,
-		created_at INTEGER NOT NULL,
-		attempts INTEGER NOT NULL DEFAULT 0,
-		next_attempt_at INTEGER NOT NULL,
-		dead BOOLEAN NOT NULL DEFAULT FALSE,
-		last_error TEXT NOT NULL DEFAULT ''
-	)`
-	if o.db.Dialect() == "postgres" {
-		ddl = `CREATE TABLE IF NOT EXISTS basalt_outbox (
-			seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-			event_id text NOT NULL UNIQUE,
-			payload bytea NOT NULL,
-			created_at bigint NOT NULL,
-			attempts integer NOT NULL DEFAULT 0,
-			next_attempt_at bigint NOT NULL,
-			dead boolean NOT NULL DEFAULT false,
-			last_error text NOT NULL DEFAULT ''
-		)`
+	files, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		return fmt.Errorf("outbox: %w", err)
 	}
-	return o.db.Migrate(ctx, func(ctx context.Context) error {
-		_, err := o.db.SQL().ExecContext(ctx, ddl)
-		return database.Translate(err)
-	})
+	return migrate.Apply(ctx, o.db, "outbox", files, migrate.WithLogger(o.log))
 }
+
+// migrations are the outbox table's migrations, one folder per dialect.
+//
+//go:embed migrations
+var migrations embed.FS
 
 // Outcome says how an action ended.
 type Outcome = auditv1.Outcome

@@ -18,6 +18,7 @@ import (
 	"github.com/basaltplatform/basalt/kernel/config"
 	"github.com/basaltplatform/basalt/kernel/database"
 	"github.com/basaltplatform/basalt/kernel/errs"
+	"github.com/basaltplatform/basalt/kernel/migrate"
 	"github.com/basaltplatform/basalt/kernel/outbox"
 	"github.com/basaltplatform/basalt/kernel/requestid"
 	"github.com/basaltplatform/basalt/kernel/server"
@@ -103,6 +104,52 @@ func pending(t *testing.T, o *outbox.Outbox) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// TestMigrateIsVersionedAndAdoptsTheOldTable checks that the outbox's table comes from its own
+// migrations, recorded under the component "outbox", once however often services start, and
+// that a table made before migrations were versioned is taken over with its rows.
+func TestMigrateIsVersionedAndAdoptsTheOldTable(t *testing.T) {
+	t.Parallel()
+	for name, cfg := range backends(t) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			db, err := database.Open(ctx, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(db.Close)
+			// The table as the unversioned Migrate made it, with an event waiting in it.
+			old := `CREATE TABLE basalt_outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL UNIQUE, payload BLOB NOT NULL,
+				created_at INTEGER NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at INTEGER NOT NULL,
+				dead BOOLEAN NOT NULL DEFAULT FALSE, last_error TEXT NOT NULL DEFAULT '')`
+			if db.Dialect() == "postgres" {
+				old = `CREATE TABLE basalt_outbox (seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, event_id text NOT NULL UNIQUE, payload bytea NOT NULL,
+					created_at bigint NOT NULL, attempts integer NOT NULL DEFAULT 0, next_attempt_at bigint NOT NULL,
+					dead boolean NOT NULL DEFAULT false, last_error text NOT NULL DEFAULT '')`
+			}
+			if _, err := db.SQL().ExecContext(ctx, old); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := db.SQL().ExecContext(ctx, db.Rebind(`INSERT INTO basalt_outbox (event_id, payload, created_at, next_attempt_at) VALUES (?, ?, 0, 0)`), "e1", []byte{1}); err != nil {
+				t.Fatal(err)
+			}
+			o := outbox.New(db, "svc")
+			for range 2 {
+				if err := o.Migrate(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			records, err := migrate.Applied(ctx, db, "outbox")
+			if err != nil || len(records) != 1 || records[0].Name != "create_outbox" {
+				t.Fatalf("outbox migrations applied = %+v (%v), want create_outbox once", records, err)
+			}
+			if n := pending(t, o); n != 1 {
+				t.Fatalf("pending = %d, want the event from before the migration", n)
+			}
+		})
+	}
 }
 
 func TestEventsShareTheChangesTransaction(t *testing.T) {
