@@ -26,6 +26,31 @@ type call struct {
 	coded bool
 	// cause is why the gateway failed the call, for the log only.
 	cause error
+	// ip is addr as text, made once for the upstream's X-Forwarded-For and the access log.
+	ip string
+	// values backs the one-value header slices the gateway adds upstream, so that a call
+	// allocates them once rather than one by one; nothing modifies header slices once set.
+	values [5]string
+	used   int
+}
+
+// clientIP returns the client's address as text ("" when unknown).
+func (c *call) clientIP() string {
+	if c.ip == "" && c.addr.IsValid() {
+		c.ip = c.addr.String()
+	}
+	return c.ip
+}
+
+// value returns v as a one-value header slice.
+func (c *call) value(v string) []string {
+	if c.used == len(c.values) {
+		return []string{v}
+	}
+	i := c.used
+	c.used++
+	c.values[i] = v
+	return c.values[i : i+1 : i+1]
 }
 
 type callKey struct{}
@@ -80,7 +105,7 @@ func (g *Gateway) finish(w *responseWriter, r *http.Request, c *call) {
 		slog.String("code", codeName(code)),
 		slog.Duration("duration", d),
 		slog.Int64("bytes_out", w.written),
-		slog.String("client_ip", c.addr.String()),
+		slog.String("client_ip", c.clientIP()),
 		slog.String("protocol", protocolOf(r)),
 	)
 	if c.procedure != "" {

@@ -53,9 +53,9 @@ type upstream struct {
 	jwks []byte
 	stop func() error
 
-	hits    atomic.Int64
-	mu      sync.Mutex
-	headers []http.Header
+	hits atomic.Int64
+	mu   sync.Mutex
+	last http.Header
 	// release unblocks calls of GetUser("block").
 	release chan struct{}
 }
@@ -64,16 +64,13 @@ type upstream struct {
 func (u *upstream) seen() http.Header {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	if len(u.headers) == 0 {
-		return nil
-	}
-	return u.headers[len(u.headers)-1]
+	return u.last
 }
 
 func (u *upstream) record(h http.Header) {
 	u.hits.Add(1)
 	u.mu.Lock()
-	u.headers = append(u.headers, h.Clone())
+	u.last = h.Clone()
 	u.mu.Unlock()
 }
 
@@ -141,7 +138,7 @@ func (u *upstream) ExportEvents(_ context.Context, req *connect.Request[auditv1.
 }
 
 // startUpstream serves an upstream named name publishing jwks.
-func startUpstream(t *testing.T, name string, jwks []byte) *upstream {
+func startUpstream(t testing.TB, name string, jwks []byte) *upstream {
 	t.Helper()
 	u := &upstream{name: name, jwks: jwks, release: make(chan struct{})}
 	srv, err := server.New(name, testkit.HTTPConfig(), server.WithLogger(testkit.Logger(t)))
@@ -167,7 +164,7 @@ type keys struct {
 	jwks []byte
 }
 
-func newKeys(t *testing.T) keys {
+func newKeys(t testing.TB) keys {
 	t.Helper()
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -194,7 +191,7 @@ func newKeys(t *testing.T) keys {
 }
 
 // token issues a valid access token for subject.
-func (k keys) token(t *testing.T, subject string) string {
+func (k keys) token(t testing.TB, subject string) string {
 	t.Helper()
 	now := time.Now()
 	tok, err := authn.Issue(k.key, authn.AccessClaims{
@@ -244,7 +241,7 @@ type fixture struct {
 
 // newFixture starts n upstreams (serving every service) and a gateway in front of them;
 // edit adjusts the configuration first.
-func newFixture(t *testing.T, n int, edit func(*config.Config)) *fixture {
+func newFixture(t testing.TB, n int, edit func(*config.Config)) *fixture {
 	t.Helper()
 	f := &fixture{keys: newKeys(t), logs: &syncBuffer{}, h1: testkit.HTTP1Client(t), h2: testkit.H2CClient(t)}
 	var urls []string

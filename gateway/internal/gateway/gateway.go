@@ -397,7 +397,7 @@ func (g *Gateway) rpc(w http.ResponseWriter, r *http.Request, c *call, route *ro
 		// still starts the trace, so the services' log lines share the access log's trace id.
 		var tp string
 		c.traceID, tp = newTraceParent()
-		header["Traceparent"] = []string{tp}
+		header["Traceparent"] = c.value(tp)
 	}
 	res := g.proxy.Forward(w, r, &proxy.Call{
 		Upstream:   g.upstreams[route.Index],
@@ -473,7 +473,7 @@ func (g *Gateway) outboundHeader(r *http.Request, c *call) http.Header {
 		}
 	}
 	if c.addr.IsValid() {
-		h["X-Forwarded-For"] = []string{c.addr.String()}
+		h["X-Forwarded-For"] = c.value(c.clientIP())
 	} else {
 		delete(h, "X-Forwarded-For")
 	}
@@ -483,11 +483,11 @@ func (g *Gateway) outboundHeader(r *http.Request, c *call) http.Header {
 		h["X-Forwarded-Proto"] = forwardedHTTP
 	}
 	if r.Host != "" {
-		h["X-Forwarded-Host"] = []string{r.Host}
+		h["X-Forwarded-Host"] = c.value(r.Host)
 	}
-	h[requestid.Header] = []string{c.id}
+	h[requestid.Header] = c.value(c.id)
 	if c.subject != "" {
-		h["X-Basalt-Subject"] = []string{c.subject}
+		h["X-Basalt-Subject"] = c.value(c.subject)
 	}
 	// The gateway starts the trace; a client's trace context is only linked (startSpan).
 	delete(h, "Traceparent")
