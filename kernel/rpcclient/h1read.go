@@ -1,0 +1,339 @@
+package rpcclient
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httputil"
+	"net/textproto"
+	"strconv"
+	"strings"
+)
+
+// maxResponseHeaderBytes bounds the status line and header block of one answer.
+const maxResponseHeaderBytes = 1 << 20
+
+// errMalformed is the cause of every answer the lean transport refuses to parse.
+var errMalformed = errors.New("rpcclient: malformed HTTP/1.1 response")
+
+// readResponse reads the answer to req from br. It allocates what it must once per answer:
+// the header block is copied into a single string that every key and value of the header
+// points into, where net/http's reader allocates a string per line. Informational (1xx)
+// answers are skipped. A body framed by both Content-Length and chunked encoding, or by two
+// different lengths, is refused, since a proxy that guessed would let an upstream smuggle a
+// second answer into the connection.
+func readResponse(br *bufio.Reader, req *http.Request) (*http.Response, error) {
+	for {
+		resp, err := readHead(br, req)
+		if err != nil {
+			return nil, err
+		}
+		if resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
+			continue
+		}
+		return resp, setBody(resp, br)
+	}
+}
+
+// readHead reads the status line and the header block.
+func readHead(br *bufio.Reader, req *http.Request) (*http.Response, error) {
+	head, err := readBlock(br)
+	if err != nil {
+		return nil, err
+	}
+	status, rest, _ := strings.Cut(head, "\n")
+	resp, err := parseStatus(strings.TrimSuffix(status, "\r"), req)
+	if err != nil {
+		return nil, err
+	}
+	h, err := parseHeader(rest)
+	if err != nil {
+		return nil, err
+	}
+	resp.Header = h
+	return resp, nil
+}
+
+// readBlock reads lines up to and including the first empty one, as one string. The block of
+// a small answer arrives in one read, and is then copied out of the buffer once.
+func readBlock(br *bufio.Reader) (string, error) {
+	if _, err := br.Peek(1); err != nil {
+		return "", err
+	}
+	if buf, _ := br.Peek(br.Buffered()); len(buf) > 0 {
+		if end := blockEnd(buf); end > 0 {
+			block := string(buf[:end])
+			_, _ = br.Discard(end)
+			return block, nil
+		}
+	}
+	var block []byte
+	for {
+		line, err := br.ReadSlice('\n')
+		if err != nil {
+			if errors.Is(err, bufio.ErrBufferFull) {
+				return "", fmt.Errorf("%w: a header line is too long", errMalformed)
+			}
+			if len(block) > 0 && err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return "", err
+		}
+		block = append(block, line...)
+		if len(block) > maxResponseHeaderBytes {
+			return "", fmt.Errorf("%w: the header block is too large", errMalformed)
+		}
+		if len(block) > len(line) && (len(line) == 1 || (len(line) == 2 && line[0] == '\r')) {
+			return string(block), nil
+		}
+	}
+}
+
+// blockEnd returns the length of the block in buf that ends with its first empty line, or 0
+// when buf holds no empty line yet.
+func blockEnd(buf []byte) int {
+	for i := 0; i < len(buf); i++ {
+		if buf[i] != '\n' {
+			continue
+		}
+		switch {
+		case i+1 < len(buf) && buf[i+1] == '\n':
+			return i + 2
+		case i+2 < len(buf) && buf[i+1] == '\r' && buf[i+2] == '\n':
+			return i + 3
+		}
+	}
+	return 0
+}
+
+// parseStatus reads "HTTP/1.x 200 OK".
+func parseStatus(line string, req *http.Request) (*http.Response, error) {
+	proto, rest, ok := strings.Cut(line, " ")
+	if !ok {
+		return nil, fmt.Errorf("%w: status line %q", errMalformed, line)
+	}
+	major, minor, ok := http.ParseHTTPVersion(proto)
+	if !ok || major != 1 {
+		return nil, fmt.Errorf("%w: protocol %q", errMalformed, proto)
+	}
+	codeText, _, _ := strings.Cut(rest, " ")
+	if len(codeText) != 3 {
+		return nil, fmt.Errorf("%w: status %q", errMalformed, codeText)
+	}
+	code, err := strconv.Atoi(codeText)
+	if err != nil || code < 100 {
+		return nil, fmt.Errorf("%w: status %q", errMalformed, codeText)
+	}
+	return &http.Response{
+		Status: rest, StatusCode: code, Proto: proto, ProtoMajor: major, ProtoMinor: minor,
+		Request: req, Close: minor == 0,
+	}, nil
+}
+
+// parseHeader reads the header lines of block, which ends with its empty line. Keys in
+// canonical form, which every Go server sends, are used as they are.
+func parseHeader(block string) (http.Header, error) {
+	lines := strings.Count(block, "\n") - 1
+	h := make(http.Header, lines)
+	values := make([]string, 0, lines)
+	for line := range strings.Lines(block) {
+		line = strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r")
+		if line == "" {
+			break
+		}
+		if line[0] == ' ' || line[0] == '\t' {
+			return nil, fmt.Errorf("%w: a folded header line", errMalformed)
+		}
+		k, v, ok := strings.Cut(line, ":")
+		if !ok || !validHeaderKey(k) {
+			return nil, fmt.Errorf("%w: header line %q", errMalformed, line)
+		}
+		k = textproto.CanonicalMIMEHeaderKey(k)
+		v = strings.Trim(v, " \t")
+		if vv, seen := h[k]; seen {
+			// A repeated key gets a slice of its own, so that appending to it cannot overwrite
+			// the value of the key after it in the shared backing array.
+			h[k] = append(vv[:len(vv):len(vv)], v)
+			continue
+		}
+		values = append(values, v)
+		h[k] = values[len(values)-1 : len(values) : len(values)]
+	}
+	return h, nil
+}
+
+// validHeaderKey reports a header name made of token characters.
+func validHeaderKey(k string) bool {
+	if k == "" {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// setBody frames the answer's body: none, a length, chunks (with trailers), or, for an answer
+// without either, everything until the upstream closes the connection.
+func setBody(resp *http.Response, br *bufio.Reader) error {
+	if tokens(resp.Header["Connection"], "close") {
+		resp.Close = true
+	}
+	te := resp.Header["Transfer-Encoding"]
+	cl := resp.Header["Content-Length"]
+	noBody := resp.Request.Method == http.MethodHead || resp.StatusCode == http.StatusNoContent ||
+		resp.StatusCode == http.StatusNotModified || resp.StatusCode == http.StatusSwitchingProtocols
+	switch {
+	case len(te) > 0 && len(cl) > 0:
+		return fmt.Errorf("%w: both Transfer-Encoding and Content-Length", errMalformed)
+	case len(te) > 0:
+		if len(te) != 1 || !strings.EqualFold(strings.TrimSpace(te[0]), "chunked") {
+			return fmt.Errorf("%w: transfer encoding %q", errMalformed, te)
+		}
+		delete(resp.Header, "Transfer-Encoding")
+		resp.TransferEncoding = chunkedEncoding
+		resp.ContentLength = -1
+		if noBody {
+			resp.Body = http.NoBody
+			return nil
+		}
+		resp.Body = &chunkedBody{r: httputil.NewChunkedReader(br), br: br, resp: resp}
+		return nil
+	case len(cl) > 0:
+		n, err := contentLength(cl)
+		if err != nil {
+			return err
+		}
+		resp.ContentLength = n
+		if noBody || n == 0 {
+			resp.Body = http.NoBody
+			return nil
+		}
+		resp.Body = &lengthBody{r: io.LimitedReader{R: br, N: n}}
+		return nil
+	case noBody:
+		resp.Body, resp.ContentLength = http.NoBody, 0
+		return nil
+	default:
+		resp.ContentLength, resp.Close = -1, true
+		resp.Body = io.NopCloser(br)
+		return nil
+	}
+}
+
+var chunkedEncoding = []string{"chunked"}
+
+// contentLength reads a Content-Length, which may be repeated only with one value.
+func contentLength(values []string) (int64, error) {
+	first := strings.TrimSpace(values[0])
+	for _, v := range values[1:] {
+		if strings.TrimSpace(v) != first {
+			return 0, fmt.Errorf("%w: conflicting Content-Length values", errMalformed)
+		}
+	}
+	n, err := strconv.ParseInt(first, 10, 64)
+	if err != nil || n < 0 || first[0] == '+' {
+		return 0, fmt.Errorf("%w: Content-Length %q", errMalformed, first)
+	}
+	return n, nil
+}
+
+// tokens reports whether the comma-separated values hold token.
+func tokens(values []string, token string) bool {
+	for _, v := range values {
+		for t := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// lengthBody is a body of known length; reading its last byte reports io.EOF at once, so the
+// connection can go back to the pool without another read.
+type lengthBody struct {
+	r io.LimitedReader
+}
+
+func (b *lengthBody) Read(p []byte) (int, error) {
+	if b.r.N == 0 {
+		return 0, io.EOF
+	}
+	n, err := b.r.Read(p)
+	if err == io.EOF {
+		return n, io.ErrUnexpectedEOF
+	}
+	if err == nil && b.r.N == 0 {
+		err = io.EOF
+	}
+	return n, err
+}
+
+func (b *lengthBody) Close() error { return nil }
+
+// chunkedBody reads a chunked body and then its trailer section into the response's Trailer.
+type chunkedBody struct {
+	r    io.Reader
+	br   *bufio.Reader
+	resp *http.Response
+	err  error
+}
+
+func (b *chunkedBody) Read(p []byte) (int, error) {
+	if b.err != nil {
+		return 0, b.err
+	}
+	n, err := b.r.Read(p)
+	if err == io.EOF {
+		if terr := b.readTrailer(); terr != nil {
+			err = terr
+		}
+	}
+	if err != nil {
+		b.err = err
+	}
+	return n, err
+}
+
+// readTrailer reads the trailer lines after the last chunk, up to the empty line that ends
+// the answer.
+func (b *chunkedBody) readTrailer() error {
+	var block []byte
+	for {
+		line, err := b.br.ReadSlice('\n')
+		if err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return err
+		}
+		block = append(block, line...)
+		if len(block) > maxResponseHeaderBytes {
+			return fmt.Errorf("%w: the trailer block is too large", errMalformed)
+		}
+		if len(bytes.TrimRight(line, "\r\n")) == 0 {
+			break
+		}
+	}
+	if len(block) <= 2 {
+		return nil
+	}
+	t, err := parseHeader(string(block))
+	if err != nil {
+		return err
+	}
+	b.resp.Trailer = t
+	return nil
+}
+
+func (b *chunkedBody) Close() error { return nil }
