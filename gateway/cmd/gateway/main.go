@@ -18,6 +18,7 @@ import (
 	"github.com/basaltplatform/basalt/kernel/logging"
 	"github.com/basaltplatform/basalt/kernel/telemetry"
 
+	"github.com/basaltplatform/basalt/gateway/internal/accesslog"
 	"github.com/basaltplatform/basalt/gateway/internal/config"
 	"github.com/basaltplatform/basalt/gateway/internal/gateway"
 	"github.com/basaltplatform/basalt/gateway/internal/ratelimit"
@@ -55,16 +56,27 @@ func run(ctx context.Context, cfg config.Config, logOut io.Writer) int {
 		logging.WithFormat(format),
 		logging.WithAttrs(slog.String("service", "gateway"), slog.String("instance", instanceID)),
 	)
-	if err := serve(ctx, cfg, log, instanceID); err != nil {
+	// The access log is written straight to the buffer as JSON, in the layout of the other lines,
+	// unless the logs are text for a person to read.
+	var access accesslog.Writer = accesslog.Slog{Logger: log}
+	if format != logging.FormatText {
+		access = accesslog.New(buffered,
+			accesslog.WithLevel(cfg.Log.Level),
+			accesslog.WithField("service", "gateway"),
+			accesslog.WithField("instance", instanceID),
+		)
+	}
+	if err := serve(ctx, cfg, log, access, instanceID); err != nil {
 		log.Error("gateway stopped with an error", "error", err)
 		return 1
 	}
 	return 0
 }
 
-func serve(ctx context.Context, cfg config.Config, log *slog.Logger, instanceID string) error {
+func serve(ctx context.Context, cfg config.Config, log *slog.Logger, access accesslog.Writer, instanceID string) error {
 	opts := []gateway.Option{
 		gateway.WithLogger(log),
+		gateway.WithAccessLog(access),
 		gateway.WithVersion(version),
 		gateway.WithInstanceID(instanceID),
 	}

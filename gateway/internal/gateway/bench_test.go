@@ -14,6 +14,7 @@ import (
 	"github.com/basaltplatform/basalt/gen/go/basalt/identity/v1/identityv1connect"
 	"github.com/basaltplatform/basalt/kernel/testkit"
 
+	"github.com/basaltplatform/basalt/gateway/internal/accesslog"
 	"github.com/basaltplatform/basalt/gateway/internal/config"
 )
 
@@ -33,9 +34,9 @@ func BenchmarkUnaryThroughGateway(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	// The access log is written as in production (JSON at info), to nowhere.
+	// The logs are written as in production (JSON at info), to nowhere.
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
-	g, err := New(cfg, WithLogger(log), WithListener(ln))
+	g, err := New(cfg, WithLogger(log), WithAccessLog(accesslog.New(io.Discard)), WithListener(ln))
 	if err != nil {
 		b.Fatal(err)
 	}

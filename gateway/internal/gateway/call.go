@@ -9,6 +9,8 @@ import (
 
 	"connectrpc.com/connect"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/basaltplatform/basalt/gateway/internal/accesslog"
 )
 
 // call is what the gateway learns about one request while serving it, for its access log
@@ -88,39 +90,35 @@ func (g *Gateway) finish(w *responseWriter, r *http.Request, c *call) {
 		code = codeOfStatus(status)
 	}
 	g.metrics.Request(c.route, code, d)
-	level := slog.LevelInfo
+	e := accesslog.Entry{
+		Time:      c.start,
+		Level:     slog.LevelInfo,
+		RequestID: c.id,
+		Method:    r.Method,
+		Path:      r.URL.Path,
+		Status:    status,
+		Code:      codeName(code),
+		Duration:  d,
+		BytesOut:  w.written,
+		ClientIP:  c.clientIP(),
+		Route:     c.procedure,
+		Subject:   c.subject,
+	}
 	if r.URL.Path == "/healthz" || r.URL.Path == "/readyz" {
 		// Probes arrive every few seconds from every checker; their lines would bury the rest.
-		level = slog.LevelDebug
+		e.Level = slog.LevelDebug
 	}
-	if !g.o.log.Enabled(r.Context(), level) {
+	if !g.o.access.Enabled(e.Level) {
 		return
 	}
-	attrs := make([]slog.Attr, 0, 14)
-	attrs = append(attrs,
-		slog.String("request_id", c.id),
-		slog.String("method", r.Method),
-		slog.String("path", r.URL.Path),
-		slog.Int("status", status),
-		slog.String("code", codeName(code)),
-		slog.Duration("duration", d),
-		slog.Int64("bytes_out", w.written),
-		slog.String("client_ip", c.clientIP()),
-		slog.String("protocol", protocolOf(r)),
-	)
-	if c.procedure != "" {
-		attrs = append(attrs, slog.String("route", c.procedure))
-	}
-	if c.subject != "" {
-		attrs = append(attrs, slog.String("subject", c.subject))
-	}
+	e.Protocol = protocolOf(r)
 	if c.traceID.IsValid() {
-		attrs = append(attrs, slog.String("trace_id", c.traceID.String()))
+		e.TraceID = c.traceID.String()
 	}
 	if c.cause != nil {
-		attrs = append(attrs, slog.String("error", c.cause.Error()))
+		e.Error = c.cause.Error()
 	}
-	g.o.log.LogAttrs(r.Context(), level, "request", attrs...)
+	g.o.access.Log(&e)
 }
 
 func codeName(c connect.Code) string {

@@ -32,6 +32,7 @@ import (
 	"github.com/basaltplatform/basalt/kernel/rpcclient"
 	"github.com/basaltplatform/basalt/kernel/telemetry"
 
+	"github.com/basaltplatform/basalt/gateway/internal/accesslog"
 	"github.com/basaltplatform/basalt/gateway/internal/config"
 	"github.com/basaltplatform/basalt/gateway/internal/cors"
 	"github.com/basaltplatform/basalt/gateway/internal/metrics"
@@ -70,6 +71,7 @@ type Gateway struct {
 
 type options struct {
 	log        *slog.Logger
+	access     accesslog.Writer
 	tel        *telemetry.Telemetry
 	resolver   discovery.Resolver
 	registrar  discovery.Registrar
@@ -87,6 +89,11 @@ type Option func(*options)
 
 // WithLogger sets the logger (default: discard).
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
+
+// WithAccessLog writes the access log to w (default: through the logger). The gateway's main
+// package passes a direct JSON writer when the logs are JSON, since that line is written for
+// every request.
+func WithAccessLog(w accesslog.Writer) Option { return func(o *options) { o.access = w } }
 
 // WithTelemetry records a span for every call and passes the trace on to the services. Without
 // it the gateway still starts a trace per call (ids only, no span), for log correlation.
@@ -128,6 +135,9 @@ func New(cfg config.Config, opts ...Option) (*Gateway, error) {
 	}
 	for _, opt := range opts {
 		opt(&o)
+	}
+	if o.access == nil {
+		o.access = accesslog.Slog{Logger: o.log}
 	}
 	if o.instanceID == "" {
 		o.instanceID = discovery.NewInstanceID("gateway")

@@ -1,0 +1,222 @@
+// Package accesslog writes the gateway's access log: one JSON line per request, in the layout
+// slog's JSON handler writes, so the lines read like every other log line of the platform.
+// It does not go through slog. A line through slog walks the caller's stack and formats each
+// attribute through a generic path, which cost the gateway about a fifth of the time it spends
+// in its own handler; the access log is the one line the gateway writes for every request,
+// so it is encoded directly into a reused buffer.
+package accesslog
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+	"unicode/utf8"
+)
+
+// Entry is what one request's line says. Empty strings are left out of the line, except the
+// ones every line has (request_id, method, path, code, client_ip, protocol).
+type Entry struct {
+	Time      time.Time
+	Level     slog.Level
+	RequestID string
+	Method    string
+	Path      string
+	Status    int
+	Code      string
+	Duration  time.Duration
+	BytesOut  int64
+	ClientIP  string
+	Protocol  string
+	Route     string
+	Subject   string
+	TraceID   string
+	Error     string
+}
+
+// Writer is what writes access log lines: Logger in production, Slog where lines should take
+// the format of another logger (text on a developer's terminal).
+type Writer interface {
+	Enabled(slog.Level) bool
+	Log(*Entry)
+}
+
+var (
+	_ Writer = (*Logger)(nil)
+	_ Writer = Slog{}
+)
+
+// Slog writes entries through a slog logger, with the same attributes as Logger.
+type Slog struct {
+	Logger *slog.Logger
+}
+
+// Enabled reports whether the logger writes lines of level.
+func (s Slog) Enabled(level slog.Level) bool {
+	return s.Logger.Enabled(context.Background(), level)
+}
+
+// Log writes e through the logger.
+func (s Slog) Log(e *Entry) {
+	r := slog.NewRecord(e.Time, e.Level, "request", 0)
+	r.AddAttrs(
+		slog.String("request_id", e.RequestID),
+		slog.String("method", e.Method),
+		slog.String("path", e.Path),
+		slog.Int("status", e.Status),
+		slog.String("code", e.Code),
+		slog.Duration("duration", e.Duration),
+		slog.Int64("bytes_out", e.BytesOut),
+		slog.String("client_ip", e.ClientIP),
+		slog.String("protocol", e.Protocol),
+	)
+	for _, kv := range [...][2]string{{"route", e.Route}, {"subject", e.Subject}, {"trace_id", e.TraceID}, {"error", e.Error}} {
+		if kv[1] != "" {
+			r.AddAttrs(slog.String(kv[0], kv[1]))
+		}
+	}
+	if s.Logger.Enabled(context.Background(), e.Level) {
+		_ = s.Logger.Handler().Handle(context.Background(), r)
+	}
+}
+
+// Logger writes entries to a writer; it is safe for concurrent use when the writer is.
+type Logger struct {
+	w     io.Writer
+	level slog.Leveler
+	// fields are the logger's own attributes, already encoded (`,"service":"gateway"`).
+	fields []byte
+	bufs   sync.Pool
+}
+
+// Option configures a Logger.
+type Option func(*Logger)
+
+// WithLevel sets the lowest level written; the default is info.
+func WithLevel(l slog.Leveler) Option { return func(lg *Logger) { lg.level = l } }
+
+// WithField adds key and value to every line, after msg, as a logger's attributes are.
+func WithField(key, value string) Option {
+	return func(lg *Logger) {
+		lg.fields = appendString(appendKey(lg.fields, key), value)
+	}
+}
+
+// New returns a logger writing lines to w.
+func New(w io.Writer, opts ...Option) *Logger {
+	l := &Logger{w: w, level: slog.LevelInfo}
+	for _, opt := range opts {
+		opt(l)
+	}
+	l.bufs.New = func() any {
+		b := make([]byte, 0, 1024)
+		return &b
+	}
+	return l
+}
+
+// Enabled reports whether lines of level are written.
+func (l *Logger) Enabled(level slog.Level) bool { return level >= l.level.Level() }
+
+// Log writes e as one line, if its level is enabled. Write errors are dropped, as slog's are:
+// a request must not fail because its log line could not be written.
+func (l *Logger) Log(e *Entry) {
+	if !l.Enabled(e.Level) {
+		return
+	}
+	bp := l.bufs.Get().(*[]byte)
+	b := (*bp)[:0]
+	b = append(b, `{"time":"`...)
+	b = e.Time.AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","level":`...)
+	b = appendString(b, e.Level.String())
+	b = append(b, `,"msg":"request"`...)
+	b = append(b, l.fields...)
+	b = appendString(appendKey(b, "request_id"), e.RequestID)
+	b = appendString(appendKey(b, "method"), e.Method)
+	b = appendString(appendKey(b, "path"), e.Path)
+	b = strconv.AppendInt(appendKey(b, "status"), int64(e.Status), 10)
+	b = appendString(appendKey(b, "code"), e.Code)
+	b = strconv.AppendInt(appendKey(b, "duration"), int64(e.Duration), 10)
+	b = strconv.AppendInt(appendKey(b, "bytes_out"), e.BytesOut, 10)
+	b = appendString(appendKey(b, "client_ip"), e.ClientIP)
+	b = appendString(appendKey(b, "protocol"), e.Protocol)
+	b = appendOptional(b, "route", e.Route)
+	b = appendOptional(b, "subject", e.Subject)
+	b = appendOptional(b, "trace_id", e.TraceID)
+	b = appendOptional(b, "error", e.Error)
+	b = append(b, "}\n"...)
+	_, _ = l.w.Write(b)
+	if cap(b) <= 64<<10 {
+		*bp = b
+		l.bufs.Put(bp)
+	}
+}
+
+func appendOptional(b []byte, key, value string) []byte {
+	if value == "" {
+		return b
+	}
+	return appendString(appendKey(b, key), value)
+}
+
+func appendKey(b []byte, key string) []byte {
+	b = append(b, ',')
+	b = appendString(b, key)
+	return append(b, ':')
+}
+
+const hex = "0123456789abcdef"
+
+// appendString appends s as a JSON string, escaped as slog's JSON handler escapes it: quotes,
+// backslashes and control characters, invalid UTF-8 as U+FFFD, and U+2028 and U+2029, which
+// some JavaScript parsers take for line ends.
+func appendString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}

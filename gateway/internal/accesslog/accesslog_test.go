@@ -1,0 +1,113 @@
+package accesslog
+
+import (
+	"bytes"
+	"log/slog"
+	"testing"
+	"time"
+)
+
+// viaSlog writes e through Slog over slog's JSON handler.
+func viaSlog(e *Entry, fields ...string) string {
+	var buf bytes.Buffer
+	var h slog.Handler = slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})
+	var attrs []slog.Attr
+	for i := 0; i < len(fields); i += 2 {
+		attrs = append(attrs, slog.String(fields[i], fields[i+1]))
+	}
+	if len(attrs) > 0 {
+		h = h.WithAttrs(attrs)
+	}
+	Slog{Logger: slog.New(h)}.Log(e)
+	return buf.String()
+}
+
+// TestLinesMatchSlog checks that every line is byte for byte what slog's JSON handler writes
+// for the same attributes, so log pipelines parse the access log like any other line.
+func TestLinesMatchSlog(t *testing.T) {
+	t.Parallel()
+	at := time.Date(2026, 11, 24, 12, 30, 42, 530123456, time.UTC)
+	tests := []struct {
+		name   string
+		entry  Entry
+		fields []string
+	}{
+		{
+			name: "an authenticated call",
+			entry: Entry{Time: at, Level: slog.LevelInfo, RequestID: "f3b1", Method: "POST",
+				Path: "/basalt.identity.v1.IdentityService/GetCurrentUser", Status: 200, Code: "ok",
+				Duration: 173 * time.Microsecond, BytesOut: 52, ClientIP: "127.0.0.1", Protocol: "connect",
+				Route: "/basalt.identity.v1.IdentityService/GetCurrentUser", Subject: "u-1", TraceID: "4bf92f3577b34da6a3ce929d0e0e4736"},
+			fields: []string{"service", "gateway", "instance", "gateway-1"},
+		},
+		{
+			name: "a refused call with an error",
+			entry: Entry{Time: at.In(time.FixedZone("x", 3600)), Level: slog.LevelWarn, RequestID: "r", Method: "GET",
+				Path: "/v1/posts", Status: 401, Code: "unauthenticated", ClientIP: "::1", Protocol: "http",
+				Error: `unauthenticated: the access token is invalid: "kid" unknown`},
+		},
+		{
+			name: "a probe at debug",
+			entry: Entry{Time: at, Level: slog.LevelDebug, RequestID: "p", Method: "GET", Path: "/healthz",
+				Status: 200, Code: "ok", Protocol: "http"},
+		},
+		{
+			name: "strings that need escaping",
+			entry: Entry{Time: at, Level: slog.LevelInfo, RequestID: "a\"b\\c", Method: "POST",
+				Path: "/p\n\r\t\x00\x1f<>&'", Status: 500, Code: "internal", ClientIP: "é\u2028\u2029😀",
+				Protocol: "grpc", Error: "bad \xff\xfe utf-8 \xe2\x82"},
+			fields: []string{"ke\"y", "v\x01"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var buf bytes.Buffer
+			var opts []Option
+			for i := 0; i < len(tt.fields); i += 2 {
+				opts = append(opts, WithField(tt.fields[i], tt.fields[i+1]))
+			}
+			l := New(&buf, append(opts, WithLevel(slog.LevelDebug))...)
+			l.Log(&tt.entry)
+			if want := viaSlog(&tt.entry, tt.fields...); buf.String() != want {
+				t.Errorf("line\n got %s\nwant %s", buf.String(), want)
+			}
+		})
+	}
+}
+
+func TestLevel(t *testing.T) {
+	t.Parallel()
+	var direct, viaSlog bytes.Buffer
+	testLevel(t, New(&direct), &direct)
+	testLevel(t, Slog{Logger: slog.New(slog.NewJSONHandler(&viaSlog, nil))}, &viaSlog)
+}
+
+func testLevel(t *testing.T, l Writer, buf *bytes.Buffer) {
+	t.Helper()
+	l.Log(&Entry{Level: slog.LevelDebug, Path: "/healthz"})
+	if buf.Len() != 0 {
+		t.Fatalf("a debug line was written at the default level: %s", buf.String())
+	}
+	if l.Enabled(slog.LevelDebug) || !l.Enabled(slog.LevelInfo) {
+		t.Fatal("the default level is not info")
+	}
+	l.Log(&Entry{Level: slog.LevelInfo, Path: "/x"})
+	if buf.Len() == 0 {
+		t.Fatal("an info line was not written")
+	}
+}
+
+func BenchmarkLog(b *testing.B) {
+	var buf bytes.Buffer
+	l := New(&buf, WithField("service", "gateway"), WithField("instance", "gateway-1"))
+	e := Entry{Time: time.Now(), Level: slog.LevelInfo, RequestID: "0123456789abcdef", Method: "POST",
+		Path: "/basalt.identity.v1.IdentityService/GetCurrentUser", Status: 200, Code: "ok",
+		Duration: 173 * time.Microsecond, BytesOut: 52, ClientIP: "127.0.0.1", Protocol: "connect",
+		Route: "/basalt.identity.v1.IdentityService/GetCurrentUser", Subject: "u-1", TraceID: "4bf92f3577b34da6a3ce929d0e0e4736"}
+	b.ReportAllocs()
+	for b.Loop() {
+		buf.Reset()
+		l.Log(&e)
+	}
+}
