@@ -300,13 +300,7 @@ func TestDependencyProblemsCatchMistakes(t *testing.T) {
 				t.Fatal(err)
 			}
 			tt.edit(project)
-			joined := strings.Join(dependencyProblems(project, bins), "\n")
-			switch {
-			case tt.problem == "" && joined != "":
-				t.Fatalf("want no problem, got:\n%s", joined)
-			case tt.problem != "" && !strings.Contains(joined, tt.problem):
-				t.Fatalf("want a problem mentioning %q, got:\n%s", tt.problem, joined)
-			}
+			wantProblem(t, dependencyProblems(project, bins), tt.problem)
 		})
 	}
 }

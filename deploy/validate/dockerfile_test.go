@@ -253,14 +253,7 @@ func TestDockerfileProblemsCatchMistakes(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			problems := dockerfileProblems(tt.edit(base), "blog", "./services/blog/cmd/blog", goVersion)
-			joined := strings.Join(problems, "\n")
-			switch {
-			case tt.problem == "" && len(problems) > 0:
-				t.Fatalf("want no problem, got:\n%s", joined)
-			case tt.problem != "" && !strings.Contains(joined, tt.problem):
-				t.Fatalf("want a problem mentioning %q, got:\n%s", tt.problem, joined)
-			}
+			wantProblem(t, dockerfileProblems(tt.edit(base), "blog", "./services/blog/cmd/blog", goVersion), tt.problem)
 		})
 	}
 }

@@ -281,13 +281,11 @@ spec:
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			err := (&manifests{}).addAll(strings.NewReader(tt.doc))
-			switch {
-			case tt.wantErr == "" && err != nil:
-				t.Fatalf("want no error, got %v", err)
-			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
-				t.Fatalf("want an error containing %q, got %v", tt.wantErr, err)
+			var problems []string
+			if err := (&manifests{}).addAll(strings.NewReader(tt.doc)); err != nil {
+				problems = append(problems, err.Error())
 			}
+			wantProblem(t, problems, tt.wantErr)
 		})
 	}
 }
@@ -395,14 +393,10 @@ func crossProblems(m *manifests, p *built) []string {
 		problems = append(problems, podProblems(m, p, w, bins)...)
 	}
 	for _, b := range p.bins {
-		if !slices.ContainsFunc(m.Deployments, func(d appsv1.Deployment) bool { return d.Name == b.Name }) {
-			add("%s has no Deployment", b.Name)
-		}
-		if !slices.ContainsFunc(m.Services, func(s corev1.Service) bool { return s.Name == b.Name }) {
-			add("%s has no Service", b.Name)
-		}
-		if !slices.ContainsFunc(m.PDBs, func(s policyv1.PodDisruptionBudget) bool { return s.Name == b.Name }) {
-			add("%s has no PodDisruptionBudget", b.Name)
+		for kind, names := range m.names() {
+			if !names[b.Name] {
+				add("%s has no %s", b.Name, kind)
+			}
 		}
 	}
 	for _, s := range m.Services {
@@ -431,7 +425,7 @@ func crossProblems(m *manifests, p *built) []string {
 	}
 	for _, h := range m.HPAs {
 		ref := h.Spec.ScaleTargetRef
-		if ref.Kind != "Deployment" || !slices.ContainsFunc(m.Deployments, func(d appsv1.Deployment) bool { return d.Name == ref.Name }) {
+		if ref.Kind != "Deployment" || !m.names()["Deployment"][ref.Name] {
 			add("HorizontalPodAutoscaler %s targets %s %s, which does not exist", h.Name, ref.Kind, ref.Name)
 		}
 		if h.Spec.MinReplicas == nil || *h.Spec.MinReplicas > h.Spec.MaxReplicas {
@@ -741,13 +735,22 @@ func TestCrossProblemsCatchMistakes(t *testing.T) {
 			t.Parallel()
 			m := kustomize(t, "overlays/dev", nil)
 			tt.edit(m)
-			joined := strings.Join(crossProblems(m, p), "\n")
-			switch {
-			case tt.problem == "" && joined != "":
-				t.Fatalf("want no problem, got:\n%s", joined)
-			case tt.problem != "" && !strings.Contains(joined, tt.problem):
-				t.Fatalf("want a problem mentioning %q, got:\n%s", tt.problem, joined)
-			}
+			wantProblem(t, crossProblems(m, p), tt.problem)
 		})
 	}
+}
+
+// names returns the names of the objects every platform process must have, by kind.
+func (m *manifests) names() map[string]map[string]bool {
+	out := map[string]map[string]bool{"Deployment": {}, "Service": {}, "PodDisruptionBudget": {}}
+	for _, o := range m.Deployments {
+		out["Deployment"][o.Name] = true
+	}
+	for _, o := range m.Services {
+		out["Service"][o.Name] = true
+	}
+	for _, o := range m.PDBs {
+		out["PodDisruptionBudget"][o.Name] = true
+	}
+	return out
 }

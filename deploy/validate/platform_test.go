@@ -321,3 +321,16 @@ func TestConfigErrorIsReported(t *testing.T) {
 		t.Fatalf("blog in an empty environment: want a configuration error naming BASALT_INTERNAL_SECRET, got %q", got)
 	}
 }
+
+// wantProblem fails t unless problems is empty when want is "", or one of them mentions want:
+// every check here returns its findings so that a test can feed it a mistake and see it caught.
+func wantProblem(t testing.TB, problems []string, want string) {
+	t.Helper()
+	joined := strings.Join(problems, "\n")
+	switch {
+	case want == "" && len(problems) > 0:
+		t.Fatalf("want no problem, got:\n%s", joined)
+	case want != "" && !strings.Contains(joined, want):
+		t.Fatalf("want a problem mentioning %q, got:\n%s", want, joined)
+	}
+}
