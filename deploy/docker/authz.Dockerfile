@@ -10,7 +10,7 @@ ARG VERSION=dev
 # A static binary without cgo runs on the distroless base, which has no C library; -trimpath
 # keeps the build machine's paths out of it.
 ENV CGO_ENABLED=0 GOFLAGS=-trimpath
-RUN --mount=type=cache,target=/root/go/pkg/mod \
+RUN --mount=type=cache,target=/go/pkg/mod \
     --mount=type=cache,target=/root/.cache/go-build \
     go build -ldflags "-s -w -X main.version=${VERSION}" -o /out/authz ./services/authz/cmd/authz && \
     go build -ldflags "-s -w" -o /out/healthprobe ./kernel/cmd/healthprobe
