@@ -8,6 +8,7 @@ import (
 
 	"github.com/basaltplatform/basalt/gen/go/basalt/audit/v1/auditv1connect"
 	"github.com/basaltplatform/basalt/kernel/config"
+	"github.com/basaltplatform/basalt/kernel/migrate"
 	"github.com/basaltplatform/basalt/kernel/service"
 	"github.com/basaltplatform/basalt/services/audit/internal/chain"
 	"github.com/basaltplatform/basalt/services/audit/internal/handler"
@@ -48,7 +49,7 @@ func main() {
 	// rather than through an outbox relayed to itself.
 	service.Main(cfg.Service, func(ctx context.Context, svc *service.Service) error {
 		st := store.New(svc.DB, signer)
-		if err := st.Migrate(ctx); err != nil {
+		if err := st.Migrate(ctx, migrate.WithLogger(svc.Log)); err != nil {
 			return err
 		}
 		api := handler.New(st, signer.PublicKey())

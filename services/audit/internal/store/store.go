@@ -3,15 +3,14 @@ package store
 
 import (
 	"context"
-	"fmt"
 	"time"
 
-	"entgo.io/ent/dialect"
-
 	"github.com/basaltplatform/basalt/kernel/database"
+	"github.com/basaltplatform/basalt/kernel/migrate"
 	"github.com/basaltplatform/basalt/services/audit/ent"
 	"github.com/basaltplatform/basalt/services/audit/ent/event"
 	"github.com/basaltplatform/basalt/services/audit/internal/chain"
+	"github.com/basaltplatform/basalt/services/audit/migrations"
 )
 
 // Store is the audit log's storage.
@@ -27,60 +26,10 @@ func New(db *database.DB, signer *chain.Signer) *Store {
 	return &Store{db: db, client: ent.NewClient(ent.Driver(db.Driver())), signer: signer, now: time.Now}
 }
 
-// Migrate creates or updates the schema and makes the events table append-only, under the
-// database's migration lock so that replicas starting together do it once.
-func (s *Store) Migrate(ctx context.Context) error {
-	return s.db.Migrate(ctx, func(ctx context.Context) error {
-		if err := s.client.Schema.Create(ctx); err != nil {
-			return fmt.Errorf("audit: migrate: %w", err)
-		}
-		stmts := appendOnly(sqliteAppendOnly, "events", "checkpoints")
-		if s.db.Dialect() == dialect.Postgres {
-			stmts = append(postgresFunction, appendOnly(postgresAppendOnly, "events", "checkpoints")...)
-		}
-		for _, stmt := range stmts {
-			if _, err := s.db.SQL().ExecContext(ctx, stmt); err != nil {
-				return fmt.Errorf("audit: migrate: %w", err)
-			}
-		}
-		return nil
-	})
-}
-
-// postgresFunction is the trigger function that refuses changes to the log's tables.
-var postgresFunction = []string{
-	`CREATE OR REPLACE FUNCTION audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-	RAISE EXCEPTION 'the audit log is append-only' USING ERRCODE = 'insufficient_privilege';
-END $$`,
-}
-
-// postgresAppendOnly refuses UPDATE, DELETE and TRUNCATE on a table with triggers, and takes
-// those privileges from the service's own role as well. %[1]s is the table.
-var postgresAppendOnly = []string{
-	`CREATE OR REPLACE TRIGGER %[1]s_no_update_delete BEFORE UPDATE OR DELETE ON %[1]s
-	FOR EACH ROW EXECUTE FUNCTION audit_append_only()`,
-	`CREATE OR REPLACE TRIGGER %[1]s_no_truncate BEFORE TRUNCATE ON %[1]s
-	FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only()`,
-	`REVOKE UPDATE, DELETE, TRUNCATE ON %[1]s FROM CURRENT_USER`,
-}
-
-// sqliteAppendOnly refuses UPDATE and DELETE on a table with triggers. %[1]s is the table.
-var sqliteAppendOnly = []string{
-	`CREATE TRIGGER IF NOT EXISTS %[1]s_no_update BEFORE UPDATE ON %[1]s
-	BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END`,
-	`CREATE TRIGGER IF NOT EXISTS %[1]s_no_delete BEFORE DELETE ON %[1]s
-	BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END`,
-}
-
-func appendOnly(templates []string, tables ...string) []string {
-	var out []string
-	for _, table := range tables {
-		for _, tmpl := range templates {
-			out = append(out, fmt.Sprintf(tmpl, table))
-		}
-	}
-	return out
+// Migrate brings the schema up to date with the service's versioned migrations, which also
+// make the log's tables append-only.
+func (s *Store) Migrate(ctx context.Context, opts ...migrate.Option) error {
+	return migrate.Apply(ctx, s.db, "audit", migrations.Files, opts...)
 }
 
 // Receipt says what Append did with one event.

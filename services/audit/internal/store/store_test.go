@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/basaltplatform/basalt/kernel/config"
 	"github.com/basaltplatform/basalt/kernel/database"
+	"github.com/basaltplatform/basalt/kernel/migrate"
 	"github.com/basaltplatform/basalt/kernel/testkit"
 	"github.com/basaltplatform/basalt/services/audit/internal/chain"
 	"github.com/basaltplatform/basalt/services/audit/internal/store"
@@ -157,6 +159,34 @@ func TestConcurrentAppendsFromManyInstancesKeepTheChain(t *testing.T) {
 	}
 	if n, want := verify(t, stores[0]), int64(instances*writers*batches*2); n != want {
 		t.Fatalf("log holds %d events, want %d (gap-free, no losses)", n, want)
+	}
+}
+
+// TestMigrateAppliesTheVersionedMigrationsOnce checks that a restart, which migrates again,
+// changes nothing and that the log's history holds the generated schema and the hand-written
+// append-only triggers, in that order.
+func TestMigrateAppliesTheVersionedMigrationsOnce(t *testing.T) {
+	t.Parallel()
+	for backend, cfg := range backends(t, "versioned") {
+		t.Run(backend, func(t *testing.T) {
+			t.Parallel()
+			st, db := open(t, cfg)
+			ctx := context.Background()
+			if err := st.Migrate(ctx); err != nil {
+				t.Fatalf("migrating again: %v", err)
+			}
+			records, err := migrate.Applied(ctx, db, "audit")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var names []string
+			for _, r := range records {
+				names = append(names, r.Name)
+			}
+			if got := strings.Join(names, ","); got != "init,append_only" {
+				t.Fatalf("applied = %s, want init,append_only", got)
+			}
+		})
 	}
 }
 

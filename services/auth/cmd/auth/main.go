@@ -13,6 +13,7 @@ import (
 	"github.com/basaltplatform/basalt/gen/go/basalt/identity/v1/identityv1connect"
 	"github.com/basaltplatform/basalt/kernel/authn"
 	"github.com/basaltplatform/basalt/kernel/config"
+	"github.com/basaltplatform/basalt/kernel/migrate"
 	"github.com/basaltplatform/basalt/kernel/rpcclient"
 	"github.com/basaltplatform/basalt/kernel/service"
 	"github.com/basaltplatform/basalt/services/auth/internal/handler"
@@ -57,7 +58,7 @@ func main() {
 	service.ExitOnConfigError(err)
 	service.Main(cfg.Service, func(ctx context.Context, svc *service.Service) error {
 		st := store.New(svc.DB, svc.Outbox)
-		if err := st.Migrate(ctx); err != nil {
+		if err := st.Migrate(ctx, migrate.WithLogger(svc.Log)); err != nil {
 			return err
 		}
 		ring, err := keys.New(svc.DB, st.Client(), secret, cfg.Rotation, time.Now)

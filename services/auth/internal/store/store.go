@@ -5,16 +5,17 @@ package store
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
 	auditv1 "github.com/basaltplatform/basalt/gen/go/basalt/audit/v1"
 	"github.com/basaltplatform/basalt/kernel/database"
 	"github.com/basaltplatform/basalt/kernel/errs"
+	"github.com/basaltplatform/basalt/kernel/migrate"
 	"github.com/basaltplatform/basalt/kernel/outbox"
 	"github.com/basaltplatform/basalt/services/auth/ent"
 	"github.com/basaltplatform/basalt/services/auth/ent/refreshtoken"
 	"github.com/basaltplatform/basalt/services/auth/ent/session"
+	"github.com/basaltplatform/basalt/services/auth/migrations"
 )
 
 // Store is the auth service's storage.
@@ -32,14 +33,9 @@ func New(db *database.DB, ob *outbox.Outbox) *Store {
 // Client returns the Ent client (the key ring shares it).
 func (s *Store) Client() *ent.Client { return s.client }
 
-// Migrate creates or updates the schema under the database's migration lock.
-func (s *Store) Migrate(ctx context.Context) error {
-	return s.db.Migrate(ctx, func(ctx context.Context) error {
-		if err := s.client.Schema.Create(ctx); err != nil {
-			return fmt.Errorf("auth: migrate: %w", err)
-		}
-		return nil
-	})
+// Migrate brings the schema up to date with the service's versioned migrations.
+func (s *Store) Migrate(ctx context.Context, opts ...migrate.Option) error {
+	return migrate.Apply(ctx, s.db, "auth", migrations.Files, opts...)
 }
 
 // NewSession is a session to start.

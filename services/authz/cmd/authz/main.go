@@ -9,6 +9,7 @@ import (
 
 	"github.com/basaltplatform/basalt/gen/go/basalt/authz/v1/authzv1connect"
 	"github.com/basaltplatform/basalt/kernel/config"
+	"github.com/basaltplatform/basalt/kernel/migrate"
 	"github.com/basaltplatform/basalt/kernel/permission"
 	"github.com/basaltplatform/basalt/kernel/service"
 	"github.com/basaltplatform/basalt/services/authz/internal/handler"
@@ -46,7 +47,7 @@ func main() {
 	service.ExitOnConfigError(err)
 	service.Main(cfg.Service, func(ctx context.Context, svc *service.Service) error {
 		st := store.New(svc.DB, svc.Outbox)
-		if err := st.Migrate(ctx); err != nil {
+		if err := st.Migrate(ctx, migrate.WithLogger(svc.Log)); err != nil {
 			return err
 		}
 		ix := index.New()

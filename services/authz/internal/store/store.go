@@ -14,12 +14,14 @@ import (
 	auditv1 "github.com/basaltplatform/basalt/gen/go/basalt/audit/v1"
 	"github.com/basaltplatform/basalt/kernel/database"
 	"github.com/basaltplatform/basalt/kernel/errs"
+	"github.com/basaltplatform/basalt/kernel/migrate"
 	"github.com/basaltplatform/basalt/kernel/outbox"
 	"github.com/basaltplatform/basalt/services/authz/ent"
 	"github.com/basaltplatform/basalt/services/authz/ent/revision"
 	"github.com/basaltplatform/basalt/services/authz/ent/role"
 	"github.com/basaltplatform/basalt/services/authz/ent/rolebinding"
 	"github.com/basaltplatform/basalt/services/authz/internal/index"
+	"github.com/basaltplatform/basalt/services/authz/migrations"
 )
 
 // Channel is the notification channel of changes; the payload is the new revision.
@@ -43,13 +45,15 @@ func New(db *database.DB, ob *outbox.Outbox) *Store {
 	return &Store{db: db, client: ent.NewClient(ent.Driver(db.Driver())), outbox: ob}
 }
 
-// Migrate creates the schema, the revision row and any missing builtin role, under the
-// database's migration lock. A builtin role that exists is left as an administrator made it.
-func (s *Store) Migrate(ctx context.Context) error {
+// Migrate brings the schema up to date with the service's versioned migrations, then seeds
+// the revision row and any missing builtin role under the database's migration lock. The
+// seeds are code rather than migrations because they follow Builtin as it changes. A builtin
+// role that exists is left as an administrator made it.
+func (s *Store) Migrate(ctx context.Context, opts ...migrate.Option) error {
+	if err := migrate.Apply(ctx, s.db, "authz", migrations.Files, opts...); err != nil {
+		return err
+	}
 	return s.db.Migrate(ctx, func(ctx context.Context) error {
-		if err := s.client.Schema.Create(ctx); err != nil {
-			return fmt.Errorf("authz: migrate: %w", err)
-		}
 		// The migration lock makes check-then-create safe across replicas.
 		if ok, err := s.client.Revision.Query().Where(revision.ID(1)).Exist(ctx); err != nil {
 			return fmt.Errorf("authz: migrate: %w", database.Translate(err))

@@ -7,6 +7,7 @@ import (
 	"os"
 
 	"github.com/basaltplatform/basalt/gen/go/basalt/blog/v1/blogv1connect"
+	"github.com/basaltplatform/basalt/kernel/migrate"
 	"github.com/basaltplatform/basalt/kernel/service"
 	"github.com/basaltplatform/basalt/services/blog/internal/handler"
 	"github.com/basaltplatform/basalt/services/blog/internal/store"
@@ -20,7 +21,7 @@ func main() {
 	service.ExitOnConfigError(err)
 	service.Main(cfg, func(ctx context.Context, svc *service.Service) error {
 		st := store.New(svc.DB, svc.Outbox)
-		if err := st.Migrate(ctx); err != nil {
+		if err := st.Migrate(ctx, migrate.WithLogger(svc.Log)); err != nil {
 			return err
 		}
 		api := handler.New(st, svc.Guard, svc.Outbox)

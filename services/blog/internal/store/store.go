@@ -4,15 +4,16 @@ package store
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	auditv1 "github.com/basaltplatform/basalt/gen/go/basalt/audit/v1"
 	"github.com/basaltplatform/basalt/kernel/database"
 	"github.com/basaltplatform/basalt/kernel/errs"
+	"github.com/basaltplatform/basalt/kernel/migrate"
 	"github.com/basaltplatform/basalt/kernel/outbox"
 	"github.com/basaltplatform/basalt/services/blog/ent"
 	"github.com/basaltplatform/basalt/services/blog/ent/post"
+	"github.com/basaltplatform/basalt/services/blog/migrations"
 )
 
 // Store is the blog service's storage.
@@ -28,14 +29,9 @@ func New(db *database.DB, ob *outbox.Outbox) *Store {
 	return &Store{db: db, client: ent.NewClient(ent.Driver(db.Driver())), outbox: ob, now: time.Now}
 }
 
-// Migrate creates or updates the schema under the database's migration lock.
-func (s *Store) Migrate(ctx context.Context) error {
-	return s.db.Migrate(ctx, func(ctx context.Context) error {
-		if err := s.client.Schema.Create(ctx); err != nil {
-			return fmt.Errorf("blog: migrate: %w", err)
-		}
-		return nil
-	})
+// Migrate brings the schema up to date with the service's versioned migrations.
+func (s *Store) Migrate(ctx context.Context, opts ...migrate.Option) error {
+	return migrate.Apply(ctx, s.db, "blog", migrations.Files, opts...)
 }
 
 // Events builds the audit events that describe a change from the post as written (as it was,

@@ -4,7 +4,6 @@ package store
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"time"
 
@@ -13,9 +12,11 @@ import (
 	auditv1 "github.com/basaltplatform/basalt/gen/go/basalt/audit/v1"
 	"github.com/basaltplatform/basalt/kernel/database"
 	"github.com/basaltplatform/basalt/kernel/errs"
+	"github.com/basaltplatform/basalt/kernel/migrate"
 	"github.com/basaltplatform/basalt/kernel/outbox"
 	"github.com/basaltplatform/basalt/services/identity/ent"
 	"github.com/basaltplatform/basalt/services/identity/ent/user"
+	"github.com/basaltplatform/basalt/services/identity/migrations"
 )
 
 // Store is the identity service's storage.
@@ -30,14 +31,9 @@ func New(db *database.DB, ob *outbox.Outbox) *Store {
 	return &Store{db: db, client: ent.NewClient(ent.Driver(db.Driver())), outbox: ob}
 }
 
-// Migrate creates or updates the schema under the database's migration lock.
-func (s *Store) Migrate(ctx context.Context) error {
-	return s.db.Migrate(ctx, func(ctx context.Context) error {
-		if err := s.client.Schema.Create(ctx); err != nil {
-			return fmt.Errorf("identity: migrate: %w", err)
-		}
-		return nil
-	})
+// Migrate brings the schema up to date with the service's versioned migrations.
+func (s *Store) Migrate(ctx context.Context, opts ...migrate.Option) error {
+	return migrate.Apply(ctx, s.db, "identity", migrations.Files, opts...)
 }
 
 // Change is what comes with a write besides the row: the audit events that describe it,
