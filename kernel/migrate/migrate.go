@@ -29,6 +29,7 @@ import (
 	"path"
 	"regexp"
 	"sort"
+	"strings"
 
 	"github.com/basaltplatform/basalt/kernel/database"
 )
@@ -154,7 +155,7 @@ func Apply(ctx context.Context, db *database.DB, component string, files fs.FS, 
 		}
 		for _, m := range pending {
 			if err := run(ctx, db, component, m); err != nil {
-				return fmt.Errorf("migrate: %s: %s: %w", component, path.Join(dir, m.File), err)
+				return fmt.Errorf("migrate: %s: %s: %w%s", component, path.Join(dir, m.File), err, hint(applied, err))
 			}
 			o.log.Info("schema migration applied", "component", component, "version", m.Version, "name", m.Name, "schema", db.Schema())
 		}
@@ -197,6 +198,15 @@ func pendingOf(component, dir string, migrations []Migration, applied []Record) 
 		pending = append(pending, m)
 	}
 	return pending, nil
+}
+
+// hint explains the likeliest cause of a first migration that finds its objects already there:
+// a schema made before migrations were versioned, which this package does not adopt.
+func hint(applied []Record, err error) string {
+	if len(applied) > 0 || !strings.Contains(err.Error(), "already exists") {
+		return ""
+	}
+	return " (the schema holds objects that no recorded migration made: it was probably made before migrations were versioned; recreate it, or record its migrations by hand)"
 }
 
 // canonical drops a version's leading zeros, so that 010 and 10 are one version.

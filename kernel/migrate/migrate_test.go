@@ -180,6 +180,24 @@ func TestAFailedMigrationLeavesNothingBehind(t *testing.T) {
 	}
 }
 
+func TestASchemaMadeWithoutMigrationsIsExplained(t *testing.T) {
+	t.Parallel()
+	for name, cfg := range backends(t) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			db := open(t, cfg)
+			if _, err := db.SQL().ExecContext(ctx, `CREATE TABLE items (id integer PRIMARY KEY)`); err != nil {
+				t.Fatal(err)
+			}
+			err := migrate.Apply(ctx, db, "svc", both(map[string]string{"1_init.sql": `CREATE TABLE items (id integer PRIMARY KEY);`}))
+			if err == nil || !strings.Contains(err.Error(), "1_init.sql") || !strings.Contains(err.Error(), "before migrations were versioned") {
+				t.Fatalf("apply = %v, want an error naming 1_init.sql and the likely cause", err)
+			}
+		})
+	}
+}
+
 func TestApplyRefusesFilesThatDisagreeWithHistory(t *testing.T) {
 	t.Parallel()
 	applied := map[string]string{
