@@ -19,6 +19,7 @@ import (
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	k8syaml "k8s.io/apimachinery/pkg/util/yaml"
@@ -629,26 +630,23 @@ type namespacedObj struct{ name, ns string }
 
 func (m *manifests) namespaced() []namespacedObj {
 	var out []namespacedObj
-	for _, o := range m.ConfigMaps {
-		out = append(out, namespacedObj{"ConfigMap " + o.Name, o.Namespace})
-	}
-	for _, o := range m.Secrets {
-		out = append(out, namespacedObj{"Secret " + o.Name, o.Namespace})
-	}
-	for _, o := range m.Services {
-		out = append(out, namespacedObj{"Service " + o.Name, o.Namespace})
-	}
-	for _, w := range m.Deployments {
-		out = append(out, namespacedObj{"Deployment " + w.Name, w.Namespace})
-	}
-	for _, w := range m.StatefulSets {
-		out = append(out, namespacedObj{"StatefulSet " + w.Name, w.Namespace})
-	}
-	for _, o := range m.PDBs {
-		out = append(out, namespacedObj{"PodDisruptionBudget " + o.Name, o.Namespace})
-	}
-	for _, o := range m.HPAs {
-		out = append(out, namespacedObj{"HorizontalPodAutoscaler " + o.Name, o.Namespace})
+	out = appendNamespaced(out, "ConfigMap", m.ConfigMaps)
+	out = appendNamespaced(out, "Secret", m.Secrets)
+	out = appendNamespaced(out, "Service", m.Services)
+	out = appendNamespaced(out, "Deployment", m.Deployments)
+	out = appendNamespaced(out, "StatefulSet", m.StatefulSets)
+	out = appendNamespaced(out, "PodDisruptionBudget", m.PDBs)
+	return appendNamespaced(out, "HorizontalPodAutoscaler", m.HPAs)
+}
+
+// appendNamespaced adds each object of kind with its name and namespace.
+func appendNamespaced[T any, P interface {
+	*T
+	metav1.Object
+}](out []namespacedObj, kind string, objs []T) []namespacedObj {
+	for i := range objs {
+		o := P(&objs[i])
+		out = append(out, namespacedObj{kind + " " + o.GetName(), o.GetNamespace()})
 	}
 	return out
 }

@@ -41,6 +41,18 @@ func open(t *testing.T, cfg config.Database) *database.DB {
 	return db
 }
 
+// onEachBackend runs test in parallel subtests, on a fresh PostgreSQL schema and on a fresh
+// SQLite file.
+func onEachBackend(t *testing.T, test func(t *testing.T, ctx context.Context, db *database.DB)) {
+	t.Helper()
+	for name, cfg := range backends(t) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			test(t, context.Background(), open(t, cfg))
+		})
+	}
+}
+
 // both returns the same file for the postgres and sqlite folders of an fs.
 func both(files map[string]string) fstest.MapFS {
 	out := fstest.MapFS{}
@@ -88,114 +100,94 @@ func versions(t *testing.T, db *database.DB, component string) string {
 
 func TestApplyRunsPendingMigrationsInOrderOnce(t *testing.T) {
 	t.Parallel()
-	for name, cfg := range backends(t) {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			ctx := context.Background()
-			db := open(t, cfg)
-			if got := versions(t, db, "svc"); got != "" {
-				t.Fatalf("a new schema has applied migrations %q", got)
-			}
-			// 9 before 10 proves versions compare as numbers, not as text.
-			first := both(map[string]string{
-				"10_second.sql": `CREATE TABLE b (id integer PRIMARY KEY, a integer REFERENCES a(id));`,
-				"9_first.sql":   "-- Two statements in one file.\nCREATE TABLE a (id integer PRIMARY KEY);\nINSERT INTO a (id) VALUES (1);",
-			})
-			for range 2 {
-				if err := migrate.Apply(ctx, db, "svc", first); err != nil {
-					t.Fatalf("apply: %v", err)
-				}
-			}
-			if got := versions(t, db, "svc"); got != "9_first,10_second" {
-				t.Fatalf("applied = %q", got)
-			}
-			var n int
-			if err := db.SQL().QueryRow(`SELECT count(*) FROM a`).Scan(&n); err != nil || n != 1 {
-				t.Fatalf("the seed row of 9_first ran %d times (%v), want once", n, err)
-			}
-
-			later := both(map[string]string{"11_third.sql": `CREATE TABLE c (id integer PRIMARY KEY);`})
-			for name, f := range first {
-				later[name] = f
-			}
-			if err := migrate.Apply(ctx, db, "svc", later); err != nil {
-				t.Fatalf("apply a later migration: %v", err)
-			}
-			if got, want := strings.Join(tables(t, db), ","), "a,b,basalt_schema_migrations,c"; got != want {
-				t.Fatalf("tables = %s, want %s", got, want)
-			}
-			if got := versions(t, db, "svc"); got != "9_first,10_second,11_third" {
-				t.Fatalf("applied = %q", got)
-			}
+	onEachBackend(t, func(t *testing.T, ctx context.Context, db *database.DB) {
+		if got := versions(t, db, "svc"); got != "" {
+			t.Fatalf("a new schema has applied migrations %q", got)
+		}
+		// 9 before 10 proves versions compare as numbers, not as text.
+		first := both(map[string]string{
+			"10_second.sql": `CREATE TABLE b (id integer PRIMARY KEY, a integer REFERENCES a(id));`,
+			"9_first.sql":   "-- Two statements in one file.\nCREATE TABLE a (id integer PRIMARY KEY);\nINSERT INTO a (id) VALUES (1);",
 		})
-	}
+		for range 2 {
+			if err := migrate.Apply(ctx, db, "svc", first); err != nil {
+				t.Fatalf("apply: %v", err)
+			}
+		}
+		if got := versions(t, db, "svc"); got != "9_first,10_second" {
+			t.Fatalf("applied = %q", got)
+		}
+		var n int
+		if err := db.SQL().QueryRow(`SELECT count(*) FROM a`).Scan(&n); err != nil || n != 1 {
+			t.Fatalf("the seed row of 9_first ran %d times (%v), want once", n, err)
+		}
+
+		later := both(map[string]string{"11_third.sql": `CREATE TABLE c (id integer PRIMARY KEY);`})
+		for name, f := range first {
+			later[name] = f
+		}
+		if err := migrate.Apply(ctx, db, "svc", later); err != nil {
+			t.Fatalf("apply a later migration: %v", err)
+		}
+		if got, want := strings.Join(tables(t, db), ","), "a,b,basalt_schema_migrations,c"; got != want {
+			t.Fatalf("tables = %s, want %s", got, want)
+		}
+		if got := versions(t, db, "svc"); got != "9_first,10_second,11_third" {
+			t.Fatalf("applied = %q", got)
+		}
+	})
 }
 
 func TestComponentsHaveTheirOwnHistory(t *testing.T) {
 	t.Parallel()
-	for name, cfg := range backends(t) {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			ctx := context.Background()
-			db := open(t, cfg)
-			if err := migrate.Apply(ctx, db, "svc", both(map[string]string{"1_init.sql": `CREATE TABLE items (id integer PRIMARY KEY);`})); err != nil {
-				t.Fatal(err)
-			}
-			// The same version in another component is a different migration.
-			if err := migrate.Apply(ctx, db, "outbox", both(map[string]string{"1_init.sql": `CREATE TABLE box (id integer PRIMARY KEY);`})); err != nil {
-				t.Fatal(err)
-			}
-			if got := versions(t, db, "svc") + "|" + versions(t, db, "outbox"); got != "1_init|1_init" {
-				t.Fatalf("applied = %s", got)
-			}
-			if got := strings.Join(tables(t, db), ","); got != "basalt_schema_migrations,box,items" {
-				t.Fatalf("tables = %s", got)
-			}
-		})
-	}
+	onEachBackend(t, func(t *testing.T, ctx context.Context, db *database.DB) {
+		if err := migrate.Apply(ctx, db, "svc", both(map[string]string{"1_init.sql": `CREATE TABLE items (id integer PRIMARY KEY);`})); err != nil {
+			t.Fatal(err)
+		}
+		// The same version in another component is a different migration.
+		if err := migrate.Apply(ctx, db, "outbox", both(map[string]string{"1_init.sql": `CREATE TABLE box (id integer PRIMARY KEY);`})); err != nil {
+			t.Fatal(err)
+		}
+		if got := versions(t, db, "svc") + "|" + versions(t, db, "outbox"); got != "1_init|1_init" {
+			t.Fatalf("applied = %s", got)
+		}
+		if got := strings.Join(tables(t, db), ","); got != "basalt_schema_migrations,box,items" {
+			t.Fatalf("tables = %s", got)
+		}
+	})
 }
 
 func TestAFailedMigrationLeavesNothingBehind(t *testing.T) {
 	t.Parallel()
-	for name, cfg := range backends(t) {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			ctx := context.Background()
-			db := open(t, cfg)
-			files := both(map[string]string{
-				"1_good.sql": `CREATE TABLE good (id integer PRIMARY KEY);`,
-				"2_bad.sql":  "CREATE TABLE half (id integer PRIMARY KEY);\nINSERT INTO missing_table VALUES (1);",
-			})
-			err := migrate.Apply(ctx, db, "svc", files)
-			if err == nil || !strings.Contains(err.Error(), "2_bad.sql") {
-				t.Fatalf("apply = %v, want an error naming 2_bad.sql", err)
-			}
-			if got := versions(t, db, "svc"); got != "1_good" {
-				t.Fatalf("applied = %q, want only 1_good", got)
-			}
-			if got := strings.Join(tables(t, db), ","); got != "basalt_schema_migrations,good" {
-				t.Fatalf("tables = %s: the failed migration's first statement must be rolled back", got)
-			}
+	onEachBackend(t, func(t *testing.T, ctx context.Context, db *database.DB) {
+		files := both(map[string]string{
+			"1_good.sql": `CREATE TABLE good (id integer PRIMARY KEY);`,
+			"2_bad.sql":  "CREATE TABLE half (id integer PRIMARY KEY);\nINSERT INTO missing_table VALUES (1);",
 		})
-	}
+		err := migrate.Apply(ctx, db, "svc", files)
+		if err == nil || !strings.Contains(err.Error(), "2_bad.sql") {
+			t.Fatalf("apply = %v, want an error naming 2_bad.sql", err)
+		}
+		if got := versions(t, db, "svc"); got != "1_good" {
+			t.Fatalf("applied = %q, want only 1_good", got)
+		}
+		if got := strings.Join(tables(t, db), ","); got != "basalt_schema_migrations,good" {
+			t.Fatalf("tables = %s: the failed migration's first statement must be rolled back", got)
+		}
+	})
 }
 
 func TestASchemaMadeWithoutMigrationsIsExplained(t *testing.T) {
 	t.Parallel()
-	for name, cfg := range backends(t) {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			ctx := context.Background()
-			db := open(t, cfg)
-			if _, err := db.SQL().ExecContext(ctx, `CREATE TABLE items (id integer PRIMARY KEY)`); err != nil {
-				t.Fatal(err)
-			}
-			err := migrate.Apply(ctx, db, "svc", both(map[string]string{"1_init.sql": `CREATE TABLE items (id integer PRIMARY KEY);`}))
-			if err == nil || !strings.Contains(err.Error(), "1_init.sql") || !strings.Contains(err.Error(), "before migrations were versioned") {
-				t.Fatalf("apply = %v, want an error naming 1_init.sql and the likely cause", err)
-			}
-		})
-	}
+	onEachBackend(t, func(t *testing.T, ctx context.Context, db *database.DB) {
+		if _, err := db.SQL().ExecContext(ctx, `CREATE TABLE items (id integer PRIMARY KEY)`); err != nil {
+			t.Fatal(err)
+		}
+		err := migrate.Apply(ctx, db, "svc", both(map[string]string{"1_init.sql": `CREATE TABLE items (id integer PRIMARY KEY);`}))
+		if err == nil || !strings.Contains(err.Error(), "1_init.sql") || !strings.Contains(err.Error(), "before migrations were versioned") {
+			t.Fatalf("apply = %v, want an error naming 1_init.sql and the likely cause", err)
+		}
+	})
 }
 
 func TestApplyRefusesFilesThatDisagreeWithHistory(t *testing.T) {
@@ -229,30 +221,25 @@ func TestApplyRefusesFilesThatDisagreeWithHistory(t *testing.T) {
 		}), []string{"20260103000000_a.sql", "20260103000000_b.sql", "same version"}},
 		{"bad name", with(func(f map[string]string) { f["20260103000000-Bad.sql"] = "SELECT 1;" }), []string{"20260103000000-Bad.sql", "not a migration file"}},
 	}
-	for name, cfg := range backends(t) {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			ctx := context.Background()
-			db := open(t, cfg)
-			if err := migrate.Apply(ctx, db, "svc", both(applied)); err != nil {
-				t.Fatal(err)
+	onEachBackend(t, func(t *testing.T, ctx context.Context, db *database.DB) {
+		if err := migrate.Apply(ctx, db, "svc", both(applied)); err != nil {
+			t.Fatal(err)
+		}
+		for _, tt := range tests {
+			err := migrate.Apply(ctx, db, "svc", tt.files)
+			if err == nil {
+				t.Fatalf("%s: Apply accepted the files", tt.name)
 			}
-			for _, tt := range tests {
-				err := migrate.Apply(ctx, db, "svc", tt.files)
-				if err == nil {
-					t.Fatalf("%s: Apply accepted the files", tt.name)
-				}
-				for _, w := range tt.want {
-					if !strings.Contains(err.Error(), w) {
-						t.Errorf("%s: error %q does not say %q", tt.name, err, w)
-					}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("%s: error %q does not say %q", tt.name, err, w)
 				}
 			}
-			if got := versions(t, db, "svc"); got != "20260101000000_init,20260102000000_more" {
-				t.Fatalf("a refused Apply changed the history: %q", got)
-			}
-		})
-	}
+		}
+		if got := versions(t, db, "svc"); got != "20260101000000_init,20260102000000_more" {
+			t.Fatalf("a refused Apply changed the history: %q", got)
+		}
+	})
 }
 
 func TestReadOrdersAndChecksFiles(t *testing.T) {
