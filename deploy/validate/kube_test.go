@@ -177,6 +177,7 @@ var overlays = []struct {
 		"audit-checkpoint-key=cHJvZC10ZXN0LWF1ZGl0LWNoZWNrcG9pbnQta2V5LTM=",
 		"admin-password=prod-test-admin-password",
 		"gateway-redis-url=redis://redis.example.internal:6379/0",
+		"consul-token=6f1c2e0a-prod-test-acl-token",
 	}, "\n") + "\n"}},
 }
 
