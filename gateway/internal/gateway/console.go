@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"bytes"
+	"io"
 	"io/fs"
 	"mime"
 	"net/http"
@@ -50,9 +52,10 @@ var consoleTypes = map[string]string{
 // are cached for a year; everything else is revalidated on every load.
 type console struct {
 	dir string
+	gz  gzipCache
 }
 
-func (c console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (c *console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	for k, v := range consoleHeaders {
 		h.Set(k, v)
@@ -111,11 +114,26 @@ func (c console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	} else {
 		h.Set("Cache-Control", "no-cache")
 	}
+	// Text files go out gzipped to clients that accept it; a cache must keep both forms apart.
+	if compressible(ctype) && info.Size() >= minGzipSize && info.Size() <= maxGzipSize {
+		h.Add("Vary", "Accept-Encoding")
+		if acceptsGzip(r.Header) {
+			if data, err := c.gz.get(name, info, f); err == nil {
+				h.Set("Content-Encoding", "gzip")
+				http.ServeContent(w, r, name, info.ModTime(), bytes.NewReader(data))
+				return
+			}
+			if _, err := f.Seek(0, io.SeekStart); err != nil {
+				http.Error(w, "the file could not be read", http.StatusInternalServerError)
+				return
+			}
+		}
+	}
 	http.ServeContent(w, r, name, info.ModTime(), f)
 }
 
 // open opens the regular file name inside the console's folder.
-func (c console) open(name string) (*os.File, os.FileInfo, error) {
+func (c *console) open(name string) (*os.File, os.FileInfo, error) {
 	f, err := os.OpenInRoot(c.dir, name)
 	if err != nil {
 		return nil, nil, err

@@ -2,11 +2,13 @@ package gateway
 
 import (
 	"bufio"
+	"compress/gzip"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -206,4 +208,82 @@ func assertConsoleHeaders(t *testing.T, path string, h http.Header) {
 	if h.Get("X-Content-Type-Options") != "nosniff" || h.Get("Referrer-Policy") != "no-referrer" || h.Get("X-Frame-Options") != "DENY" {
 		t.Errorf("%s: security headers %v", path, h)
 	}
+}
+
+func TestConsoleCompressesTextFiles(t *testing.T) {
+	t.Parallel()
+	dir := consoleDir(t)
+	script := strings.Repeat("export const greeting = 'hello from the console';\n", 400)
+	image := strings.Repeat("\x89PNG-not-really", 400)
+	for name, body := range map[string]string{"assets/app-D9e8f7a6.js": script, "assets/big.png": image} {
+		if err := os.WriteFile(filepath.Join(dir, filepath.FromSlash(name)), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f := newFixture(t, 1, func(c *config.Config) { c.Console.Dir = dir })
+
+	tests := []struct {
+		name, path, accept string
+		gzipped, varies    bool
+		want               string
+	}{
+		{"gzip accepted", "/console/assets/app-D9e8f7a6.js", "gzip, deflate, br", true, true, script},
+		{"gzip among others with a quality", "/console/assets/app-D9e8f7a6.js", "br;q=1.0, GZIP;q=0.5", true, true, script},
+		{"any coding", "/console/assets/app-D9e8f7a6.js", "*", true, true, script},
+		{"gzip refused", "/console/assets/app-D9e8f7a6.js", "gzip;q=0, identity", false, true, script},
+		{"identity only", "/console/assets/app-D9e8f7a6.js", "identity", false, true, script},
+		{"an image is sent as it is", "/console/assets/big.png", "gzip", false, false, image},
+		{"a small file is sent as it is", "/console/assets/index-Bx1a2b3c.js", "gzip", false, false, "console.log('console')"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, body := f.do(t, "GET", tt.path, "", map[string]string{"Accept-Encoding": tt.accept})
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("status %d", resp.StatusCode)
+			}
+			if gz := resp.Header.Get("Content-Encoding") == "gzip"; gz != tt.gzipped {
+				t.Fatalf("Content-Encoding %q, want gzip: %t", resp.Header.Get("Content-Encoding"), tt.gzipped)
+			}
+			if varies := strings.Contains(strings.Join(resp.Header.Values("Vary"), ","), "Accept-Encoding"); varies != tt.varies {
+				t.Errorf("Vary %q, want Accept-Encoding: %t", resp.Header.Values("Vary"), tt.varies)
+			}
+			if tt.gzipped {
+				if resp.Header.Get("Content-Length") != strconv.Itoa(len(body)) || len(body) >= len(tt.want)/4 {
+					t.Errorf("compressed to %d bytes (Content-Length %s) from %d", len(body), resp.Header.Get("Content-Length"), len(tt.want))
+				}
+				body = gunzip(t, body)
+			}
+			if body != tt.want {
+				t.Errorf("body of %d bytes differs from the file's %d", len(body), len(tt.want))
+			}
+		})
+	}
+
+	// A rebuilt file is compressed again rather than served from the cache.
+	rebuilt := strings.Repeat("export const greeting = 'rebuilt';\n", 400)
+	path := filepath.Join(dir, "assets", "app-D9e8f7a6.js")
+	if err := os.WriteFile(path, []byte(rebuilt), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	later := time.Now().Add(time.Minute)
+	if err := os.Chtimes(path, later, later); err != nil {
+		t.Fatal(err)
+	}
+	resp, body := f.do(t, "GET", "/console/assets/app-D9e8f7a6.js", "", map[string]string{"Accept-Encoding": "gzip"})
+	if resp.Header.Get("Content-Encoding") != "gzip" || gunzip(t, body) != rebuilt {
+		t.Errorf("after a rebuild: Content-Encoding %q, body not the rebuilt file", resp.Header.Get("Content-Encoding"))
+	}
+}
+
+func gunzip(t *testing.T, s string) string {
+	t.Helper()
+	zr, err := gzip.NewReader(strings.NewReader(s))
+	if err != nil {
+		t.Fatalf("not gzip: %v", err)
+	}
+	b, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatalf("gunzip: %v", err)
+	}
+	return string(b)
 }

@@ -211,7 +211,7 @@ func New(cfg config.Config, opts ...Option) (*Gateway, error) {
 		return nil, err
 	}
 	if cfg.Console.Dir != "" {
-		g.console = console{dir: cfg.Console.Dir}
+		g.console = &console{dir: cfg.Console.Dir}
 	}
 	return g, nil
 }
