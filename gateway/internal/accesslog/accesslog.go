@@ -58,8 +58,11 @@ func (s Slog) Enabled(level slog.Level) bool {
 	return s.Logger.Enabled(context.Background(), level)
 }
 
-// Log writes e through the logger.
+// Log writes e through the logger, if its level is enabled.
 func (s Slog) Log(e *Entry) {
+	if !s.Enabled(e.Level) {
+		return
+	}
 	r := slog.NewRecord(e.Time, e.Level, "request", 0)
 	r.AddAttrs(
 		slog.String("request_id", e.RequestID),
@@ -77,9 +80,7 @@ func (s Slog) Log(e *Entry) {
 			r.AddAttrs(slog.String(kv[0], kv[1]))
 		}
 	}
-	if s.Logger.Enabled(context.Background(), e.Level) {
-		_ = s.Logger.Handler().Handle(context.Background(), r)
-	}
+	_ = s.Logger.Handler().Handle(context.Background(), r)
 }
 
 // Logger writes entries to a writer; it is safe for concurrent use when the writer is.
