@@ -38,6 +38,35 @@ export function replace(el: Element, ...children: (Child | Child[])[]): void {
   append(el, children);
 }
 
+/** A page of a listing: its items and the token of the next page ("" after the last). */
+export interface ListPage<T> {
+  items: T[];
+  next: string;
+}
+
+/**
+ * pager keeps a listing's next-page token so its pages need not: the function it returns fills
+ * list with the first page (or with empty() when nothing matches) or, given true, appends the
+ * next page, and shows more only while another page follows.
+ */
+export function pager<T>(
+  list: Element,
+  more: HTMLElement,
+  fetch: (pageToken: string) => Promise<ListPage<T>>,
+  render: (item: T) => Node,
+  empty: () => Node,
+): (append: boolean) => Promise<void> {
+  let next = "";
+  return async (append) => {
+    const page = await fetch(append ? next : "");
+    const nodes = page.items.map(render);
+    if (append) list.append(...nodes);
+    else replace(list, nodes.length > 0 ? nodes : empty());
+    next = page.next;
+    more.hidden = next === "";
+  };
+}
+
 let fieldIds = 0;
 
 /** field is a labelled input (or select or textarea) with a slot for its error message. */

@@ -5,7 +5,7 @@ import { Outcome, type Event, type EventFilterSchema } from "@basaltplatform/api
 import type { Page } from "../app.ts";
 import { fail } from "../app.ts";
 import * as api from "../api.ts";
-import { busy, field, h, replace, when } from "../dom.ts";
+import { busy, field, h, pager, replace, when } from "../dom.ts";
 
 const outcomeNames: Record<Outcome, string> = {
   [Outcome.UNSPECIFIED]: "any",
@@ -85,7 +85,6 @@ export const audit: Page = {
       ),
     );
     const more = h("button", { type: "button", class: "secondary", hidden: true }, "Older events");
-    let next = "";
 
     const text = (name: (typeof textFilters)[number][0]) => inputs.get(name)!.value.trim();
     const time = (input: HTMLInputElement) => {
@@ -102,14 +101,16 @@ export const audit: Page = {
       startTime: time(from),
       endTime: time(to),
     });
-    const load = async (append: boolean) => {
-      const res = await api.audit.listEvents({ filter: filter(), pageSize: 50, pageToken: append ? next : "" });
-      const rows = res.events.map(row);
-      if (append) body.append(...rows);
-      else replace(body, rows.length > 0 ? rows : h("tr", {}, h("td", { colspan: 8 }, "No events match.")));
-      next = res.nextPageToken;
-      more.hidden = next === "";
-    };
+    const load = pager(
+      body,
+      more,
+      async (pageToken) => {
+        const res = await api.audit.listEvents({ filter: filter(), pageSize: 50, pageToken });
+        return { items: res.events, next: res.nextPageToken };
+      },
+      row,
+      () => h("tr", {}, h("td", { colspan: 8 }, "No events match.")),
+    );
     const run = (button: HTMLButtonElement, append: boolean) =>
       busy(button, async () => {
         try {

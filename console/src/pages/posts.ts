@@ -3,7 +3,7 @@ import type { Post } from "@basaltplatform/api/basalt/blog/v1/blog_service_pb.js
 
 import type { Context, Page } from "../app.ts";
 import * as api from "../api.ts";
-import { busy, field, h, markFields, replace, when } from "../dom.ts";
+import { busy, field, h, markFields, pager, replace, when } from "../dom.ts";
 import { describe } from "../errors.ts";
 
 export const posts: Page = {
@@ -11,16 +11,17 @@ export const posts: Page = {
   async render(main, ctx) {
     const list = h("div", { class: "posts" });
     const more = h("button", { type: "button", class: "secondary", hidden: true }, "Older posts");
-    let next = "";
 
-    const load = async (append: boolean) => {
-      const res = await api.blog.listPosts({ pageSize: 20, pageToken: append ? next : "" });
-      const items = res.posts.map((p) => article(p, ctx, () => void reload()));
-      if (append) list.append(...items);
-      else replace(list, items.length > 0 ? items : h("p", { class: "empty" }, "No posts yet. Write the first one."));
-      next = res.nextPageToken;
-      more.hidden = next === "";
-    };
+    const load = pager(
+      list,
+      more,
+      async (pageToken) => {
+        const res = await api.blog.listPosts({ pageSize: 20, pageToken });
+        return { items: res.posts, next: res.nextPageToken };
+      },
+      (p) => article(p, ctx, () => void reload()),
+      () => h("p", { class: "empty" }, "No posts yet. Write the first one."),
+    );
     const reload = async () => {
       try {
         await load(false);

@@ -4,7 +4,7 @@ import { UserStatus, type User } from "@basaltplatform/api/basalt/identity/v1/id
 import type { Page } from "../app.ts";
 import { fail, link } from "../app.ts";
 import * as api from "../api.ts";
-import { busy, field, h, replace, when } from "../dom.ts";
+import { busy, field, h, pager, replace, when } from "../dom.ts";
 
 const statusNames: Record<UserStatus, string> = {
   [UserStatus.UNSPECIFIED]: "any",
@@ -39,7 +39,6 @@ export const users: Page = {
     );
     const wrap = h("div", { class: "scroll" }, table);
     const more = h("button", { type: "button", class: "secondary", hidden: true }, "Next page");
-    let next = "";
 
     const row = (u: User) =>
       h(
@@ -54,19 +53,21 @@ export const users: Page = {
         h("td", {}, link(`/admin/roles?subject=${encodeURIComponent(u.id)}`, "Roles", { "aria-label": `Roles of ${u.email}` })),
       );
 
-    const load = async (append: boolean) => {
-      const res = await api.identity.listUsers({
-        pageSize: 50,
-        pageToken: append ? next : "",
-        emailPrefix: prefix.value.trim(),
-        status: Number(status.value) as UserStatus,
-      });
-      const rows = res.users.map(row);
-      if (append) body.append(...rows);
-      else replace(body, rows.length > 0 ? rows : h("tr", {}, h("td", { colspan: 7 }, "No users match.")));
-      next = res.nextPageToken;
-      more.hidden = next === "";
-    };
+    const load = pager(
+      body,
+      more,
+      async (pageToken) => {
+        const res = await api.identity.listUsers({
+          pageSize: 50,
+          pageToken,
+          emailPrefix: prefix.value.trim(),
+          status: Number(status.value) as UserStatus,
+        });
+        return { items: res.users, next: res.nextPageToken };
+      },
+      row,
+      () => h("tr", {}, h("td", { colspan: 7 }, "No users match.")),
+    );
     const run = (button: HTMLButtonElement, append: boolean) =>
       busy(button, async () => {
         try {
