@@ -12,9 +12,11 @@ import (
 
 	"github.com/basaltplatform/basalt/kernel/authn"
 	"github.com/basaltplatform/basalt/kernel/database"
+	"github.com/basaltplatform/basalt/kernel/migrate"
 	"github.com/basaltplatform/basalt/kernel/testkit"
 	"github.com/basaltplatform/basalt/services/auth/ent"
 	"github.com/basaltplatform/basalt/services/auth/internal/keys"
+	"github.com/basaltplatform/basalt/services/auth/migrations"
 )
 
 func TestMain(m *testing.M) { testkit.Main(m) }
@@ -37,10 +39,11 @@ var secret = bytes.Repeat([]byte{7}, 32)
 
 func ring(t *testing.T, db *database.DB, clk *clock, sec []byte) *keys.Ring {
 	t.Helper()
-	client := ent.NewClient(ent.Driver(db.Driver()))
-	if err := client.Schema.Create(context.Background()); err != nil {
+	// The tables come from the service's own migrations, as at start-up.
+	if err := migrate.Apply(context.Background(), db, "auth", migrations.Files); err != nil {
 		t.Fatal(err)
 	}
+	client := ent.NewClient(ent.Driver(db.Driver()))
 	r, err := keys.New(db, client, sec, policy, clk.now)
 	if err != nil {
 		t.Fatal(err)
