@@ -111,26 +111,36 @@ func blockEnd(buf []byte) int {
 
 // parseStatus reads "HTTP/1.x 200 OK".
 func parseStatus(line string, req *http.Request) (*http.Response, error) {
+	code, minor, err := parseStatusLine(line)
+	if err != nil {
+		return nil, err
+	}
+	proto, rest, _ := strings.Cut(line, " ")
+	return &http.Response{
+		Status: rest, StatusCode: code, Proto: proto, ProtoMajor: 1, ProtoMinor: minor,
+		Request: req, Close: minor == 0,
+	}, nil
+}
+
+// parseStatusLine returns the status code and the protocol's minor version of a status line.
+func parseStatusLine(line string) (code, minor int, err error) {
 	proto, rest, ok := strings.Cut(line, " ")
 	if !ok {
-		return nil, fmt.Errorf("%w: status line %q", errMalformed, line)
+		return 0, 0, fmt.Errorf("%w: status line %q", errMalformed, line)
 	}
 	major, minor, ok := http.ParseHTTPVersion(proto)
 	if !ok || major != 1 {
-		return nil, fmt.Errorf("%w: protocol %q", errMalformed, proto)
+		return 0, 0, fmt.Errorf("%w: protocol %q", errMalformed, proto)
 	}
 	codeText, _, _ := strings.Cut(rest, " ")
 	if len(codeText) != 3 {
-		return nil, fmt.Errorf("%w: status %q", errMalformed, codeText)
+		return 0, 0, fmt.Errorf("%w: status %q", errMalformed, codeText)
 	}
-	code, err := strconv.Atoi(codeText)
+	code, err = strconv.Atoi(codeText)
 	if err != nil || code < 100 {
-		return nil, fmt.Errorf("%w: status %q", errMalformed, codeText)
+		return 0, 0, fmt.Errorf("%w: status %q", errMalformed, codeText)
 	}
-	return &http.Response{
-		Status: rest, StatusCode: code, Proto: proto, ProtoMajor: major, ProtoMinor: minor,
-		Request: req, Close: minor == 0,
-	}, nil
+	return code, minor, nil
 }
 
 // parseHeader reads the header lines of block, which ends with its empty line. Keys in
@@ -139,30 +149,41 @@ func parseHeader(block string) (http.Header, error) {
 	lines := strings.Count(block, "\n") - 1
 	h := make(http.Header, lines)
 	values := make([]string, 0, lines)
+	err := headerLines(block, func(k, v string) {
+		k = textproto.CanonicalMIMEHeaderKey(k)
+		if vv, seen := h[k]; seen {
+			// A repeated key gets a slice of its own, so that appending to it cannot overwrite
+			// the value of the key after it in the shared backing array.
+			h[k] = append(vv[:len(vv):len(vv)], v)
+			return
+		}
+		values = append(values, v)
+		h[k] = values[len(values)-1 : len(values) : len(values)]
+	})
+	if err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+// headerLines calls fn with the key, as sent, and the trimmed value of each header line of
+// block, up to its empty line. It refuses folded lines and keys that are not tokens.
+func headerLines(block string, fn func(k, v string)) error {
 	for line := range strings.Lines(block) {
 		line = strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r")
 		if line == "" {
 			break
 		}
 		if line[0] == ' ' || line[0] == '\t' {
-			return nil, fmt.Errorf("%w: a folded header line", errMalformed)
+			return fmt.Errorf("%w: a folded header line", errMalformed)
 		}
 		k, v, ok := strings.Cut(line, ":")
 		if !ok || !validHeaderKey(k) {
-			return nil, fmt.Errorf("%w: header line %q", errMalformed, line)
+			return fmt.Errorf("%w: header line %q", errMalformed, line)
 		}
-		k = textproto.CanonicalMIMEHeaderKey(k)
-		v = strings.Trim(v, " \t")
-		if vv, seen := h[k]; seen {
-			// A repeated key gets a slice of its own, so that appending to it cannot overwrite
-			// the value of the key after it in the shared backing array.
-			h[k] = append(vv[:len(vv):len(vv)], v)
-			continue
-		}
-		values = append(values, v)
-		h[k] = values[len(values)-1 : len(values) : len(values)]
+		fn(k, strings.Trim(v, " \t"))
 	}
-	return h, nil
+	return nil
 }
 
 // validHeaderKey reports a header name made of token characters.
@@ -188,17 +209,12 @@ func setBody(resp *http.Response, br *bufio.Reader) error {
 	if tokens(resp.Header["Connection"], "close") {
 		resp.Close = true
 	}
-	te := resp.Header["Transfer-Encoding"]
-	cl := resp.Header["Content-Length"]
-	noBody := resp.Request.Method == http.MethodHead || resp.StatusCode == http.StatusNoContent ||
-		resp.StatusCode == http.StatusNotModified || resp.StatusCode == http.StatusSwitchingProtocols
+	noBody := resp.Request.Method == http.MethodHead || !statusHasBody(resp.StatusCode)
+	n, chunked, err := bodyFraming(resp.Header["Transfer-Encoding"], resp.Header["Content-Length"])
 	switch {
-	case len(te) > 0 && len(cl) > 0:
-		return fmt.Errorf("%w: both Transfer-Encoding and Content-Length", errMalformed)
-	case len(te) > 0:
-		if len(te) != 1 || !strings.EqualFold(strings.TrimSpace(te[0]), "chunked") {
-			return fmt.Errorf("%w: transfer encoding %q", errMalformed, te)
-		}
+	case err != nil:
+		return err
+	case chunked:
 		delete(resp.Header, "Transfer-Encoding")
 		resp.TransferEncoding = chunkedEncoding
 		resp.ContentLength = -1
@@ -206,27 +222,41 @@ func setBody(resp *http.Response, br *bufio.Reader) error {
 			resp.Body = http.NoBody
 			return nil
 		}
-		resp.Body = &chunkedBody{r: httputil.NewChunkedReader(br), br: br, resp: resp}
-		return nil
-	case len(cl) > 0:
-		n, err := contentLength(cl)
-		if err != nil {
-			return err
-		}
+		resp.Body = &chunkedBody{r: httputil.NewChunkedReader(br), br: br, trailer: &resp.Trailer}
+	case noBody || n == 0:
+		resp.Body, resp.ContentLength = http.NoBody, max(n, 0)
+	case n > 0:
 		resp.ContentLength = n
-		if noBody || n == 0 {
-			resp.Body = http.NoBody
-			return nil
-		}
 		resp.Body = &lengthBody{r: io.LimitedReader{R: br, N: n}}
-		return nil
-	case noBody:
-		resp.Body, resp.ContentLength = http.NoBody, 0
-		return nil
 	default:
 		resp.ContentLength, resp.Close = -1, true
 		resp.Body = io.NopCloser(br)
-		return nil
+	}
+	return nil
+}
+
+// statusHasBody reports whether an answer with status may carry a body.
+func statusHasBody(status int) bool {
+	return status != http.StatusNoContent && status != http.StatusNotModified && status != http.StatusSwitchingProtocols
+}
+
+// bodyFraming reads how a body is framed from the Transfer-Encoding and Content-Length values:
+// its length, chunks (chunked), or, with neither, -1 for everything until the connection
+// closes.
+func bodyFraming(te, cl []string) (n int64, chunked bool, err error) {
+	switch {
+	case len(te) > 0 && len(cl) > 0:
+		return 0, false, fmt.Errorf("%w: both Transfer-Encoding and Content-Length", errMalformed)
+	case len(te) > 0:
+		if len(te) != 1 || !strings.EqualFold(strings.TrimSpace(te[0]), "chunked") {
+			return 0, false, fmt.Errorf("%w: transfer encoding %q", errMalformed, te)
+		}
+		return -1, true, nil
+	case len(cl) > 0:
+		n, err := contentLength(cl)
+		return n, false, err
+	default:
+		return -1, false, nil
 	}
 }
 
@@ -281,12 +311,13 @@ func (b *lengthBody) Read(p []byte) (int, error) {
 
 func (b *lengthBody) Close() error { return nil }
 
-// chunkedBody reads a chunked body and then its trailer section into the response's Trailer.
+// chunkedBody reads a chunked body and then its trailer section.
 type chunkedBody struct {
-	r    io.Reader
-	br   *bufio.Reader
-	resp *http.Response
-	err  error
+	r  io.Reader
+	br *bufio.Reader
+	// trailer receives the trailer section; nil discards it.
+	trailer *http.Header
+	err     error
 }
 
 func (b *chunkedBody) Read(p []byte) (int, error) {
@@ -332,7 +363,9 @@ func (b *chunkedBody) readTrailer() error {
 	if err != nil {
 		return err
 	}
-	b.resp.Trailer = t
+	if b.trailer != nil {
+		*b.trailer = t
+	}
 	return nil
 }
 

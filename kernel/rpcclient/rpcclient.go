@@ -241,21 +241,11 @@ var _ connect.HTTPClient = (*balancer)(nil)
 // Do sends req to one instance of the service, and to another when it could not be sent.
 func (b *balancer) Do(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
-	eps, err := b.c.resolver.Endpoints(ctx, b.service)
-	if err != nil {
-		return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("rpcclient: resolve %s: %w", b.service, err))
-	}
-	if len(eps) == 0 {
-		return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("rpcclient: no healthy instance of %s", b.service))
-	}
-	attempts := min(len(eps), b.c.o.maxAttempts)
-	tried := make([]string, 0, attempts)
-	for attempt := 1; ; attempt++ {
-		ep := b.pick(eps, tried)
-		tried = append(tried, ep.ID)
+	var resp *http.Response
+	err := b.send(ctx, isIdempotent(ctx), canReplay(req), func(ep discovery.Endpoint, attempt int) (int, error) {
 		out, err := b.prepare(req, ep, attempt)
 		if err != nil {
-			return nil, err
+			return 0, &notAttempted{err}
 		}
 		// The transports are called directly: http.Client would copy the header and the URL
 		// of every call to follow redirects, which calls between services never do.
@@ -266,26 +256,65 @@ func (b *balancer) Do(req *http.Request) (*http.Response, error) {
 				rt = b.c.h1
 			}
 		}
-		resp, err := rt.RoundTrip(out)
+		resp, err = rt.RoundTrip(out)
 		if err != nil {
+			return 0, err
+		}
+		return resp.StatusCode, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+// notAttempted is a failure to prepare an attempt, which says nothing of the instance.
+type notAttempted struct{ err error }
+
+func (e *notAttempted) Error() string { return e.err.Error() }
+func (e *notAttempted) Unwrap() error { return e.err }
+
+// send calls try with one instance of the service after another until an attempt gets an
+// answer, or fails in a way that makes another attempt unsafe: sending a call again is safe
+// when it never left, or when the method declares itself idempotent in its contract and the
+// connection failed. replayable says whether the call can be written again at all. Each
+// outcome feeds the instance's passive health.
+func (b *balancer) send(ctx context.Context, idempotent, replayable bool, try func(ep discovery.Endpoint, attempt int) (status int, err error)) error {
+	eps, err := b.c.resolver.Endpoints(ctx, b.service)
+	if err != nil {
+		return connect.NewError(connect.CodeUnavailable, fmt.Errorf("rpcclient: resolve %s: %w", b.service, err))
+	}
+	if len(eps) == 0 {
+		return connect.NewError(connect.CodeUnavailable, fmt.Errorf("rpcclient: no healthy instance of %s", b.service))
+	}
+	attempts := min(len(eps), b.c.o.maxAttempts)
+	var triedBuf [4]string
+	tried := triedBuf[:0]
+	for attempt := 1; ; attempt++ {
+		ep := b.pick(eps, tried)
+		tried = append(tried, ep.ID)
+		status, err := try(ep, attempt)
+		if err != nil {
+			var na *notAttempted
+			if errors.As(err, &na) {
+				return na.err
+			}
 			connFailure := isConnectionFailure(err)
 			b.report(ep, connFailure, true)
-			// Sending a call again is safe when it never left, or when the method declares
-			// itself idempotent in its contract.
-			safe := isNotSent(err) || (connFailure && isIdempotent(ctx))
-			if safe && attempt < attempts && canReplay(req) && ctx.Err() == nil {
+			safe := isNotSent(err) || (connFailure && idempotent)
+			if safe && attempt < attempts && replayable && ctx.Err() == nil {
 				b.c.o.log.DebugContext(ctx, "call not sent; trying another instance", "target", b.service, "endpoint", ep.URL(), "error", err)
 				continue
 			}
-			return nil, err
+			return err
 		}
-		switch resp.StatusCode {
+		switch status {
 		case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
 			b.report(ep, false, true)
 		default:
 			b.report(ep, false, false)
 		}
-		return resp, nil
+		return nil
 	}
 }
 

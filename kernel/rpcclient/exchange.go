@@ -1,0 +1,231 @@
+package rpcclient
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strings"
+	"time"
+
+	"github.com/basaltplatform/basalt/kernel/discovery"
+)
+
+// RequestWriter writes one HTTP/1.1 request, request line to body, for an instance at host.
+// It is called again when the call is sent to another instance, and must write the same call.
+type RequestWriter interface {
+	WriteRequest(w *bufio.Writer, host string) error
+}
+
+// Exchange describes a unary call that its caller writes in HTTP/1.1 wire format itself: a
+// proxy that already holds a request's bytes forwards it this way without building net/http's
+// request and response, and without a goroutine or a context per call.
+type Exchange struct {
+	// Request writes the call.
+	Request RequestWriter
+	// Idempotent allows sending the call to another instance after its connection broke.
+	Idempotent bool
+	// Deadline bounds every read and write of the call; zero leaves it unbounded.
+	Deadline time.Time
+}
+
+// Answer is an upstream's answer to an Exchange. Its body must be read to the end and the
+// answer closed for its connection to be used again.
+type Answer struct {
+	// Status is the HTTP status.
+	Status int
+	// Header is the header block as the upstream sent it, up to and including its empty line;
+	// Headers walks it.
+	Header string
+	// ContentLength is the body's length, or -1 when it arrives in chunks or until the
+	// connection closes.
+	ContentLength int64
+
+	body   io.Reader
+	length lengthBody
+	chunks chunkedBody
+	conn   *h1Conn
+	t      *h1Transport
+	timed  bool
+	keep   bool
+	eof    bool
+	done   bool
+}
+
+// ErrDeadline is the cause of an exchange that outlived its deadline.
+var ErrDeadline = fmt.Errorf("rpcclient: the call's deadline passed: %w", context.DeadlineExceeded)
+
+// Exchange sends x to an instance of service over a pooled HTTP/1.1 connection and reads the
+// head of its answer into a, with the same balancing, retries and passive health checks as
+// the service's clients. The service must be served over plain http.
+func (c *Client) Exchange(ctx context.Context, service string, x *Exchange, a *Answer) error {
+	b := c.HTTPClient(service).(*balancer)
+	return b.send(ctx, x.Idempotent, true, func(ep discovery.Endpoint, _ int) (int, error) {
+		if ep.Scheme != "" && ep.Scheme != "http" {
+			return 0, &notAttempted{fmt.Errorf("rpcclient: %s is served over %s; exchanges need plain http", service, ep.Scheme)}
+		}
+		if err := c.h1.exchange(ctx, ep.Host, x, a); err != nil {
+			return 0, err
+		}
+		return a.Status, nil
+	})
+}
+
+// exchange makes one attempt of x on a connection to host.
+func (t *h1Transport) exchange(ctx context.Context, host string, x *Exchange, a *Answer) error {
+	*a = Answer{t: t}
+	if !x.Deadline.IsZero() && !t.now().Before(x.Deadline) {
+		return ErrDeadline
+	}
+	c, reused, err := t.get(ctx, host)
+	if err != nil {
+		return err
+	}
+	if !x.Deadline.IsZero() {
+		_ = c.nc.SetDeadline(x.Deadline)
+		a.timed = true
+	}
+	fail := func(op string, err error) error {
+		c.nc.Close()
+		if a.timed && isTimeout(err) {
+			return ErrDeadline
+		}
+		return t.failure(ctx, op, host, err, reused)
+	}
+	if err := x.Request.WriteRequest(c.bw, host); err != nil {
+		return fail("write", err)
+	}
+	if err := c.bw.Flush(); err != nil {
+		return fail("write", err)
+	}
+	if err := a.readHead(c.br); err != nil {
+		return fail("read", err)
+	}
+	a.conn = c
+	return nil
+}
+
+// readHead reads the status line and header block, skipping informational answers, and frames
+// the body.
+func (a *Answer) readHead(br *bufio.Reader) error {
+	for {
+		block, err := readBlock(br)
+		if err != nil {
+			return err
+		}
+		status, rest, _ := strings.Cut(block, "\n")
+		code, minor, err := parseStatusLine(strings.TrimSuffix(status, "\r"))
+		if err != nil {
+			return err
+		}
+		if code >= 100 && code < 200 && code != http.StatusSwitchingProtocols {
+			continue
+		}
+		var te, cl [2]string
+		var nte, ncl int
+		closing := minor == 0
+		err = headerLines(rest, func(k, v string) {
+			switch {
+			case strings.EqualFold(k, "Content-Length"):
+				if ncl < len(cl) {
+					cl[ncl] = v
+				}
+				ncl++
+			case strings.EqualFold(k, "Transfer-Encoding"):
+				if nte < len(te) {
+					te[nte] = v
+				}
+				nte++
+			case strings.EqualFold(k, "Connection"):
+				closing = closing || tokens([]string{v}, "close")
+			}
+		})
+		if err != nil {
+			return err
+		}
+		if ncl > len(cl) || nte > len(te) {
+			return fmt.Errorf("%w: repeated framing headers", errMalformed)
+		}
+		n, chunked, err := bodyFraming(te[:nte], cl[:ncl])
+		if err != nil {
+			return err
+		}
+		a.Status, a.Header, a.keep = code, rest, !closing
+		switch {
+		case !statusHasBody(a.Status) || n == 0:
+			a.ContentLength, a.eof = 0, true
+		case chunked:
+			a.ContentLength = -1
+			a.chunks = chunkedBody{r: httputil.NewChunkedReader(br), br: br}
+			a.body = &a.chunks
+		case n > 0:
+			a.ContentLength = n
+			a.length = lengthBody{r: io.LimitedReader{R: br, N: n}}
+			a.body = &a.length
+		default:
+			a.ContentLength, a.keep = -1, false
+			a.body = br
+		}
+		return nil
+	}
+}
+
+// Headers calls fn with each header of the answer, its key as sent and its value trimmed,
+// until fn returns false.
+func (a *Answer) Headers(fn func(k, v string) bool) {
+	stop := false
+	_ = headerLines(a.Header, func(k, v string) {
+		if !stop && !fn(k, v) {
+			stop = true
+		}
+	})
+}
+
+// Read reads the body.
+func (a *Answer) Read(p []byte) (int, error) {
+	if a.eof {
+		return 0, io.EOF
+	}
+	if a.done || a.body == nil {
+		return 0, net.ErrClosed
+	}
+	n, err := a.body.Read(p)
+	switch {
+	case err == io.EOF:
+		a.eof = true
+	case err != nil:
+		a.keep = false
+		if a.timed && isTimeout(err) {
+			err = ErrDeadline
+		}
+	}
+	return n, err
+}
+
+// Close releases the connection: back to the pool when the body was read to the end, closed
+// otherwise.
+func (a *Answer) Close() error {
+	if a.done || a.conn == nil {
+		return nil
+	}
+	a.done = true
+	c := a.conn
+	a.conn = nil
+	if a.keep && a.eof {
+		if a.timed {
+			_ = c.nc.SetDeadline(time.Time{})
+		}
+		a.t.put(c)
+		return nil
+	}
+	return c.nc.Close()
+}
+
+func isTimeout(err error) bool {
+	var t interface{ Timeout() bool }
+	return errors.As(err, &t) && t.Timeout()
+}
