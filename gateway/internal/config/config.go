@@ -117,6 +117,9 @@ type Limits struct {
 	Timeout Duration `yaml:"timeout"`
 	// ShutdownTimeout bounds the drain on shutdown.
 	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+	// DisableFastPath sends every plain-text request through net/http's server instead of
+	// serving unary Connect calls over HTTP/1.1 on the gateway's own (see ADR-0036).
+	DisableFastPath bool `yaml:"disable_fast_path"`
 }
 
 // Rate is a token bucket: Rate tokens a second, at most Burst at once.

@@ -77,11 +77,16 @@ func (c *call) fail(g *Gateway, w http.ResponseWriter, r *http.Request, err erro
 	_ = g.errors.Write(w, r, err)
 }
 
-// finish records the request in the metrics and the access log. The log line names the
-// caller by address and subject but never carries a token or a body.
+// finish records the request in the metrics and the access log.
 func (g *Gateway) finish(w *responseWriter, r *http.Request, c *call) {
+	g.record(c, r.Method, r.URL.Path, w.status, w.written, func() string { return protocolOf(r) })
+}
+
+// record writes the metrics and the access log line of a finished call. The log line names
+// the caller by address and subject but never carries a token or a body; protocol is only
+// asked for when the line is written.
+func (g *Gateway) record(c *call, method, path string, status int, written int64, protocol func() string) {
 	d := time.Since(c.start)
-	status := w.status
 	if status == 0 {
 		status = http.StatusOK
 	}
@@ -94,24 +99,24 @@ func (g *Gateway) finish(w *responseWriter, r *http.Request, c *call) {
 		Time:      c.start,
 		Level:     slog.LevelInfo,
 		RequestID: c.id,
-		Method:    r.Method,
-		Path:      r.URL.Path,
+		Method:    method,
+		Path:      path,
 		Status:    status,
 		Code:      codeName(code),
 		Duration:  d,
-		BytesOut:  w.written,
+		BytesOut:  written,
 		ClientIP:  c.clientIP(),
 		Route:     c.procedure,
 		Subject:   c.subject,
 	}
-	if r.URL.Path == "/healthz" || r.URL.Path == "/readyz" {
+	if path == "/healthz" || path == "/readyz" {
 		// Probes arrive every few seconds from every checker; their lines would bury the rest.
 		e.Level = slog.LevelDebug
 	}
 	if !g.o.access.Enabled(e.Level) {
 		return
 	}
-	e.Protocol = protocolOf(r)
+	e.Protocol = protocol()
 	if c.traceID.IsValid() {
 		e.TraceID = c.traceID.String()
 	}
@@ -149,7 +154,12 @@ func codeOfStatus(status int) connect.Code {
 
 // protocolOf names the request's protocol for the access log.
 func protocolOf(r *http.Request) string {
-	ct := r.Header.Get("Content-Type")
+	return protocolName(r.Header.Get("Content-Type"), r.Header.Get("Connect-Protocol-Version") != "" || r.URL.Query().Has("connect"))
+}
+
+// protocolName names a request's protocol from its content type and whether it carries
+// Connect's protocol version (as a header, or a query parameter of a GET).
+func protocolName(ct string, connectVersion bool) string {
 	switch {
 	case len(ct) >= 16 && ct[:16] == "application/grpc" && (len(ct) == 16 || ct[16] == '+'):
 		return "grpc"
@@ -157,7 +167,7 @@ func protocolOf(r *http.Request) string {
 		return "grpc-web"
 	case len(ct) >= 20 && ct[:20] == "application/connect+":
 		return "connect"
-	case r.Header.Get("Connect-Protocol-Version") != "" || r.URL.Query().Has("connect"):
+	case connectVersion:
 		return "connect"
 	default:
 		return "http"

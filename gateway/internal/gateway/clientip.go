@@ -14,11 +14,20 @@ func clientAddr(r *http.Request, trusted []netip.Prefix) netip.Addr {
 	if err != nil {
 		return netip.Addr{}
 	}
-	addr := peer.Addr().Unmap()
+	return clientAddrOf(peer.Addr(), func() []string { return r.Header.Values("X-Forwarded-For") }, trusted)
+}
+
+// clientAddrOf is clientAddr for a peer and the X-Forwarded-For values, which are only read
+// when the peer is trusted.
+func clientAddrOf(peer netip.Addr, forwardedFor func() []string, trusted []netip.Prefix) netip.Addr {
+	if !peer.IsValid() {
+		return netip.Addr{}
+	}
+	addr := peer.Unmap()
 	if !isTrusted(addr, trusted) {
 		return addr
 	}
-	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	hops := strings.Split(strings.Join(forwardedFor(), ","), ",")
 	for i := len(hops) - 1; i >= 0; i-- {
 		hop, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
 		if err != nil {

@@ -366,35 +366,17 @@ func (g *Gateway) rpc(w http.ResponseWriter, r *http.Request, c *call, route *ro
 		return
 	}
 	ctx := r.Context()
-	key := ""
-	if route.Rule.Audience == policy.Public {
-		key = limitKey(c.addr)
-	} else {
-		token := authn.BearerToken(r.Header.Get("Authorization"))
-		if token == "" {
-			c.fail(g, w, r, errNoToken)
-			return
+	if retryAfter, err := g.admit(ctx, c, route, r.Header.Get("Authorization")); err != nil {
+		if retryAfter != "" {
+			w.Header().Set("Retry-After", retryAfter)
 		}
-		p, err := g.tokens.Verify(ctx, token)
-		if err != nil {
-			c.cause = err
-			if errors.Is(err, authn.ErrExpired) || strings.Contains(err.Error(), authn.ErrExpired.Message) {
-				c.fail(g, w, r, errExpired)
-			} else {
-				c.fail(g, w, r, errInvalidToken)
-			}
-			return
-		}
-		c.subject = p.Subject
-		key = p.Subject
-	}
-	if !g.allow(w, r, c, route, key) {
+		c.fail(g, w, r, err)
 		return
 	}
 
 	var span trace.Span
 	if g.tracer != nil {
-		ctx, span = g.startSpan(ctx, r, route)
+		ctx, span = g.startSpan(ctx, propagation.HeaderCarrier(r.Header), route)
 		defer span.End()
 		r = r.WithContext(ctx)
 		c.traceID = span.SpanContext().TraceID()
@@ -428,25 +410,49 @@ func (g *Gateway) rpc(w http.ResponseWriter, r *http.Request, c *call, route *ro
 	}
 }
 
-// allow takes a token from the caller's bucket for route and answers resource_exhausted when
+// admit decides whether the call c of route may go on: a method that is not public needs a
+// valid token in authorization, and every call a token from its caller's bucket (per client
+// address for public methods, per subject for the rest). It returns the error to answer
+// otherwise, with the Retry-After value when the caller is throttled.
+func (g *Gateway) admit(ctx context.Context, c *call, route *routes.Route, authorization string) (retryAfter string, err error) {
+	key := ""
+	if route.Rule.Audience == policy.Public {
+		key = limitKey(c.addr)
+	} else {
+		token := authn.BearerToken(authorization)
+		if token == "" {
+			return "", errNoToken
+		}
+		p, err := g.tokens.Verify(ctx, token)
+		if err != nil {
+			c.cause = err
+			if errors.Is(err, authn.ErrExpired) || strings.Contains(err.Error(), authn.ErrExpired.Message) {
+				return "", errExpired
+			}
+			return "", errInvalidToken
+		}
+		c.subject = p.Subject
+		key = p.Subject
+	}
+	return g.allow(ctx, route, key)
+}
+
+// allow takes a token from the caller's bucket for route and returns resource_exhausted when
 // there is none. A failing shared store lets the request through: throttling is protection,
 // and an outage of Redis should not become an outage of the platform.
-func (g *Gateway) allow(w http.ResponseWriter, r *http.Request, c *call, route *routes.Route, key string) bool {
-	d, err := g.o.limiter.Take(r.Context(), route.Bucket+"|"+key, route.Limit)
+func (g *Gateway) allow(ctx context.Context, route *routes.Route, key string) (retryAfter string, err error) {
+	d, err := g.o.limiter.Take(ctx, route.Bucket+"|"+key, route.Limit)
 	if err != nil {
-		g.o.log.WarnContext(r.Context(), "rate limiter failed; letting the request through", "error", err)
-		return true
+		g.o.log.WarnContext(ctx, "rate limiter failed; letting the request through", "error", err)
+		return "", nil
 	}
 	if d.Allowed {
-		return true
+		return "", nil
 	}
 	g.metrics.RateLimited(route.Index)
 	secs := max(int64((d.RetryAfter+time.Second-1)/time.Second), 1)
 	retry := strconv.FormatInt(secs, 10)
-	err = connect.NewError(connect.CodeResourceExhausted, fmt.Errorf("too many requests; retry after %ss", retry))
-	w.Header().Set("Retry-After", retry)
-	c.fail(g, w, r, err)
-	return false
+	return retry, connect.NewError(connect.CodeResourceExhausted, fmt.Errorf("too many requests; retry after %ss", retry))
 }
 
 // outboundHeader turns the request's header into the one sent upstream, in place (the request
@@ -464,22 +470,16 @@ func (g *Gateway) outboundHeader(r *http.Request, c *call) http.Header {
 		}
 	}
 	for k, vv := range h {
-		switch k {
-		case "Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authorization", "Transfer-Encoding",
-			"Upgrade", "Host", "X-Forwarded-Host", "X-Forwarded-Proto", "Forwarded",
-			"X-Real-Ip", "Tracestate", "Baggage":
-			delete(h, k)
-		case "Te":
+		switch {
+		case k == "Te":
 			// gRPC needs "TE: trailers"; nothing else of TE passes a proxy.
 			if strings.Contains(strings.ToLower(strings.Join(vv, ",")), "trailers") {
 				h[k] = teTrailers
 			} else {
 				delete(h, k)
 			}
-		default:
-			if strings.HasPrefix(k, "X-Basalt-") {
-				delete(h, k)
-			}
+		case dropped(k):
+			delete(h, k)
 		}
 	}
 	if c.addr.IsValid() {
@@ -502,6 +502,25 @@ func (g *Gateway) outboundHeader(r *http.Request, c *call) http.Header {
 	// The gateway starts the trace; a client's trace context is only linked (startSpan).
 	delete(h, "Traceparent")
 	return h
+}
+
+// dropped reports the client headers that never go upstream, k in any case: hop-by-hop
+// headers (but TE, which gRPC needs), and anything a client could use to pose as someone else
+// (the platform's X-Basalt-* headers, forwarding headers, trace context).
+func dropped(k string) bool {
+	for _, d := range droppedHeaders {
+		if len(k) == len(d) && strings.EqualFold(k, d) {
+			return true
+		}
+	}
+	const platform = "X-Basalt-"
+	return len(k) >= len(platform) && strings.EqualFold(k[:len(platform)], platform)
+}
+
+var droppedHeaders = [...]string{
+	"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authorization", "Transfer-Encoding",
+	"Upgrade", "Host", "X-Forwarded-Host", "X-Forwarded-Proto", "Forwarded",
+	"X-Real-Ip", "Tracestate", "Baggage",
 }
 
 // Shared header values; the transports never modify header slices.

@@ -37,6 +37,7 @@ type protocol struct {
 
 var protocols = []protocol{
 	{name: "connect-json-http1", option: []connect.ClientOption{connect.WithProtoJSON()}},
+	{name: "connect-proto-http1"},
 	{name: "connect-proto-h2c", http2: true},
 	{name: "connect-get-http1", option: []connect.ClientOption{connect.WithHTTPGet()}},
 	{name: "grpc-h2c", http2: true, option: []connect.ClientOption{connect.WithGRPC()}},

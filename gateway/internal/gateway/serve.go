@@ -24,6 +24,7 @@ import (
 
 	"github.com/basaltplatform/basalt/kernel/discovery"
 
+	"github.com/basaltplatform/basalt/gateway/internal/h1"
 	"github.com/basaltplatform/basalt/gateway/internal/proxy"
 	"github.com/basaltplatform/basalt/gateway/internal/routes"
 )
@@ -103,8 +104,23 @@ func (g *Gateway) Run(ctx context.Context) error {
 			return err
 		}
 	}
+	// Plain-text connections go to the h1 server, which serves unary Connect calls itself and
+	// hands every other connection to srv; TLS connections go to srv directly.
+	var front frontServer = srv
+	serve := srv.Serve
+	if !useTLS && !g.cfg.Limits.DisableFastPath {
+		fast := h1.New(fastPath{g}, srv,
+			h1.WithReadHeaderTimeout(time.Duration(g.cfg.Limits.ReadHeaderTimeout)),
+			h1.WithIdleTimeout(time.Duration(g.cfg.Limits.IdleTimeout)),
+			h1.WithBodyTimeout(time.Duration(g.cfg.Limits.BodyTimeout)),
+			h1.WithMaxHeaderBytes(g.cfg.Limits.MaxHeaderBytes),
+			h1.WithMaxBody(g.cfg.Limits.MaxRequestBytes),
+			h1.WithLogger(g.o.log),
+		)
+		front, serve = fast, fast.Serve
+	}
 	served := make(chan error, 2)
-	go func() { served <- srv.Serve(ln) }()
+	go func() { served <- serve(ln) }()
 	if adminSrv != nil {
 		go func() { served <- adminSrv.Serve(admin) }()
 	}
@@ -116,7 +132,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	case <-ctx.Done():
 	case serveErr = <-served:
 	}
-	g.shutdown(ctx, srv, adminSrv, inst)
+	g.shutdown(ctx, front, adminSrv, inst)
 	if errors.Is(serveErr, http.ErrServerClosed) {
 		serveErr = nil
 	}
@@ -131,6 +147,13 @@ func adminAddrString(ln net.Listener) string {
 		return ""
 	}
 	return ln.Addr().String()
+}
+
+// frontServer is what serves the gateway's listener: net/http's server, or the h1 server in front
+// of it.
+type frontServer interface {
+	Shutdown(context.Context) error
+	Close() error
 }
 
 // server builds the HTTP server: HTTP/1.1 and HTTP/2 (h2c in plain text, h2 over TLS), with
@@ -210,7 +233,7 @@ func (g *Gateway) instance(addr *net.TCPAddr) (discovery.Instance, error) {
 
 // shutdown stops taking new work: not ready, deregistered, then a drain of in-flight requests
 // bounded by the shutdown timeout, after which remaining connections are closed.
-func (g *Gateway) shutdown(ctx context.Context, srv, admin *http.Server, inst discovery.Instance) {
+func (g *Gateway) shutdown(ctx context.Context, srv frontServer, admin *http.Server, inst discovery.Instance) {
 	base := context.WithoutCancel(ctx)
 	g.draining.Store(true)
 	g.health.SetStatus("", grpchealth.StatusNotServing)
@@ -281,7 +304,7 @@ func (g *Gateway) serveNotFound(w http.ResponseWriter, r *http.Request) {
 // startSpan starts the gateway's span of a call. A client's trace context is not trusted to
 // parent it (anyone can send one); it is linked instead, so the trace stays the platform's own
 // and still leads back to the caller's.
-func (g *Gateway) startSpan(ctx context.Context, r *http.Request, route *routes.Route) (context.Context, trace.Span) {
+func (g *Gateway) startSpan(ctx context.Context, header propagation.TextMapCarrier, route *routes.Route) (context.Context, trace.Span) {
 	opts := []trace.SpanStartOption{
 		trace.WithSpanKind(trace.SpanKindServer),
 		trace.WithNewRoot(),
@@ -291,8 +314,8 @@ func (g *Gateway) startSpan(ctx context.Context, r *http.Request, route *routes.
 			attribute.String("server.upstream", route.Upstream),
 		),
 	}
-	if _, ok := r.Header["Traceparent"]; ok {
-		remote := trace.SpanContextFromContext(g.o.tel.Propagator().Extract(ctx, propagation.HeaderCarrier(r.Header)))
+	if header.Get("Traceparent") != "" {
+		remote := trace.SpanContextFromContext(g.o.tel.Propagator().Extract(ctx, header))
 		if remote.IsValid() {
 			opts = append(opts, trace.WithLinks(trace.Link{SpanContext: remote}))
 		}

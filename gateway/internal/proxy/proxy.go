@@ -98,15 +98,15 @@ var (
 func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request, c *Call) Result {
 	ctx := r.Context()
 	var cancel context.CancelFunc
-	if d, ok := deadline(c.Timeout, r.Header); ok {
-		if _, fromClient := ClientTimeout(r.Header); fromClient && d > 0 {
+	if d, fromClient, ok := Deadline(c.Timeout, r.Header.Get("Connect-Timeout-Ms"), r.Header.Get("Grpc-Timeout")); ok {
+		if fromClient && d > 0 {
 			// A client that sent a deadline has the upstream learn it in its protocol (less
 			// the time spent, and no later than the route's) and answer it itself, in a way
 			// the client understands; the gateway's own bound is a backstop for an upstream
 			// that does not, a little later so as not to race it. A client that sent none
 			// is left without one upstream, as it asked.
 			setTimeout(c.Header, r.Header.Get("Content-Type"), d)
-			d += upstreamGrace
+			d += UpstreamGrace
 		}
 		ctx, cancel = context.WithTimeout(ctx, d)
 		defer cancel()
@@ -211,7 +211,7 @@ func (p *Proxy) relay(w http.ResponseWriter, r *http.Request, resp *http.Respons
 	}
 	h := w.Header()
 	for k, vv := range resp.Header {
-		if hopByHop(k) {
+		if HopByHop(k) {
 			continue
 		}
 		own, set := h[k]
@@ -336,11 +336,21 @@ func (p *Proxy) callError(ctx context.Context, r *http.Request, err error) error
 	switch {
 	case r.Context().Err() != nil:
 		return wrap(ErrCanceled, err)
-	case errors.Is(ctx.Err(), context.DeadlineExceeded) || errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
 		return wrap(ErrDeadline, err)
 	default:
-		return wrap(ErrUnavailable, err)
+		return UpstreamError(err)
 	}
+}
+
+// UpstreamError is what a client is told when its call got no (whole) answer for err:
+// deadline_exceeded when the call ran out of time, unavailable otherwise. The details stay in
+// the gateway's log.
+func UpstreamError(err error) error {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return wrap(ErrDeadline, err)
+	}
+	return wrap(ErrUnavailable, err)
 }
 
 // wrap keeps public's code and message for the client and cause for the log.
@@ -415,24 +425,25 @@ func isTimeout(err error) bool {
 	return errors.As(err, &t) && t.Timeout()
 }
 
-// deadline is the call's bound, and whether it has one: the route's timeout (0: none) or the
-// client's protocol timeout, whichever is shorter. A client timeout of 0 is a deadline that
-// has already passed, as in gRPC, not a request for no bound: it never lifts the route's.
-func deadline(route time.Duration, h http.Header) (time.Duration, bool) {
-	client, ok := ClientTimeout(h)
+// Deadline is the call's bound, whether the client set one, and whether there is one at all:
+// the route's timeout (0: none) or the client's protocol timeout (Connect-Timeout-Ms or
+// grpc-timeout), whichever is shorter. A client timeout of 0 is a deadline that has already
+// passed, as in gRPC, not a request for no bound: it never lifts the route's.
+func Deadline(route time.Duration, connectTimeoutMs, grpcTimeout string) (d time.Duration, fromClient, ok bool) {
+	client, ok := ParseClientTimeout(connectTimeoutMs, grpcTimeout)
 	switch {
 	case !ok:
-		return route, route > 0
+		return route, false, route > 0
 	case route <= 0:
-		return client, true
+		return client, true, true
 	default:
-		return min(route, client), true
+		return min(route, client), true, true
 	}
 }
 
-// upstreamGrace is how long after a call's deadline the gateway gives up on the upstream's
+// UpstreamGrace is how long after a client's deadline the gateway gives up on the upstream's
 // own answer to it.
-const upstreamGrace = 100 * time.Millisecond
+const UpstreamGrace = 100 * time.Millisecond
 
 // setTimeout tells the upstream the call's deadline in the header of its protocol: the
 // shorter of the route's timeout and the client's, less the time already spent.
@@ -443,8 +454,13 @@ func setTimeout(h http.Header, contentType string, d time.Duration) {
 		return
 	}
 	h.Del("Grpc-Timeout")
-	// Rounded up: a positive deadline under a millisecond must not read as an expired one.
-	h.Set("Connect-Timeout-Ms", strconv.FormatInt(int64((d+time.Millisecond-1)/time.Millisecond), 10))
+	h.Set("Connect-Timeout-Ms", ConnectTimeout(d))
+}
+
+// ConnectTimeout encodes d as Connect-Timeout-Ms, rounded up: a positive deadline under a
+// millisecond must not read as an expired one.
+func ConnectTimeout(d time.Duration) string {
+	return strconv.FormatInt(int64((d+time.Millisecond-1)/time.Millisecond), 10)
 }
 
 // grpcTimeout encodes d as gRPC's Timeout: at most eight digits, in the finest unit that
@@ -466,14 +482,20 @@ func grpcTimeout(d time.Duration) string {
 // ClientTimeout reads the client's deadline from grpc-timeout (gRPC, gRPC-Web) or
 // Connect-Timeout-Ms (Connect).
 func ClientTimeout(h http.Header) (time.Duration, bool) {
-	if v := h.Get("Connect-Timeout-Ms"); v != "" {
+	return ParseClientTimeout(h.Get("Connect-Timeout-Ms"), h.Get("Grpc-Timeout"))
+}
+
+// ParseClientTimeout reads a deadline from the values of Connect-Timeout-Ms and grpc-timeout;
+// Connect's wins when both are set.
+func ParseClientTimeout(connectTimeoutMs, grpcTimeout string) (time.Duration, bool) {
+	if v := connectTimeoutMs; v != "" {
 		ms, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || ms < 0 || len(v) > 10 {
 			return 0, false
 		}
 		return time.Duration(ms) * time.Millisecond, true
 	}
-	v := h.Get("Grpc-Timeout")
+	v := grpcTimeout
 	if len(v) < 2 || len(v) > 9 {
 		return 0, false
 	}
@@ -508,14 +530,20 @@ func upstreamURL(base string, r *http.Request) *urlValue {
 	return newURL(base, r.URL.Path, r.URL.RawPath, r.URL.RawQuery)
 }
 
-// hopByHop reports headers that describe one connection and must not be forwarded.
-func hopByHop(k string) bool {
-	switch k {
-	case "Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization",
-		"Te", "Trailer", "Transfer-Encoding", "Upgrade":
-		return true
+// HopByHop reports headers that describe one connection and must not be forwarded; k may be
+// in any case.
+func HopByHop(k string) bool {
+	for _, h := range hopByHopHeaders {
+		if len(k) == len(h) && strings.EqualFold(k, h) {
+			return true
+		}
 	}
 	return false
+}
+
+var hopByHopHeaders = [...]string{
+	"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization",
+	"Te", "Trailer", "Transfer-Encoding", "Upgrade",
 }
 
 // isGRPC reports gRPC's content types (application/grpc, application/grpc+proto), which need
@@ -540,7 +568,13 @@ func enveloped(h http.Header) bool {
 // codeOf reads the outcome of an upstream answer: grpc-status when present, else the HTTP
 // status as Connect maps it.
 func codeOf(status int, h http.Header) connect.Code {
-	if v := h.Get("Grpc-Status"); v != "" {
+	return CodeOf(status, h.Get("Grpc-Status"))
+}
+
+// CodeOf reads the outcome of an upstream answer from its status and its grpc-status value
+// ("" when absent).
+func CodeOf(status int, grpcStatus string) connect.Code {
+	if v := grpcStatus; v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 0 || n > 16 {
 			return connect.CodeUnknown

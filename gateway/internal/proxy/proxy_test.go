@@ -98,12 +98,12 @@ func TestDeadline(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			h := http.Header{}
-			if tt.client != "" {
-				h.Set("Grpc-Timeout", tt.client)
+			got, fromClient, bound := Deadline(tt.route, "", tt.client)
+			if got != tt.want || bound != tt.bound {
+				t.Fatalf("Deadline(%v, %q) = %v, %v; want %v, %v", tt.route, tt.client, got, bound, tt.want, tt.bound)
 			}
-			if got, bound := deadline(tt.route, h); got != tt.want || bound != tt.bound {
-				t.Fatalf("deadline(%v, %q) = %v, %v; want %v, %v", tt.route, tt.client, got, bound, tt.want, tt.bound)
+			if _, valid := ParseClientTimeout("", tt.client); fromClient != valid {
+				t.Fatalf("Deadline(%v, %q) says the client set it: %v; want %v", tt.route, tt.client, fromClient, valid)
 			}
 		})
 	}
@@ -403,12 +403,12 @@ func TestContentTypes(t *testing.T) {
 func TestHopByHop(t *testing.T) {
 	t.Parallel()
 	for _, k := range []string{"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"} {
-		if !hopByHop(k) {
+		if !HopByHop(k) {
 			t.Errorf("%s is hop-by-hop", k)
 		}
 	}
 	for _, k := range []string{"Content-Type", "Grpc-Status", "Grpc-Timeout", "Authorization", "Vary", "Content-Length", "X-Request-Id"} {
-		if hopByHop(k) {
+		if HopByHop(k) {
 			t.Errorf("%s is end to end", k)
 		}
 	}

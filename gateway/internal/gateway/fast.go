@@ -1,0 +1,284 @@
+package gateway
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"net/http"
+	"net/textproto"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"connectrpc.com/connect"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/basaltplatform/basalt/kernel/requestid"
+	"github.com/basaltplatform/basalt/kernel/rpcclient"
+
+	"github.com/basaltplatform/basalt/gateway/internal/h1"
+	"github.com/basaltplatform/basalt/gateway/internal/proxy"
+	"github.com/basaltplatform/basalt/gateway/internal/routes"
+)
+
+// fastPath serves the gateway's most common request, a unary Connect call over HTTP/1.1, on
+// the h1 server: the same checks as ServeHTTP (request id, CORS, the in-flight bound, the
+// token, the rate limit, the route's timeout) in the same order, and the call forwarded as
+// bytes over the balancer's pooled connections. Every other request goes through ServeHTTP.
+type fastPath struct{ g *Gateway }
+
+var _ h1.Handler = fastPath{}
+
+// Accepts takes Connect unary calls (their content types say so) of routed methods.
+func (f fastPath) Accepts(r *h1.Request) bool {
+	if ct := r.Get("Content-Type"); ct != "application/proto" && ct != "application/json" {
+		return false
+	}
+	route, ok := f.g.table.Lookup(r.Path)
+	return ok && !route.StreamingRequest && r.ContentLength <= f.g.cfg.Limits.MaxRequestBytes
+}
+
+// fastCall is the state of one call on the fast path, allocated once per call.
+type fastCall struct {
+	call
+	r      *h1.Request
+	route  *routes.Route
+	answer rpcclient.Answer
+	// timeout is the Connect-Timeout-Ms sent upstream in place of the client's, or "".
+	timeout string
+	// trace holds the trace context headers sent upstream.
+	trace http.Header
+}
+
+// Serve answers r.
+func (f fastPath) Serve(w *h1.Response, r *h1.Request) {
+	g := f.g
+	fc := &fastCall{r: r}
+	c := &fc.call
+	c.start, c.route = time.Now(), g.metrics.Unrouted()
+	g.metrics.InFlight(1)
+	n := g.inFlight.Add(1)
+	defer func() {
+		g.inFlight.Add(-1)
+		g.metrics.InFlight(-1)
+		g.record(c, r.Method, r.Path, w.Status(), w.Written(), func() string {
+			return protocolName(r.Get("Content-Type"), r.Get("Connect-Protocol-Version") != "")
+		})
+	}()
+
+	c.id = requestid.Sanitize(r.Get(requestid.Header))
+	if c.id == "" {
+		c.id = requestid.New()
+	}
+	h := w.Header()
+	h[requestid.Header] = c.value(c.id)
+	c.addr = clientAddrOf(r.RemoteAddr.Addr(), func() []string { return r.Values("X-Forwarded-For") }, g.cfg.Trusted())
+	if origin := r.Get("Origin"); origin != "" {
+		g.cors.Decorate(h, origin)
+	}
+	if n > int64(g.cfg.Limits.MaxInFlight) {
+		h.Set("Retry-After", "1")
+		f.fail(w, fc, errOverloaded)
+		return
+	}
+	route, _ := g.table.Lookup(r.Path)
+	fc.route = route
+	c.route, c.procedure = route.Index, route.Procedure
+	if r.BodyErr != nil {
+		f.fail(w, fc, bodyError(r.BodyErr))
+		return
+	}
+	ctx := context.Background()
+	if retryAfter, err := g.admit(ctx, c, route, r.Get("Authorization")); err != nil {
+		if retryAfter != "" {
+			h.Set("Retry-After", retryAfter)
+		}
+		f.fail(w, fc, err)
+		return
+	}
+	if c.subject != "" && !validValue(c.subject) {
+		f.fail(w, fc, errInvalidToken)
+		return
+	}
+
+	var span trace.Span
+	if g.tracer != nil {
+		ctx, span = g.startSpan(ctx, fieldCarrier{r}, route)
+		defer span.End()
+		c.traceID = span.SpanContext().TraceID()
+		fc.trace = http.Header{}
+		g.o.tel.Propagator().Inject(ctx, propagation.HeaderCarrier(fc.trace))
+	} else {
+		var tp string
+		c.traceID, tp = newTraceParent()
+		fc.trace = http.Header{"Traceparent": c.value(tp)}
+	}
+	var deadline time.Time
+	if d, fromClient, ok := proxy.Deadline(route.Timeout, r.Get("Connect-Timeout-Ms"), r.Get("Grpc-Timeout")); ok {
+		if fromClient && d > 0 {
+			// As on the net/http path: the upstream learns the client's deadline and answers it
+			// itself; the gateway's own bound comes a little later.
+			fc.timeout = proxy.ConnectTimeout(d)
+			d += proxy.UpstreamGrace
+		}
+		deadline = c.start.Add(d)
+	}
+	x := rpcclient.Exchange{Request: fc, Idempotent: route.Rule.Idempotent, Deadline: deadline}
+	res := f.forward(ctx, w, fc, &x)
+	if span != nil {
+		endSpan(span, res)
+	}
+}
+
+// forward sends the call upstream and relays the answer. An answer that breaks off is replaced
+// by an error while none of it has gone out, and cut off (the connection closes) otherwise.
+func (f fastPath) forward(ctx context.Context, w *h1.Response, fc *fastCall, x *rpcclient.Exchange) proxy.Result {
+	g, c, a := f.g, &fc.call, &fc.answer
+	if err := g.rc.Exchange(ctx, fc.route.Upstream, x, a); err != nil {
+		g.metrics.UpstreamError(fc.route.Index)
+		err = proxy.UpstreamError(err)
+		f.fail(w, fc, err)
+		return proxy.Result{Code: c.code, Err: err, UpstreamFailed: true}
+	}
+	defer a.Close()
+	own := w.Header()
+	grpcStatus := ""
+	a.Headers(func(k, v string) bool {
+		switch {
+		case proxy.HopByHop(k), strings.EqualFold(k, "Content-Length"):
+			// The answer is framed anew for the client.
+		default:
+			ck := textproto.CanonicalMIMEHeaderKey(k)
+			if _, set := own[ck]; set && ck != "Vary" {
+				// A header the gateway set is its own; Vary lines add up.
+				return true
+			}
+			if ck == "Grpc-Status" {
+				grpcStatus = v
+			}
+			w.AddLine(k, v)
+		}
+		return true
+	})
+	w.WriteHeader(a.Status)
+	if _, err := w.ReadFrom(a); err != nil {
+		g.metrics.UpstreamError(fc.route.Index)
+		if !w.Discard() {
+			w.Abort()
+			c.code, c.coded, c.cause = connect.CodeUnavailable, true, err
+			return proxy.Result{Code: c.code, Err: err, UpstreamFailed: true}
+		}
+		err = proxy.UpstreamError(err)
+		f.fail(w, fc, err)
+		return proxy.Result{Code: c.code, Err: err, UpstreamFailed: true}
+	}
+	c.code, c.coded = proxy.CodeOf(a.Status, grpcStatus), true
+	return proxy.Result{Code: c.code, Status: a.Status}
+}
+
+// WriteRequest writes the call for an upstream instance at host: the client's headers less
+// the ones that never go upstream (see dropped) and the ones the gateway sets itself, then the
+// gateway's, as outboundHeader does on the net/http path.
+func (fc *fastCall) WriteRequest(w *bufio.Writer, host string) error {
+	r, c := fc.r, &fc.call
+	w.WriteString("POST ")
+	w.WriteString(r.Path)
+	w.WriteString(" HTTP/1.1\r\nHost: ")
+	w.WriteString(host)
+	w.WriteString("\r\n")
+	for _, f := range r.Fields {
+		switch {
+		case dropped(f.Name) || replaced(f.Name) ||
+			(fc.timeout != "" && (strings.EqualFold(f.Name, "Connect-Timeout-Ms") || strings.EqualFold(f.Name, "Grpc-Timeout"))):
+			continue
+		case strings.EqualFold(f.Name, "Te"):
+			// Only "trailers" passes, as on the net/http path; unary calls have no use for it.
+			continue
+		}
+		writeField(w, f.Name, f.Value)
+	}
+	if c.addr.IsValid() {
+		writeField(w, "X-Forwarded-For", c.clientIP())
+	}
+	writeField(w, "X-Forwarded-Proto", "http")
+	writeField(w, "X-Forwarded-Host", r.Host)
+	writeField(w, requestid.Header, c.id)
+	if c.subject != "" {
+		writeField(w, "X-Basalt-Subject", c.subject)
+	}
+	for k, vv := range fc.trace {
+		for _, v := range vv {
+			writeField(w, k, v)
+		}
+	}
+	if fc.timeout != "" {
+		writeField(w, "Connect-Timeout-Ms", fc.timeout)
+	}
+	w.WriteString("Content-Length: ")
+	w.WriteString(strconv.Itoa(len(r.Body)))
+	w.WriteString("\r\n\r\n")
+	_, err := w.Write(r.Body)
+	return err
+}
+
+func writeField(w *bufio.Writer, k, v string) {
+	w.WriteString(k)
+	w.WriteString(": ")
+	w.WriteString(v)
+	w.WriteString("\r\n")
+}
+
+// replaced reports the client headers whose values the gateway sets itself upstream.
+func replaced(k string) bool {
+	for _, r := range replacedHeaders {
+		if len(k) == len(r) && strings.EqualFold(k, r) {
+			return true
+		}
+	}
+	return false
+}
+
+var replacedHeaders = [...]string{"Content-Length", "X-Forwarded-For", requestid.Header, "Traceparent"}
+
+// fail answers the call with err in Connect's unary protocol, through the same error writer
+// as the net/http path.
+func (f fastPath) fail(w *h1.Response, fc *fastCall, err error) {
+	r := fc.r
+	req := &http.Request{
+		Method: r.Method, URL: &url.URL{Path: r.Path}, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: http.Header{"Content-Type": {r.Get("Content-Type")}},
+	}
+	if v := r.Get("Connect-Protocol-Version"); v != "" {
+		req.Header.Set("Connect-Protocol-Version", v)
+	}
+	fc.fail(f.g, w, req, err)
+}
+
+// bodyError is what a client whose body could not be read is told.
+func bodyError(err error) error {
+	var t interface{ Timeout() bool }
+	if errors.As(err, &t) && t.Timeout() {
+		return proxy.ErrBodyTimeout
+	}
+	return connect.NewError(connect.CodeInvalidArgument, errors.New("the request body could not be read"))
+}
+
+// validValue refuses values that would split a header block.
+func validValue(v string) bool {
+	return !strings.ContainsAny(v, "\r\n\x00")
+}
+
+// fieldCarrier reads a request's trace context for a span's link.
+type fieldCarrier struct{ r *h1.Request }
+
+func (f fieldCarrier) Get(key string) string { return f.r.Get(key) }
+func (f fieldCarrier) Set(string, string)    {}
+func (f fieldCarrier) Keys() []string {
+	keys := make([]string, len(f.r.Fields))
+	for i, fl := range f.r.Fields {
+		keys[i] = fl.Name
+	}
+	return keys
+}

@@ -1,0 +1,228 @@
+// Package h1 serves plain-text HTTP/1.1 connections for the gateway's most common request, a
+// unary call with a known length, without net/http's server: one goroutine per connection
+// reads a request, has it answered, and writes the answer with one system call, with no
+// background read, context or header map per request. Everything else is handed, with its
+// connection and the bytes already read, to a net/http server: HTTP/2, streams, chunked or
+// unusual requests, and whatever the handler declines. The parser is strict on purpose: what
+// it does not recognise exactly it leaves to net/http, which then answers or refuses it as it
+// would have anyway, so the two servers never disagree about where a request ends.
+package h1
+
+import (
+	"bytes"
+	"net/netip"
+	"strconv"
+	"strings"
+)
+
+// Field is one header line of a request, its name as the client sent it.
+type Field struct {
+	Name, Value string
+}
+
+// Request is the head and body of one request the fast path may serve.
+type Request struct {
+	// Method is the request method; the parser only passes POST.
+	Method string
+	// Path is the request target, a path without query.
+	Path string
+	// Host is the Host header.
+	Host string
+	// Fields are the header lines in order, Host included.
+	Fields []Field
+	// ContentLength is the body's length.
+	ContentLength int64
+	// Close is true when the client asked to close the connection after this request.
+	Close bool
+	// Body is the whole body; it is valid until the handler returns.
+	Body []byte
+	// BodyErr is why the body could not be read in full (then the connection closes after the
+	// answer).
+	BodyErr error
+	// RemoteAddr is the client's address.
+	RemoteAddr netip.AddrPort
+}
+
+// Get returns the value of the first field named name (case-insensitive), or "".
+func (r *Request) Get(name string) string {
+	for i := range r.Fields {
+		if strings.EqualFold(r.Fields[i].Name, name) {
+			return r.Fields[i].Value
+		}
+	}
+	return ""
+}
+
+// Values returns the values of every field named name.
+func (r *Request) Values(name string) []string {
+	var vv []string
+	for i := range r.Fields {
+		if strings.EqualFold(r.Fields[i].Name, name) {
+			vv = append(vv, r.Fields[i].Value)
+		}
+	}
+	return vv
+}
+
+// parse outcomes.
+type outcome int
+
+const (
+	// complete: buf starts with a whole head the fast path can serve.
+	complete outcome = iota
+	// incomplete: the head has not arrived in full yet.
+	incomplete
+	// declined: the head is one for net/http (or invalid, which net/http refuses).
+	declined
+)
+
+// parseHead parses the request head at the start of buf into r. It returns the head's length
+// when complete. The head is copied into one string, which every field of r points into, so
+// that the buffer can be reused for the body.
+func parseHead(buf []byte, r *Request) (int, outcome) {
+	end := bytes.Index(buf, []byte("\r\n\r\n"))
+	if end < 0 {
+		if bytes.IndexByte(buf, '\n') >= 0 && !validSoFar(buf) {
+			return 0, declined
+		}
+		return 0, incomplete
+	}
+	n := end + 4
+	head := string(buf[:n])
+	line, rest, _ := strings.Cut(head, "\r\n")
+	method, rest1, ok1 := strings.Cut(line, " ")
+	target, proto, ok2 := strings.Cut(rest1, " ")
+	if !ok1 || !ok2 || method != "POST" || proto != "HTTP/1.1" || !validPath(target) {
+		return 0, declined
+	}
+	r.Method, r.Path = method, target
+	r.Fields = r.Fields[:0]
+	r.Host, r.ContentLength, r.Close = "", -1, false
+	hosts := 0
+	for rest != "\r\n" {
+		line, rest, _ = strings.Cut(rest, "\r\n")
+		name, value, ok := strings.Cut(line, ":")
+		if !ok || !validName(name) {
+			return 0, declined
+		}
+		value = strings.Trim(value, " \t")
+		if !validValue(value) {
+			return 0, declined
+		}
+		switch {
+		case strings.EqualFold(name, "Host"):
+			hosts++
+			r.Host = value
+		case strings.EqualFold(name, "Content-Length"):
+			if r.ContentLength >= 0 {
+				return 0, declined
+			}
+			cl, ok := parseLength(value)
+			if !ok {
+				return 0, declined
+			}
+			r.ContentLength = cl
+		case strings.EqualFold(name, "Connection"):
+			for token := range strings.SplitSeq(value, ",") {
+				switch token = strings.TrimSpace(token); {
+				case strings.EqualFold(token, "close"):
+					r.Close = true
+				case strings.EqualFold(token, "keep-alive"):
+				default:
+					// A Connection header naming other headers makes them hop-by-hop.
+					return 0, declined
+				}
+			}
+		case strings.EqualFold(name, "Transfer-Encoding"), strings.EqualFold(name, "Expect"),
+			strings.EqualFold(name, "Upgrade"), strings.EqualFold(name, "Content-Type") && r.Get("Content-Type") != "":
+			return 0, declined
+		}
+		r.Fields = append(r.Fields, Field{Name: name, Value: value})
+	}
+	if hosts != 1 || !validHost(r.Host) || r.ContentLength < 0 {
+		return 0, declined
+	}
+	return n, complete
+}
+
+// validSoFar checks the complete lines of a head still arriving, so that a client cannot hold
+// the fast path with a head that will be declined anyway: lines must end in CRLF.
+func validSoFar(buf []byte) bool {
+	for i, b := range buf {
+		if b == '\n' && (i == 0 || buf[i-1] != '\r') {
+			return false
+		}
+	}
+	return true
+}
+
+// validPath passes the characters of procedure paths, and nothing that net/http would unescape
+// or interpret: no query, no percent-encoding, no dot segments.
+func validPath(p string) bool {
+	if len(p) < 2 || p[0] != '/' || strings.Contains(p, "/.") || strings.Contains(p, "//") {
+		return false
+	}
+	for i := 0; i < len(p); i++ {
+		switch c := p[i]; {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '.', c == '_', c == '-', c == '/':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// validName reports a header name made of token characters.
+func validName(k string) bool {
+	if k == "" {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		switch c := k[i]; {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// validValue refuses control characters other than tab, as net/http does.
+func validValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; (c < ' ' && c != '\t') || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// validHost passes host names, IPv4 and bracketed IPv6 addresses with an optional port.
+func validHost(h string) bool {
+	if h == "" {
+		return false
+	}
+	for i := 0; i < len(h); i++ {
+		switch c := h[i]; {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '.', c == '-', c == ':', c == '[', c == ']', c == '_':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// parseLength reads a Content-Length: decimal digits only, at most 18 of them.
+func parseLength(v string) (int64, bool) {
+	if v == "" || len(v) > 18 {
+		return 0, false
+	}
+	for i := 0; i < len(v); i++ {
+		if v[i] < '0' || v[i] > '9' {
+			return 0, false
+		}
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	return n, err == nil
+}

@@ -1,0 +1,422 @@
+package h1
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Handler serves the requests the fast path takes.
+type Handler interface {
+	// Accepts reports whether the handler serves r (whose body has not been read yet). A
+	// request it declines goes, with the rest of its connection, to the fallback server.
+	Accepts(r *Request) bool
+	// Serve answers r on w.
+	Serve(w *Response, r *Request)
+}
+
+// Server serves HTTP/1.1 connections, handing the ones it does not serve to a net/http server.
+type Server struct {
+	handler  Handler
+	fallback *http.Server
+	o        options
+	handoff  *connListener
+
+	shutting atomic.Bool
+	mu       sync.Mutex
+	conns    map[*conn]struct{}
+	ln       net.Listener
+	served   chan struct{}
+}
+
+type options struct {
+	readHeaderTimeout time.Duration
+	idleTimeout       time.Duration
+	bodyTimeout       time.Duration
+	maxHeaderBytes    int
+	maxBody           int64
+	log               *slog.Logger
+	now               func() time.Time
+}
+
+// Option configures New.
+type Option func(*options)
+
+// WithReadHeaderTimeout bounds the wait for a request's head once its first byte arrived
+// (default 10s).
+func WithReadHeaderTimeout(d time.Duration) Option {
+	return func(o *options) { o.readHeaderTimeout = d }
+}
+
+// WithIdleTimeout bounds the wait for the next request on a kept-alive connection (default 2m).
+func WithIdleTimeout(d time.Duration) Option { return func(o *options) { o.idleTimeout = d } }
+
+// WithBodyTimeout bounds the wait for a request's body (default 30s).
+func WithBodyTimeout(d time.Duration) Option { return func(o *options) { o.bodyTimeout = d } }
+
+// WithMaxHeaderBytes bounds the head the fast path reads (default 16 KiB); a longer head goes
+// to the fallback, which applies its own limit.
+func WithMaxHeaderBytes(n int) Option { return func(o *options) { o.maxHeaderBytes = n } }
+
+// WithMaxBody bounds the body the fast path reads (default 4 MiB); a request with a larger
+// one goes to the fallback.
+func WithMaxBody(n int64) Option { return func(o *options) { o.maxBody = n } }
+
+// WithLogger sets the logger (default: discard).
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
+
+// New returns a server that serves what handler accepts and hands everything else to
+// fallback, whose timeouts and limits then apply.
+func New(handler Handler, fallback *http.Server, opts ...Option) *Server {
+	o := options{
+		readHeaderTimeout: 10 * time.Second,
+		idleTimeout:       2 * time.Minute,
+		bodyTimeout:       30 * time.Second,
+		maxHeaderBytes:    16 << 10,
+		maxBody:           4 << 20,
+		log:               slog.New(slog.DiscardHandler),
+		now:               time.Now,
+	}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return &Server{handler: handler, fallback: fallback, o: o, conns: map[*conn]struct{}{}, served: make(chan struct{})}
+}
+
+// Serve accepts connections on ln until Shutdown or Close; it returns http.ErrServerClosed
+// then.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.shutting.Load() {
+		s.mu.Unlock()
+		return http.ErrServerClosed
+	}
+	s.ln = ln
+	s.handoff = newConnListener(ln.Addr())
+	s.mu.Unlock()
+	fallbackDone := make(chan error, 1)
+	go func() { fallbackDone <- s.fallback.Serve(s.handoff) }()
+	defer func() {
+		s.handoff.Close()
+		<-fallbackDone
+		close(s.served)
+	}()
+	var delay time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if s.shutting.Load() {
+				return http.ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				// Out of file descriptors and the like: back off as net/http does.
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				s.o.log.Warn("accept failed; retrying", "error", err, "in", delay)
+				time.Sleep(delay)
+				continue
+			}
+			return err
+		}
+		delay = 0
+		c := &conn{s: s, nc: nc}
+		if !s.track(c) {
+			nc.Close()
+			return http.ErrServerClosed
+		}
+		go c.serve()
+	}
+}
+
+func (s *Server) track(c *conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.shutting.Load() {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	return true
+}
+
+func (s *Server) untrack(c *conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+}
+
+// Shutdown stops accepting, closes idle connections, lets requests in progress finish, and
+// shuts the fallback down, all within ctx. Connections still busy when ctx ends are closed.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.shutting.Store(true)
+	ln := s.ln
+	s.mu.Unlock()
+	if ln != nil {
+		ln.Close()
+	}
+	fallback := make(chan error, 1)
+	go func() { fallback <- s.fallback.Shutdown(ctx) }()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	var err error
+wait:
+	for !s.closeIdle() {
+		select {
+		case <-ctx.Done():
+			err = ctx.Err()
+			s.closeAll()
+			break wait
+		case <-tick.C:
+		}
+	}
+	if ferr := <-fallback; err == nil {
+		err = ferr
+	}
+	if ln != nil {
+		<-s.served
+	}
+	return err
+}
+
+// Close closes the listener and every connection at once.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	s.shutting.Store(true)
+	ln := s.ln
+	s.mu.Unlock()
+	if ln != nil {
+		ln.Close()
+	}
+	s.closeAll()
+	err := s.fallback.Close()
+	if ln != nil {
+		<-s.served
+	}
+	return err
+}
+
+// closeIdle wakes the connections waiting for a request, which then close; it reports whether
+// no connection is left.
+func (s *Server) closeIdle() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		if c.idle.Load() {
+			_ = c.nc.SetReadDeadline(time.Unix(1, 0))
+		}
+	}
+	return len(s.conns) == 0
+}
+
+func (s *Server) closeAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		c.nc.Close()
+	}
+}
+
+// conn is one client connection on the fast path.
+type conn struct {
+	s *Server
+	// idle is true while the connection waits for a request, when shutting down may close it.
+	idle atomic.Bool
+
+	nc   net.Conn
+	br   *bufio.Reader
+	bw   *bufio.Writer
+	req  Request
+	resp Response
+}
+
+var (
+	readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 16<<10) }}
+	writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 16<<10) }}
+)
+
+// serve reads and answers requests until the connection closes or is handed off.
+func (c *conn) serve() {
+	s := c.s
+	c.br = readers.Get().(*bufio.Reader)
+	c.br.Reset(c.nc)
+	c.bw = writers.Get().(*bufio.Writer)
+	c.bw.Reset(c.nc)
+	c.resp.now = s.o.now
+	if ap, err := netip.ParseAddrPort(c.nc.RemoteAddr().String()); err == nil {
+		c.req.RemoteAddr = ap
+	}
+	handedOff := false
+	defer func() {
+		s.untrack(c)
+		if !handedOff {
+			c.nc.Close()
+			c.br.Reset(nil)
+			readers.Put(c.br)
+		}
+		c.bw.Reset(nil)
+		writers.Put(c.bw)
+	}()
+	defer func() {
+		// A panic in a handler closes its connection and is logged, as net/http does.
+		if v := recover(); v != nil && v != http.ErrAbortHandler {
+			s.o.log.Error("panic serving a request", "panic", v, "remote", c.nc.RemoteAddr().String())
+		}
+	}()
+	for {
+		// Shutdown sets shutting before it looks for idle connections; checking it after
+		// marking the connection idle means one of the two always sees the other.
+		c.idle.Store(true)
+		if s.shutting.Load() {
+			return
+		}
+		if s.o.idleTimeout > 0 {
+			_ = c.nc.SetReadDeadline(s.o.now().Add(s.o.idleTimeout))
+		}
+		if _, err := c.br.Peek(1); err != nil {
+			return
+		}
+		c.idle.Store(false)
+		if s.shutting.Load() {
+			return
+		}
+		n, out := c.readHead()
+		if out == incomplete {
+			return
+		}
+		if out == declined || c.req.ContentLength > s.o.maxBody || !s.handler.Accepts(&c.req) {
+			handedOff = c.handOff()
+			return
+		}
+		_, _ = c.br.Discard(n)
+		c.readBody()
+		c.resp.reset(c.bw)
+		if c.req.Close || c.req.BodyErr != nil {
+			c.resp.close = true
+		}
+		s.handler.Serve(&c.resp, &c.req)
+		if cap(c.req.Body) > 64<<10 {
+			// A large body's buffer is not kept for the connection's next requests.
+			c.req.Body = nil
+		}
+		if err := c.resp.finish(); err != nil || c.resp.close {
+			return
+		}
+	}
+}
+
+// readHead waits until the buffer holds a whole head and parses it. A declined head sends the
+// connection to the fallback (which then reads the same bytes); an incomplete one means the
+// client went away or ran out of time, and the connection closes, as net/http's would.
+func (c *conn) readHead() (int, outcome) {
+	limit := min(c.s.o.maxHeaderBytes, c.br.Size())
+	timed := false
+	for {
+		buf, _ := c.br.Peek(c.br.Buffered())
+		n, out := parseHead(buf, &c.req)
+		if out != incomplete {
+			return n, out
+		}
+		if len(buf) >= limit {
+			return 0, declined
+		}
+		// A head usually arrives whole with its first byte; only one that does not is timed.
+		if !timed && c.s.o.readHeaderTimeout > 0 {
+			_ = c.nc.SetReadDeadline(c.s.o.now().Add(c.s.o.readHeaderTimeout))
+			timed = true
+		}
+		if _, err := c.br.Peek(len(buf) + 1); err != nil {
+			return 0, incomplete
+		}
+	}
+}
+
+// readBody reads the request's body within the body timeout.
+func (c *conn) readBody() {
+	r := &c.req
+	r.BodyErr = nil
+	if int64(cap(r.Body)) < r.ContentLength {
+		r.Body = make([]byte, r.ContentLength)
+	}
+	r.Body = r.Body[:r.ContentLength]
+	if r.ContentLength == 0 {
+		return
+	}
+	if int64(c.br.Buffered()) < r.ContentLength && c.s.o.bodyTimeout > 0 {
+		_ = c.nc.SetReadDeadline(c.s.o.now().Add(c.s.o.bodyTimeout))
+	}
+	if _, err := io.ReadFull(c.br, r.Body); err != nil {
+		r.BodyErr = err
+	}
+}
+
+// handOff gives the connection to the fallback server, with what has been read of it. It
+// reports false when the fallback no longer takes connections.
+func (c *conn) handOff() bool {
+	_ = c.nc.SetReadDeadline(time.Time{})
+	c.s.untrack(c)
+	return c.s.handoff.give(&bufferedConn{Conn: c.nc, br: c.br})
+}
+
+// bufferedConn is a connection whose first bytes were already read into br.
+type bufferedConn struct {
+	net.Conn
+	br *bufio.Reader
+}
+
+func (b *bufferedConn) Read(p []byte) (int, error) {
+	if b.br != nil && b.br.Buffered() > 0 {
+		return b.br.Read(p)
+	}
+	if b.br != nil {
+		b.br.Reset(nil)
+		readers.Put(b.br)
+		b.br = nil
+	}
+	return b.Conn.Read(p)
+}
+
+// connListener is the fallback server's listener: it yields the connections handed to it.
+type connListener struct {
+	addr  net.Addr
+	conns chan net.Conn
+	done  chan struct{}
+	once  sync.Once
+}
+
+func newConnListener(addr net.Addr) *connListener {
+	return &connListener{addr: addr, conns: make(chan net.Conn), done: make(chan struct{})}
+}
+
+// give hands nc to the fallback's accept loop; false when the listener is closed.
+func (l *connListener) give(nc net.Conn) bool {
+	select {
+	case l.conns <- nc:
+		return true
+	case <-l.done:
+		return false
+	}
+}
+
+func (l *connListener) Accept() (net.Conn, error) {
+	select {
+	case nc := <-l.conns:
+		return nc, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *connListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *connListener) Addr() net.Addr { return l.addr }
