@@ -219,6 +219,9 @@ func (c *h1Conn) writeRequest(req *http.Request) error {
 		if n != req.ContentLength {
 			return fmt.Errorf("rpcclient: body of %d bytes, declared %d", n, req.ContentLength)
 		}
+	} else if req.Method != http.MethodGet && req.Method != http.MethodHead {
+		// A POST without a body still says so, as RFC 9110 asks of a user agent.
+		w.WriteString("Content-Length: 0\r\n\r\n")
 	} else {
 		w.WriteString("\r\n")
 	}

@@ -48,8 +48,10 @@ type fastCall struct {
 	answer rpcclient.Answer
 	// timeout is the Connect-Timeout-Ms sent upstream in place of the client's, or "".
 	timeout string
-	// trace holds the trace context headers sent upstream.
-	trace http.Header
+	// traceparent is the trace context sent upstream without an exporter; trace holds the
+	// propagator's headers with one.
+	traceparent string
+	trace       http.Header
 }
 
 // Serve answers r.
@@ -58,6 +60,7 @@ func (f fastPath) Serve(w *h1.Response, r *h1.Request) {
 	fc := &fastCall{r: r}
 	c := &fc.call
 	c.start, c.route = time.Now(), g.metrics.Unrouted()
+	g.metrics.FastPath()
 	g.metrics.InFlight(1)
 	n := g.inFlight.Add(1)
 	defer func() {
@@ -111,9 +114,7 @@ func (f fastPath) Serve(w *h1.Response, r *h1.Request) {
 		fc.trace = http.Header{}
 		g.o.tel.Propagator().Inject(ctx, propagation.HeaderCarrier(fc.trace))
 	} else {
-		var tp string
-		c.traceID, tp = newTraceParent()
-		fc.trace = http.Header{"Traceparent": c.value(tp)}
+		c.traceID, fc.traceparent = newTraceParent()
 	}
 	var deadline time.Time
 	if d, fromClient, ok := proxy.Deadline(route.Timeout, r.Get("Connect-Timeout-Ms"), r.Get("Grpc-Timeout")); ok {
@@ -207,6 +208,9 @@ func (fc *fastCall) WriteRequest(w *bufio.Writer, host string) error {
 	writeField(w, requestid.Header, c.id)
 	if c.subject != "" {
 		writeField(w, "X-Basalt-Subject", c.subject)
+	}
+	if fc.traceparent != "" {
+		writeField(w, "Traceparent", fc.traceparent)
 	}
 	for k, vv := range fc.trace {
 		for _, v := range vv {

@@ -243,7 +243,14 @@ type fixture struct {
 // edit adjusts the configuration first.
 func newFixture(t testing.TB, n int, edit func(*config.Config)) *fixture {
 	t.Helper()
-	f := &fixture{keys: newKeys(t), logs: &syncBuffer{}, h1: testkit.HTTP1Client(t), h2: testkit.H2CClient(t)}
+	return newFixtureWithKeys(t, newKeys(t), n, edit)
+}
+
+// newFixtureWithKeys is newFixture with the upstreams publishing k, so that two fixtures can
+// take the same tokens.
+func newFixtureWithKeys(t testing.TB, k keys, n int, edit func(*config.Config)) *fixture {
+	t.Helper()
+	f := &fixture{keys: k, logs: &syncBuffer{}, h1: testkit.HTTP1Client(t), h2: testkit.H2CClient(t)}
 	var urls []string
 	for i := range n {
 		u := startUpstream(t, "upstream-"+string(rune('a'+i)), f.keys.jwks)

@@ -37,13 +37,13 @@ type protocol struct {
 
 var protocols = []protocol{
 	{name: "connect-json-http1", option: []connect.ClientOption{connect.WithProtoJSON()}},
-	{name: "connect-proto-http1"},
 	{name: "connect-proto-h2c", http2: true},
 	{name: "connect-get-http1", option: []connect.ClientOption{connect.WithHTTPGet()}},
 	{name: "grpc-h2c", http2: true, option: []connect.ClientOption{connect.WithGRPC()}},
 	{name: "grpc-web-http1", option: []connect.ClientOption{connect.WithGRPCWeb()}},
 	{name: "grpc-web-json-h2c", http2: true, option: []connect.ClientOption{connect.WithGRPCWeb(), connect.WithProtoJSON()}},
 	{name: "connect-gzip-h2c", http2: true, option: []connect.ClientOption{connect.WithSendGzip()}},
+	{name: "connect-proto-http1"},
 }
 
 func (f *fixture) client(p protocol) connect.HTTPClient {

@@ -98,44 +98,49 @@ func parseHead(buf []byte, r *Request) (int, outcome) {
 	r.Method, r.Path = method, target
 	r.Fields = r.Fields[:0]
 	r.Host, r.ContentLength, r.Close = "", -1, false
-	hosts := 0
+	hosts, types := 0, 0
 	for rest != "\r\n" {
 		line, rest, _ = strings.Cut(rest, "\r\n")
 		name, value, ok := strings.Cut(line, ":")
 		if !ok || !validName(name) {
 			return 0, declined
 		}
-		value = strings.Trim(value, " \t")
+		value = trimOWS(value)
 		if !validValue(value) {
 			return 0, declined
 		}
-		switch {
-		case strings.EqualFold(name, "Host"):
-			hosts++
-			r.Host = value
-		case strings.EqualFold(name, "Content-Length"):
-			if r.ContentLength >= 0 {
-				return 0, declined
+		// The headers that decide framing and routing; the first letter sorts out the rest
+		// cheaply.
+		switch name[0] | 0x20 {
+		case 'h':
+			if strings.EqualFold(name, "Host") {
+				hosts++
+				r.Host = value
 			}
-			cl, ok := parseLength(value)
-			if !ok {
-				return 0, declined
-			}
-			r.ContentLength = cl
-		case strings.EqualFold(name, "Connection"):
-			for token := range strings.SplitSeq(value, ",") {
-				switch token = strings.TrimSpace(token); {
-				case strings.EqualFold(token, "close"):
-					r.Close = true
-				case strings.EqualFold(token, "keep-alive"):
-				default:
-					// A Connection header naming other headers makes them hop-by-hop.
+		case 'c':
+			switch {
+			case strings.EqualFold(name, "Content-Length"):
+				if r.ContentLength >= 0 {
+					return 0, declined
+				}
+				cl, ok := parseLength(value)
+				if !ok {
+					return 0, declined
+				}
+				r.ContentLength = cl
+			case strings.EqualFold(name, "Content-Type"):
+				if types++; types > 1 {
+					return 0, declined
+				}
+			case strings.EqualFold(name, "Connection"):
+				if !connectionTokens(value, r) {
 					return 0, declined
 				}
 			}
-		case strings.EqualFold(name, "Transfer-Encoding"), strings.EqualFold(name, "Expect"),
-			strings.EqualFold(name, "Upgrade"), strings.EqualFold(name, "Content-Type") && r.Get("Content-Type") != "":
-			return 0, declined
+		case 't', 'e', 'u':
+			if strings.EqualFold(name, "Transfer-Encoding") || strings.EqualFold(name, "Expect") || strings.EqualFold(name, "Upgrade") {
+				return 0, declined
+			}
 		}
 		r.Fields = append(r.Fields, Field{Name: name, Value: value})
 	}
@@ -143,6 +148,32 @@ func parseHead(buf []byte, r *Request) (int, outcome) {
 		return 0, declined
 	}
 	return n, complete
+}
+
+// connectionTokens reads a Connection header into r; it reports false for tokens other than
+// close and keep-alive, since a Connection header naming other headers makes them hop-by-hop.
+func connectionTokens(value string, r *Request) bool {
+	for token := range strings.SplitSeq(value, ",") {
+		switch token = strings.TrimSpace(token); {
+		case strings.EqualFold(token, "close"):
+			r.Close = true
+		case strings.EqualFold(token, "keep-alive"):
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// trimOWS trims the spaces and tabs around a header value.
+func trimOWS(v string) string {
+	for len(v) > 0 && (v[0] == ' ' || v[0] == '\t') {
+		v = v[1:]
+	}
+	for len(v) > 0 && (v[len(v)-1] == ' ' || v[len(v)-1] == '\t') {
+		v = v[:len(v)-1]
+	}
+	return v
 }
 
 // validSoFar checks the complete lines of a head still arriving, so that a client cannot hold

@@ -28,6 +28,7 @@ type Metrics struct {
 	registry *prometheus.Registry
 	routes   []routeSeries
 	inFlight prometheus.Gauge
+	fastPath prometheus.Counter
 }
 
 type routeSeries struct {
@@ -62,8 +63,12 @@ func New(routes []string) *Metrics {
 		Name: "basalt_gateway_in_flight_requests",
 		Help: "Requests being served.",
 	})
-	reg.MustRegister(requests, latency, limited, upstreamErrors, inFlight)
-	m := &Metrics{registry: reg, routes: make([]routeSeries, len(routes)+1), inFlight: inFlight}
+	fastPath := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "basalt_gateway_fast_path_requests_total",
+		Help: "Requests served by the gateway's own HTTP/1.1 server rather than net/http's.",
+	})
+	reg.MustRegister(requests, latency, limited, upstreamErrors, inFlight, fastPath)
+	m := &Metrics{registry: reg, routes: make([]routeSeries, len(routes)+1), inFlight: inFlight, fastPath: fastPath}
 	for i, name := range append(routes, "unrouted") {
 		s := &m.routes[i]
 		for c, code := range codes {
@@ -94,6 +99,9 @@ func (m *Metrics) RateLimited(route int) { m.routes[route].limited.Inc() }
 
 // UpstreamError records a failure to forward a request or to relay its response.
 func (m *Metrics) UpstreamError(route int) { m.routes[route].upstreamE.Inc() }
+
+// FastPath counts a request served by the gateway's own HTTP/1.1 server.
+func (m *Metrics) FastPath() { m.fastPath.Inc() }
 
 // InFlight adjusts the in-flight gauge.
 func (m *Metrics) InFlight(delta float64) { m.inFlight.Add(delta) }

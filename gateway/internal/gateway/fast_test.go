@@ -1,0 +1,189 @@
+package gateway
+
+import (
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/basaltplatform/basalt/gateway/internal/config"
+)
+
+// TestFastPathMatchesNetHTTP sends the same requests to a gateway serving unary Connect calls
+// on its own HTTP/1.1 server and to one with that server turned off, and checks that clients
+// and upstreams cannot tell the two apart: the same status, body and headers for the client,
+// and the same headers for the upstream, but for the values that are new on every request.
+func TestFastPathMatchesNetHTTP(t *testing.T) {
+	t.Parallel()
+	k := newKeys(t)
+	fast := newFixtureWithKeys(t, k, 1, nil)
+	slow := newFixtureWithKeys(t, k, 1, func(c *config.Config) { c.Limits.DisableFastPath = true })
+	token := k.token(t, "user-1")
+
+	const getCurrentUser = "/basalt.identity.v1.IdentityService/GetCurrentUser"
+	const getUser = "/basalt.identity.v1.IdentityService/GetUser"
+	spoofing := map[string]string{
+		"X-Basalt-Subject": "admin", "X-Forwarded-For": "10.9.8.7", "Forwarded": "for=10.9.8.7",
+		"X-Real-Ip": "10.9.8.7", "X-Forwarded-Host": "evil", "Baggage": "a=b", "Tracestate": "a=b",
+		"Traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "X-Custom": "kept",
+	}
+	tests := []struct {
+		name   string
+		path   string
+		body   string
+		header map[string]string
+	}{
+		{name: "json call", path: getCurrentUser, body: "{}", header: map[string]string{
+			"Content-Type": "application/json", "Connect-Protocol-Version": "1", "Authorization": "Bearer " + token,
+		}},
+		{name: "proto call with a deadline", path: getCurrentUser, header: map[string]string{
+			"Content-Type": "application/proto", "Authorization": "Bearer " + token, "Connect-Timeout-Ms": "5000",
+		}},
+		{name: "spoofed identity and trace headers", path: getCurrentUser, body: "{}", header: merge(spoofing, map[string]string{
+			"Content-Type": "application/json", "Authorization": "Bearer " + token,
+		})},
+		{name: "an error with details", path: getUser, body: `{"userId":"missing"}`, header: map[string]string{
+			"Content-Type": "application/json", "Authorization": "Bearer " + token,
+		}},
+		{name: "no token", path: getCurrentUser, body: "{}", header: map[string]string{"Content-Type": "application/json"}},
+		{name: "a forged token", path: getCurrentUser, body: "{}", header: map[string]string{
+			"Content-Type": "application/json", "Authorization": "Bearer " + tamper(token),
+		}},
+		{name: "an allowed origin", path: getCurrentUser, body: "{}", header: map[string]string{
+			"Content-Type": "application/json", "Authorization": "Bearer " + token, "Origin": "http://localhost:5173",
+		}},
+		{name: "a refused origin", path: getCurrentUser, body: "{}", header: map[string]string{
+			"Content-Type": "application/json", "Authorization": "Bearer " + token, "Origin": "https://evil.example",
+		}},
+		{name: "a body that is not a message", path: getCurrentUser, body: "not json", header: map[string]string{
+			"Content-Type": "application/json", "Authorization": "Bearer " + token,
+		}},
+	}
+	for _, tt := range tests {
+		// The cases run in order: each compares what the upstreams saw last.
+		t.Run(tt.name, func(t *testing.T) {
+			before := fastServed(t, fast)
+			fr, fb := fast.do(t, http.MethodPost, tt.path, tt.body, tt.header)
+			sr, sb := slow.do(t, http.MethodPost, tt.path, tt.body, tt.header)
+			if got := fastServed(t, fast); got != before+1 {
+				t.Fatalf("the fast path served %d requests, want 1", got-before)
+			}
+			if fr.StatusCode != sr.StatusCode || fb != sb {
+				t.Fatalf("fast path answered %d %q, net/http %d %q", fr.StatusCode, fb, sr.StatusCode, sb)
+			}
+			// Served-By names the upstream, which differs between the two fixtures by design.
+			if diff := headerDiff(fr.Header, sr.Header, "Date", "X-Request-Id"); diff != "" {
+				t.Errorf("response headers differ:\n%s", diff)
+			}
+			if fr.Header.Get("X-Request-Id") == "" {
+				t.Error("the fast path's answer has no X-Request-Id")
+			}
+			if fr.StatusCode != http.StatusOK && tt.name != "an error with details" {
+				return
+			}
+			fs, ss := fast.upstreams[0].seen(), slow.upstreams[0].seen()
+			if diff := headerDiff(fs, ss, "X-Request-Id", "Traceparent", "Host", "X-Forwarded-Host"); diff != "" {
+				t.Errorf("the upstreams saw different headers:\n%s", diff)
+			}
+			if fs.Get("X-Request-Id") == "" || !strings.HasPrefix(fs.Get("Traceparent"), "00-") ||
+				strings.Contains(fs.Get("Traceparent"), "0af7651916cd43dd8448eb211c80319c") {
+				t.Errorf("the fast path sent X-Request-Id %q and Traceparent %q upstream", fs.Get("X-Request-Id"), fs.Get("Traceparent"))
+			}
+		})
+	}
+}
+
+// TestFastPathLeavesTheRestToNetHTTP checks that requests the fast path does not take still
+// work on a gateway that has it: they are served by net/http, and the fast path's counter does
+// not move.
+func TestFastPathLeavesTheRestToNetHTTP(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, 1, nil)
+	token := f.keys.token(t, "user-1")
+	tests := []struct {
+		name, method, path, body string
+		header                   map[string]string
+		status                   int
+	}{
+		{"an internal method", http.MethodPost, "/basalt.identity.v1.IdentityService/VerifyCredentials", "{}",
+			map[string]string{"Content-Type": "application/json", "Authorization": "Bearer " + token}, http.StatusNotFound},
+		{"a REST route", http.MethodGet, "/v1/me", "", map[string]string{"Authorization": "Bearer " + token}, http.StatusOK},
+		{"a charset parameter", http.MethodPost, "/basalt.identity.v1.IdentityService/GetCurrentUser", "{}",
+			map[string]string{"Content-Type": "application/json; charset=utf-8", "Authorization": "Bearer " + token}, http.StatusOK},
+		{"health", http.MethodGet, "/healthz", "", nil, http.StatusOK},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := fastServed(t, f)
+			resp, body := f.do(t, tt.method, tt.path, tt.body, tt.header)
+			if resp.StatusCode != tt.status {
+				t.Fatalf("%s %s = %d %q, want %d", tt.method, tt.path, resp.StatusCode, body, tt.status)
+			}
+			if got := fastServed(t, f); got != before {
+				t.Errorf("the fast path served %d of these requests, want none", got-before)
+			}
+		})
+	}
+}
+
+// fastServed reads the gateway's count of requests served on the fast path.
+func fastServed(t *testing.T, f *fixture) int {
+	t.Helper()
+	resp, err := http.Get(f.adminURL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "basalt_gateway_fast_path_requests_total "); ok {
+			n := 0
+			for _, c := range strings.TrimSpace(v) {
+				if c < '0' || c > '9' {
+					t.Fatalf("fast path counter %q", v)
+				}
+				n = n*10 + int(c-'0')
+			}
+			return n
+		}
+	}
+	t.Fatal("no fast path counter in the metrics")
+	return 0
+}
+
+// headerDiff lists the differences between a and b, but for the keys in skip.
+func headerDiff(a, b http.Header, skip ...string) string {
+	var out []string
+	keys := map[string]bool{}
+	for k := range a {
+		keys[k] = true
+	}
+	for k := range b {
+		keys[k] = true
+	}
+	for k := range keys {
+		if slices.Contains(skip, k) || k == "Served-By" {
+			continue
+		}
+		if !slices.Equal(a[k], b[k]) {
+			out = append(out, k+": "+strings.Join(a[k], ", ")+" | "+strings.Join(b[k], ", "))
+		}
+	}
+	slices.Sort(out)
+	return strings.Join(out, "\n")
+}
+
+func merge(a, b map[string]string) map[string]string {
+	out := map[string]string{}
+	for k, v := range a {
+		out[k] = v
+	}
+	for k, v := range b {
+		out[k] = v
+	}
+	return out
+}
