@@ -85,10 +85,8 @@ func (t *h1Transport) exchange(ctx context.Context, host string, x *Exchange, a 
 	if err != nil {
 		return err
 	}
-	if !x.Deadline.IsZero() {
-		_ = c.nc.SetDeadline(x.Deadline)
-		a.timed = true
-	}
+	c.setDeadline(x.Deadline)
+	a.timed = !x.Deadline.IsZero()
 	fail := func(op string, err error) error {
 		c.nc.Close()
 		if a.timed && isTimeout(err) {
@@ -216,9 +214,6 @@ func (a *Answer) Close() error {
 	c := a.conn
 	a.conn = nil
 	if a.keep && a.eof {
-		if a.timed {
-			_ = c.nc.SetDeadline(time.Time{})
-		}
 		a.t.put(c)
 		return nil
 	}

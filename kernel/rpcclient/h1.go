@@ -36,6 +36,17 @@ type h1Conn struct {
 	bw        *bufio.Writer
 	host      string
 	idleSince time.Time
+	// deadline is the connection's deadline as last set: an Exchange's, which stays while
+	// the connection rests in the pool, since the next call sets its own anyway.
+	deadline time.Time
+}
+
+// setDeadline gives the connection deadline d, unless it already has it.
+func (c *h1Conn) setDeadline(d time.Time) {
+	if !d.Equal(c.deadline) {
+		_ = c.nc.SetDeadline(d)
+		c.deadline = d
+	}
 }
 
 // errH1Unsupported sends a call to the fallback transport.
@@ -56,6 +67,7 @@ func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
+	c.setDeadline(time.Time{})
 	// Cancelling the call interrupts a blocked read or write through the deadline; the
 	// connection is then discarded.
 	stop := context.AfterFunc(ctx, func() { _ = c.nc.SetDeadline(time.Unix(1, 0)) })
@@ -118,6 +130,10 @@ func (t *h1Transport) get(ctx context.Context, host string) (*h1Conn, bool, erro
 		t.idle[host] = list[:len(list)-1]
 		t.mu.Unlock()
 		age := now.Sub(c.idleSince)
+		if age > time.Second {
+			// The peek below fails on a deadline that has passed, so a stale one goes first.
+			c.setDeadline(time.Time{})
+		}
 		if age > t.idleTimeout || (age > time.Second && !c.alive()) {
 			c.nc.Close()
 			continue

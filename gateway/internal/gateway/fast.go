@@ -40,7 +40,8 @@ func (f fastPath) Accepts(r *h1.Request) bool {
 	return ok && !route.StreamingRequest && r.ContentLength <= f.g.cfg.Limits.MaxRequestBytes
 }
 
-// fastCall is the state of one call on the fast path, allocated once per call.
+// fastCall is the state of one call on the fast path. It is allocated once per connection and
+// reset for each call: nothing keeps it once the call is answered.
 type fastCall struct {
 	call
 	r      *h1.Request
@@ -57,7 +58,12 @@ type fastCall struct {
 // Serve answers r.
 func (f fastPath) Serve(w *h1.Response, r *h1.Request) {
 	g := f.g
-	fc := &fastCall{r: r}
+	fc, _ := r.State.(*fastCall)
+	if fc == nil {
+		fc = new(fastCall)
+		r.State = fc
+	}
+	*fc = fastCall{r: r}
 	c := &fc.call
 	c.start, c.route = time.Now(), g.metrics.Unrouted()
 	g.metrics.FastPath()

@@ -41,6 +41,9 @@ type Request struct {
 	BodyErr error
 	// RemoteAddr is the client's address.
 	RemoteAddr netip.AddrPort
+	// State is the handler's, kept across the requests of one connection, so that what a
+	// request needs can be reused rather than allocated for each.
+	State any
 }
 
 // Get returns the value of the first field named name (case-insensitive), or "".
