@@ -279,6 +279,9 @@ func (c *conn) serve() {
 		}
 		if s.o.idleTimeout > 0 {
 			_ = c.nc.SetReadDeadline(s.o.now().Add(s.o.idleTimeout))
+		} else {
+			// No idle limit: the last request's header or body deadline must not apply.
+			_ = c.nc.SetReadDeadline(time.Time{})
 		}
 		if _, err := c.br.Peek(1); err != nil {
 			return
@@ -321,6 +324,10 @@ func (c *conn) readHead() (int, outcome) {
 	for {
 		buf, _ := c.br.Peek(c.br.Buffered())
 		n, out := parseHead(buf, &c.req)
+		if out == complete && n > limit {
+			// A head over the limit is the fallback's to refuse, however it arrived.
+			return 0, declined
+		}
 		if out != incomplete {
 			return n, out
 		}

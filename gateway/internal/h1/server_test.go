@@ -486,13 +486,16 @@ func TestConnectionClose(t *testing.T) {
 // than read by the fast path, and that a body of exactly the limit stays on the fast path.
 func TestLimitsGoToFallback(t *testing.T) {
 	t.Parallel()
-	ts := startServer(t, WithMaxBody(16))
+	ts := startServer(t, WithMaxBody(16), WithMaxHeaderBytes(1024))
 	tests := []struct {
 		name     string
 		req      string
 		body     string
 		wantFast bool
 	}{
+		// The head arrives in one write, so the limit must hold for a head already in the
+		// buffer, not only for one still arriving.
+		{"head over the limit", post("/fast/l", "b", "X-Pad: "+strings.Repeat("p", 2000)), "b", false},
 		{"body at the limit", post("/fast/l", strings.Repeat("b", 16)), strings.Repeat("b", 16), true},
 		{"body over the limit", post("/fast/l", strings.Repeat("b", 17)), strings.Repeat("b", 17), false},
 		{"much larger body", post("/fast/l", strings.Repeat("c", 100<<10)), strings.Repeat("c", 100<<10), false},
@@ -724,6 +727,25 @@ func TestReadHeaderTimeout(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestNoIdleTimeout checks that without an idle limit a kept-alive connection waits for its
+// next request however long it takes, even after a request whose head was timed.
+func TestNoIdleTimeout(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, WithIdleTimeout(0), WithReadHeaderTimeout(300*time.Millisecond))
+	c, br := ts.dial(t)
+	req := post("/fast/i", "x")
+	// A head in two writes arms the header deadline.
+	write(t, c, req[:10])
+	time.Sleep(50 * time.Millisecond)
+	write(t, c, req[10:])
+	resp, body := readResponse(t, br)
+	wantFast(t, resp, body, "/fast/i", "x")
+	time.Sleep(time.Second)
+	write(t, c, post("/fast/i", "y"))
+	resp, body = readResponse(t, br)
+	wantFast(t, resp, body, "/fast/i", "y")
 }
 
 // TestHandlerPanic checks that a panicking handler costs its own connection only.
