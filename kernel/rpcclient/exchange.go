@@ -23,7 +23,8 @@ type RequestWriter interface {
 
 // Exchange describes a unary call that its caller writes in HTTP/1.1 wire format itself: a
 // proxy that already holds a request's bytes forwards it this way without building net/http's
-// request and response, and without a goroutine or a context per call.
+// request and response, and without a goroutine or a context per call. The answer is read as the
+// answer to a request that may have a body: a HEAD request cannot be sent this way.
 type Exchange struct {
 	// Request writes the call.
 	Request RequestWriter
@@ -79,10 +80,14 @@ func (c *Client) Exchange(ctx context.Context, service string, x *Exchange, a *A
 func (t *h1Transport) exchange(ctx context.Context, host string, x *Exchange, a *Answer) error {
 	*a = Answer{t: t}
 	if !x.Deadline.IsZero() && !t.now().Before(x.Deadline) {
-		return ErrDeadline
+		// Nothing was sent, and the instance is not to blame.
+		return &notAttempted{ErrDeadline}
 	}
-	c, reused, err := t.get(ctx, host)
+	c, reused, err := t.get(ctx, host, x.Deadline)
 	if err != nil {
+		if !x.Deadline.IsZero() && errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			return fmt.Errorf("rpcclient: dial %s: %w", host, ErrDeadline)
+		}
 		return err
 	}
 	c.setDeadline(x.Deadline)

@@ -466,6 +466,13 @@ func TestExchangePastDeadlineDoesNotDial(t *testing.T) {
 	if hosts := req.attempts(); len(hosts) != 0 {
 		t.Errorf("the request was written for %v after its deadline", hosts)
 	}
+	// Calls that were never sent say nothing of the instance: many of them must not eject it.
+	for range 10 {
+		_ = c.Exchange(context.Background(), "echo", &Exchange{Request: req, Deadline: time.Now().Add(-time.Second)}, a)
+	}
+	if b := c.HTTPClient("echo").(*balancer); b.ejected(srv.URL) {
+		t.Error("calls past their deadline ejected the instance")
+	}
 	// The server accepts connections in the order they were made, so once a later exchange
 	// has been answered a connection dialled by the failed one would have been counted.
 	if _, body, err := exchangeAll(c, &Exchange{Request: &recordingRequest{body: "y"}}); err != nil || body != "y" {

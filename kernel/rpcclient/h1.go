@@ -63,7 +63,7 @@ func (t *h1Transport) supports(req *http.Request) bool {
 func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
 	host := req.URL.Host
-	c, reused, err := t.get(ctx, host)
+	c, reused, err := t.get(ctx, host, time.Time{})
 	if err != nil {
 		return nil, err
 	}
@@ -114,10 +114,10 @@ type stringAddr string
 func (a stringAddr) Network() string { return "tcp" }
 func (a stringAddr) String() string  { return string(a) }
 
-// get returns an idle connection to host, or dials one. An idle connection that has rested
+// get returns an idle connection to host, or dials one by deadline (zero: none). An idle connection that has rested
 // for a while is first checked without blocking, so one the server closed meanwhile is not
 // used for a call.
-func (t *h1Transport) get(ctx context.Context, host string) (*h1Conn, bool, error) {
+func (t *h1Transport) get(ctx context.Context, host string, deadline time.Time) (*h1Conn, bool, error) {
 	now := t.now()
 	for {
 		t.mu.Lock()
@@ -139,6 +139,12 @@ func (t *h1Transport) get(ctx context.Context, host string) (*h1Conn, bool, erro
 			continue
 		}
 		return c, true, nil
+	}
+	if !deadline.IsZero() {
+		// The call's deadline bounds the dial too.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, deadline)
+		defer cancel()
 	}
 	nc, err := t.dial(ctx, "tcp", host)
 	if err != nil {
