@@ -46,8 +46,12 @@ type Answer struct {
 	// connection closes.
 	ContentLength int64
 
-	body   io.Reader
-	length lengthBody
+	// fields holds the header lines as readHead parsed them, so Headers need not parse the
+	// block again; nfields may exceed its size, and Headers then parses.
+	fields  [16][2]string
+	nfields int
+	body    io.Reader
+	length  lengthBody
 	chunks chunkedBody
 	conn   *h1Conn
 	t      *h1Transport
@@ -131,7 +135,12 @@ func (a *Answer) readHead(br *bufio.Reader) error {
 		var te, cl [2]string
 		var nte, ncl int
 		closing := minor == 0
+		a.nfields = 0
 		err = headerLines(rest, func(k, v string) {
+			if a.nfields < len(a.fields) {
+				a.fields[a.nfields] = [2]string{k, v}
+			}
+			a.nfields++
 			switch {
 			case strings.EqualFold(k, "Content-Length"):
 				if ncl < len(cl) {
@@ -180,6 +189,14 @@ func (a *Answer) readHead(br *bufio.Reader) error {
 // Headers calls fn with each header of the answer, its key as sent and its value trimmed,
 // until fn returns false.
 func (a *Answer) Headers(fn func(k, v string) bool) {
+	if a.nfields <= len(a.fields) {
+		for _, f := range a.fields[:a.nfields] {
+			if !fn(f[0], f[1]) {
+				return
+			}
+		}
+		return
+	}
 	stop := false
 	_ = headerLines(a.Header, func(k, v string) {
 		if !stop && !fn(k, v) {

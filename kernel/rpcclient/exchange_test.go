@@ -621,3 +621,37 @@ func TestExchangeUnreadBodyClosesTheConnection(t *testing.T) {
 		})
 	}
 }
+
+// TestExchangeHeadersInOrder checks that Headers yields every header line in order, both for
+// answers whose lines readHead keeps and for answers with more lines than it keeps.
+func TestExchangeHeadersInOrder(t *testing.T) {
+	t.Parallel()
+	for _, n := range []int{1, 16, 17, 40} {
+		t.Run(strconv.Itoa(n), func(t *testing.T) {
+			t.Parallel()
+			var head strings.Builder
+			head.WriteString("HTTP/1.1 200 OK\r\n")
+			var want []string
+			for i := range n {
+				fmt.Fprintf(&head, "X-Line-%d: value %d\r\n", i, i)
+				want = append(want, fmt.Sprintf("X-Line-%d=value %d", i, i))
+			}
+			head.WriteString("Content-Length: 2\r\n\r\nok")
+			want = append(want, "Content-Length=2")
+			s := startRawServer(t, always(rawReply{data: head.String()}))
+			c := staticClient(t, []string{s.url})
+			a, body, err := exchangeAll(c, &Exchange{Request: &recordingRequest{body: "x"}})
+			if err != nil || body != "ok" {
+				t.Fatalf("exchange = %q, %v", body, err)
+			}
+			var got []string
+			a.Headers(func(k, v string) bool {
+				got = append(got, k+"="+v)
+				return true
+			})
+			if !slices.Equal(got, want) {
+				t.Errorf("Headers yielded %q, want %q", got, want)
+			}
+		})
+	}
+}
