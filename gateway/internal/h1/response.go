@@ -43,7 +43,7 @@ func (w *Response) reset(bw *bufio.Writer) {
 		w.header = http.Header{}
 	}
 	clear(w.header)
-	if cap(w.body) > 64<<10 {
+	if cap(w.body) > keepBelow {
 		// A large answer's buffer is not kept for the connection's next requests.
 		w.body = nil
 	}

@@ -62,8 +62,8 @@ func WithIdleTimeout(d time.Duration) Option { return func(o *options) { o.idleT
 // WithBodyTimeout bounds the wait for a request's body (default 30s).
 func WithBodyTimeout(d time.Duration) Option { return func(o *options) { o.bodyTimeout = d } }
 
-// WithMaxHeaderBytes bounds the head the fast path reads (default 16 KiB); a longer head goes
-// to the fallback, which applies its own limit.
+// WithMaxHeaderBytes bounds the head the fast path reads (default, and at most, 8 KiB, its
+// read buffer); a longer head goes to the fallback, which applies its own limit.
 func WithMaxHeaderBytes(n int) Option { return func(o *options) { o.maxHeaderBytes = n } }
 
 // WithMaxBody bounds the body the fast path reads (default 4 MiB); a request with a larger
@@ -80,7 +80,7 @@ func New(handler Handler, fallback *http.Server, opts ...Option) *Server {
 		readHeaderTimeout: 10 * time.Second,
 		idleTimeout:       2 * time.Minute,
 		bodyTimeout:       30 * time.Second,
-		maxHeaderBytes:    16 << 10,
+		maxHeaderBytes:    bufferSize,
 		maxBody:           4 << 20,
 		log:               slog.New(slog.DiscardHandler),
 		now:               time.Now,
@@ -237,18 +237,32 @@ type conn struct {
 	resp Response
 }
 
+// bufferSize is the size of a connection's reader and of the writer an answer borrows; a
+// request head that does not fit the reader goes to the fallback.
+const bufferSize = 8 << 10
+
+// keepBelow is the largest body buffer a connection keeps for its next request or answer.
+const keepBelow = 16 << 10
+
 var (
-	readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 16<<10) }}
-	writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 16<<10) }}
+	readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, bufferSize) }}
+	writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, bufferSize) }}
 )
+
+// releaseWriter returns the answer's writer to the pool.
+func (c *conn) releaseWriter() {
+	if c.bw != nil {
+		c.bw.Reset(nil)
+		writers.Put(c.bw)
+		c.bw, c.resp.bw = nil, nil
+	}
+}
 
 // serve reads and answers requests until the connection closes or is handed off.
 func (c *conn) serve() {
 	s := c.s
 	c.br = readers.Get().(*bufio.Reader)
 	c.br.Reset(c.nc)
-	c.bw = writers.Get().(*bufio.Writer)
-	c.bw.Reset(c.nc)
 	c.resp.now = s.o.now
 	if ap, err := netip.ParseAddrPort(c.nc.RemoteAddr().String()); err == nil {
 		c.req.RemoteAddr = ap
@@ -261,8 +275,7 @@ func (c *conn) serve() {
 			c.br.Reset(nil)
 			readers.Put(c.br)
 		}
-		c.bw.Reset(nil)
-		writers.Put(c.bw)
+		c.releaseWriter()
 	}()
 	defer func() {
 		// A panic in a handler closes its connection and is logged, as net/http does.
@@ -300,16 +313,22 @@ func (c *conn) serve() {
 		}
 		_, _ = c.br.Discard(n)
 		c.readBody()
+		// The writer is taken for the answer only, so an idle connection holds just its
+		// reader, as net/http's does.
+		c.bw = writers.Get().(*bufio.Writer)
+		c.bw.Reset(c.nc)
 		c.resp.reset(c.bw)
 		if c.req.Close || c.req.BodyErr != nil {
 			c.resp.close = true
 		}
 		s.handler.Serve(&c.resp, &c.req)
-		if cap(c.req.Body) > 64<<10 {
+		if cap(c.req.Body) > keepBelow {
 			// A large body's buffer is not kept for the connection's next requests.
 			c.req.Body = nil
 		}
-		if err := c.resp.finish(); err != nil || c.resp.close {
+		err := c.resp.finish()
+		c.releaseWriter()
+		if err != nil || c.resp.close {
 			return
 		}
 	}
