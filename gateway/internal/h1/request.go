@@ -46,11 +46,12 @@ type Request struct {
 	State any
 }
 
-// Get returns the value of the first field named name (case-insensitive), or "".
+// Get returns the value of the first field named name (case-insensitive), or "". Lengths are
+// compared first: most names differ in length, and EqualFold would compare them letter by letter.
 func (r *Request) Get(name string) string {
 	for i := range r.Fields {
-		if strings.EqualFold(r.Fields[i].Name, name) {
-			return r.Fields[i].Value
+		if f := &r.Fields[i]; len(f.Name) == len(name) && strings.EqualFold(f.Name, name) {
+			return f.Value
 		}
 	}
 	return ""
@@ -60,8 +61,8 @@ func (r *Request) Get(name string) string {
 func (r *Request) Values(name string) []string {
 	var vv []string
 	for i := range r.Fields {
-		if strings.EqualFold(r.Fields[i].Name, name) {
-			vv = append(vv, r.Fields[i].Value)
+		if f := &r.Fields[i]; len(f.Name) == len(name) && strings.EqualFold(f.Name, name) {
+			vv = append(vv, f.Value)
 		}
 	}
 	return vv

@@ -155,13 +155,7 @@ func (s *Server) untrack(c *conn) {
 // Shutdown stops accepting, closes idle connections, lets requests in progress finish, and
 // shuts the fallback down, all within ctx. Connections still busy when ctx ends are closed.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	s.shutting.Store(true)
-	ln := s.ln
-	s.mu.Unlock()
-	if ln != nil {
-		ln.Close()
-	}
+	ln := s.stopAccepting()
 	fallback := make(chan error, 1)
 	go func() { fallback <- s.fallback.Shutdown(ctx) }()
 	tick := time.NewTicker(10 * time.Millisecond)
@@ -186,8 +180,9 @@ wait:
 	return err
 }
 
-// Close closes the listener and every connection at once.
-func (s *Server) Close() error {
+// stopAccepting marks the server as shutting down and closes its listener, which it returns
+// (nil when Serve was never called).
+func (s *Server) stopAccepting() net.Listener {
 	s.mu.Lock()
 	s.shutting.Store(true)
 	ln := s.ln
@@ -195,6 +190,12 @@ func (s *Server) Close() error {
 	if ln != nil {
 		ln.Close()
 	}
+	return ln
+}
+
+// Close closes the listener and every connection at once.
+func (s *Server) Close() error {
+	ln := s.stopAccepting()
 	s.closeAll()
 	err := s.fallback.Close()
 	if ln != nil {
