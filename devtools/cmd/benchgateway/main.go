@@ -3,7 +3,8 @@
 //
 // It starts one upstream (a kernel server answering GetCurrentUser and publishing a JWKS), the
 // gateway binary in front of it (verifying access tokens and applying a rate limit high enough
-// never to refuse), and nginx proxying to it without authentication. A load generator then
+// never to refuse) twice, with its HTTP/1.1 fast path and without it ("net/http"), and nginx
+// proxying to it without authentication. A load generator then
 // sends the same Connect call (binary protobuf over HTTP/1.1 keep-alive connections) to each
 // target in turn, first with many concurrent clients (throughput) and then with one (the
 // latency a request pays). Targets take turns within each round, so slow drift of the machine
@@ -127,20 +128,28 @@ func run(ctx context.Context, args []string) error {
 	}
 	defer stopProcess(up)
 
-	gwPort, nginxPort := freePort(), freePort()
+	gwPort, slowPort, nginxPort := freePort(), freePort(), freePort()
 	gwURL := fmt.Sprintf("http://127.0.0.1:%d", gwPort)
+	slowURL := fmt.Sprintf("http://127.0.0.1:%d", slowPort)
 	nginxURL := fmt.Sprintf("http://127.0.0.1:%d", nginxPort)
-	gw, err := startGateway(ctx, gatewayBin, dir, gwPort, upURL)
+	gw, err := startGateway(ctx, gatewayBin, dir, "gateway", gwPort, upURL, false)
 	if err != nil {
 		return err
 	}
 	defer stopProcess(gw)
+	// The same gateway with every request through net/http's server shows, in the same run, what
+	// the fast path (ADR-0036) is worth.
+	slow, err := startGateway(ctx, gatewayBin, dir, "gateway-nethttp", slowPort, upURL, true)
+	if err != nil {
+		return err
+	}
+	defer stopProcess(slow)
 	ng, err := startNginx(ctx, nginxBin, dir, nginxPort, upURL)
 	if err != nil {
 		return err
 	}
 	defer stopProcess(ng)
-	for _, u := range []string{upURL, gwURL} {
+	for _, u := range []string{upURL, gwURL, slowURL} {
 		if err := waitReady(ctx, u+"/readyz"); err != nil {
 			return err
 		}
@@ -180,6 +189,7 @@ func run(ctx context.Context, args []string) error {
 	}{
 		{"direct", request(upURL), nil},
 		{"gateway", request(gwURL), gw},
+		{"net/http", request(slowURL), slow},
 		{"nginx", request(nginxURL), ng},
 	}
 	type sample struct {
@@ -245,11 +255,13 @@ func run(ctx context.Context, args []string) error {
 			b.throughput.RPS(), ms(b.throughput.Percentile(0.5)), ms(b.throughput.Percentile(0.99)), us(b.proxyCPU), us(b.upstreamCPU),
 			b.latency.RPS(), ms(b.latency.Percentile(0.5)), ms(b.latency.Percentile(0.99)))
 	}
-	g, n, d := best["gateway"], best["nginx"], best["direct"]
+	g, n, d, nh := best["gateway"], best["nginx"], best["direct"], best["net/http"]
 	fmt.Println("\nproxy CPU and svc CPU: CPU time per request of the proxy's and the service's processes")
 	fmt.Printf("gateway/nginx throughput: %.2fx\n", g.throughput.RPS()/n.throughput.RPS())
 	fmt.Printf("gateway/nginx CPU per request: %.2fx\n", float64(g.proxyCPU)/float64(n.proxyCPU))
 	fmt.Printf("gateway/direct throughput: %.2fx\n", g.throughput.RPS()/d.throughput.RPS())
+	fmt.Printf("gateway/net/http (the gateway without its fast path) throughput: %.2fx, CPU per request: %.2fx\n",
+		g.throughput.RPS()/nh.throughput.RPS(), float64(g.proxyCPU)/float64(nh.proxyCPU))
 	fmt.Printf("added p50 / p99 over direct, 1 connection: gateway %s / %s, nginx %s / %s\n",
 		ms(g.latency.Percentile(0.5)-d.latency.Percentile(0.5)), ms(g.latency.Percentile(0.99)-d.latency.Percentile(0.99)),
 		ms(n.latency.Percentile(0.5)-d.latency.Percentile(0.5)), ms(n.latency.Percentile(0.99)-d.latency.Percentile(0.99)))
@@ -353,9 +365,15 @@ func startUpstream(ctx context.Context, self, jwksPath string) (*exec.Cmd, strin
 	return cmd, strings.TrimSpace(line), nil
 }
 
-func startGateway(ctx context.Context, bin, dir string, port int, upURL string) (*exec.Cmd, error) {
+// startGateway starts the gateway binary as name; netHTTP turns its fast path off. Only the
+// gateway with the fast path gets the admin listener (its profiles, at 127.0.0.1:9981).
+func startGateway(ctx context.Context, bin, dir, name string, port int, upURL string, netHTTP bool) (*exec.Cmd, error) {
+	admin := "127.0.0.1:9981"
+	if netHTTP {
+		admin = ""
+	}
 	conf := fmt.Sprintf(`listen: 127.0.0.1:%d
-admin_listen: 127.0.0.1:9981
+admin_listen: %q
 upstreams:
   identity: [%q]
   auth: [%q]
@@ -364,12 +382,13 @@ rate_limits:
   public: {rate: 1000000000, burst: 1000000000}
 limits:
   max_in_flight: 100000
-`, port, upURL, upURL)
-	path := filepath.Join(dir, "gateway.yaml")
+  disable_fast_path: %t
+`, port, admin, upURL, upURL, netHTTP)
+	path := filepath.Join(dir, name+".yaml")
 	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 		return nil, err
 	}
-	logFile, err := os.Create(filepath.Join(dir, "gateway.log"))
+	logFile, err := os.Create(filepath.Join(dir, name+".log"))
 	if err != nil {
 		return nil, err
 	}
