@@ -52,13 +52,13 @@ type Answer struct {
 	nfields int
 	body    io.Reader
 	length  lengthBody
-	chunks chunkedBody
-	conn   *h1Conn
-	t      *h1Transport
-	timed  bool
-	keep   bool
-	eof    bool
-	done   bool
+	chunks  chunkedBody
+	conn    *h1Conn
+	t       *h1Transport
+	timed   bool
+	keep    bool
+	eof     bool
+	done    bool
 }
 
 // ErrDeadline is the cause of an exchange that outlived its deadline.
