@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -116,8 +117,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			if s.shutting.Load() {
 				return http.ErrServerClosed
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
+			if temporary(err) {
 				// Out of file descriptors and the like: back off as net/http does.
 				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
 				s.o.log.Warn("accept failed; retrying", "error", err, "in", delay)
@@ -178,6 +178,21 @@ wait:
 		<-s.served
 	}
 	return err
+}
+
+// temporary reports accept errors that pass: out of file descriptors or memory, a connection
+// aborted before it was accepted.
+func temporary(err error) bool {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	for _, e := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.ECONNABORTED, syscall.EINTR, syscall.EAGAIN} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 // stopAccepting marks the server as shutting down and closes its listener, which it returns

@@ -11,10 +11,12 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptrace"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -769,4 +771,25 @@ func TestHandlerPanic(t *testing.T) {
 	write(t, after, post("/fast/three", "3"))
 	resp, body = readResponse(t, afterBR)
 	wantFast(t, resp, body, "/fast/three", "3")
+}
+
+// TestAcceptErrorsThatPass checks which accept errors the server rides out rather than stopping:
+// running out of file descriptors must not take the gateway down.
+func TestAcceptErrorsThatPass(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		err  error
+		pass bool
+	}{
+		{&net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EMFILE)}, true},
+		{&net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.ECONNABORTED)}, true},
+		{&net.OpError{Op: "accept", Net: "tcp", Err: os.ErrDeadlineExceeded}, true},
+		{net.ErrClosed, false},
+		{errors.New("something else"), false},
+	}
+	for _, tt := range tests {
+		if got := temporary(tt.err); got != tt.pass {
+			t.Errorf("temporary(%v) = %v, want %v", tt.err, got, tt.pass)
+		}
+	}
 }
