@@ -57,9 +57,13 @@ func (w *Response) reset(bw *bufio.Writer) {
 // same name, which the caller is expected to skip.
 func (w *Response) Header() http.Header { return w.header }
 
-// AddLine adds a header line as is. The caller vouches for name and value (an upstream's
-// answer, already parsed).
+// AddLine adds a header line. The caller vouches for the name (an upstream's answer, already
+// parsed); a line break in the value becomes a space.
 func (w *Response) AddLine(name, value string) {
+	if strings.ContainsAny(value, "\r\n") {
+		// As net/http writes such a value: a line break cannot reach the client.
+		value = strings.NewReplacer("\r", " ", "\n", " ").Replace(value)
+	}
 	if strings.EqualFold(name, "Date") {
 		w.sawDate = true
 	}
