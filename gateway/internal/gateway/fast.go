@@ -3,7 +3,6 @@ package gateway
 import (
 	"bufio"
 	"context"
-	"errors"
 	"net/http"
 	"net/textproto"
 	"net/url"
@@ -96,7 +95,9 @@ func (f fastPath) Serve(w *h1.Response, r *h1.Request) {
 	fc.route = route
 	c.route, c.procedure = route.Index, route.Procedure
 	if r.BodyErr != nil {
-		f.fail(w, fc, bodyError(r.BodyErr))
+		// The fast path reads a body before it knows whether the client went away, so a body
+		// cut short is the client's invalid request or its timeout, never a cancellation.
+		f.fail(w, fc, proxy.BodyError(r.BodyErr, false))
 		return
 	}
 	ctx := context.Background()
@@ -201,7 +202,10 @@ func (fc *fastCall) WriteRequest(w *bufio.Writer, host string) error {
 			(fc.timeout != "" && (strings.EqualFold(f.Name, "Connect-Timeout-Ms") || strings.EqualFold(f.Name, "Grpc-Timeout"))):
 			continue
 		case strings.EqualFold(f.Name, "Te"):
-			// Only "trailers" passes, as on the net/http path; unary calls have no use for it.
+			// Only "trailers" passes, as on the net/http path (outboundHeader).
+			if strings.Contains(strings.ToLower(f.Value), "trailers") {
+				writeField(w, "Te", "trailers")
+			}
 			continue
 		}
 		writeField(w, f.Name, f.Value)
@@ -264,15 +268,6 @@ func (f fastPath) fail(w *h1.Response, fc *fastCall, err error) {
 		req.Header.Set("Connect-Protocol-Version", v)
 	}
 	fc.fail(f.g, w, req, err)
-}
-
-// bodyError is what a client whose body could not be read is told.
-func bodyError(err error) error {
-	var t interface{ Timeout() bool }
-	if errors.As(err, &t) && t.Timeout() {
-		return proxy.ErrBodyTimeout
-	}
-	return connect.NewError(connect.CodeInvalidArgument, errors.New("the request body could not be read"))
 }
 
 // validValue refuses values that would split a header block.

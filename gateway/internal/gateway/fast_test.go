@@ -27,6 +27,7 @@ func TestFastPathMatchesNetHTTP(t *testing.T) {
 		"X-Basalt-Subject": "admin", "X-Forwarded-For": "10.9.8.7", "Forwarded": "for=10.9.8.7",
 		"X-Real-Ip": "10.9.8.7", "X-Forwarded-Host": "evil", "Baggage": "a=b", "Tracestate": "a=b",
 		"Traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "X-Custom": "kept",
+		"Te": "trailers, deflate",
 	}
 	tests := []struct {
 		name   string

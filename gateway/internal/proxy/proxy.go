@@ -92,6 +92,7 @@ var (
 	ErrDeadline        = connect.NewError(connect.CodeDeadlineExceeded, errors.New("the call did not complete in time"))
 	ErrCanceled        = connect.NewError(connect.CodeCanceled, errors.New("the client canceled the call"))
 	errUpstreamAborted = errors.New("proxy: the upstream broke off its response")
+	errUnreadableBody  = connect.NewError(connect.CodeInvalidArgument, errors.New("the request body could not be read"))
 )
 
 // Forward sends r to the upstream and relays the answer to w.
@@ -409,14 +410,22 @@ func (p *Proxy) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error)
 			return buf, nil
 		}
 		if err != nil {
-			if isTimeout(err) {
-				return nil, wrap(ErrBodyTimeout, err)
-			}
-			if r.Context().Err() != nil {
-				return nil, wrap(ErrCanceled, err)
-			}
-			return nil, wrap(connect.NewError(connect.CodeInvalidArgument, errors.New("the request body could not be read")), err)
+			return nil, BodyError(err, r.Context().Err() != nil)
 		}
+	}
+}
+
+// BodyError is what a client whose request body could not be read is told: deadline_exceeded
+// when it did not arrive within the body timeout, canceled when the client went away, and
+// invalid_argument otherwise.
+func BodyError(err error, canceled bool) error {
+	switch {
+	case isTimeout(err):
+		return wrap(ErrBodyTimeout, err)
+	case canceled:
+		return wrap(ErrCanceled, err)
+	default:
+		return wrap(errUnreadableBody, err)
 	}
 }
 
@@ -477,12 +486,6 @@ func grpcTimeout(d time.Duration) string {
 	}
 	// A Duration holds about 2.5 million hours, so hours always fit.
 	return strconv.FormatInt(int64((d+time.Hour-1)/time.Hour), 10) + "H"
-}
-
-// ClientTimeout reads the client's deadline from grpc-timeout (gRPC, gRPC-Web) or
-// Connect-Timeout-Ms (Connect).
-func ClientTimeout(h http.Header) (time.Duration, bool) {
-	return ParseClientTimeout(h.Get("Connect-Timeout-Ms"), h.Get("Grpc-Timeout"))
 }
 
 // ParseClientTimeout reads a deadline from the values of Connect-Timeout-Ms and grpc-timeout;

@@ -62,16 +62,9 @@ func TestClientTimeout(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			h := http.Header{}
-			if tt.connect != "" {
-				h.Set("Connect-Timeout-Ms", tt.connect)
-			}
-			if tt.grpc != "" {
-				h.Set("Grpc-Timeout", tt.grpc)
-			}
-			got, ok := ClientTimeout(h)
+			got, ok := ParseClientTimeout(tt.connect, tt.grpc)
 			if ok != tt.ok || (ok && got != tt.want) {
-				t.Fatalf("ClientTimeout(%q, %q) = %v, %v; want %v, %v", tt.connect, tt.grpc, got, ok, tt.want, tt.ok)
+				t.Fatalf("ParseClientTimeout(%q, %q) = %v, %v; want %v, %v", tt.connect, tt.grpc, got, ok, tt.want, tt.ok)
 			}
 		})
 	}
@@ -652,7 +645,7 @@ func TestSetTimeout(t *testing.T) {
 			t.Errorf("setTimeout(%s, %v): Connect-Timeout-Ms %q, Grpc-Timeout %q; want %q, %q",
 				tt.ct, tt.d, h.Get("Connect-Timeout-Ms"), h.Get("Grpc-Timeout"), tt.connect, tt.grpc)
 		}
-		if got, ok := ClientTimeout(h); !ok || got < tt.d {
+		if got, ok := ParseClientTimeout(h.Get("Connect-Timeout-Ms"), h.Get("Grpc-Timeout")); !ok || got < tt.d {
 			t.Errorf("setTimeout(%s, %v) reads back as %v, %v", tt.ct, tt.d, got, ok)
 		}
 	}
