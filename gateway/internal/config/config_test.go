@@ -83,6 +83,7 @@ auth:
 limits:
   timeout: 10s
   max_in_flight: 64
+  disable_fast_path: true
 rate_limits:
   redis_prefix: "deploy-a:"
   public: {rate: 1.5, burst: 3}
@@ -135,7 +136,7 @@ func TestLoadLayers(t *testing.T) {
 			}
 			// What only the file sets is there in every case.
 			if cfg.AdminListen != "" || cfg.Auth.TokenCacheSize != 5000 || cfg.Auth.Audience != "basalt" ||
-				cfg.Limits.Timeout != Duration(10*time.Second) || cfg.Limits.MaxInFlight != 64 ||
+				cfg.Limits.Timeout != Duration(10*time.Second) || cfg.Limits.MaxInFlight != 64 || !cfg.Limits.DisableFastPath ||
 				cfg.Limits.BodyTimeout != Duration(30*time.Second) || cfg.CORS.MaxAge != Duration(10*time.Minute) ||
 				cfg.RateLimits.RedisPrefix != "deploy-a:" || cfg.RateLimits.Public != (Rate{Rate: 1.5, Burst: 3}) ||
 				cfg.RateLimits.Authenticated != (Rate{Rate: 50, Burst: 100}) {

@@ -146,9 +146,6 @@ func (w *Response) ReadFrom(r io.Reader) (int64, error) {
 	}
 }
 
-// Streaming reports whether part of the answer has gone out, so it can no longer be replaced.
-func (w *Response) Streaming() bool { return w.streamed }
-
 // Discard drops what was written so far, so that an error can be answered instead. It returns
 // false once the answer is streaming.
 func (w *Response) Discard() bool {
@@ -162,9 +159,6 @@ func (w *Response) Discard() bool {
 // Abort gives up on a streaming answer: the connection closes without ending it, so the client
 // sees it fail rather than end early.
 func (w *Response) Abort() { w.aborted, w.close = true, true }
-
-// CloseAfter closes the connection once the answer is out.
-func (w *Response) CloseAfter() { w.close = true }
 
 // finish sends what remains of the answer.
 func (w *Response) finish() error {

@@ -36,7 +36,7 @@ func TestResponseHead(t *testing.T) {
 			"X-Split: a  Injected: yes\r\nContent-Length: 0\r\n\r\n"},
 		{"an invalid own value left out, closing", func(w *Response) {
 			w.Header()["X-Bad"] = []string{"a\nb"}
-			w.CloseAfter()
+			w.close = true
 		}, "HTTP/1.1 200 OK\r\nDate: Tue, 24 Nov 2026 12:00:00 GMT\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"},
 	}
 	for _, tt := range tests {
