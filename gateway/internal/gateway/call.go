@@ -10,6 +10,8 @@ import (
 	"connectrpc.com/connect"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/basaltplatform/basalt/kernel/requestid"
+
 	"github.com/basaltplatform/basalt/gateway/internal/accesslog"
 )
 
@@ -34,6 +36,16 @@ type call struct {
 	// allocates them once rather than one by one; nothing modifies header slices once set.
 	values [5]string
 	used   int
+}
+
+// identify gives the call the request id the client sent, when it is plausible, or a new one,
+// and echoes it in the response header h.
+func (c *call) identify(h http.Header, sent string) {
+	c.id = requestid.Sanitize(sent)
+	if c.id == "" {
+		c.id = requestid.New()
+	}
+	h[requestid.Header] = c.value(c.id)
 }
 
 // clientIP returns the client's address as text ("" when unknown).

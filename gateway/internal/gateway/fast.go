@@ -66,22 +66,16 @@ func (f fastPath) Serve(w *h1.Response, r *h1.Request) {
 	c := &fc.call
 	c.start, c.route = time.Now(), g.metrics.Unrouted()
 	g.metrics.FastPath()
-	g.metrics.InFlight(1)
-	n := g.inFlight.Add(1)
+	n := g.enter()
 	defer func() {
-		g.inFlight.Add(-1)
-		g.metrics.InFlight(-1)
+		g.leave()
 		g.record(c, r.Method, r.Path, w.Status(), w.Written(), func() string {
 			return protocolName(r.Get("Content-Type"), r.Get("Connect-Protocol-Version") != "")
 		})
 	}()
 
-	c.id = requestid.Sanitize(r.Get(requestid.Header))
-	if c.id == "" {
-		c.id = requestid.New()
-	}
 	h := w.Header()
-	h[requestid.Header] = c.value(c.id)
+	c.identify(h, r.Get(requestid.Header))
 	c.addr = clientAddrOf(r.RemoteAddr.Addr(), func() []string { return r.Values("X-Forwarded-For") }, g.cfg.Trusted())
 	if origin := r.Get("Origin"); origin != "" {
 		g.cors.Decorate(h, origin)

@@ -295,20 +295,14 @@ var (
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c := &call{start: time.Now(), route: g.metrics.Unrouted()}
 	rw := &responseWriter{ResponseWriter: w}
-	g.metrics.InFlight(1)
-	n := g.inFlight.Add(1)
+	n := g.enter()
 	defer func() {
-		g.inFlight.Add(-1)
-		g.metrics.InFlight(-1)
+		g.leave()
 		g.finish(rw, r, c)
 	}()
 
-	c.id = requestid.Sanitize(r.Header.Get(requestid.Header))
-	if c.id == "" {
-		c.id = requestid.New()
-	}
 	h := w.Header()
-	h.Set(requestid.Header, c.id)
+	c.identify(h, r.Header.Get(requestid.Header))
 	c.addr = clientAddr(r, g.cfg.Trusted())
 	if origin := r.Header.Get("Origin"); origin != "" {
 		if cors.IsPreflight(r) {
@@ -347,6 +341,17 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	g.rest.ServeHTTP(rw, r.WithContext(withCall(r.Context(), c)))
+}
+
+// enter counts a request in flight and returns how many are; leave counts it out.
+func (g *Gateway) enter() int64 {
+	g.metrics.InFlight(1)
+	return g.inFlight.Add(1)
+}
+
+func (g *Gateway) leave() {
+	g.inFlight.Add(-1)
+	g.metrics.InFlight(-1)
 }
 
 // rpc authenticates, limits and forwards one call of route.
