@@ -1,0 +1,289 @@
+package sockio_test
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/basaltplatform/basalt/kernel/sockio"
+	"github.com/basaltplatform/basalt/kernel/testkit"
+)
+
+func TestMain(m *testing.M) { testkit.Main(m, testkit.CheckLeaks()) }
+
+// pair returns the two ends of a loopback TCP connection.
+func pair(t *testing.T) (client, server *net.TCPConn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			c = nil
+		}
+		accepted <- c
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := <-accepted
+	if s == nil {
+		c.Close()
+		t.Fatal("accept failed")
+	}
+	t.Cleanup(func() { c.Close(); s.Close() })
+	return c.(*net.TCPConn), s.(*net.TCPConn)
+}
+
+// direct reports whether sockio reads the socket itself on this system.
+func direct() bool { return runtime.GOOS == "linux" }
+
+func TestReaderAndWriterOfATCPConnectionUseItsSocket(t *testing.T) {
+	t.Parallel()
+	c, _ := pair(t)
+	r, w := sockio.NewReader(c), sockio.NewWriter(c)
+	_, rIsConn := r.(*net.TCPConn)
+	_, wIsConn := w.(*net.TCPConn)
+	if direct() && (rIsConn || wIsConn) {
+		t.Fatalf("NewReader and NewWriter returned the connection itself (%T, %T) on %s", r, w, runtime.GOOS)
+	}
+	if !direct() && (!rIsConn || !wIsConn) {
+		t.Fatalf("NewReader and NewWriter returned %T and %T on %s; want the connection", r, w, runtime.GOOS)
+	}
+}
+
+func TestOtherConnectionsAreTheirOwnReaderAndWriter(t *testing.T) {
+	t.Parallel()
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	if r := sockio.NewReader(a); r != io.Reader(a) {
+		t.Errorf("NewReader(pipe) = %T; want the pipe itself", r)
+	}
+	if w := sockio.NewWriter(a); w != io.Writer(a) {
+		t.Errorf("NewWriter(pipe) = %T; want the pipe itself", w)
+	}
+}
+
+func TestRoundTripBothWays(t *testing.T) {
+	t.Parallel()
+	c, s := pair(t)
+	cr, cw := sockio.NewReader(c), sockio.NewWriter(c)
+	sr, sw := sockio.NewReader(s), sockio.NewWriter(s)
+	for _, msg := range []string{"x", "POST / HTTP/1.1\r\n\r\n", string(bytes.Repeat([]byte("abc"), 5000))} {
+		if n, err := cw.Write([]byte(msg)); err != nil || n != len(msg) {
+			t.Fatalf("client Write = %d, %v; want %d, nil", n, err, len(msg))
+		}
+		got := make([]byte, len(msg))
+		if _, err := io.ReadFull(sr, got); err != nil || string(got) != msg {
+			t.Fatalf("server read %d bytes (%v); want the %d written", len(got), err, len(msg))
+		}
+		if _, err := sw.Write(got); err != nil {
+			t.Fatal(err)
+		}
+		back := make([]byte, len(msg))
+		if _, err := io.ReadFull(cr, back); err != nil || string(back) != msg {
+			t.Fatalf("client read back %d bytes (%v); want the %d sent", len(back), err, len(msg))
+		}
+	}
+	if n, err := cr.Read(nil); n != 0 || err != nil {
+		t.Errorf("Read(nil) = %d, %v; want 0, nil", n, err)
+	}
+}
+
+func TestReadWaitsForDataThenSeesEndOfStream(t *testing.T) {
+	t.Parallel()
+	c, s := pair(t)
+	r := sockio.NewReader(c)
+	go func() {
+		// The reader is already waiting (most likely) when the data arrives.
+		time.Sleep(20 * time.Millisecond)
+		_, _ = s.Write([]byte("late"))
+		_ = s.CloseWrite()
+	}()
+	got, err := io.ReadAll(r)
+	if err != nil || string(got) != "late" {
+		t.Fatalf("ReadAll = %q, %v; want %q, nil (io.EOF ends it)", got, err, "late")
+	}
+	if n, err := r.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+		t.Errorf("Read after the end = %d, %v; want 0, io.EOF", n, err)
+	}
+}
+
+func TestLargeWriteWaitsForTheReaderAndArrivesWhole(t *testing.T) {
+	t.Parallel()
+	c, s := pair(t)
+	// A small send buffer makes the write fill it many times over.
+	if err := c.SetWriteBuffer(16 << 10); err != nil {
+		t.Fatal(err)
+	}
+	payload := make([]byte, 8<<20)
+	for i := range payload {
+		payload[i] = byte(i*7 + i/251)
+	}
+	done := make(chan error, 1)
+	go func() {
+		n, err := sockio.NewWriter(c).Write(payload)
+		if err == nil && n != len(payload) {
+			err = errors.New("short write")
+		}
+		done <- err
+	}()
+	got := make([]byte, len(payload))
+	r := sockio.NewReader(s)
+	for off := 0; off < len(got); {
+		// The reader takes small bites, so the writer finds the buffer full again and again.
+		n, err := r.Read(got[off:min(off+4096, len(got))])
+		if err != nil {
+			t.Fatalf("read at %d: %v", off, err)
+		}
+		off += n
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Write: %v", err)
+	}
+	if !bytes.Equal(got, payload) {
+		t.Fatal("the bytes read differ from the bytes written")
+	}
+}
+
+func TestConcurrentWritesDoNotInterleave(t *testing.T) {
+	t.Parallel()
+	c, s := pair(t)
+	if err := c.SetWriteBuffer(16 << 10); err != nil {
+		t.Fatal(err)
+	}
+	w := sockio.NewWriter(c)
+	const writers, size = 4, 256 << 10
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for i := range writers {
+		wg.Go(func() {
+			if _, err := w.Write(bytes.Repeat([]byte{byte('a' + i)}, size)); err != nil {
+				errs <- err
+			}
+		})
+	}
+	got := make([]byte, writers*size)
+	if _, err := io.ReadFull(sockio.NewReader(s), got); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("Write: %v", err)
+	}
+	seen := map[byte]bool{}
+	for off := 0; off < len(got); off += size {
+		block := got[off : off+size]
+		if !bytes.Equal(block, bytes.Repeat(block[:1], size)) {
+			t.Fatalf("block at %d mixes the bytes of several writes", off)
+		}
+		seen[block[0]] = true
+	}
+	if len(seen) != writers {
+		t.Fatalf("saw %d distinct blocks; want %d", len(seen), writers)
+	}
+}
+
+func TestReadDeadlineFailsAsATimeout(t *testing.T) {
+	t.Parallel()
+	c, _ := pair(t)
+	if err := c.SetReadDeadline(time.Now().Add(30 * time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	_, err := sockio.NewReader(c).Read(make([]byte, 8))
+	assertOpError(t, err, "read")
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("Read past the deadline = %v; want a timeout wrapping os.ErrDeadlineExceeded", err)
+	}
+}
+
+func TestWriteDeadlineFailsAsATimeoutWhenThePeerDoesNotRead(t *testing.T) {
+	t.Parallel()
+	c, _ := pair(t)
+	if err := c.SetWriteBuffer(16 << 10); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SetWriteDeadline(time.Now().Add(50 * time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	// Far more than both socket buffers hold, with nobody reading.
+	n, err := sockio.NewWriter(c).Write(make([]byte, 64<<20))
+	assertOpError(t, err, "write")
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("Write past the deadline = %v; want os.ErrDeadlineExceeded", err)
+	}
+	if n <= 0 || n >= 64<<20 {
+		t.Errorf("Write reported %d bytes written; want the part the buffers took", n)
+	}
+}
+
+func TestCloseInterruptsAWaitingRead(t *testing.T) {
+	t.Parallel()
+	c, _ := pair(t)
+	r := sockio.NewReader(c)
+	done := make(chan error, 1)
+	go func() {
+		_, err := r.Read(make([]byte, 8))
+		done <- err
+	}()
+	time.Sleep(20 * time.Millisecond)
+	c.Close()
+	err := <-done
+	assertOpError(t, err, "read")
+	if !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("Read interrupted by Close = %v; want net.ErrClosed", err)
+	}
+}
+
+func TestWriteToAConnectionThePeerResetFails(t *testing.T) {
+	t.Parallel()
+	c, s := pair(t)
+	// Closing with unread data and no linger resets the connection.
+	if err := s.SetLinger(0); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	w := sockio.NewWriter(c)
+	var err error
+	// The first write may still be accepted locally; one after the reset arrived fails.
+	for range 100 {
+		if _, err = w.Write([]byte("after the reset")); err != nil {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	assertOpError(t, err, "write")
+	if errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, net.ErrClosed) {
+		t.Fatalf("Write to a reset connection = %v; want the socket's error", err)
+	}
+	if _, rerr := sockio.NewReader(c).Read(make([]byte, 8)); rerr == nil {
+		t.Fatal("Read of a reset connection succeeded")
+	}
+}
+
+// assertOpError checks that err is a *net.OpError for op, as net's own errors are, so callers
+// classify sockio's errors as they classify net's.
+func assertOpError(t *testing.T, err error, op string) {
+	t.Helper()
+	var oe *net.OpError
+	if !errors.As(err, &oe) {
+		t.Fatalf("error %v (%T) is not a *net.OpError", err, err)
+	}
+	if oe.Op != op {
+		t.Fatalf("OpError.Op = %q; want %q (%v)", oe.Op, op, err)
+	}
+}
