@@ -30,9 +30,15 @@ type Exchange struct {
 	Request RequestWriter
 	// Idempotent allows sending the call to another instance after its connection broke.
 	Idempotent bool
-	// Deadline bounds every read and write of the call; zero leaves it unbounded.
+	// Deadline bounds every read and write of the call; zero leaves it unbounded. The bound
+	// may fall later by a 32nd of the time left, at most a second, so that calls in quick
+	// succession on one connection share a deadline rather than each setting its own.
 	Deadline time.Time
 }
+
+// deadlineSlack divides the time left to a call into what its connection's deadline may
+// overrun it by.
+const deadlineSlack = 32
 
 // Answer is an upstream's answer to an Exchange. Its body must be read to the end and the
 // answer closed for its connection to be used again.
@@ -55,10 +61,13 @@ type Answer struct {
 	chunks  chunkedBody
 	conn    *h1Conn
 	t       *h1Transport
-	timed   bool
-	keep    bool
-	eof     bool
-	done    bool
+	// start is when the exchange began, which the connection counts as idle since when it
+	// returns to the pool, rather than read the clock again.
+	start time.Time
+	timed bool
+	keep  bool
+	eof   bool
+	done  bool
 }
 
 // ErrDeadline is the cause of an exchange that outlived its deadline.
@@ -83,18 +92,24 @@ func (c *Client) Exchange(ctx context.Context, service string, x *Exchange, a *A
 // exchange makes one attempt of x on a connection to host.
 func (t *h1Transport) exchange(ctx context.Context, host string, x *Exchange, a *Answer) error {
 	*a = Answer{t: t}
-	if !x.Deadline.IsZero() && !t.now().Before(x.Deadline) {
-		// Nothing was sent, and the instance is not to blame.
-		return &notAttempted{ErrDeadline}
+	now := t.now()
+	var slack time.Duration
+	if !x.Deadline.IsZero() {
+		left := x.Deadline.Sub(now)
+		if left <= 0 {
+			// Nothing was sent, and the instance is not to blame.
+			return &notAttempted{ErrDeadline}
+		}
+		slack = min(left/deadlineSlack, time.Second)
 	}
-	c, reused, err := t.get(ctx, host, x.Deadline)
+	c, reused, err := t.get(ctx, host, x.Deadline, now)
 	if err != nil {
 		if !x.Deadline.IsZero() && errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 			return fmt.Errorf("rpcclient: dial %s: %w", host, ErrDeadline)
 		}
 		return err
 	}
-	c.setDeadline(x.Deadline)
+	c.setDeadline(x.Deadline, slack)
 	a.timed = !x.Deadline.IsZero()
 	fail := func(op string, err error) error {
 		c.nc.Close()
@@ -112,7 +127,7 @@ func (t *h1Transport) exchange(ctx context.Context, host string, x *Exchange, a 
 	if err := a.readHead(c.br); err != nil {
 		return fail("read", err)
 	}
-	a.conn = c
+	a.conn, a.start = c, now
 	return nil
 }
 
@@ -136,7 +151,15 @@ func (a *Answer) readHead(br *bufio.Reader) error {
 		var nte, ncl int
 		closing := minor == 0
 		a.nfields = 0
-		err = headerLines(rest, func(k, v string) {
+		for lines := rest; ; {
+			k, v, more, err := nextHeader(lines)
+			if err != nil {
+				return err
+			}
+			if k == "" {
+				break
+			}
+			lines = more
 			if a.nfields < len(a.fields) {
 				a.fields[a.nfields] = [2]string{k, v}
 			}
@@ -155,9 +178,6 @@ func (a *Answer) readHead(br *bufio.Reader) error {
 			case strings.EqualFold(k, "Connection"):
 				closing = closing || tokens([]string{v}, "close")
 			}
-		})
-		if err != nil {
-			return err
 		}
 		if ncl > len(cl) || nte > len(te) {
 			return fmt.Errorf("%w: repeated framing headers", errMalformed)
@@ -236,7 +256,7 @@ func (a *Answer) Close() error {
 	c := a.conn
 	a.conn = nil
 	if a.keep && a.eof {
-		a.t.put(c)
+		a.t.put(c, a.start)
 		return nil
 	}
 	return c.nc.Close()

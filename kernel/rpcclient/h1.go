@@ -12,6 +12,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/basaltplatform/basalt/kernel/sockio"
 )
 
 // h1Transport is a lean HTTP/1.1 client for calls whose request body is fully known (unary
@@ -38,14 +40,14 @@ type h1Conn struct {
 	idleSince time.Time
 	// deadline is the connection's deadline as last set: an Exchange's, which stays while
 	// the connection rests in the pool, since the next call sets its own anyway.
-	deadline time.Time
+	deadline sockio.Deadline
 }
 
-// setDeadline gives the connection deadline d, unless it already has it.
-func (c *h1Conn) setDeadline(d time.Time) {
-	if !d.Equal(c.deadline) {
-		_ = c.nc.SetDeadline(d)
-		c.deadline = d
+// setDeadline gives the connection deadline d (zero: none), or leaves one at most slack later
+// in place.
+func (c *h1Conn) setDeadline(d time.Time, slack time.Duration) {
+	if at, ok := c.deadline.Need(d, slack); ok {
+		_ = c.nc.SetDeadline(at)
 	}
 }
 
@@ -63,11 +65,11 @@ func (t *h1Transport) supports(req *http.Request) bool {
 func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
 	host := req.URL.Host
-	c, reused, err := t.get(ctx, host, time.Time{})
+	c, reused, err := t.get(ctx, host, time.Time{}, t.now())
 	if err != nil {
 		return nil, err
 	}
-	c.setDeadline(time.Time{})
+	c.setDeadline(time.Time{}, 0)
 	// Cancelling the call interrupts a blocked read or write through the deadline; the
 	// connection is then discarded.
 	stop := context.AfterFunc(ctx, func() { _ = c.nc.SetDeadline(time.Unix(1, 0)) })
@@ -114,11 +116,10 @@ type stringAddr string
 func (a stringAddr) Network() string { return "tcp" }
 func (a stringAddr) String() string  { return string(a) }
 
-// get returns an idle connection to host, or dials one by deadline (zero: none). An idle connection that has rested
-// for a while is first checked without blocking, so one the server closed meanwhile is not
-// used for a call.
-func (t *h1Transport) get(ctx context.Context, host string, deadline time.Time) (*h1Conn, bool, error) {
-	now := t.now()
+// get returns an idle connection to host, or dials one by deadline (zero: none). An idle
+// connection that has rested for a while (as of now) is first checked without blocking, so one
+// the server closed meanwhile is not used for a call.
+func (t *h1Transport) get(ctx context.Context, host string, deadline, now time.Time) (*h1Conn, bool, error) {
 	for {
 		t.mu.Lock()
 		list := t.idle[host]
@@ -132,7 +133,7 @@ func (t *h1Transport) get(ctx context.Context, host string, deadline time.Time) 
 		age := now.Sub(c.idleSince)
 		if age > time.Second {
 			// The peek below fails on a deadline that has passed, so a stale one goes first.
-			c.setDeadline(time.Time{})
+			c.setDeadline(time.Time{}, 0)
 		}
 		if age > t.idleTimeout || (age > time.Second && !c.alive()) {
 			c.nc.Close()
@@ -150,7 +151,7 @@ func (t *h1Transport) get(ctx context.Context, host string, deadline time.Time) 
 	if err != nil {
 		return nil, false, err
 	}
-	return &h1Conn{nc: nc, br: bufio.NewReaderSize(nc, 8<<10), bw: bufio.NewWriterSize(nc, 8<<10), host: host}, false, nil
+	return &h1Conn{nc: nc, br: bufio.NewReaderSize(sockio.NewReader(nc), 8<<10), bw: bufio.NewWriterSize(sockio.NewWriter(nc), 8<<10), host: host}, false, nil
 }
 
 // alive reports whether an idle connection is still open, without blocking: a peek at the
@@ -179,8 +180,11 @@ func (c *h1Conn) alive() bool {
 	return err == nil && alive
 }
 
-func (t *h1Transport) put(c *h1Conn) {
-	c.idleSince = t.now()
+// put returns c to the pool, idle since the time given. A caller may pass a time it already
+// has, from a little earlier: the connection then looks idle a little longer than it was, so it
+// is checked or closed a little sooner.
+func (t *h1Transport) put(c *h1Conn, since time.Time) {
+	c.idleSince = since
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.idle == nil {
@@ -290,7 +294,7 @@ func (b *h1Body) Close() error {
 	// A connection goes back only when its response was complete and its deadline was never
 	// used to interrupt it.
 	if b.stop() && b.keep && b.eof && err == nil {
-		b.t.put(b.c)
+		b.t.put(b.c, b.t.now())
 		return nil
 	}
 	b.c.nc.Close()

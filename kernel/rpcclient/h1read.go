@@ -169,21 +169,33 @@ func parseHeader(block string) (http.Header, error) {
 // headerLines calls fn with the key, as sent, and the trimmed value of each header line of
 // block, up to its empty line. It refuses folded lines and keys that are not tokens.
 func headerLines(block string, fn func(k, v string)) error {
-	for line := range strings.Lines(block) {
-		line = strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r")
-		if line == "" {
-			break
+	for {
+		k, v, rest, err := nextHeader(block)
+		if err != nil || k == "" {
+			return err
 		}
-		if line[0] == ' ' || line[0] == '\t' {
-			return fmt.Errorf("%w: a folded header line", errMalformed)
-		}
-		k, v, ok := strings.Cut(line, ":")
-		if !ok || !validHeaderKey(k) {
-			return fmt.Errorf("%w: header line %q", errMalformed, line)
-		}
-		fn(k, strings.Trim(v, " \t"))
+		fn(k, v)
+		block = rest
 	}
-	return nil
+}
+
+// nextHeader splits the first header line off block: its key as sent, its trimmed value and
+// the lines after it. The key is empty at the block's empty line or end. Folded lines and keys
+// that are not tokens are refused.
+func nextHeader(block string) (k, v, rest string, err error) {
+	line, rest, _ := strings.Cut(block, "\n")
+	line = strings.TrimSuffix(line, "\r")
+	if line == "" {
+		return "", "", "", nil
+	}
+	if line[0] == ' ' || line[0] == '\t' {
+		return "", "", "", fmt.Errorf("%w: a folded header line", errMalformed)
+	}
+	k, v, ok := strings.Cut(line, ":")
+	if !ok || !validHeaderKey(k) {
+		return "", "", "", fmt.Errorf("%w: header line %q", errMalformed, line)
+	}
+	return k, strings.Trim(v, " \t"), rest, nil
 }
 
 // validHeaderKey reports a header name made of token characters.
@@ -249,7 +261,9 @@ func bodyFraming(te, cl []string) (n int64, chunked bool, err error) {
 		return 0, false, fmt.Errorf("%w: both Transfer-Encoding and Content-Length", errMalformed)
 	case len(te) > 0:
 		if len(te) != 1 || !strings.EqualFold(strings.TrimSpace(te[0]), "chunked") {
-			return 0, false, fmt.Errorf("%w: transfer encoding %q", errMalformed, te)
+			// The values are copied into the message so that te, often the caller's array,
+			// need not move to the heap.
+			return 0, false, fmt.Errorf("%w: transfer encoding %q", errMalformed, strings.Join(te, ", "))
 		}
 		return -1, true, nil
 	case len(cl) > 0:

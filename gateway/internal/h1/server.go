@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/basaltplatform/basalt/kernel/sockio"
 )
 
 // Handler serves the requests the fast path takes.
@@ -246,11 +248,17 @@ type conn struct {
 	// idle is true while the connection waits for a request, when shutting down may close it.
 	idle atomic.Bool
 
-	nc   net.Conn
-	br   *bufio.Reader
-	bw   *bufio.Writer
-	req  Request
-	resp Response
+	nc net.Conn
+	// in and out read and write nc's socket directly (see sockio).
+	in  io.Reader
+	out io.Writer
+	// deadline is nc's read deadline, which an idle wait leaves in place when it is close
+	// enough: the idle limit is a matter of seconds, and re-arming it per request costs more.
+	deadline sockio.Deadline
+	br       *bufio.Reader
+	bw       *bufio.Writer
+	req      Request
+	resp     Response
 }
 
 // bufferSize is the size of a connection's reader and of the writer an answer borrows; a
@@ -278,7 +286,8 @@ func (c *conn) releaseWriter() {
 func (c *conn) serve() {
 	s := c.s
 	c.br = readers.Get().(*bufio.Reader)
-	c.br.Reset(c.nc)
+	c.in, c.out = sockio.NewReader(c.nc), sockio.NewWriter(c.nc)
+	c.br.Reset(c.in)
 	c.resp.now = s.o.now
 	if ap, err := netip.ParseAddrPort(c.nc.RemoteAddr().String()); err == nil {
 		c.req.RemoteAddr = ap
@@ -307,10 +316,12 @@ func (c *conn) serve() {
 			return
 		}
 		if s.o.idleTimeout > 0 {
-			_ = c.nc.SetReadDeadline(s.o.now().Add(s.o.idleTimeout))
+			// An idle connection closes between the idle limit and a sixteenth more (at most a
+			// second more).
+			c.readBy(s.o.now().Add(s.o.idleTimeout), min(time.Second, s.o.idleTimeout/16))
 		} else {
 			// No idle limit: the last request's header or body deadline must not apply.
-			_ = c.nc.SetReadDeadline(time.Time{})
+			c.readBy(time.Time{}, 0)
 		}
 		if _, err := c.br.Peek(1); err != nil {
 			return
@@ -332,7 +343,7 @@ func (c *conn) serve() {
 		// The writer is taken for the answer only, so an idle connection holds just its
 		// reader, as net/http's does.
 		c.bw = writers.Get().(*bufio.Writer)
-		c.bw.Reset(c.nc)
+		c.bw.Reset(c.out)
 		c.resp.reset(c.bw)
 		if c.req.Close || c.req.BodyErr != nil {
 			c.resp.close = true
@@ -347,6 +358,13 @@ func (c *conn) serve() {
 		if err != nil || c.resp.close {
 			return
 		}
+	}
+}
+
+// readBy sets the read deadline to at (zero: none), or leaves one at most slack later in place.
+func (c *conn) readBy(at time.Time, slack time.Duration) {
+	if d, ok := c.deadline.Need(at, slack); ok {
+		_ = c.nc.SetReadDeadline(d)
 	}
 }
 
@@ -371,7 +389,7 @@ func (c *conn) readHead() (int, outcome) {
 		}
 		// A head usually arrives whole with its first byte; only one that does not is timed.
 		if !timed && c.s.o.readHeaderTimeout > 0 {
-			_ = c.nc.SetReadDeadline(c.s.o.now().Add(c.s.o.readHeaderTimeout))
+			c.readBy(c.s.o.now().Add(c.s.o.readHeaderTimeout), 0)
 			timed = true
 		}
 		if _, err := c.br.Peek(len(buf) + 1); err != nil {
@@ -392,7 +410,7 @@ func (c *conn) readBody() {
 		return
 	}
 	if int64(c.br.Buffered()) < r.ContentLength && c.s.o.bodyTimeout > 0 {
-		_ = c.nc.SetReadDeadline(c.s.o.now().Add(c.s.o.bodyTimeout))
+		c.readBy(c.s.o.now().Add(c.s.o.bodyTimeout), 0)
 	}
 	if _, err := io.ReadFull(c.br, r.Body); err != nil {
 		r.BodyErr = err

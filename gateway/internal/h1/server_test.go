@@ -750,6 +750,41 @@ func TestNoIdleTimeout(t *testing.T) {
 	wantFast(t, resp, body, "/fast/i", "y")
 }
 
+// TestIdleTimeout checks the idle limit, which the server re-arms only when the deadline in
+// place has fallen short of it: a connection in use stays open however long it is used, a
+// head's timeout does not linger into the next idle wait, and an idle connection closes once
+// the limit passes, and not before.
+func TestIdleTimeout(t *testing.T) {
+	t.Parallel()
+	const idle = 400 * time.Millisecond
+	ts := startServer(t, WithIdleTimeout(idle), WithReadHeaderTimeout(100*time.Millisecond))
+	c, br := ts.dial(t)
+	// Requests every 100ms for three times the idle limit.
+	for i := range 12 {
+		write(t, c, post("/fast/busy", strconv.Itoa(i)))
+		resp, body := readResponse(t, br)
+		wantFast(t, resp, body, "/fast/busy", strconv.Itoa(i))
+		time.Sleep(100 * time.Millisecond)
+	}
+	// A head in two writes arms the header deadline; the wait after it is longer than that
+	// deadline and shorter than the idle limit.
+	req := post("/fast/timed", "x")
+	write(t, c, req[:10])
+	time.Sleep(20 * time.Millisecond)
+	write(t, c, req[10:])
+	resp, body := readResponse(t, br)
+	wantFast(t, resp, body, "/fast/timed", "x")
+	time.Sleep(250 * time.Millisecond)
+	write(t, c, post("/fast/after", "y"))
+	resp, body = readResponse(t, br)
+	start := time.Now()
+	wantFast(t, resp, body, "/fast/after", "y")
+	wantClosed(t, c, br)
+	if elapsed := time.Since(start); elapsed < idle-10*time.Millisecond {
+		t.Errorf("an idle connection closed after %v, before the %v limit", elapsed, idle)
+	}
+}
+
 // TestHandlerPanic checks that a panicking handler costs its own connection only.
 func TestHandlerPanic(t *testing.T) {
 	t.Parallel()
