@@ -135,19 +135,20 @@ func (l *Logger) Log(e *Entry) {
 	b = appendString(b, e.Level.String())
 	b = append(b, `,"msg":"request"`...)
 	b = append(b, l.fields...)
-	b = appendString(appendKey(b, "request_id"), e.RequestID)
-	b = appendString(appendKey(b, "method"), e.Method)
-	b = appendString(appendKey(b, "path"), e.Path)
-	b = strconv.AppendInt(appendKey(b, "status"), int64(e.Status), 10)
-	b = appendString(appendKey(b, "code"), e.Code)
-	b = strconv.AppendInt(appendKey(b, "duration"), int64(e.Duration), 10)
-	b = strconv.AppendInt(appendKey(b, "bytes_out"), e.BytesOut, 10)
-	b = appendString(appendKey(b, "client_ip"), e.ClientIP)
-	b = appendString(appendKey(b, "protocol"), e.Protocol)
-	b = appendOptional(b, "route", e.Route)
-	b = appendOptional(b, "subject", e.Subject)
-	b = appendOptional(b, "trace_id", e.TraceID)
-	b = appendOptional(b, "error", e.Error)
+	// The keys are written as they are encoded, since they never need escaping.
+	b = appendString(append(b, `,"request_id":`...), e.RequestID)
+	b = appendString(append(b, `,"method":`...), e.Method)
+	b = appendString(append(b, `,"path":`...), e.Path)
+	b = strconv.AppendInt(append(b, `,"status":`...), int64(e.Status), 10)
+	b = appendString(append(b, `,"code":`...), e.Code)
+	b = strconv.AppendInt(append(b, `,"duration":`...), int64(e.Duration), 10)
+	b = strconv.AppendInt(append(b, `,"bytes_out":`...), e.BytesOut, 10)
+	b = appendString(append(b, `,"client_ip":`...), e.ClientIP)
+	b = appendString(append(b, `,"protocol":`...), e.Protocol)
+	b = appendOptional(b, `,"route":`, e.Route)
+	b = appendOptional(b, `,"subject":`, e.Subject)
+	b = appendOptional(b, `,"trace_id":`, e.TraceID)
+	b = appendOptional(b, `,"error":`, e.Error)
 	b = append(b, "}\n"...)
 	_, _ = l.w.Write(b)
 	if cap(b) <= 64<<10 {
@@ -156,11 +157,13 @@ func (l *Logger) Log(e *Entry) {
 	}
 }
 
+// appendOptional appends key, already encoded with its comma and colon, and value, unless
+// value is empty.
 func appendOptional(b []byte, key, value string) []byte {
 	if value == "" {
 		return b
 	}
-	return appendString(appendKey(b, key), value)
+	return appendString(append(b, key...), value)
 }
 
 func appendKey(b []byte, key string) []byte {
@@ -171,6 +174,15 @@ func appendKey(b []byte, key string) []byte {
 
 const hex = "0123456789abcdef"
 
+// plain marks the bytes a JSON string holds as they are: printable ASCII but for the quote and
+// the backslash. One lookup per byte is what most of a line costs.
+var plain = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
 // appendString appends s as a JSON string, escaped as slog's JSON handler escapes it: quotes,
 // backslashes and control characters, invalid UTF-8 as U+FFFD, and U+2028 and U+2029, which
 // some JavaScript parsers take for line ends.
@@ -179,11 +191,11 @@ func appendString(b []byte, s string) []byte {
 	start := 0
 	for i := 0; i < len(s); {
 		c := s[i]
+		if plain[c] {
+			i++
+			continue
+		}
 		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
 			b = append(b, s[start:i]...)
 			switch c {
 			case '"', '\\':

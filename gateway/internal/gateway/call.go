@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
-	"go.opentelemetry.io/otel/trace"
 
 	"github.com/basaltplatform/basalt/kernel/requestid"
 
@@ -24,7 +23,8 @@ type call struct {
 	route     int
 	procedure string
 	subject   string
-	traceID   trace.TraceID
+	// traceID is the trace's id in hex, for the access log.
+	traceID string
 	// code is the outcome; coded says it was set (code 0 is ok).
 	code  connect.Code
 	coded bool
@@ -36,6 +36,11 @@ type call struct {
 	// allocates them once rather than one by one; nothing modifies header slices once set.
 	values [5]string
 	used   int
+	// memo is the connection's, on the fast path; nil otherwise.
+	memo *memo
+	// entry is the access log line, kept here because the logger, an interface, would make a
+	// local one escape to the heap.
+	entry accesslog.Entry
 }
 
 // identify gives the call the request id the client sent, when it is plausible, or a new one,
@@ -51,7 +56,7 @@ func (c *call) identify(h http.Header, sent string) {
 // clientIP returns the client's address as text ("" when unknown).
 func (c *call) clientIP() string {
 	if c.ip == "" && c.addr.IsValid() {
-		c.ip = c.addr.String()
+		c.ip = c.memo.text(c.addr)
 	}
 	return c.ip
 }
@@ -107,7 +112,8 @@ func (g *Gateway) record(c *call, method, path string, status int, written int64
 		code = codeOfStatus(status)
 	}
 	g.metrics.Request(c.route, code, d)
-	e := accesslog.Entry{
+	e := &c.entry
+	*e = accesslog.Entry{
 		Time:      c.start,
 		Level:     slog.LevelInfo,
 		RequestID: c.id,
@@ -129,13 +135,11 @@ func (g *Gateway) record(c *call, method, path string, status int, written int64
 		return
 	}
 	e.Protocol = protocol()
-	if c.traceID.IsValid() {
-		e.TraceID = c.traceID.String()
-	}
+	e.TraceID = c.traceID
 	if c.cause != nil {
 		e.Error = c.cause.Error()
 	}
-	g.o.access.Log(&e)
+	g.o.access.Log(e)
 }
 
 func codeName(c connect.Code) string {
@@ -217,3 +221,35 @@ func (w *responseWriter) Flush() {
 
 // Unwrap returns the underlying writer.
 func (w *responseWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// memo keeps, for the calls of one connection, the strings a call would otherwise build anew:
+// the client's address as text and its rate-limit key. The calls of a kept-alive connection
+// mostly come from one address and, when authenticated, one subject. A nil memo keeps nothing.
+type memo struct {
+	addr        netip.Addr
+	ip          string
+	bucket, key string
+	limitKey    string
+}
+
+// text returns a as text.
+func (m *memo) text(a netip.Addr) string {
+	if m == nil {
+		return a.String()
+	}
+	if m.ip == "" || m.addr != a {
+		m.addr, m.ip = a, a.String()
+	}
+	return m.ip
+}
+
+// bucketKey returns the key of the caller's bucket for a route's bucket name.
+func (m *memo) bucketKey(bucket, key string) string {
+	if m == nil {
+		return bucket + "|" + key
+	}
+	if m.limitKey == "" || m.bucket != bucket || m.key != key {
+		m.bucket, m.key, m.limitKey = bucket, key, bucket+"|"+key
+	}
+	return m.limitKey
+}

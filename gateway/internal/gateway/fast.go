@@ -52,6 +52,8 @@ type fastCall struct {
 	// propagator's headers with one.
 	traceparent string
 	trace       http.Header
+	// memo outlives the call, for the connection's next ones.
+	memo memo
 }
 
 // Serve answers r.
@@ -62,8 +64,9 @@ func (f fastPath) Serve(w *h1.Response, r *h1.Request) {
 		fc = new(fastCall)
 		r.State = fc
 	}
-	*fc = fastCall{r: r}
+	*fc = fastCall{r: r, memo: fc.memo}
 	c := &fc.call
+	c.memo = &fc.memo
 	c.start, c.route = time.Now(), g.metrics.Unrouted()
 	g.metrics.FastPath()
 	n := g.enter()
@@ -111,11 +114,12 @@ func (f fastPath) Serve(w *h1.Response, r *h1.Request) {
 	if g.tracer != nil {
 		ctx, span = g.startSpan(ctx, fieldCarrier{r}, route)
 		defer span.End()
-		c.traceID = span.SpanContext().TraceID()
+		c.traceID = span.SpanContext().TraceID().String()
 		fc.trace = http.Header{}
 		g.o.tel.Propagator().Inject(ctx, propagation.HeaderCarrier(fc.trace))
 	} else {
-		c.traceID, fc.traceparent = newTraceParent()
+		fc.traceparent = newTraceParent()
+		c.traceID = traceIDOf(fc.traceparent)
 	}
 	var deadline time.Time
 	if d, fromClient, ok := proxy.Deadline(route.Timeout, r.Get("Connect-Timeout-Ms"), r.Get("Grpc-Timeout")); ok {

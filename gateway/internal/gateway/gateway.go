@@ -384,7 +384,7 @@ func (g *Gateway) rpc(w http.ResponseWriter, r *http.Request, c *call, route *ro
 		ctx, span = g.startSpan(ctx, propagation.HeaderCarrier(r.Header), route)
 		defer span.End()
 		r = r.WithContext(ctx)
-		c.traceID = span.SpanContext().TraceID()
+		c.traceID = span.SpanContext().TraceID().String()
 	}
 	header := g.outboundHeader(r, c)
 	if span != nil {
@@ -392,8 +392,8 @@ func (g *Gateway) rpc(w http.ResponseWriter, r *http.Request, c *call, route *ro
 	} else {
 		// Without an exporter there is nobody to send spans to, so the gateway builds none; it
 		// still starts the trace, so the services' log lines share the access log's trace id.
-		var tp string
-		c.traceID, tp = newTraceParent()
+		tp := newTraceParent()
+		c.traceID = traceIDOf(tp)
 		header["Traceparent"] = c.value(tp)
 	}
 	res := g.proxy.Forward(w, r, &proxy.Call{
@@ -439,14 +439,14 @@ func (g *Gateway) admit(ctx context.Context, c *call, route *routes.Route, autho
 		c.subject = p.Subject
 		key = p.Subject
 	}
-	return g.allow(ctx, route, key)
+	return g.allow(ctx, route, c.memo.bucketKey(route.Bucket, key))
 }
 
-// allow takes a token from the caller's bucket for route and returns resource_exhausted when
+// allow takes a token from the caller's bucket (key) for route and returns resource_exhausted when
 // there is none. A failing shared store lets the request through: throttling is protection,
 // and an outage of Redis should not become an outage of the platform.
 func (g *Gateway) allow(ctx context.Context, route *routes.Route, key string) (retryAfter string, err error) {
-	d, err := g.o.limiter.Take(ctx, route.Bucket+"|"+key, route.Limit)
+	d, err := g.o.limiter.Take(ctx, key, route.Limit)
 	if err != nil {
 		g.o.log.WarnContext(ctx, "rate limiter failed; letting the request through", "error", err)
 		return "", nil
