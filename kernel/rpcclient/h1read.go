@@ -11,6 +11,8 @@ import (
 	"net/textproto"
 	"strconv"
 	"strings"
+
+	"github.com/basaltplatform/basalt/kernel/httpwire"
 )
 
 // maxResponseHeaderBytes bounds the status line and header block of one answer.
@@ -192,27 +194,10 @@ func nextHeader(block string) (k, v, rest string, err error) {
 		return "", "", "", fmt.Errorf("%w: a folded header line", errMalformed)
 	}
 	k, v, ok := strings.Cut(line, ":")
-	if !ok || !validHeaderKey(k) {
+	if !ok || !httpwire.ValidName(k) {
 		return "", "", "", fmt.Errorf("%w: header line %q", errMalformed, line)
 	}
 	return k, strings.Trim(v, " \t"), rest, nil
-}
-
-// validHeaderKey reports a header name made of token characters.
-func validHeaderKey(k string) bool {
-	if k == "" {
-		return false
-	}
-	for i := 0; i < len(k); i++ {
-		c := k[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
 }
 
 // setBody frames the answer's body: none, a length, chunks (with trailers), or, for an answer

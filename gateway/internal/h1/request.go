@@ -13,6 +13,8 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/basaltplatform/basalt/kernel/httpwire"
 )
 
 // Field is one header line of a request, its name as the client sent it.
@@ -106,11 +108,11 @@ func parseHead(buf []byte, r *Request) (int, outcome) {
 	for rest != "\r\n" {
 		line, rest, _ = strings.Cut(rest, "\r\n")
 		name, value, ok := strings.Cut(line, ":")
-		if !ok || !validName(name) {
+		if !ok || !httpwire.ValidName(name) {
 			return 0, declined
 		}
 		value = trimOWS(value)
-		if !validValue(value) {
+		if !httpwire.ValidValue(value) {
 			return 0, declined
 		}
 		// The headers that decide framing and routing; the first letter sorts out the rest
@@ -201,32 +203,6 @@ func validPath(p string) bool {
 		switch c := p[i]; {
 		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '.', c == '_', c == '-', c == '/':
 		default:
-			return false
-		}
-	}
-	return true
-}
-
-// validName reports a header name made of token characters.
-func validName(k string) bool {
-	if k == "" {
-		return false
-	}
-	for i := 0; i < len(k); i++ {
-		switch c := k[i]; {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
-}
-
-// validValue refuses control characters other than tab, as net/http does.
-func validValue(v string) bool {
-	for i := 0; i < len(v); i++ {
-		if c := v[i]; (c < ' ' && c != '\t') || c == 0x7f {
 			return false
 		}
 	}

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/basaltplatform/basalt/kernel/httpwire"
 )
 
 // streamAbove is the body size past which a response stops being buffered and goes out in
@@ -203,11 +205,11 @@ func (w *Response) writeHead(length int64) error {
 	}
 	slices.Sort(keys)
 	for _, k := range keys {
-		if !validName(k) {
+		if !httpwire.ValidName(k) {
 			continue
 		}
 		for _, v := range w.header[k] {
-			if !validValue(v) {
+			if !httpwire.ValidValue(v) {
 				continue
 			}
 			b = append(append(append(append(b, k...), ": "...), v...), "\r\n"...)

@@ -1,0 +1,66 @@
+// Package httpwire checks the pieces of HTTP/1.1 header lines, for the gateway's own server and
+// the kernel's lean client, which both read header blocks without net/http. A request head is
+// mostly one long value, the access token, so the checks are made by table and, for values,
+// eight bytes at a time.
+package httpwire
+
+// ValidName reports whether name is a header field name: one or more token characters
+// (RFC 9110, section 5.1).
+func ValidName(name string) bool {
+	if name == "" {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		if !token[name[i]] {
+			return false
+		}
+	}
+	return true
+}
+
+// ValidValue reports whether v may be a header field value as net/http's server takes it: no
+// control characters other than the horizontal tab, and no DEL. Bytes from 0x80 up pass
+// (obs-text).
+func ValidValue(v string) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	for len(v) >= 8 {
+		_ = v[7]
+		x := uint64(v[0]) | uint64(v[1])<<8 | uint64(v[2])<<16 | uint64(v[3])<<24 |
+			uint64(v[4])<<32 | uint64(v[5])<<40 | uint64(v[6])<<48 | uint64(v[7])<<56
+		// The first term is non-zero when some byte is below 0x20, the second when some byte
+		// is 0x7f (a zero byte of x^0x7f...); either way the eight bytes are looked at one by
+		// one, since a tab passes.
+		del := x ^ 0x7f*ones
+		if ((x-0x20*ones)&^x|(del-ones)&^del)&highs != 0 && !plainValue(v[:8]) {
+			return false
+		}
+		v = v[8:]
+	}
+	return plainValue(v)
+}
+
+// plainValue is ValidValue one byte at a time.
+func plainValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if !value[v[i]] {
+			return false
+		}
+	}
+	return true
+}
+
+var token, value = tables()
+
+func tables() (token, value [256]bool) {
+	for c := 0; c < 256; c++ {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+			token[c] = true
+		}
+		value[c] = c == '\t' || (c >= 0x20 && c != 0x7f)
+	}
+	for _, c := range "!#$%&'*+-.^_`|~" {
+		token[c] = true
+	}
+	return token, value
+}

@@ -1,0 +1,102 @@
+package httpwire_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/basaltplatform/basalt/kernel/httpwire"
+)
+
+func TestValidName(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		want bool
+	}{
+		{"Content-Type", true},
+		{"x-basalt-subject", true},
+		{"!#$%&'*+-.^_`|~09azAZ", true},
+		{"", false},
+		{"Content Type", false},
+		{"Host:", false},
+		{"Näme", false},
+		{"a\tb", false},
+		{"a\x00", false},
+		{"(comment)", false},
+		{"a\"b", false},
+		{"a/b", false},
+	}
+	for _, tt := range tests {
+		if got := httpwire.ValidName(tt.name); got != tt.want {
+			t.Errorf("ValidName(%q) = %t; want %t", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestValidValue(t *testing.T) {
+	t.Parallel()
+	long := "Bearer " + strings.Repeat("eyJhbGciOiJFZERTQSJ9.", 30)
+	tests := []struct {
+		value string
+		want  bool
+	}{
+		{"", true},
+		{"application/proto", true},
+		{"a\tb", true},
+		{"tabs\t\t\t\t\t\t\t\t\tacross words", true},
+		{"caf\xc3\xa9 and obs-text \xff", true},
+		{long, true},
+		{"a\rb", false},
+		{"a\nb", false},
+		{"a\x00b", false},
+		{"a\x7fb", false},
+		{"\x1f", false},
+		{long + "\n", false},
+		{long[:64] + "\x7f" + long[64:], false},
+		{long[:8] + "\x01" + long[8:], false},
+	}
+	for _, tt := range tests {
+		if got := httpwire.ValidValue(tt.value); got != tt.want {
+			t.Errorf("ValidValue(%q) = %t; want %t", tt.value, got, tt.want)
+		}
+	}
+}
+
+// TestValidValueMatchesTheByteRule puts every byte value at every position of values of
+// lengths around the eight-byte step, among neighbours that sit on the edges of the ranges
+// checked, and compares with the rule applied one byte at a time.
+func TestValidValueMatchesTheByteRule(t *testing.T) {
+	t.Parallel()
+	byByte := func(v string) bool {
+		for i := 0; i < len(v); i++ {
+			if c := v[i]; c != '\t' && (c < 0x20 || c == 0x7f) {
+				return false
+			}
+		}
+		return true
+	}
+	for _, fill := range []byte{' ', '~', 0x80, 0xff, '\t', '!', 0x7e} {
+		for n := 1; n <= 19; n++ {
+			for pos := range n {
+				for c := range 256 {
+					b := []byte(strings.Repeat(string(fill), n))
+					b[pos] = byte(c)
+					v := string(b)
+					if got, want := httpwire.ValidValue(v), byByte(v); got != want {
+						t.Fatalf("ValidValue(%q) = %t; want %t", v, got, want)
+					}
+				}
+			}
+		}
+	}
+}
+
+func BenchmarkValidValueToken(b *testing.B) {
+	v := "Bearer " + strings.Repeat("eyJhbGciOiJFZERTQSJ9.", 30)
+	b.SetBytes(int64(len(v)))
+	for b.Loop() {
+		if !httpwire.ValidValue(v) {
+			b.Fatal("a token refused")
+		}
+	}
+}
