@@ -30,13 +30,28 @@ type fastPath struct{ g *Gateway }
 
 var _ h1.Handler = fastPath{}
 
-// Accepts takes Connect unary calls (their content types say so) of routed methods.
+// Accepts takes Connect unary calls (their content types say so) of routed methods. The route
+// it finds is kept for Serve.
 func (f fastPath) Accepts(r *h1.Request) bool {
 	if ct := r.Get("Content-Type"); ct != "application/proto" && ct != "application/json" {
 		return false
 	}
 	route, ok := f.g.table.Lookup(r.Path)
-	return ok && !route.StreamingRequest && r.ContentLength <= f.g.cfg.Limits.MaxRequestBytes
+	if !ok || route.StreamingRequest || r.ContentLength > f.g.cfg.Limits.MaxRequestBytes {
+		return false
+	}
+	stateOf(r).accepted = route
+	return true
+}
+
+// stateOf returns the connection's call state, made on its first call.
+func stateOf(r *h1.Request) *fastCall {
+	fc, _ := r.State.(*fastCall)
+	if fc == nil {
+		fc = new(fastCall)
+		r.State = fc
+	}
+	return fc
 }
 
 // fastCall is the state of one call on the fast path. It is allocated once per connection and
@@ -54,16 +69,15 @@ type fastCall struct {
 	trace       http.Header
 	// memo outlives the call, for the connection's next ones.
 	memo memo
+	// accepted is the route Accepts found for the call Serve answers next.
+	accepted *routes.Route
 }
 
 // Serve answers r.
 func (f fastPath) Serve(w *h1.Response, r *h1.Request) {
 	g := f.g
-	fc, _ := r.State.(*fastCall)
-	if fc == nil {
-		fc = new(fastCall)
-		r.State = fc
-	}
+	fc := stateOf(r)
+	route := fc.accepted
 	*fc = fastCall{r: r, memo: fc.memo}
 	c := &fc.call
 	c.memo = &fc.memo
@@ -88,7 +102,6 @@ func (f fastPath) Serve(w *h1.Response, r *h1.Request) {
 		f.fail(w, fc, errOverloaded)
 		return
 	}
-	route, _ := g.table.Lookup(r.Path)
 	fc.route = route
 	c.route, c.procedure = route.Index, route.Procedure
 	if r.BodyErr != nil {
