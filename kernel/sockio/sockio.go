@@ -21,19 +21,14 @@ import (
 )
 
 // Reader reads from a connection's socket. It is safe for concurrent use, as the connection is.
-type Reader struct {
-	nc net.Conn
-	rc syscall.RawConn
-
-	mu  sync.Mutex
-	buf []byte
-	n   int
-	err error
-	fn  func(fd uintptr) bool
-}
+type Reader struct{ op }
 
 // Writer writes to a connection's socket. It is safe for concurrent use, as the connection is.
-type Writer struct {
+type Writer struct{ op }
+
+// op is the state one read or write shares with its callback, which is made once per reader or
+// writer so that a call allocates nothing.
+type op struct {
 	nc net.Conn
 	rc syscall.RawConn
 
@@ -56,7 +51,7 @@ func NewReader(nc net.Conn) io.Reader {
 	if rc == nil {
 		return nc
 	}
-	r := &Reader{nc: nc, rc: rc}
+	r := &Reader{op{nc: nc, rc: rc}}
 	r.fn = r.attempt
 	return r
 }
@@ -68,7 +63,7 @@ func NewWriter(nc net.Conn) io.Writer {
 	if rc == nil {
 		return nc
 	}
-	w := &Writer{nc: nc, rc: rc}
+	w := &Writer{op{nc: nc, rc: rc}}
 	w.fn = w.attempt
 	return w
 }

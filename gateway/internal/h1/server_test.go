@@ -731,22 +731,28 @@ func TestReadHeaderTimeout(t *testing.T) {
 	}
 }
 
+// timedHead sends a request to path with its head in two writes, which arms the server's header
+// deadline, and checks the fast answer.
+func timedHead(t *testing.T, c net.Conn, br *bufio.Reader, path string) {
+	t.Helper()
+	req := post(path, "x")
+	write(t, c, req[:10])
+	time.Sleep(20 * time.Millisecond)
+	write(t, c, req[10:])
+	resp, body := readResponse(t, br)
+	wantFast(t, resp, body, path, "x")
+}
+
 // TestNoIdleTimeout checks that without an idle limit a kept-alive connection waits for its
 // next request however long it takes, even after a request whose head was timed.
 func TestNoIdleTimeout(t *testing.T) {
 	t.Parallel()
 	ts := startServer(t, WithIdleTimeout(0), WithReadHeaderTimeout(300*time.Millisecond))
 	c, br := ts.dial(t)
-	req := post("/fast/i", "x")
-	// A head in two writes arms the header deadline.
-	write(t, c, req[:10])
-	time.Sleep(50 * time.Millisecond)
-	write(t, c, req[10:])
-	resp, body := readResponse(t, br)
-	wantFast(t, resp, body, "/fast/i", "x")
+	timedHead(t, c, br, "/fast/i")
 	time.Sleep(time.Second)
 	write(t, c, post("/fast/i", "y"))
-	resp, body = readResponse(t, br)
+	resp, body := readResponse(t, br)
 	wantFast(t, resp, body, "/fast/i", "y")
 }
 
@@ -766,17 +772,11 @@ func TestIdleTimeout(t *testing.T) {
 		wantFast(t, resp, body, "/fast/busy", strconv.Itoa(i))
 		time.Sleep(100 * time.Millisecond)
 	}
-	// A head in two writes arms the header deadline; the wait after it is longer than that
-	// deadline and shorter than the idle limit.
-	req := post("/fast/timed", "x")
-	write(t, c, req[:10])
-	time.Sleep(20 * time.Millisecond)
-	write(t, c, req[10:])
-	resp, body := readResponse(t, br)
-	wantFast(t, resp, body, "/fast/timed", "x")
+	// The wait after a timed head is longer than its deadline and shorter than the idle limit.
+	timedHead(t, c, br, "/fast/timed")
 	time.Sleep(250 * time.Millisecond)
 	write(t, c, post("/fast/after", "y"))
-	resp, body = readResponse(t, br)
+	resp, body := readResponse(t, br)
 	start := time.Now()
 	wantFast(t, resp, body, "/fast/after", "y")
 	wantClosed(t, c, br)
