@@ -95,8 +95,12 @@ func readBlock(br *bufio.Reader) (string, error) {
 }
 
 // blockEnd returns the length of the block in buf that ends with its first empty line, or 0
-// when buf holds no empty line yet.
+// when buf holds no empty line yet. Answers end their lines with CRLF, which a vectorised search
+// finds; a block with bare LF line ends is looked for byte by byte.
 func blockEnd(buf []byte) int {
+	if i := bytes.Index(buf, []byte("\r\n\r\n")); i >= 0 && onlyCRLF(buf[:i+2]) {
+		return i + 4
+	}
 	for i := 0; i < len(buf); i++ {
 		if buf[i] != '\n' {
 			continue
@@ -109,6 +113,21 @@ func blockEnd(buf []byte) int {
 		}
 	}
 	return 0
+}
+
+// onlyCRLF reports whether every line of b ends with CRLF, so that its first empty line can be
+// found by looking for CRLF CRLF.
+func onlyCRLF(b []byte) bool {
+	for off := 0; ; {
+		j := bytes.IndexByte(b[off:], '\n')
+		if j < 0 {
+			return true
+		}
+		if off+j == 0 || b[off+j-1] != '\r' {
+			return false
+		}
+		off += j + 1
+	}
 }
 
 // parseStatus reads "HTTP/1.x 200 OK".

@@ -215,3 +215,50 @@ func TestReadResponseReportsCutAnswers(t *testing.T) {
 		}
 	}
 }
+
+// TestBlockEndFindsTheFirstEmptyLine compares blockEnd, which searches for CRLF CRLF first,
+// with the rule read one byte at a time, on blocks with CRLF, bare LF and mixed line ends.
+func TestBlockEndFindsTheFirstEmptyLine(t *testing.T) {
+	t.Parallel()
+	byByte := func(buf []byte) int {
+		for i := 0; i < len(buf); i++ {
+			if buf[i] != '\n' {
+				continue
+			}
+			if i+1 < len(buf) && buf[i+1] == '\n' {
+				return i + 2
+			}
+			if i+2 < len(buf) && buf[i+1] == '\r' && buf[i+2] == '\n' {
+				return i + 3
+			}
+		}
+		return 0
+	}
+	pieces := []string{"HTTP/1.1 200 OK", "A: b", "\r\n", "\n", "\r", "x", ""}
+	blocks := []string{
+		"HTTP/1.1 200 OK\r\nA: b\r\n\r\nbody",
+		"HTTP/1.1 200 OK\nA: b\n\nbody\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nA: b\n\r\nC: d\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nA: b\r\n",
+		"\r\n\r\n",
+		"\n\r\n\r\n",
+		"",
+	}
+	// Every sequence of up to five pieces adds the mixtures the table leaves out.
+	var grow func(prefix string, n int)
+	grow = func(prefix string, n int) {
+		blocks = append(blocks, prefix)
+		if n == 0 {
+			return
+		}
+		for _, p := range pieces {
+			grow(prefix+p, n-1)
+		}
+	}
+	grow("", 5)
+	for _, b := range blocks {
+		if got, want := blockEnd([]byte(b)), byByte([]byte(b)); got != want {
+			t.Fatalf("blockEnd(%q) = %d; want %d", b, got, want)
+		}
+	}
+}

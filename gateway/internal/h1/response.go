@@ -62,7 +62,7 @@ func (w *Response) Header() http.Header { return w.header }
 // AddLine adds a header line. The caller vouches for the name (an upstream's answer, already
 // parsed); a line break in the value becomes a space.
 func (w *Response) AddLine(name, value string) {
-	if strings.ContainsAny(value, "\r\n") {
+	if strings.IndexByte(value, '\r') >= 0 || strings.IndexByte(value, '\n') >= 0 {
 		// As net/http writes such a value: a line break cannot reach the client.
 		value = strings.NewReplacer("\r", " ", "\n", " ").Replace(value)
 	}
