@@ -39,6 +39,18 @@ func ValidValue(v string) bool {
 	return plainValue(v)
 }
 
+// TrimSpace trims the spaces and tabs around a header field value (optional whitespace, RFC
+// 9110, section 5.6.3).
+func TrimSpace(v string) string {
+	for len(v) > 0 && (v[0] == ' ' || v[0] == '\t') {
+		v = v[1:]
+	}
+	for len(v) > 0 && (v[len(v)-1] == ' ' || v[len(v)-1] == '\t') {
+		v = v[:len(v)-1]
+	}
+	return v
+}
+
 // plainValue is ValidValue one byte at a time.
 func plainValue(v string) bool {
 	for i := 0; i < len(v); i++ {

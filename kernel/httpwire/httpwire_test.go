@@ -62,6 +62,24 @@ func TestValidValue(t *testing.T) {
 	}
 }
 
+func TestTrimSpace(t *testing.T) {
+	t.Parallel()
+	tests := []struct{ in, want string }{
+		{"", ""},
+		{"value", "value"},
+		{" \t value \t ", "value"},
+		{"a b\tc", "a b\tc"},
+		{" \t ", ""},
+		{"\u00a0x\u00a0", "\u00a0x\u00a0"},
+		{"\r x \n", "\r x \n"},
+	}
+	for _, tt := range tests {
+		if got := httpwire.TrimSpace(tt.in); got != tt.want {
+			t.Errorf("TrimSpace(%q) = %q; want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
 // TestValidValueMatchesTheByteRule puts every byte value at every position of values of
 // lengths around the eight-byte step, among neighbours that sit on the edges of the ranges
 // checked, and compares with the rule applied one byte at a time.

@@ -216,7 +216,7 @@ func nextHeader(block string) (k, v, rest string, err error) {
 	if !ok || !httpwire.ValidName(k) {
 		return "", "", "", fmt.Errorf("%w: header line %q", errMalformed, line)
 	}
-	return k, strings.Trim(v, " \t"), rest, nil
+	return k, httpwire.TrimSpace(v), rest, nil
 }
 
 // setBody frames the answer's body: none, a length, chunks (with trailers), or, for an answer

@@ -111,7 +111,7 @@ func parseHead(buf []byte, r *Request) (int, outcome) {
 		if !ok || !httpwire.ValidName(name) {
 			return 0, declined
 		}
-		value = trimOWS(value)
+		value = httpwire.TrimSpace(value)
 		if !httpwire.ValidValue(value) {
 			return 0, declined
 		}
@@ -169,17 +169,6 @@ func connectionTokens(value string, r *Request) bool {
 		}
 	}
 	return true
-}
-
-// trimOWS trims the spaces and tabs around a header value.
-func trimOWS(v string) string {
-	for len(v) > 0 && (v[0] == ' ' || v[0] == '\t') {
-		v = v[1:]
-	}
-	for len(v) > 0 && (v[len(v)-1] == ' ' || v[len(v)-1] == '\t') {
-		v = v[:len(v)-1]
-	}
-	return v
 }
 
 // validSoFar checks the complete lines of a head still arriving, so that a client cannot hold
