@@ -287,3 +287,59 @@ func assertOpError(t *testing.T, err error, op string) {
 		t.Fatalf("OpError.Op = %q; want %q (%v)", oe.Op, op, err)
 	}
 }
+
+// BenchmarkPingPong sends a 256-byte message back and forth over a loopback connection, through
+// the connection itself and through sockio, as a proxy's request and answer go.
+func BenchmarkPingPong(b *testing.B) {
+	for _, tt := range []struct {
+		name string
+		wrap func(net.Conn) (io.Reader, io.Writer)
+	}{
+		{"net", func(c net.Conn) (io.Reader, io.Writer) { return c, c }},
+		{"sockio", func(c net.Conn) (io.Reader, io.Writer) { return sockio.NewReader(c), sockio.NewWriter(c) }},
+	} {
+		b.Run(tt.name, func(b *testing.B) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer ln.Close()
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				s, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				defer s.Close()
+				r, w := tt.wrap(s)
+				buf := make([]byte, 256)
+				for {
+					if _, err := io.ReadFull(r, buf); err != nil {
+						return
+					}
+					if _, err := w.Write(buf); err != nil {
+						return
+					}
+				}
+			}()
+			c, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				b.Fatal(err)
+			}
+			r, w := tt.wrap(c)
+			msg, buf := make([]byte, 256), make([]byte, 256)
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := w.Write(msg); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := io.ReadFull(r, buf); err != nil {
+					b.Fatal(err)
+				}
+			}
+			c.Close()
+			<-done
+		})
+	}
+}
