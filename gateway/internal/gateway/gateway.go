@@ -442,9 +442,9 @@ func (g *Gateway) admit(ctx context.Context, c *call, route *routes.Route, autho
 	return g.allow(ctx, route, c.memo.bucketKey(route.Bucket, key))
 }
 
-// allow takes a token from the caller's bucket (key) for route and returns resource_exhausted when
-// there is none. A failing shared store lets the request through: throttling is protection,
-// and an outage of Redis should not become an outage of the platform.
+// allow takes a token from the caller's bucket (key) for route and returns resource_exhausted
+// when there is none. A failing shared store lets the request through: throttling is
+// protection, and an outage of Redis should not become an outage of the platform.
 func (g *Gateway) allow(ctx context.Context, route *routes.Route, key string) (retryAfter string, err error) {
 	d, err := g.o.limiter.Take(ctx, key, route.Limit)
 	if err != nil {

@@ -8,9 +8,9 @@ import (
 )
 
 // newTraceParent returns a W3C traceparent header for a new trace, with a random parent span id
-// and the sampled flag, as a span of the gateway would have; traceIDOf reads its trace id. Trace ids need to
-// be unique, not secret, so the runtime's fast generator serves (the OpenTelemetry SDK does the
-// same).
+// and the sampled flag, as a span of the gateway would have; traceIDOf reads its trace id. Trace
+// ids need to be unique, not secret, so the runtime's fast generator serves (the OpenTelemetry
+// SDK does the same).
 func newTraceParent() string {
 	var id trace.TraceID
 	var span trace.SpanID

@@ -253,7 +253,7 @@ type conn struct {
 	in  io.Reader
 	out io.Writer
 	// deadline is nc's read deadline, which an idle wait leaves in place when it is close
-	// enough: the idle limit is a matter of seconds, and re-arming it per request costs more.
+	// enough: the idle limit is minutes long, and re-arming it per request costs more.
 	deadline sockio.Deadline
 	br       *bufio.Reader
 	bw       *bufio.Writer
