@@ -174,18 +174,18 @@ func New(cfg config.Config, opts ...Option) (*Gateway, error) {
 		o.limiter = ratelimit.NewMemory()
 	}
 	g := &Gateway{
-		cfg:     cfg,
-		o:       o,
-		table:   table,
-		rc:      rc,
-		cors:    cors.New(cfg.CORS.AllowedOrigins, cfg.CORS.AllowCredentials, time.Duration(cfg.CORS.MaxAge)),
-		proxy:   proxy.New(cfg.Limits.MaxRequestBytes, time.Duration(cfg.Limits.BodyTimeout)),
-		errors:  connect.NewErrorWriter(),
-		health:  grpchealth.NewStaticChecker(),
-		local:   map[string]http.Handler{},
-		ready:   make(chan struct{}),
-		metrics: metrics.New(routeNames(table)),
+		cfg:    cfg,
+		o:      o,
+		table:  table,
+		rc:     rc,
+		cors:   cors.New(cfg.CORS.AllowedOrigins, cfg.CORS.AllowCredentials, time.Duration(cfg.CORS.MaxAge)),
+		proxy:  proxy.New(cfg.Limits.MaxRequestBytes, time.Duration(cfg.Limits.BodyTimeout)),
+		errors: connect.NewErrorWriter(),
+		health: grpchealth.NewStaticChecker(),
+		local:  map[string]http.Handler{},
+		ready:  make(chan struct{}),
 	}
+	g.metrics = metrics.New(routeNames(table), g.inFlight.Load)
 	for _, r := range table.Routes() {
 		g.upstreams = append(g.upstreams, rc.HTTPClient(r.Upstream))
 		g.baseURLs = append(g.baseURLs, rpcclient.BaseURL(r.Upstream))
@@ -345,13 +345,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // enter counts a request in flight and returns how many are; leave counts it out.
 func (g *Gateway) enter() int64 {
-	g.metrics.InFlight(1)
 	return g.inFlight.Add(1)
 }
 
 func (g *Gateway) leave() {
 	g.inFlight.Add(-1)
-	g.metrics.InFlight(-1)
 }
 
 // rpc authenticates, limits and forwards one call of route.
