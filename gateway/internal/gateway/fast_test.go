@@ -1,11 +1,19 @@
 package gateway
 
 import (
+	"context"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	"connectrpc.com/connect"
+
+	identityv1 "github.com/basaltplatform/basalt/gen/go/basalt/identity/v1"
+	"github.com/basaltplatform/basalt/gen/go/basalt/identity/v1/identityv1connect"
 
 	"github.com/basaltplatform/basalt/gateway/internal/config"
 )
@@ -187,4 +195,39 @@ func merge(a, b map[string]string) map[string]string {
 		out[k] = v
 	}
 	return out
+}
+
+// TestClientAddressFollowsEachCallOfAConnection sends calls from different clients, as a
+// trusted proxy in front of the gateway reports them, on one kept-alive connection: the fast
+// path keeps the last address's text per connection, and each call must still name its own
+// client upstream.
+func TestClientAddressFollowsEachCallOfAConnection(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "gateway.yaml")
+	if err := os.WriteFile(path, []byte("trusted_proxies: [\"127.0.0.1/32\"]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	loaded, err := config.Load([]string{"-config", path}, func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t, 1, func(c *config.Config) {
+		// The loaded configuration carries the parsed trusted networks; the fixture's auth and
+		// upstreams stay.
+		auth, upstreams := c.Auth, c.Upstreams
+		*c = loaded
+		c.Auth, c.Upstreams = auth, upstreams
+	})
+	identity := identityv1connect.NewIdentityServiceClient(f.h1, f.url)
+	token := f.keys.token(t, "user-1")
+	for _, client := range []string{"198.51.100.1", "198.51.100.2", "198.51.100.2", "2001:db8::7", "198.51.100.1"} {
+		req := withToken(connect.NewRequest(&identityv1.GetCurrentUserRequest{}), token)
+		req.Header().Set("X-Forwarded-For", client)
+		if _, err := identity.GetCurrentUser(context.Background(), req); err != nil {
+			t.Fatalf("call from %s: %v", client, err)
+		}
+		if got := f.upstreams[0].seen().Get("X-Forwarded-For"); got != client {
+			t.Errorf("a call from %s reached the upstream as from %q", client, got)
+		}
+	}
 }
