@@ -39,6 +39,18 @@ func ValidValue(v string) bool {
 	return plainValue(v)
 }
 
+// SafeValue reports whether v can be written on a header line without ending it: no CR, LF or
+// NUL. It is the check for values a program sends, which need not be as strict as ValidValue
+// on what it receives.
+func SafeValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c == '\r' || c == '\n' || c == 0 {
+			return false
+		}
+	}
+	return true
+}
+
 // TrimSpace trims the spaces and tabs around a header field value (optional whitespace, RFC
 // 9110, section 5.6.3).
 func TrimSpace(v string) string {

@@ -62,6 +62,27 @@ func TestValidValue(t *testing.T) {
 	}
 }
 
+func TestSafeValue(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		value string
+		want  bool
+	}{
+		{"", true},
+		{"user-1", true},
+		{"a\tb\x01\x7f\xff", true},
+		{"a\rb", false},
+		{"a\nb", false},
+		{"a\x00b", false},
+		{"X-Basalt-Subject: admin\r\n", false},
+	}
+	for _, tt := range tests {
+		if got := httpwire.SafeValue(tt.value); got != tt.want {
+			t.Errorf("SafeValue(%q) = %t; want %t", tt.value, got, tt.want)
+		}
+	}
+}
+
 func TestTrimSpace(t *testing.T) {
 	t.Parallel()
 	tests := []struct{ in, want string }{

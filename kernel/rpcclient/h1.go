@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/basaltplatform/basalt/kernel/httpwire"
 	"github.com/basaltplatform/basalt/kernel/sockio"
 )
 
@@ -225,7 +226,7 @@ func (c *h1Conn) writeRequest(req *http.Request) error {
 			continue
 		}
 		for _, v := range vv {
-			if !validHeaderValue(v) {
+			if !httpwire.SafeValue(v) {
 				return fmt.Errorf("rpcclient: invalid value for header %q", k)
 			}
 			w.WriteString(k)
@@ -252,16 +253,6 @@ func (c *h1Conn) writeRequest(req *http.Request) error {
 		w.WriteString("\r\n")
 	}
 	return w.Flush()
-}
-
-// validHeaderValue refuses values that would split the header block.
-func validHeaderValue(v string) bool {
-	for i := 0; i < len(v); i++ {
-		if b := v[i]; b == '\r' || b == '\n' || b == 0 {
-			return false
-		}
-	}
-	return true
 }
 
 // h1Body returns its connection to the pool when the response was read to the end.

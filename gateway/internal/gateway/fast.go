@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/basaltplatform/basalt/kernel/httpwire"
 	"github.com/basaltplatform/basalt/kernel/requestid"
 	"github.com/basaltplatform/basalt/kernel/rpcclient"
 
@@ -118,7 +119,7 @@ func (f fastPath) Serve(w *h1.Response, r *h1.Request) {
 		f.fail(w, fc, err)
 		return
 	}
-	if c.subject != "" && !validValue(c.subject) {
+	if c.subject != "" && !httpwire.SafeValue(c.subject) {
 		f.fail(w, fc, errInvalidToken)
 		return
 	}
@@ -279,11 +280,6 @@ func (f fastPath) fail(w *h1.Response, fc *fastCall, err error) {
 		req.Header.Set("Connect-Protocol-Version", v)
 	}
 	fc.fail(f.g, w, req, err)
-}
-
-// validValue refuses values that would split a header block.
-func validValue(v string) bool {
-	return !strings.ContainsAny(v, "\r\n\x00")
 }
 
 // fieldCarrier reads a request's trace context for a span's link.
