@@ -71,6 +71,8 @@ type rawReply struct {
 	data  string
 	close bool
 	hang  bool
+	// delay comes before the data.
+	delay time.Duration
 }
 
 // rawServer is a TCP server that reads HTTP/1.1 requests and answers each with whatever its
@@ -114,6 +116,11 @@ func startRawServer(t *testing.T, script func(request int) rawReply) *rawServer 
 						return
 					}
 					reply := script(int(s.requests.Add(1)) - 1)
+					select {
+					case <-time.After(reply.delay):
+					case <-done:
+						return
+					}
 					if _, err := io.WriteString(nc, reply.data); err != nil {
 						return
 					}
@@ -448,6 +455,61 @@ func TestExchangeDeadline(t *testing.T) {
 			}
 			if n := idleConns(c, hostOf(s.url)); n != 0 {
 				t.Errorf("%d connections pooled after a timed-out call, want 0", n)
+			}
+		})
+	}
+}
+
+// TestExchangeDeadlineOfEachCallOnAReusedConnection checks that a pooled connection's deadline,
+// which a call leaves in place when it is close enough, bounds the next call by that call's own
+// deadline: a short one after a long one still fails in time, and a long one (or none) after a
+// short one does not inherit it.
+func TestExchangeDeadlineOfEachCallOnAReusedConnection(t *testing.T) {
+	t.Parallel()
+	const ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+	tests := []struct {
+		name string
+		// first and second are the calls' deadlines from their start; zero is none.
+		first, second time.Duration
+		// reply is the upstream's answer to the second call.
+		reply   rawReply
+		timeout bool
+	}{
+		{"a short deadline after a long one", 10 * time.Second, 300 * time.Millisecond, rawReply{hang: true}, true},
+		{"no deadline after a short one", 300 * time.Millisecond, 0, rawReply{data: ok, delay: 600 * time.Millisecond}, false},
+		{"a long deadline after a short one", 300 * time.Millisecond, 10 * time.Second, rawReply{data: ok, delay: 600 * time.Millisecond}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s := startRawServer(t, func(request int) rawReply {
+				if request == 0 {
+					return rawReply{data: ok}
+				}
+				return tt.reply
+			})
+			c := staticClient(t, []string{s.url})
+			deadline := func(d time.Duration) time.Time {
+				if d == 0 {
+					return time.Time{}
+				}
+				return time.Now().Add(d)
+			}
+			if _, body, err := exchangeAll(c, &Exchange{Request: &recordingRequest{body: "1"}, Deadline: deadline(tt.first)}); err != nil || body != "ok" {
+				t.Fatalf("first call = %q, %v; want ok", body, err)
+			}
+			start := time.Now()
+			_, body, err := exchangeAll(c, &Exchange{Request: &recordingRequest{body: "2"}, Deadline: deadline(tt.second)})
+			switch {
+			case tt.timeout && !errors.Is(err, context.DeadlineExceeded):
+				t.Fatalf("second call = %q, %v; want an error that is context.DeadlineExceeded", body, err)
+			case tt.timeout && time.Since(start) > 5*time.Second:
+				t.Errorf("the second call failed after %s with a %s deadline", time.Since(start), tt.second)
+			case !tt.timeout && (err != nil || body != "ok"):
+				t.Fatalf("second call = %q, %v; want ok after the upstream's delay", body, err)
+			}
+			if n := s.conns.Load(); n != 1 {
+				t.Errorf("%d connections, want the first one reused", n)
 			}
 		})
 	}
