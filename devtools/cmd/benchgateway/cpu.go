@@ -12,10 +12,21 @@ import (
 // Linux this runs on.
 const clockTick = 100
 
-// cpuTime returns the CPU time (user and system) that pid and its children processes have
-// used so far, from /proc. nginx serves from worker processes under its master, so a process's
-// cost includes its live children.
-func cpuTime(pid int) time.Duration {
+// cpu is CPU time used, split into time in the process's own code (user) and in the kernel
+// on its behalf (system): a proxy on loopback spends much of its time in the kernel's TCP
+// stack, which the split tells apart from its own work.
+type cpu struct {
+	user, system time.Duration
+}
+
+func (c cpu) total() time.Duration { return c.user + c.system }
+
+func (c cpu) sub(d cpu) cpu { return cpu{c.user - d.user, c.system - d.system} }
+
+// cpuTime returns the CPU time that pid and its children processes have used so far, from
+// /proc. nginx serves from worker processes under its master, so a process's cost includes its
+// live children.
+func cpuTime(pid int) cpu {
 	total := procCPU(pid)
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
@@ -24,7 +35,9 @@ func cpuTime(pid int) time.Duration {
 			continue
 		}
 		if parentOf(child) == pid {
-			total += procCPU(child)
+			c := procCPU(child)
+			total.user += c.user
+			total.system += c.system
 		}
 	}
 	return total
@@ -53,13 +66,13 @@ func parentOf(pid int) int {
 	return ppid
 }
 
-func procCPU(pid int) time.Duration {
+func procCPU(pid int) cpu {
 	f := statFields(pid)
 	// utime and stime are fields 14 and 15 of stat, so 11 and 12 after the name.
 	if len(f) < 13 {
-		return 0
+		return cpu{}
 	}
 	utime, _ := strconv.ParseInt(f[11], 10, 64)
 	stime, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(utime+stime) * time.Second / clockTick
+	return cpu{time.Duration(utime) * time.Second / clockTick, time.Duration(stime) * time.Second / clockTick}
 }

@@ -198,12 +198,14 @@ func run(ctx context.Context, args []string) error {
 		// upstream's processes in the throughput phase (its warm-up included, so they are
 		// divided by every request sent then).
 		proxyCPU, upstreamCPU time.Duration
+		// proxySys is the part of proxyCPU spent in the kernel.
+		proxySys time.Duration
 	}
 	results := map[string][]sample{}
 	for round := 1; round <= o.rounds; round++ {
 		for _, t := range targets {
 			fmt.Printf("round %d/%d: %s\n", round, o.rounds, t.name)
-			upBefore, proxyBefore := cpuTime(up.Process.Pid), time.Duration(0)
+			upBefore, proxyBefore := cpuTime(up.Process.Pid), cpu{}
 			if t.proxy != nil {
 				proxyBefore = cpuTime(t.proxy.Process.Pid)
 			}
@@ -213,9 +215,11 @@ func run(ctx context.Context, args []string) error {
 			}
 			sent := float64(tp.Requests) * float64(o.warmup+o.duration) / float64(o.duration)
 			var s sample
-			s.upstreamCPU = time.Duration(float64(cpuTime(up.Process.Pid)-upBefore) / sent)
+			perRequest := func(d time.Duration) time.Duration { return time.Duration(float64(d) / sent) }
+			s.upstreamCPU = perRequest(cpuTime(up.Process.Pid).sub(upBefore).total())
 			if t.proxy != nil {
-				s.proxyCPU = time.Duration(float64(cpuTime(t.proxy.Process.Pid)-proxyBefore) / sent)
+				used := cpuTime(t.proxy.Process.Pid).sub(proxyBefore)
+				s.proxyCPU, s.proxySys = perRequest(used.total()), perRequest(used.system)
 			}
 			lat, err := loadgen.Run(ctx, t.req, 1, o.warmup/2, o.duration/2)
 			if err != nil {
@@ -244,7 +248,7 @@ func run(ctx context.Context, args []string) error {
 		var b sample
 		for _, s := range results[t.name] {
 			if s.throughput.RPS() > b.throughput.RPS() {
-				b.throughput, b.proxyCPU, b.upstreamCPU = s.throughput, s.proxyCPU, s.upstreamCPU
+				b.throughput, b.proxyCPU, b.proxySys, b.upstreamCPU = s.throughput, s.proxyCPU, s.proxySys, s.upstreamCPU
 			}
 			if b.latency.Requests == 0 || s.latency.Percentile(0.99) < b.latency.Percentile(0.99) {
 				b.latency = s.latency
@@ -259,6 +263,8 @@ func run(ctx context.Context, args []string) error {
 	fmt.Println("\nproxy CPU and svc CPU: CPU time per request of the proxy's and the service's processes")
 	fmt.Printf("gateway/nginx throughput: %.2fx\n", g.throughput.RPS()/n.throughput.RPS())
 	fmt.Printf("gateway/nginx CPU per request: %.2fx\n", float64(g.proxyCPU)/float64(n.proxyCPU))
+	fmt.Printf("proxy CPU per request in user / kernel time: gateway %s / %s, nginx %s / %s\n",
+		us(g.proxyCPU-g.proxySys), us(g.proxySys), us(n.proxyCPU-n.proxySys), us(n.proxySys))
 	fmt.Printf("gateway/direct throughput: %.2fx\n", g.throughput.RPS()/d.throughput.RPS())
 	fmt.Printf("gateway/net/http (the gateway without its fast path) throughput: %.2fx, CPU per request: %.2fx\n",
 		g.throughput.RPS()/nh.throughput.RPS(), float64(g.proxyCPU)/float64(nh.proxyCPU))
