@@ -8,7 +8,9 @@
 // mode never blocks in read or write, so for a proxy making four of them per forwarded call
 // that bookkeeping, and the thread hand-offs it causes when the machine is busy, cost more
 // than the calls themselves. A Reader and a Writer wait for readiness through the connection's
-// poller, as net does, and honour its deadlines and Close.
+// poller, as net does, and honour its deadlines and Close. A Reader's Send and Hold keep the
+// poller's record of the socket across reads, so that a request's answer or a client's next
+// request is waited for without first reading in vain.
 package sockio
 
 import (
@@ -20,8 +22,26 @@ import (
 	"syscall"
 )
 
-// Reader reads from a connection's socket. It is safe for concurrent use, as the connection is.
-type Reader struct{ op }
+// Reader reads from a connection's socket. It is safe for concurrent use, as the connection is,
+// except while Hold runs.
+type Reader struct {
+	op
+	// send is what the next Read runs in place of its first read (see Send).
+	send func() error
+	// hold is the state of Hold, touched only by the goroutine running it.
+	hold struct {
+		on bool
+		fd uintptr
+		fn func() bool
+		// drained is true when the last read left nothing in the socket: a Read then waits
+		// for the poller rather than ask the socket again.
+		drained bool
+	}
+	holdStep func(fd uintptr) bool
+}
+
+// ErrWouldBlock is what a Read made inside Hold returns when the socket has nothing to read.
+var ErrWouldBlock = errors.New("sockio: nothing to read yet")
 
 // Writer writes to a connection's socket. It is safe for concurrent use, as the connection is.
 type Writer struct{ op }
@@ -51,8 +71,8 @@ func NewReader(nc net.Conn) io.Reader {
 	if rc == nil {
 		return nc
 	}
-	r := &Reader{op{nc: nc, rc: rc}}
-	r.fn = r.attempt
+	r := &Reader{op: op{nc: nc, rc: rc}}
+	r.fn, r.holdStep = r.attempt, r.step
 	return r
 }
 
@@ -83,16 +103,90 @@ func rawConn(nc net.Conn) syscall.RawConn {
 	return rc
 }
 
+// Send has the next Read run send, which writes a request to the connection, in place of its
+// first read, and then wait for the answer. A Read starts by making the poller forget what it
+// saw of the socket, so that it must read once before it may wait; a Read that answers a
+// request it sends itself is already watching when the request goes out, and need not make a
+// read that would find nothing. An error from send ends the Read with that error.
+//
+// Send is only for a peer that sends nothing unasked: data that arrived before the Read would
+// go unnoticed until more arrives. An HTTP/1.1 server is such a peer; a connection it closed
+// meanwhile answers the request with a reset, which the poller sees.
+func (r *Reader) Send(send func() error) {
+	r.mu.Lock()
+	r.send = send
+	r.mu.Unlock()
+}
+
+// Hold runs fn, and again each time the socket has become readable, until fn returns true.
+// Inside fn, a Read reads the socket at once, or returns ErrWouldBlock when the last read left
+// it empty; fn then returns false to wait for more. Hold returns the error that ended a wait
+// (a deadline, Close).
+//
+// A Read outside Hold starts by making the poller forget what it saw of the socket, so it must
+// read once before it may wait, and a server that has answered a request reads in vain before
+// waiting for the next. Inside Hold the poller keeps watching between reads, across everything
+// fn does, so Hold waits without that read, as an event loop does. Only fn may read r while
+// Hold runs.
+func (r *Reader) Hold(fn func() bool) error {
+	h := &r.hold
+	h.on, h.fn, h.drained = true, fn, false
+	defer func() { h.on, h.fn = false, nil }()
+	if err := r.rc.Read(r.holdStep); err != nil {
+		return opError("read", r.nc, err)
+	}
+	return nil
+}
+
+// step runs the held function: the first time, or after the poller saw the socket readable.
+func (r *Reader) step(fd uintptr) bool {
+	r.hold.fd, r.hold.drained = fd, false
+	return r.hold.fn()
+}
+
+// readHeld is Read inside Hold.
+func (r *Reader) readHeld(p []byte) (int, error) {
+	h := &r.hold
+	if h.drained {
+		return 0, ErrWouldBlock
+	}
+	for {
+		n, errno := read(h.fd, p)
+		switch errno {
+		case 0:
+			if n == 0 {
+				return 0, io.EOF
+			}
+			// A read returns all the socket holds, up to len(p): less means it is empty now.
+			// Whatever arrives later, the poller sees.
+			h.drained = n < len(p)
+			return n, nil
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			h.drained = true
+			return 0, ErrWouldBlock
+		default:
+			return 0, opError("read", r.nc, os.NewSyscallError("read", errno))
+		}
+	}
+}
+
 // Read reads into p what the socket holds, waiting until it holds something.
 func (r *Reader) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
+	if r.hold.on {
+		return r.readHeld(p)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.buf, r.n, r.err = p, 0, nil
 	err := r.rc.Read(r.fn)
-	r.buf = nil
+	// A send the Read never ran (the deadline had passed, the connection was closed) is
+	// dropped: the caller learns from the error that nothing was sent.
+	r.buf, r.send = nil, nil
 	if err != nil {
 		return 0, opError("read", r.nc, err)
 	}
@@ -104,6 +198,14 @@ func (r *Reader) Read(p []byte) (int, error) {
 
 // attempt makes one read; false asks the poller to wait until the socket is readable.
 func (r *Reader) attempt(fd uintptr) bool {
+	if send := r.send; send != nil {
+		r.send = nil
+		if err := send(); err != nil {
+			r.err = err
+			return true
+		}
+		return false
+	}
 	for {
 		n, errno := read(fd, r.buf)
 		switch errno {
