@@ -53,8 +53,15 @@ type Answer struct {
 	ContentLength int64
 
 	// fields holds the header lines as readHead parsed them, so Headers need not parse the
-	// block again; nfields may exceed its size, and Headers then parses.
-	fields  [16][2]string
+	// block again; nfields may exceed its size, and Headers then parses. It sits outside
+	// answerState because only its first nfields entries are ever read: an exchange clears
+	// the rest of the answer but not these 512 bytes.
+	fields [16][2]string
+	answerState
+}
+
+// answerState is what an exchange sets anew in its answer.
+type answerState struct {
 	nfields int
 	body    io.Reader
 	length  lengthBody
@@ -91,7 +98,8 @@ func (c *Client) Exchange(ctx context.Context, service string, x *Exchange, a *A
 
 // exchange makes one attempt of x on a connection to host.
 func (t *h1Transport) exchange(ctx context.Context, host string, x *Exchange, a *Answer) error {
-	*a = Answer{t: t}
+	a.Status, a.Header, a.ContentLength = 0, "", 0
+	a.answerState = answerState{t: t}
 	now := t.now()
 	var slack time.Duration
 	if !x.Deadline.IsZero() {
@@ -121,10 +129,13 @@ func (t *h1Transport) exchange(ctx context.Context, host string, x *Exchange, a 
 	if err := x.Request.WriteRequest(c.bw, host); err != nil {
 		return fail("write", err)
 	}
-	if err := c.bw.Flush(); err != nil {
+	if err := c.send(); err != nil {
 		return fail("write", err)
 	}
 	if err := a.readHead(c.br); err != nil {
+		if werr := c.unsent(err); werr != nil {
+			return fail("write", werr)
+		}
 		return fail("read", err)
 	}
 	a.conn, a.start = c, now

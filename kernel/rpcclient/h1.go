@@ -42,6 +42,13 @@ type h1Conn struct {
 	// deadline is the connection's deadline as last set: an Exchange's, which stays while
 	// the connection rests in the pool, since the next call sets its own anyway.
 	deadline sockio.Deadline
+
+	// in reads the socket directly (nil when nc has no socket); flush is the write send hands
+	// it, made once per connection, and sent and sendErr are that write's outcome.
+	in      *sockio.Reader
+	flush   func() error
+	sent    bool
+	sendErr error
 }
 
 // setDeadline gives the connection deadline d (zero: none), or leaves one at most slack later
@@ -152,7 +159,49 @@ func (t *h1Transport) get(ctx context.Context, host string, deadline, now time.T
 	if err != nil {
 		return nil, false, err
 	}
-	return &h1Conn{nc: nc, br: bufio.NewReaderSize(sockio.NewReader(nc), 8<<10), bw: bufio.NewWriterSize(sockio.NewWriter(nc), 8<<10), host: host}, false, nil
+	return newH1Conn(nc, host), false, nil
+}
+
+func newH1Conn(nc net.Conn, host string) *h1Conn {
+	in := sockio.NewReader(nc)
+	c := &h1Conn{nc: nc, br: bufio.NewReaderSize(in, 8<<10), bw: bufio.NewWriterSize(sockio.NewWriter(nc), 8<<10), host: host}
+	if r, ok := in.(*sockio.Reader); ok {
+		c.in = r
+		c.flush = func() error {
+			c.sent = true
+			c.sendErr = c.bw.Flush()
+			return c.sendErr
+		}
+	}
+	return c
+}
+
+// send writes the request buffered in c.bw. Where it can, it leaves the writing to the read of
+// the answer (see sockio.Reader.Send), which then need not read once in vain before it waits;
+// unsent tells, when that read fails, whether the write did.
+func (c *h1Conn) send() error {
+	c.sent, c.sendErr = false, nil
+	if c.in == nil || c.br.Buffered() > 0 {
+		// A buffered byte would answer the read without asking the socket, and the request
+		// would never go out.
+		c.sent = true
+		return c.bw.Flush()
+	}
+	c.in.Send(c.flush)
+	return nil
+}
+
+// unsent returns, for a read of the answer that failed with readErr, the error of writing the
+// request: the write's own, or readErr when the read ended (its deadline, a closed connection)
+// before the request went out. It returns nil when the request went out.
+func (c *h1Conn) unsent(readErr error) error {
+	switch {
+	case c.sendErr != nil:
+		return c.sendErr
+	case !c.sent:
+		return readErr
+	}
+	return nil
 }
 
 // alive reports whether an idle connection is still open, without blocking: a peek at the

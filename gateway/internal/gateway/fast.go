@@ -55,23 +55,29 @@ func stateOf(r *h1.Request) *fastCall {
 	return fc
 }
 
-// fastCall is the state of one call on the fast path. It is allocated once per connection and
-// reset for each call: nothing keeps it once the call is answered.
+// fastCall is the state of calls on the fast path. It is allocated once per connection:
+// callState is cleared for each call, and nothing keeps it once the call is answered.
 type fastCall struct {
-	call
-	r      *h1.Request
-	route  *routes.Route
+	callState
+	// answer is the upstream's, which the exchange resets itself.
 	answer rpcclient.Answer
+	// memo outlives the call, for the connection's next ones.
+	memo memo
+	// accepted is the route Accepts found for the call Serve answers next.
+	accepted *routes.Route
+}
+
+// callState is what one call on the fast path sets anew.
+type callState struct {
+	call
+	r     *h1.Request
+	route *routes.Route
 	// timeout is the Connect-Timeout-Ms sent upstream in place of the client's, or "".
 	timeout string
 	// traceparent is the trace context sent upstream without an exporter; trace holds the
 	// propagator's headers with one.
 	traceparent string
 	trace       http.Header
-	// memo outlives the call, for the connection's next ones.
-	memo memo
-	// accepted is the route Accepts found for the call Serve answers next.
-	accepted *routes.Route
 }
 
 // Serve answers r.
@@ -79,7 +85,7 @@ func (f fastPath) Serve(w *h1.Response, r *h1.Request) {
 	g := f.g
 	fc := stateOf(r)
 	route := fc.accepted
-	*fc = fastCall{r: r, memo: fc.memo}
+	fc.callState = callState{r: r}
 	c := &fc.call
 	c.memo = &fc.memo
 	c.start, c.route = time.Now(), g.metrics.Unrouted()
