@@ -80,6 +80,8 @@ const (
 	incomplete
 	// declined: the head is one for net/http (or invalid, which net/http refuses).
 	declined
+	// waiting: the head has not arrived in full, and the socket has nothing more yet.
+	waiting
 )
 
 // parseHead parses the request head at the start of buf into r. It returns the head's length
@@ -95,7 +97,7 @@ func parseHead(buf []byte, r *Request) (int, outcome) {
 	}
 	n := end + 4
 	head := string(buf[:n])
-	line, rest, _ := strings.Cut(head, "\r\n")
+	line, rest := cutLine(head)
 	method, rest1, ok1 := strings.Cut(line, " ")
 	target, proto, ok2 := strings.Cut(rest1, " ")
 	if !ok1 || !ok2 || method != "POST" || proto != "HTTP/1.1" || !validPath(target) {
@@ -106,7 +108,7 @@ func parseHead(buf []byte, r *Request) (int, outcome) {
 	r.Host, r.ContentLength, r.Close = "", -1, false
 	hosts, types := 0, 0
 	for rest != "\r\n" {
-		line, rest, _ = strings.Cut(rest, "\r\n")
+		line, rest = cutLine(rest)
 		name, value, ok := strings.Cut(line, ":")
 		if !ok || !httpwire.ValidName(name) {
 			return 0, declined
@@ -154,6 +156,22 @@ func parseHead(buf []byte, r *Request) (int, outcome) {
 		return 0, declined
 	}
 	return n, complete
+}
+
+// cutLine splits s after its first line, which ends in CRLF; the line is returned without it.
+// A line feed alone does not end a line: it stays in the line, whose checks then refuse it.
+func cutLine(s string) (line, rest string) {
+	for from := 0; ; {
+		i := strings.IndexByte(s[from:], '\n')
+		if i < 0 {
+			return s, ""
+		}
+		i += from
+		if i > 0 && s[i-1] == '\r' {
+			return s[:i-1], s[i+1:]
+		}
+		from = i + 1
+	}
 }
 
 // connectionTokens reads a Connection header into r; it reports false for tokens other than

@@ -344,3 +344,48 @@ func FuzzParseHead(f *testing.F) {
 		}
 	})
 }
+
+// TestCutLineSplitsAtCRLFOnly compares cutLine with the rule it stands for, a cut at the
+// first CRLF, over every mix of a few pieces that matter: bare CRs and LFs, CRLFs, text.
+func TestCutLineSplitsAtCRLFOnly(t *testing.T) {
+	t.Parallel()
+	pieces := []string{"a", "\r", "\n", "\r\n", "b: c"}
+	var mixes func(prefix string, depth int)
+	checked := 0
+	mixes = func(prefix string, depth int) {
+		before, after, found := strings.Cut(prefix, "\r\n")
+		if !found {
+			before, after = prefix, ""
+		}
+		if line, rest := cutLine(prefix); line != before || rest != after {
+			t.Errorf("cutLine(%q) = %q, %q; want %q, %q", prefix, line, rest, before, after)
+		}
+		checked++
+		if depth == 0 {
+			return
+		}
+		for _, p := range pieces {
+			mixes(prefix+p, depth-1)
+		}
+	}
+	mixes("", 5)
+	if checked < 3000 {
+		t.Fatalf("checked %d inputs; the generator is broken", checked)
+	}
+}
+
+// BenchmarkParseHead parses the head of the gateway benchmark's call: a Connect call with a
+// bearer token, as a Go client sends it.
+func BenchmarkParseHead(b *testing.B) {
+	head := []byte("POST /basalt.identity.v1.IdentityService/GetCurrentUser HTTP/1.1\r\n" +
+		"Host: 127.0.0.1:8080\r\nUser-Agent: Go-http-client/1.1\r\nContent-Length: 0\r\n" +
+		"Authorization: Bearer " + strings.Repeat("eyJhbGciOiJFZERTQSJ9", 20) + "\r\n" +
+		"Connect-Protocol-Version: 1\r\nContent-Type: application/proto\r\nAccept-Encoding: gzip\r\n\r\n")
+	var r Request
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, out := parseHead(head, &r); out != complete {
+			b.Fatalf("parseHead: outcome %d", out)
+		}
+	}
+}

@@ -238,8 +238,22 @@ func (s *Server) closeAll() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for c := range s.conns {
-		c.nc.Close()
+		c.abort()
 	}
+}
+
+// abort ends the connection at once, from another goroutine. A connection serving a request
+// inside sockio's Hold keeps its descriptor until the request is answered (Close would wait for
+// that), so its socket is shut down instead: the client sees the connection end now, a wait
+// for it ends, and the answer's write fails. serve then closes it.
+func (c *conn) abort() {
+	tc, ok := c.nc.(*net.TCPConn)
+	if !ok {
+		c.nc.Close()
+		return
+	}
+	_ = tc.CloseWrite()
+	_ = tc.CloseRead()
 }
 
 // conn is one client connection on the fast path.
@@ -259,7 +273,24 @@ type conn struct {
 	bw       *bufio.Writer
 	req      Request
 	resp     Response
+
+	// stage is where step resumes: waiting for a request, for the rest of its head, or for
+	// the rest of its body (read bytes of it so far).
+	stage stage
+	read  int
+	// timed is true once the head being read is bounded by the header timeout.
+	timed bool
+	// handOff is true when step left the connection to the fallback.
+	handOff bool
 }
+
+type stage int
+
+const (
+	awaitRequest stage = iota
+	awaitHead
+	awaitBody
+)
 
 // bufferSize is the size of a connection's reader and of the writer an answer borrows; a
 // request head that does not fit the reader goes to the fallback.
@@ -282,7 +313,9 @@ func (c *conn) releaseWriter() {
 	}
 }
 
-// serve reads and answers requests until the connection closes or is handed off.
+// serve reads and answers requests until the connection closes or is handed off. Where the
+// socket is read directly, step runs inside sockio's Hold, so that waiting for the client's
+// next request takes no read that finds nothing; elsewhere reads block and step never waits.
 func (c *conn) serve() {
 	s := c.s
 	c.br = readers.Get().(*bufio.Reader)
@@ -292,10 +325,9 @@ func (c *conn) serve() {
 	if ap, err := netip.ParseAddrPort(c.nc.RemoteAddr().String()); err == nil {
 		c.req.RemoteAddr = ap
 	}
-	handedOff := false
 	defer func() {
 		s.untrack(c)
-		if !handedOff {
+		if !c.handOff {
 			c.nc.Close()
 			c.br.Reset(nil)
 			readers.Put(c.br)
@@ -308,57 +340,95 @@ func (c *conn) serve() {
 			s.o.log.Error("panic serving a request", "panic", v, "remote", c.nc.RemoteAddr().String())
 		}
 	}()
-	for {
-		// Shutdown sets shutting before it looks for idle connections; checking it after
-		// marking the connection idle means one of the two always sees the other.
-		c.idle.Store(true)
-		if s.shutting.Load() {
-			return
+	if r, ok := c.in.(*sockio.Reader); ok {
+		if err := r.Hold(c.step); err != nil && c.stage == awaitBody {
+			// The body did not arrive in time (or the connection closed): the request is
+			// answered with that, as a body cut short is.
+			c.req.BodyErr = err
+			c.answer()
 		}
-		if s.o.idleTimeout > 0 {
-			// An idle connection closes between the idle limit and a sixteenth more (at most a
-			// second more).
-			c.readBy(s.o.now().Add(s.o.idleTimeout), min(time.Second, s.o.idleTimeout/16))
-		} else {
-			// No idle limit: the last request's header or body deadline must not apply.
-			c.readBy(time.Time{}, 0)
-		}
-		if _, err := c.br.Peek(1); err != nil {
-			return
-		}
-		c.idle.Store(false)
-		if s.shutting.Load() {
-			return
-		}
-		n, out := c.readHead()
-		if out == incomplete {
-			return
-		}
-		if out == declined || c.req.ContentLength > s.o.maxBody || !s.handler.Accepts(&c.req) {
-			handedOff = c.handOff()
-			return
-		}
-		_, _ = c.br.Discard(n)
-		c.readBody()
-		// The writer is taken for the answer only, so an idle connection holds just its
-		// reader, as net/http's does.
-		c.bw = writers.Get().(*bufio.Writer)
-		c.bw.Reset(c.out)
-		c.resp.reset(c.bw)
-		if c.req.Close || c.req.BodyErr != nil {
-			c.resp.close = true
-		}
-		s.handler.Serve(&c.resp, &c.req)
-		if cap(c.req.Body) > keepBelow {
-			// A large body's buffer is not kept for the connection's next requests.
-			c.req.Body = nil
-		}
-		err := c.resp.finish()
-		c.releaseWriter()
-		if err != nil || c.resp.close {
-			return
+	} else {
+		for !c.step() {
 		}
 	}
+	if c.handOff {
+		c.handOff = c.giveAway()
+	}
+}
+
+// step serves requests until it must wait for the client (false) or the connection is done
+// (true: closed, failed, or to be handed to the fallback).
+func (c *conn) step() bool {
+	s := c.s
+	for {
+		switch c.stage {
+		case awaitRequest:
+			// Shutdown sets shutting before it looks for idle connections; checking it after
+			// marking the connection idle means one of the two always sees the other.
+			c.idle.Store(true)
+			if s.shutting.Load() {
+				return true
+			}
+			if s.o.idleTimeout > 0 {
+				// An idle connection closes between the idle limit and a sixteenth more (at
+				// most a second more).
+				c.readBy(s.o.now().Add(s.o.idleTimeout), min(time.Second, s.o.idleTimeout/16))
+			} else {
+				// No idle limit: the last request's header or body deadline must not apply.
+				c.readBy(time.Time{}, 0)
+			}
+			if _, err := c.br.Peek(1); err != nil {
+				return err != sockio.ErrWouldBlock
+			}
+			c.idle.Store(false)
+			if s.shutting.Load() {
+				return true
+			}
+			c.stage, c.timed = awaitHead, false
+		case awaitHead:
+			n, out := c.readHead()
+			switch {
+			case out == waiting:
+				return false
+			case out == incomplete:
+				return true
+			case out == declined || c.req.ContentLength > s.o.maxBody || !s.handler.Accepts(&c.req):
+				c.handOff = true
+				return true
+			}
+			_, _ = c.br.Discard(n)
+			c.startBody()
+			c.stage = awaitBody
+		case awaitBody:
+			if !c.readBody() {
+				return false
+			}
+			c.stage = awaitRequest
+			if !c.answer() {
+				return true
+			}
+		}
+	}
+}
+
+// answer has the request answered and reports whether the connection stays open.
+func (c *conn) answer() bool {
+	// The writer is taken for the answer only, so an idle connection holds just its reader, as
+	// net/http's does.
+	c.bw = writers.Get().(*bufio.Writer)
+	c.bw.Reset(c.out)
+	c.resp.reset(c.bw)
+	if c.req.Close || c.req.BodyErr != nil {
+		c.resp.close = true
+	}
+	c.s.handler.Serve(&c.resp, &c.req)
+	if cap(c.req.Body) > keepBelow {
+		// A large body's buffer is not kept for the connection's next requests.
+		c.req.Body = nil
+	}
+	err := c.resp.finish()
+	c.releaseWriter()
+	return err == nil && !c.resp.close
 }
 
 // readBy sets the read deadline to at (zero: none), or leaves one at most slack later in place.
@@ -368,12 +438,12 @@ func (c *conn) readBy(at time.Time, slack time.Duration) {
 	}
 }
 
-// readHead waits until the buffer holds a whole head and parses it. A declined head sends the
+// readHead parses the head once the buffer holds it whole. A declined head sends the
 // connection to the fallback (which then reads the same bytes); an incomplete one means the
-// client went away or ran out of time, and the connection closes, as net/http's would.
+// client went away or ran out of time, and the connection closes, as net/http's would; waiting
+// means the rest has yet to arrive.
 func (c *conn) readHead() (int, outcome) {
 	limit := min(c.s.o.maxHeaderBytes, c.br.Size())
-	timed := false
 	for {
 		buf, _ := c.br.Peek(c.br.Buffered())
 		n, out := parseHead(buf, &c.req)
@@ -388,38 +458,59 @@ func (c *conn) readHead() (int, outcome) {
 			return 0, declined
 		}
 		// A head usually arrives whole with its first byte; only one that does not is timed.
-		if !timed && c.s.o.readHeaderTimeout > 0 {
+		if !c.timed && c.s.o.readHeaderTimeout > 0 {
 			c.readBy(c.s.o.now().Add(c.s.o.readHeaderTimeout), 0)
-			timed = true
+			c.timed = true
 		}
 		if _, err := c.br.Peek(len(buf) + 1); err != nil {
+			if err == sockio.ErrWouldBlock {
+				return 0, waiting
+			}
 			return 0, incomplete
 		}
 	}
 }
 
-// readBody reads the request's body within the body timeout.
-func (c *conn) readBody() {
+// startBody readies the request's body buffer and, when the body has not arrived yet, bounds
+// the wait for it by the body timeout.
+func (c *conn) startBody() {
 	r := &c.req
 	r.BodyErr = nil
 	if int64(cap(r.Body)) < r.ContentLength {
 		r.Body = make([]byte, r.ContentLength)
 	}
 	r.Body = r.Body[:r.ContentLength]
-	if r.ContentLength == 0 {
-		return
-	}
+	c.read = 0
 	if int64(c.br.Buffered()) < r.ContentLength && c.s.o.bodyTimeout > 0 {
 		c.readBy(c.s.o.now().Add(c.s.o.bodyTimeout), 0)
 	}
-	if _, err := io.ReadFull(c.br, r.Body); err != nil {
-		r.BodyErr = err
-	}
 }
 
-// handOff gives the connection to the fallback server, with what has been read of it. It
+// readBody reads what has arrived of the body; false means the rest has yet to arrive. A body
+// that cannot be read in full is the request's BodyErr.
+func (c *conn) readBody() bool {
+	r := &c.req
+	for c.read < len(r.Body) {
+		n, err := c.br.Read(r.Body[c.read:])
+		c.read += n
+		if err == sockio.ErrWouldBlock {
+			return false
+		}
+		if err != nil {
+			if err == io.EOF && c.read > 0 {
+				// As io.ReadFull reports a body cut short.
+				err = io.ErrUnexpectedEOF
+			}
+			r.BodyErr = err
+			break
+		}
+	}
+	return true
+}
+
+// giveAway gives the connection to the fallback server, with what has been read of it. It
 // reports false when the fallback no longer takes connections.
-func (c *conn) handOff() bool {
+func (c *conn) giveAway() bool {
 	_ = c.nc.SetReadDeadline(time.Time{})
 	c.s.untrack(c)
 	return c.s.handoff.give(&bufferedConn{Conn: c.nc, br: c.br})

@@ -58,6 +58,13 @@ func (h *testHandler) Accepts(r *Request) bool { return strings.HasPrefix(r.Path
 
 func (h *testHandler) Serve(w *Response, r *Request) {
 	w.Header().Set("X-Fast", "yes")
+	if r.BodyErr != nil {
+		var ne net.Error
+		w.WriteHeader(http.StatusBadRequest)
+		fmt.Fprintf(w, "body error: timeout %t, cut short %t",
+			errors.As(r.BodyErr, &ne) && ne.Timeout(), errors.Is(r.BodyErr, io.ErrUnexpectedEOF))
+		return
+	}
 	switch r.Path {
 	case "/fast/big":
 		// Uneven pieces, so that the switch to chunks happens inside a write.
@@ -672,14 +679,7 @@ func TestShutdown(t *testing.T) {
 		close(ts.h.release)
 		resp, body := readResponse(t, br)
 		wantFast(t, resp, body, "/fast/block", "wait")
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Shutdown: %v", err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Fatal("Shutdown did not return after the request finished")
-		}
+		wantReturn(t, done, 20*time.Second, "Shutdown after the request finished")
 		wantClosed(t, c, br)
 		if err := ts.serveResult(t); !errors.Is(err, http.ErrServerClosed) {
 			t.Errorf("Serve returned %v, want http.ErrServerClosed", err)
@@ -754,6 +754,111 @@ func TestNoIdleTimeout(t *testing.T) {
 	write(t, c, post("/fast/i", "y"))
 	resp, body := readResponse(t, br)
 	wantFast(t, resp, body, "/fast/i", "y")
+}
+
+// TestBodies covers a body that is not there with its head: one arriving in pieces is read to
+// its end, one that stops coming fails by the body timeout, one cut short by the client fails
+// as cut short; the last two are answered, and the connection then closes.
+func TestBodies(t *testing.T) {
+	t.Parallel()
+	const body = "0123456789"
+	head := strings.TrimSuffix(post("/fast/body", body), body)
+	t.Run("in pieces", func(t *testing.T) {
+		t.Parallel()
+		ts := startServer(t)
+		c, br := ts.dial(t)
+		write(t, c, head+body[:3])
+		time.Sleep(20 * time.Millisecond)
+		write(t, c, body[3:7])
+		time.Sleep(20 * time.Millisecond)
+		write(t, c, body[7:])
+		resp, got := readResponse(t, br)
+		wantFast(t, resp, got, "/fast/body", body)
+		// The connection stays open for the next request.
+		write(t, c, post("/fast/next", "x"))
+		resp, got = readResponse(t, br)
+		wantFast(t, resp, got, "/fast/next", "x")
+	})
+	t.Run("timeout", func(t *testing.T) {
+		t.Parallel()
+		ts := startServer(t, WithBodyTimeout(100*time.Millisecond))
+		c, br := ts.dial(t)
+		write(t, c, head+body[:3])
+		resp, got := readResponse(t, br)
+		if resp.StatusCode != http.StatusBadRequest || got != "body error: timeout true, cut short false" {
+			t.Fatalf("got %d %q; want the handler's answer to a body timeout", resp.StatusCode, got)
+		}
+		wantClosed(t, c, br)
+	})
+	t.Run("cut short", func(t *testing.T) {
+		t.Parallel()
+		ts := startServer(t)
+		c, br := ts.dial(t)
+		write(t, c, head+body[:3])
+		time.Sleep(20 * time.Millisecond)
+		if err := c.(*net.TCPConn).CloseWrite(); err != nil {
+			t.Fatal(err)
+		}
+		resp, got := readResponse(t, br)
+		if resp.StatusCode != http.StatusBadRequest || got != "body error: timeout false, cut short true" {
+			t.Fatalf("got %d %q; want the handler's answer to a body cut short", resp.StatusCode, got)
+		}
+		wantClosed(t, c, br)
+	})
+}
+
+// TestCloseEndsConnectionsBetweenRequests closes the server while a kept-alive connection waits
+// for its next request, inside sockio's Hold. (A connection whose request is being answered,
+// which Close could not close without waiting, is TestShutdown's "expired context closes busy
+// connections".)
+func TestCloseEndsConnectionsBetweenRequests(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t)
+	c, br := ts.dial(t)
+	write(t, c, post("/fast/one", "one"))
+	resp, body := readResponse(t, br)
+	wantFast(t, resp, body, "/fast/one", "one")
+	closed := make(chan error, 1)
+	go func() { closed <- ts.s.Close() }()
+	wantReturn(t, closed, 10*time.Second, "Close with a connection waiting for a request")
+	wantClosed(t, c, br)
+}
+
+// wantReturn waits up to d for what to report its error on done, and fails on an error or none.
+func wantReturn(t *testing.T, done <-chan error, d time.Duration, what string) {
+	t.Helper()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("%s: %v", what, err)
+		}
+	case <-time.After(d):
+		t.Fatalf("%s did not return within %s", what, d)
+	}
+}
+
+// TestRequestsArrivingWhileAnAnswerIsMadeAreServed covers requests a client sends before it has
+// its answers (pipelining, or a next request racing the answer): they arrive while the
+// connection is busy with the handler, and must be served once it is done, not left waiting
+// for more to arrive. The connection waits for the poller rather than read in vain (sockio's
+// Hold), so this is the case that would hang if it lost what the poller saw meanwhile.
+func TestRequestsArrivingWhileAnAnswerIsMadeAreServed(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t)
+	c, br := ts.dial(t)
+	if err := c.SetDeadline(time.Now().Add(5 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	write(t, c, post("/fast/block", "one"))
+	<-ts.h.entered
+	write(t, c, post("/fast/next", "two"))
+	// The second request is in the server's socket before the first is answered.
+	time.Sleep(20 * time.Millisecond)
+	close(ts.h.release)
+	resp, body := readResponse(t, br)
+	wantFast(t, resp, body, "/fast/block", "one")
+	resp, body = readResponse(t, br)
+	wantFast(t, resp, body, "/fast/next", "two")
 }
 
 // TestIdleTimeout checks the idle limit, which the server re-arms only when the deadline in
