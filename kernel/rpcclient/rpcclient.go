@@ -340,8 +340,11 @@ func (b *balancer) prepare(req *http.Request, ep discovery.Endpoint, attempt int
 // pick returns the next instance in round-robin order that is neither ejected nor already
 // tried for this call. When every instance is ejected it ignores ejection, as Envoy's panic
 // threshold does: a possibly-bad instance beats certain failure.
+//
+// The clock is read only for an instance with ejection state: a healthy pool has none, and
+// this runs for every call.
 func (b *balancer) pick(eps []discovery.Endpoint, tried []string) discovery.Endpoint {
-	now := b.c.o.now()
+	var now time.Time
 	start := b.next.Add(1)
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -354,7 +357,11 @@ func (b *balancer) pick(eps []discovery.Endpoint, tried []string) discovery.Endp
 		if contains(tried, ep.ID) {
 			continue
 		}
-		if st := b.state[ep.ID]; st != nil && now.Before(st.ejectedUntil) {
+		st := b.state[ep.ID]
+		if st != nil && now.IsZero() {
+			now = b.c.o.now()
+		}
+		if st != nil && now.Before(st.ejectedUntil) {
 			if fallback == nil {
 				fallback = ep
 			}
