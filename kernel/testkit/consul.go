@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/basaltplatform/basalt/kernel/childproc"
 )
 
 var (
@@ -109,7 +111,7 @@ func tryConsul(bin string) (*consulAgent, error) {
 	)
 	cmd.Stdout, cmd.Stderr = out, out
 	// The agent must not outlive a test binary killed by a timeout.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	childproc.Bind(cmd, syscall.SIGKILL, childproc.OwnGroup())
 	if err := cmd.Start(); err != nil {
 		os.RemoveAll(dataDir)
 		return nil, fmt.Errorf("start consul: %w", err)

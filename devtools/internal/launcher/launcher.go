@@ -28,6 +28,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/basaltplatform/basalt/kernel/childproc"
 )
 
 // Options configure Run.
@@ -334,8 +336,8 @@ func (p *Process) Start(binDir string, env []string, logs *Logs) error {
 	}
 	p.cmd.Stderr = p.cmd.Stdout
 	// Its own process group keeps a terminal's Ctrl-C away from the process, so the launcher
-	// stops everything in order; Pdeathsig stops it even if the launcher is killed.
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	// stops everything in order; Bind stops it even if the launcher is killed.
+	childproc.Bind(p.cmd, syscall.SIGTERM, childproc.OwnGroup())
 	if err := p.cmd.Start(); err != nil {
 		return fmt.Errorf("launcher: start %s: %w", p.Name, err)
 	}

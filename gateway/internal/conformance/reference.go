@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/basaltplatform/basalt/kernel/childproc"
 )
 
 // reference is the suite's reference server running as a child process, serving the
@@ -49,7 +51,7 @@ func startReference(argv []string, req *ServerCompatRequest, stderr io.Writer, t
 	cmd.Stdout = outW
 	cmd.Stderr = stderr
 	// The child must never outlive the wrapper, whatever way the wrapper ends.
-	bindToParent(cmd)
+	childproc.Bind(cmd, syscall.SIGKILL)
 	// Copying stdin and stderr must not hold Wait up after the process exited.
 	cmd.WaitDelay = time.Second
 	if err := cmd.Start(); err != nil {
