@@ -415,9 +415,7 @@ func TestDeclinedGoesToFallback(t *testing.T) {
 				}
 			} else {
 				for _, b := range tt.fast {
-					write(t, c, post("/fast/p", b))
-					resp, body := readResponse(t, br)
-					wantFast(t, resp, body, "/fast/p", b)
+					roundTrip(t, c, br, "/fast/p", b)
 				}
 				write(t, c, tt.declined)
 			}
@@ -595,9 +593,7 @@ func TestDiscard(t *testing.T) {
 		t.Errorf("ContentLength %d, want %d", resp.ContentLength, len("replaced"))
 	}
 	// The connection stays usable: the discarded bytes did not go out.
-	write(t, c, post("/fast/again", "ok"))
-	resp, body = readResponse(t, br)
-	wantFast(t, resp, body, "/fast/again", "ok")
+	roundTrip(t, c, br, "/fast/again", "ok")
 }
 
 // TestAbort checks that an aborted answer reaches the client as a failure, never as a shorter
@@ -638,13 +634,11 @@ func TestShutdown(t *testing.T) {
 		t.Parallel()
 		ts := startServer(t)
 		fast, fastBR := ts.dial(t)
-		write(t, fast, post("/fast/idle", "a"))
-		resp, body := readResponse(t, fastBR)
-		wantFast(t, resp, body, "/fast/idle", "a")
+		roundTrip(t, fast, fastBR, "/fast/idle", "a")
 		// A connection handed to the fallback is the fallback's to close.
 		slow, slowBR := ts.dial(t)
 		write(t, slow, post("/slow/idle", "b"))
-		resp, body = readResponse(t, slowBR)
+		resp, body := readResponse(t, slowBR)
 		wantFallback(t, resp, body, "/slow/idle", "b")
 
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -751,9 +745,7 @@ func TestNoIdleTimeout(t *testing.T) {
 	c, br := ts.dial(t)
 	timedHead(t, c, br, "/fast/i")
 	time.Sleep(time.Second)
-	write(t, c, post("/fast/i", "y"))
-	resp, body := readResponse(t, br)
-	wantFast(t, resp, body, "/fast/i", "y")
+	roundTrip(t, c, br, "/fast/i", "y")
 }
 
 // TestBodies covers a body that is not there with its head: one arriving in pieces is read to
@@ -815,13 +807,19 @@ func TestCloseEndsConnectionsBetweenRequests(t *testing.T) {
 	t.Parallel()
 	ts := startServer(t)
 	c, br := ts.dial(t)
-	write(t, c, post("/fast/one", "one"))
-	resp, body := readResponse(t, br)
-	wantFast(t, resp, body, "/fast/one", "one")
+	roundTrip(t, c, br, "/fast/one", "one")
 	closed := make(chan error, 1)
 	go func() { closed <- ts.s.Close() }()
 	wantReturn(t, closed, 10*time.Second, "Close with a connection waiting for a request")
 	wantClosed(t, c, br)
+}
+
+// roundTrip sends a fast-path request for path with body on c and wants its answer from br.
+func roundTrip(t *testing.T, c net.Conn, br *bufio.Reader, path, body string) {
+	t.Helper()
+	write(t, c, post(path, body))
+	resp, got := readResponse(t, br)
+	wantFast(t, resp, got, path, body)
 }
 
 // wantReturn waits up to d for what to report its error on done, and fails on an error or none.
@@ -872,9 +870,7 @@ func TestIdleTimeout(t *testing.T) {
 	c, br := ts.dial(t)
 	// Requests every 100ms for three times the idle limit.
 	for i := range 12 {
-		write(t, c, post("/fast/busy", strconv.Itoa(i)))
-		resp, body := readResponse(t, br)
-		wantFast(t, resp, body, "/fast/busy", strconv.Itoa(i))
+		roundTrip(t, c, br, "/fast/busy", strconv.Itoa(i))
 		time.Sleep(100 * time.Millisecond)
 	}
 	// The wait after a timed head is longer than its deadline and shorter than the idle limit.
@@ -895,22 +891,16 @@ func TestHandlerPanic(t *testing.T) {
 	t.Parallel()
 	ts := startServer(t)
 	before, beforeBR := ts.dial(t)
-	write(t, before, post("/fast/one", "1"))
-	resp, body := readResponse(t, beforeBR)
-	wantFast(t, resp, body, "/fast/one", "1")
+	roundTrip(t, before, beforeBR, "/fast/one", "1")
 
 	bad, badBR := ts.dial(t)
 	write(t, bad, post("/fast/panic", "boom"))
 	wantClosed(t, bad, badBR)
 
-	write(t, before, post("/fast/two", "2"))
-	resp, body = readResponse(t, beforeBR)
-	wantFast(t, resp, body, "/fast/two", "2")
+	roundTrip(t, before, beforeBR, "/fast/two", "2")
 
 	after, afterBR := ts.dial(t)
-	write(t, after, post("/fast/three", "3"))
-	resp, body = readResponse(t, afterBR)
-	wantFast(t, resp, body, "/fast/three", "3")
+	roundTrip(t, after, afterBR, "/fast/three", "3")
 }
 
 // TestAcceptErrorsThatPass checks which accept errors the server rides out rather than stopping:
