@@ -223,11 +223,14 @@ func (w *responseWriter) Flush() {
 func (w *responseWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // memo keeps, for the calls of one connection, the strings a call would otherwise build anew:
-// the client's address as text and its rate-limit key. The calls of a kept-alive connection
-// mostly come from one address and, when authenticated, one subject. A nil memo keeps nothing.
+// the client's address as text, the address's rate-limit key and the caller's bucket key. The
+// calls of a kept-alive connection mostly come from one address and, when authenticated, one
+// subject. A nil memo keeps nothing.
 type memo struct {
 	addr        netip.Addr
 	ip          string
+	keyAddr     netip.Addr
+	addrKey     string
 	bucket, key string
 	limitKey    string
 }
@@ -241,6 +244,21 @@ func (m *memo) text(a netip.Addr) string {
 		m.addr, m.ip = a, a.String()
 	}
 	return m.ip
+}
+
+// addressKey returns limitKey(a), the rate-limit key of a public call from a. An IPv4
+// address is its own key, so that shares the text the access log uses.
+func (m *memo) addressKey(a netip.Addr) string {
+	if m == nil {
+		return limitKey(a)
+	}
+	if !a.Is6() {
+		return m.text(a)
+	}
+	if m.addrKey == "" || m.keyAddr != a {
+		m.keyAddr, m.addrKey = a, limitKey(a)
+	}
+	return m.addrKey
 }
 
 // bucketKey returns the key of the caller's bucket for a route's bucket name.

@@ -420,7 +420,7 @@ func (g *Gateway) rpc(w http.ResponseWriter, r *http.Request, c *call, route *ro
 func (g *Gateway) admit(ctx context.Context, c *call, route *routes.Route, authorization string) (retryAfter string, err error) {
 	key := ""
 	if route.Rule.Audience == policy.Public {
-		key = limitKey(c.addr)
+		key = c.memo.addressKey(c.addr)
 	} else {
 		token := authn.BearerToken(authorization)
 		if token == "" {
