@@ -755,11 +755,24 @@ func TestBodies(t *testing.T) {
 	t.Parallel()
 	const body = "0123456789"
 	head := strings.TrimSuffix(post("/fast/body", body), body)
-	t.Run("in pieces", func(t *testing.T) {
-		t.Parallel()
-		ts := startServer(t)
+	// begin sends the head and the first bytes of the body to a new server.
+	begin := func(t *testing.T, opts ...Option) (net.Conn, *bufio.Reader) {
+		ts := startServer(t, opts...)
 		c, br := ts.dial(t)
 		write(t, c, head+body[:3])
+		return c, br
+	}
+	// wantBodyError wants the test handler's answer to a body error, then the connection closed.
+	wantBodyError := func(t *testing.T, c net.Conn, br *bufio.Reader, want string) {
+		resp, got := readResponse(t, br)
+		if resp.StatusCode != http.StatusBadRequest || got != want {
+			t.Fatalf("got %d %q; want 400 %q", resp.StatusCode, got, want)
+		}
+		wantClosed(t, c, br)
+	}
+	t.Run("in pieces", func(t *testing.T) {
+		t.Parallel()
+		c, br := begin(t)
 		time.Sleep(20 * time.Millisecond)
 		write(t, c, body[3:7])
 		time.Sleep(20 * time.Millisecond)
@@ -771,29 +784,17 @@ func TestBodies(t *testing.T) {
 	})
 	t.Run("timeout", func(t *testing.T) {
 		t.Parallel()
-		ts := startServer(t, WithBodyTimeout(100*time.Millisecond))
-		c, br := ts.dial(t)
-		write(t, c, head+body[:3])
-		resp, got := readResponse(t, br)
-		if resp.StatusCode != http.StatusBadRequest || got != "body error: timeout true, cut short false" {
-			t.Fatalf("got %d %q; want the handler's answer to a body timeout", resp.StatusCode, got)
-		}
-		wantClosed(t, c, br)
+		c, br := begin(t, WithBodyTimeout(100*time.Millisecond))
+		wantBodyError(t, c, br, "body error: timeout true, cut short false")
 	})
 	t.Run("cut short", func(t *testing.T) {
 		t.Parallel()
-		ts := startServer(t)
-		c, br := ts.dial(t)
-		write(t, c, head+body[:3])
+		c, br := begin(t)
 		time.Sleep(20 * time.Millisecond)
 		if err := c.(*net.TCPConn).CloseWrite(); err != nil {
 			t.Fatal(err)
 		}
-		resp, got := readResponse(t, br)
-		if resp.StatusCode != http.StatusBadRequest || got != "body error: timeout false, cut short true" {
-			t.Fatalf("got %d %q; want the handler's answer to a body cut short", resp.StatusCode, got)
-		}
-		wantClosed(t, c, br)
+		wantBodyError(t, c, br, "body error: timeout false, cut short true")
 	})
 }
 
