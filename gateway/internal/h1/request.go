@@ -46,6 +46,11 @@ type Request struct {
 	// State is the handler's, kept across the requests of one connection, so that what a
 	// request needs can be reused rather than allocated for each.
 	State any
+
+	// lines keeps the head's lines for the connection's next request, and checked counts the
+	// first Fields that were parsed from them and passed the checks.
+	lines   httpwire.Lines
+	checked int
 }
 
 // Get returns the value of the first field named name (case-insensitive), or "". Lengths are
@@ -85,8 +90,9 @@ const (
 )
 
 // parseHead parses the request head at the start of buf into r. It returns the head's length
-// when complete. The head is copied into one string, which every field of r points into, so
-// that the buffer can be reused for the body.
+// when complete. The head's lines are copied out of buf (see httpwire.Lines: the lines a
+// connection's previous request had are reused, not copied again), so that the buffer can be
+// reused for the body.
 func parseHead(buf []byte, r *Request) (int, outcome) {
 	end := bytes.Index(buf, []byte("\r\n\r\n"))
 	if end < 0 {
@@ -96,26 +102,43 @@ func parseHead(buf []byte, r *Request) (int, outcome) {
 		return 0, incomplete
 	}
 	n := end + 4
-	head := string(buf[:n])
-	line, rest := cutLine(head)
-	method, rest1, ok1 := strings.Cut(line, " ")
+	// A line ended by a bare line feed is not one the parser recognises exactly, so such a
+	// request is left to net/http.
+	lines, crlf := r.lines.Split(buf[:end])
+	// A line that repeats the previous head's line at its place was checked then, and its
+	// field, still in r.Fields, is taken as it is: a client's token is most of its head.
+	checked := r.checked
+	r.checked = 0
+	if !crlf || len(lines) == 0 {
+		return 0, declined
+	}
+	method, rest1, ok1 := strings.Cut(lines[0], " ")
 	target, proto, ok2 := strings.Cut(rest1, " ")
 	if !ok1 || !ok2 || method != "POST" || proto != "HTTP/1.1" || !validPath(target) {
 		return 0, declined
 	}
 	r.Method, r.Path = method, target
+	if n := len(lines) - 1; n < len(r.Fields) {
+		clear(r.Fields[n:])
+	}
 	r.Fields = r.Fields[:0]
 	r.Host, r.ContentLength, r.Close = "", -1, false
 	hosts, types := 0, 0
-	for rest != "\r\n" {
-		line, rest = cutLine(rest)
-		name, value, ok := strings.Cut(line, ":")
-		if !ok || !httpwire.ValidName(name) {
-			return 0, declined
-		}
-		value = httpwire.TrimSpace(value)
-		if !httpwire.ValidValue(value) {
-			return 0, declined
+	for i, line := range lines[1:] {
+		var name, value string
+		if i < checked && r.lines.Same(i+1) {
+			f := r.Fields[:i+1][i]
+			name, value = f.Name, f.Value
+		} else {
+			var ok bool
+			name, value, ok = strings.Cut(line, ":")
+			if !ok || !httpwire.ValidName(name) {
+				return 0, declined
+			}
+			value = httpwire.TrimSpace(value)
+			if !httpwire.ValidValue(value) {
+				return 0, declined
+			}
 		}
 		// The headers that decide framing and routing; the first letter sorts out the rest
 		// cheaply.
@@ -151,27 +174,12 @@ func parseHead(buf []byte, r *Request) (int, outcome) {
 			}
 		}
 		r.Fields = append(r.Fields, Field{Name: name, Value: value})
+		r.checked = len(r.Fields)
 	}
 	if hosts != 1 || !validHost(r.Host) || r.ContentLength < 0 {
 		return 0, declined
 	}
 	return n, complete
-}
-
-// cutLine splits s after its first line, which ends in CRLF; the line is returned without it.
-// A line feed alone does not end a line: it stays in the line, whose checks then refuse it.
-func cutLine(s string) (line, rest string) {
-	for from := 0; ; {
-		i := strings.IndexByte(s[from:], '\n')
-		if i < 0 {
-			return s, ""
-		}
-		i += from
-		if i > 0 && s[i-1] == '\r' {
-			return s[:i-1], s[i+1:]
-		}
-		from = i + 1
-	}
 }
 
 // connectionTokens reads a Connection header into r; it reports false for tokens other than
