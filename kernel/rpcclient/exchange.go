@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/basaltplatform/basalt/kernel/discovery"
+	"github.com/basaltplatform/basalt/kernel/httpwire"
 )
 
 // RequestWriter writes one HTTP/1.1 request, request line to body, for an instance at host.
@@ -45,29 +46,23 @@ const deadlineSlack = 32
 type Answer struct {
 	// Status is the HTTP status.
 	Status int
-	// Header is the header block as the upstream sent it, up to and including its empty line;
-	// Headers walks it.
-	Header string
 	// ContentLength is the body's length, or -1 when it arrives in chunks or until the
 	// connection closes.
 	ContentLength int64
 
-	// fields holds the header lines as readHead parsed them, so Headers need not parse the
-	// block again; nfields may exceed its size, and Headers then parses. It sits outside
-	// answerState because only its first nfields entries are ever read: an exchange clears
-	// the rest of the answer but not these 512 bytes.
-	fields [16][2]string
+	// fields holds the header lines as readHead parsed them, for Headers. It sits outside
+	// answerState so that its array is kept from one exchange to the next.
+	fields [][2]string
 	answerState
 }
 
 // answerState is what an exchange sets anew in its answer.
 type answerState struct {
-	nfields int
-	body    io.Reader
-	length  lengthBody
-	chunks  chunkedBody
-	conn    *h1Conn
-	t       *h1Transport
+	body   io.Reader
+	length lengthBody
+	chunks chunkedBody
+	conn   *h1Conn
+	t      *h1Transport
 	// start is when the exchange began, which the connection counts as idle since when it
 	// returns to the pool, rather than read the clock again.
 	start time.Time
@@ -98,7 +93,7 @@ func (c *Client) Exchange(ctx context.Context, service string, x *Exchange, a *A
 
 // exchange makes one attempt of x on a connection to host.
 func (t *h1Transport) exchange(ctx context.Context, host string, x *Exchange, a *Answer) error {
-	a.Status, a.Header, a.ContentLength = 0, "", 0
+	a.Status, a.ContentLength = 0, 0
 	a.answerState = answerState{t: t}
 	now := t.now()
 	var slack time.Duration
@@ -132,7 +127,7 @@ func (t *h1Transport) exchange(ctx context.Context, host string, x *Exchange, a 
 	if err := c.send(); err != nil {
 		return fail("write", err)
 	}
-	if err := a.readHead(c.br); err != nil {
+	if err := a.readHead(c.br, &c.lines); err != nil {
 		if werr := c.unsent(err); werr != nil {
 			return fail("write", werr)
 		}
@@ -143,15 +138,16 @@ func (t *h1Transport) exchange(ctx context.Context, host string, x *Exchange, a 
 }
 
 // readHead reads the status line and header block, skipping informational answers, and frames
-// the body.
-func (a *Answer) readHead(br *bufio.Reader) error {
+// the body. The lines come through lines, the connection's, so that those an upstream repeats
+// from one answer to the next are not copied again.
+func (a *Answer) readHead(br *bufio.Reader, lines *httpwire.Lines) error {
 	for {
-		block, err := readBlock(br)
+		block, err := peekBlock(br)
 		if err != nil {
 			return err
 		}
-		status, rest, _ := strings.Cut(block, "\n")
-		code, minor, err := parseStatusLine(strings.TrimSuffix(status, "\r"))
+		split, _ := lines.Split(block)
+		code, minor, err := parseStatusLine(split[0])
 		if err != nil {
 			return err
 		}
@@ -161,20 +157,18 @@ func (a *Answer) readHead(br *bufio.Reader) error {
 		var te, cl [2]string
 		var nte, ncl int
 		closing := minor == 0
-		a.nfields = 0
-		for lines := rest; ; {
-			k, v, more, err := nextHeader(lines)
+		// The fields of the answer before are cleared, so that they keep nothing alive.
+		clear(a.fields)
+		a.fields = a.fields[:0]
+		for _, line := range split[1:] {
+			k, v, err := parseField(line)
 			if err != nil {
 				return err
 			}
 			if k == "" {
 				break
 			}
-			lines = more
-			if a.nfields < len(a.fields) {
-				a.fields[a.nfields] = [2]string{k, v}
-			}
-			a.nfields++
+			a.fields = append(a.fields, [2]string{k, v})
 			switch {
 			case strings.EqualFold(k, "Content-Length"):
 				if ncl < len(cl) {
@@ -197,7 +191,7 @@ func (a *Answer) readHead(br *bufio.Reader) error {
 		if err != nil {
 			return err
 		}
-		a.Status, a.Header, a.keep = code, rest, !closing
+		a.Status, a.keep = code, !closing
 		switch {
 		case !statusHasBody(a.Status) || n == 0:
 			a.ContentLength, a.eof = 0, true
@@ -220,20 +214,11 @@ func (a *Answer) readHead(br *bufio.Reader) error {
 // Headers calls fn with each header of the answer, its key as sent and its value trimmed,
 // until fn returns false.
 func (a *Answer) Headers(fn func(k, v string) bool) {
-	if a.nfields <= len(a.fields) {
-		for _, f := range a.fields[:a.nfields] {
-			if !fn(f[0], f[1]) {
-				return
-			}
+	for _, f := range a.fields {
+		if !fn(f[0], f[1]) {
+			return
 		}
-		return
 	}
-	stop := false
-	_ = headerLines(a.Header, func(k, v string) {
-		if !stop && !fn(k, v) {
-			stop = true
-		}
-	})
 }
 
 // Read reads the body.

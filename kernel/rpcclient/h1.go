@@ -49,6 +49,9 @@ type h1Conn struct {
 	flush   func() error
 	sent    bool
 	sendErr error
+
+	// lines keeps the lines of the last answer's head, which the next answer mostly repeats.
+	lines httpwire.Lines
 }
 
 // setDeadline gives the connection deadline d (zero: none), or leaves one at most slack later

@@ -62,14 +62,20 @@ func readHead(br *bufio.Reader, req *http.Request) (*http.Response, error) {
 // readBlock reads lines up to and including the first empty one, as one string. The block of
 // a small answer arrives in one read, and is then copied out of the buffer once.
 func readBlock(br *bufio.Reader) (string, error) {
+	block, err := peekBlock(br)
+	return string(block), err
+}
+
+// peekBlock reads lines up to and including the first empty one. The block is valid until the
+// next read from br: a block that arrived whole is left in br's buffer.
+func peekBlock(br *bufio.Reader) ([]byte, error) {
 	if _, err := br.Peek(1); err != nil {
-		return "", err
+		return nil, err
 	}
 	if buf, _ := br.Peek(br.Buffered()); len(buf) > 0 {
 		if end := blockEnd(buf); end > 0 {
-			block := string(buf[:end])
 			_, _ = br.Discard(end)
-			return block, nil
+			return buf[:end], nil
 		}
 	}
 	var block []byte
@@ -77,19 +83,19 @@ func readBlock(br *bufio.Reader) (string, error) {
 		line, err := br.ReadSlice('\n')
 		if err != nil {
 			if errors.Is(err, bufio.ErrBufferFull) {
-				return "", fmt.Errorf("%w: a header line is too long", errMalformed)
+				return nil, fmt.Errorf("%w: a header line is too long", errMalformed)
 			}
 			if len(block) > 0 && err == io.EOF {
 				err = io.ErrUnexpectedEOF
 			}
-			return "", err
+			return nil, err
 		}
 		block = append(block, line...)
 		if len(block) > maxResponseHeaderBytes {
-			return "", fmt.Errorf("%w: the header block is too large", errMalformed)
+			return nil, fmt.Errorf("%w: the header block is too large", errMalformed)
 		}
 		if len(block) > len(line) && (len(line) == 1 || (len(line) == 2 && line[0] == '\r')) {
-			return string(block), nil
+			return block, nil
 		}
 	}
 }
@@ -201,22 +207,27 @@ func headerLines(block string, fn func(k, v string)) error {
 }
 
 // nextHeader splits the first header line off block: its key as sent, its trimmed value and
-// the lines after it. The key is empty at the block's empty line or end. Folded lines and keys
-// that are not tokens are refused.
+// the lines after it. The key is empty at the block's empty line or end.
 func nextHeader(block string) (k, v, rest string, err error) {
 	line, rest, _ := strings.Cut(block, "\n")
-	line = strings.TrimSuffix(line, "\r")
+	k, v, err = parseField(strings.TrimSuffix(line, "\r"))
+	return k, v, rest, err
+}
+
+// parseField splits a header line into its key as sent and its trimmed value; both are empty
+// for the empty line. Folded lines and keys that are not tokens are refused.
+func parseField(line string) (k, v string, err error) {
 	if line == "" {
-		return "", "", "", nil
+		return "", "", nil
 	}
 	if line[0] == ' ' || line[0] == '\t' {
-		return "", "", "", fmt.Errorf("%w: a folded header line", errMalformed)
+		return "", "", fmt.Errorf("%w: a folded header line", errMalformed)
 	}
 	k, v, ok := strings.Cut(line, ":")
 	if !ok || !httpwire.ValidName(k) {
-		return "", "", "", fmt.Errorf("%w: header line %q", errMalformed, line)
+		return "", "", fmt.Errorf("%w: header line %q", errMalformed, line)
 	}
-	return k, httpwire.TrimSpace(v), rest, nil
+	return k, httpwire.TrimSpace(v), nil
 }
 
 // setBody frames the answer's body: none, a length, chunks (with trailers), or, for an answer
