@@ -76,6 +76,23 @@ func TestLinesMatchSlog(t *testing.T) {
 	}
 }
 
+// FuzzStringsMatchSlog checks that a string is escaped as slog's JSON handler escapes it,
+// wherever in the string, and in whichever of its eight-byte steps, the bytes that need it fall.
+func FuzzStringsMatchSlog(f *testing.F) {
+	for _, s := range []string{"", "plain ascii, longer than eight", "a\"b\\c\n", "0123456\x7f89abcdef\x1f",
+		"é\u2028\u2029😀 and more", "bad \xff\xfe utf-8 \xe2\x82", "12345678\"", "\"quoted\" and \\slashed\\ too", "\x00\x00\x00\x00\x00\x00\x00\x00"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		e := Entry{Time: time.Date(2026, 11, 25, 1, 2, 3, 4, time.UTC), Level: slog.LevelInfo, Method: s}
+		var buf bytes.Buffer
+		New(&buf).Log(&e)
+		if want := viaSlog(&e); buf.String() != want {
+			t.Errorf("line\n got %s\nwant %s", buf.String(), want)
+		}
+	})
+}
+
 func TestLevel(t *testing.T) {
 	t.Parallel()
 	var direct, viaSlog bytes.Buffer
