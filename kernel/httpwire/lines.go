@@ -34,6 +34,9 @@ type span struct{ start, end int }
 // about once every few dozen requests.
 const maxSlack = 1024
 
+// maxKept is the most lines a block may have for Lines to keep them for the next block.
+const maxKept = 512
+
 // Split returns the lines of block without their line ends, and whether every line ended in
 // CRLF. A line ends at a line feed, and a carriage return just before that is removed. The last
 // line of block needs no line end. The slice belongs to l and is valid until the next Split;
@@ -108,6 +111,12 @@ func (l *Lines) Split(block []byte) (lines []string, crlf bool) {
 			}
 		}
 		l.held += fresh
+	}
+	if n > maxKept {
+		// A block of unusual length is not kept: its scratch would stay as large as it.
+		lines := l.lines
+		*l = Lines{}
+		return lines, crlf
 	}
 	return l.lines, crlf
 }

@@ -143,6 +143,23 @@ func TestLinesLetGoOfDroppedLines(t *testing.T) {
 	}
 }
 
+// TestLinesKeepNoLongBlock splits a block of more lines than a head has: its lines are returned
+// but not kept, nor is scratch of its size.
+func TestLinesKeepNoLongBlock(t *testing.T) {
+	t.Parallel()
+	long := []byte(strings.Repeat("X-A: b\r\n", maxKept+1))
+	var l Lines
+	if got := must(l.Split(long)); len(got) != maxKept+1 || got[maxKept] != "X-A: b" {
+		t.Fatalf("Split returned %d lines", len(got))
+	}
+	if cap(l.lines)+cap(l.spans)+cap(l.same) != 0 {
+		t.Errorf("after a block of %d lines, Lines keeps room for %d lines, %d spans", maxKept+1, cap(l.lines), cap(l.spans))
+	}
+	if got := must(l.Split([]byte(head))); len(got) != 6 || l.Same(0) {
+		t.Errorf("the head after it: %d lines, Same(0) %t", len(got), l.Same(0))
+	}
+}
+
 func must(lines []string, _ bool) []string { return lines }
 
 func BenchmarkLinesSplit(b *testing.B) {

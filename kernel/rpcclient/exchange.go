@@ -56,6 +56,9 @@ type Answer struct {
 	answerState
 }
 
+// maxKeptFields is the most header fields an Answer keeps room for from one answer to the next.
+const maxKeptFields = 64
+
 // answerState is what an exchange sets anew in its answer.
 type answerState struct {
 	body   io.Reader
@@ -157,9 +160,13 @@ func (a *Answer) readHead(br *bufio.Reader, lines *httpwire.Lines) error {
 		var te, cl [2]string
 		var nte, ncl int
 		closing := minor == 0
-		// The fields of the answer before are cleared, so that they keep nothing alive.
+		// The fields of the answer before are cleared, so that they keep nothing alive, and
+		// let go of if there were more than an answer usually has.
 		clear(a.fields)
 		a.fields = a.fields[:0]
+		if cap(a.fields) > maxKeptFields {
+			a.fields = nil
+		}
 		for _, line := range split[1:] {
 			k, v, err := parseField(line)
 			if err != nil {
