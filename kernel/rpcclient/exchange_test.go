@@ -2,6 +2,7 @@ package rpcclient
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/basaltplatform/basalt/kernel/httpwire"
 	"github.com/basaltplatform/basalt/kernel/testkit"
 )
 
@@ -336,6 +338,7 @@ func TestExchangeRefusesAmbiguousFraming(t *testing.T) {
 		{"a signed length", "HTTP/1.1 200 OK\r\nContent-Length: +2\r\n\r\nok", true},
 		{"an encoding other than chunked", "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nok", true},
 		{"a garbled status line", "HTTP/1.1 2000 OK\r\nContent-Length: 2\r\n\r\nok", true},
+		{"a carriage return in a value", "HTTP/1.1 200 OK\nX-A: 1\rContent-Length: 12\nContent-Length: 2\n\nok", true},
 		// The control: the same length twice is allowed, and that connection is reused.
 		{"the same length twice", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok", false},
 	}
@@ -744,6 +747,55 @@ func TestExchangeHeadersInOrder(t *testing.T) {
 		}
 		if n := s.conns.Load(); n != 1 {
 			t.Errorf("the answers came over %d connections, want 1", n)
+		}
+	})
+}
+
+// FuzzAnswerHead reads an answer's head after another one on the same connection's lines, and
+// alone: what the lines kept of the answer before must not change how this one reads, and no
+// field may hold a line break.
+func FuzzAnswerHead(f *testing.F) {
+	seeds := []string{
+		"HTTP/1.1 200 OK\r\nContent-Type: application/proto\r\nContent-Length: 2\r\n\r\nok",
+		"HTTP/1.1 200 OK\r\nContent-Type: application/proto\r\nContent-Length: 12\r\nX-Request-Id: a\r\n\r\n",
+		"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\nX-A: b\r\n\r\n",
+		"HTTP/1.1 200 OK\nContent-Length: 0\n\n",
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+		"HTTP/1.0 200 OK\r\nConnection: close\r\n\r\nrest",
+		"HTTP/1.1 200 OK\r\n X-Folded: a\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+		"HTTP/1.1 2000 OK\r\n\r\n",
+		"",
+	}
+	for _, before := range seeds {
+		for _, s := range seeds {
+			f.Add([]byte(before), []byte(s))
+		}
+	}
+	read := func(a *Answer, lines *httpwire.Lines, in []byte) error {
+		return a.readHead(bufio.NewReader(bytes.NewReader(in)), lines)
+	}
+	f.Fuzz(func(t *testing.T, before, in []byte) {
+		var lines httpwire.Lines
+		var a Answer
+		_ = read(&a, &lines, before)
+		err := read(&a, &lines, in)
+		var alone Answer
+		errAlone := read(&alone, new(httpwire.Lines), in)
+		if (err == nil) != (errAlone == nil) {
+			t.Fatalf("after %q: %v; alone: %v", before, err, errAlone)
+		}
+		if err != nil {
+			return
+		}
+		if a.Status != alone.Status || a.ContentLength != alone.ContentLength || a.keep != alone.keep || !slices.Equal(a.fields, alone.fields) {
+			t.Fatalf("after %q: %d %d %t %q; alone: %d %d %t %q", before,
+				a.Status, a.ContentLength, a.keep, a.fields, alone.Status, alone.ContentLength, alone.keep, alone.fields)
+		}
+		for _, kv := range a.fields {
+			if strings.ContainsAny(kv[0], "\r\n:") || strings.ContainsAny(kv[1], "\r\n") {
+				t.Fatalf("field %q: %q holds a line break", kv[0], kv[1])
+			}
 		}
 	})
 }

@@ -215,7 +215,9 @@ func nextHeader(block string) (k, v, rest string, err error) {
 }
 
 // parseField splits a header line into its key as sent and its trimmed value; both are empty
-// for the empty line. Folded lines and keys that are not tokens are refused.
+// for the empty line. Folded lines, keys that are not tokens and values with control characters
+// (a carriage return in a line ended by a bare line feed, say) are refused, as net/http's reader
+// refuses them.
 func parseField(line string) (k, v string, err error) {
 	if line == "" {
 		return "", "", nil
@@ -224,10 +226,10 @@ func parseField(line string) (k, v string, err error) {
 		return "", "", fmt.Errorf("%w: a folded header line", errMalformed)
 	}
 	k, v, ok := strings.Cut(line, ":")
-	if !ok || !httpwire.ValidName(k) {
+	if v = httpwire.TrimSpace(v); !ok || !httpwire.ValidName(k) || !httpwire.ValidValue(v) {
 		return "", "", fmt.Errorf("%w: header line %q", errMalformed, line)
 	}
-	return k, httpwire.TrimSpace(v), nil
+	return k, v, nil
 }
 
 // setBody frames the answer's body: none, a length, chunks (with trailers), or, for an answer

@@ -174,6 +174,8 @@ func TestReadResponseRefusesAmbiguousAnswers(t *testing.T) {
 		{"folded line", "HTTP/1.1 200 OK\r\nX-A: 1\r\n continued\r\n\r\n"},
 		{"space in a name", "HTTP/1.1 200 OK\r\nX A: 1\r\n\r\n"},
 		{"no colon", "HTTP/1.1 200 OK\r\nX-A\r\n\r\n"},
+		{"carriage return in a value", "HTTP/1.1 200 OK\nX-A: 1\r2\n\n"},
+		{"control character in a value", "HTTP/1.1 200 OK\r\nX-A: 1\x002\r\n\r\n"},
 		{"HTTP/2 status line", "HTTP/2 200\r\n\r\n"},
 		{"short status", "HTTP/1.1 20 OK\r\n\r\n"},
 		{"no status", "HTTP/1.1\r\n\r\n"},
