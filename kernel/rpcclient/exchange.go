@@ -35,6 +35,9 @@ type Exchange struct {
 	// may fall later by a 32nd of the time left, at most a second, so that calls in quick
 	// succession on one connection share a deadline rather than each setting its own.
 	Deadline time.Time
+	// Start is when the caller began the call, if it read the clock for it already; the first
+	// attempt takes it as the time now rather than read the clock again. Zero reads the clock.
+	Start time.Time
 }
 
 // deadlineSlack divides the time left to a call into what its connection's deadline may
@@ -83,22 +86,25 @@ var ErrDeadline = fmt.Errorf("rpcclient: the call's deadline passed: %w", contex
 // the service's clients. The service must be served over plain http.
 func (c *Client) Exchange(ctx context.Context, service string, x *Exchange, a *Answer) error {
 	b := c.HTTPClient(service).(*balancer)
-	return b.send(ctx, x.Idempotent, true, func(ep discovery.Endpoint, _ int) (int, error) {
+	return b.send(ctx, x.Idempotent, true, func(ep discovery.Endpoint, attempt int) (int, error) {
 		if ep.Scheme != "" && ep.Scheme != "http" {
 			return 0, &notAttempted{fmt.Errorf("rpcclient: %s is served over %s; exchanges need plain http", service, ep.Scheme)}
 		}
-		if err := c.h1.exchange(ctx, ep.Host, x, a); err != nil {
+		now := x.Start
+		if attempt > 1 || now.IsZero() {
+			now = c.h1.now()
+		}
+		if err := c.h1.exchange(ctx, ep.Host, x, a, now); err != nil {
 			return 0, err
 		}
 		return a.Status, nil
 	})
 }
 
-// exchange makes one attempt of x on a connection to host.
-func (t *h1Transport) exchange(ctx context.Context, host string, x *Exchange, a *Answer) error {
+// exchange makes one attempt of x on a connection to host, at now.
+func (t *h1Transport) exchange(ctx context.Context, host string, x *Exchange, a *Answer, now time.Time) error {
 	a.Status, a.ContentLength = 0, 0
 	a.answerState = answerState{t: t}
-	now := t.now()
 	var slack time.Duration
 	if !x.Deadline.IsZero() {
 		left := x.Deadline.Sub(now)

@@ -513,6 +513,35 @@ func TestExchangeDeadlineOfEachCallOnAReusedConnection(t *testing.T) {
 	}
 }
 
+// TestExchangeTakesStartAsNow gives a call a start past its deadline, which is in the future
+// by the clock: the first attempt must measure the deadline from the start it was given, as a
+// caller that read the clock for the call already relies on, and not write the request.
+func TestExchangeTakesStartAsNow(t *testing.T) {
+	t.Parallel()
+	srv, _ := h1Server(t, nil)
+	c := staticClient(t, []string{srv.URL})
+	deadline := time.Now().Add(time.Hour)
+	for _, tt := range []struct {
+		name    string
+		start   time.Time
+		wantErr bool
+	}{
+		{"start past the deadline", deadline.Add(time.Millisecond), true},
+		{"start before it", deadline.Add(-time.Minute), false},
+		{"no start", time.Time{}, false},
+	} {
+		req := &recordingRequest{body: "x"}
+		_, body, err := exchangeAll(c, &Exchange{Request: req, Deadline: deadline, Start: tt.start})
+		if tt.wantErr {
+			if !errors.Is(err, ErrDeadline) || len(req.attempts()) != 0 {
+				t.Errorf("%s: = %q, %v after writing for %v; want ErrDeadline and nothing written", tt.name, body, err, req.attempts())
+			}
+		} else if err != nil || body != "x" {
+			t.Errorf("%s: = %q, %v; want x", tt.name, body, err)
+		}
+	}
+}
+
 func TestExchangePastDeadlineDoesNotDial(t *testing.T) {
 	t.Parallel()
 	srv, conns := h1Server(t, nil)

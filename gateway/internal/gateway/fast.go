@@ -151,7 +151,7 @@ func (f fastPath) Serve(w *h1.Response, r *h1.Request) {
 		}
 		deadline = c.start.Add(d)
 	}
-	x := rpcclient.Exchange{Request: fc, Idempotent: route.Rule.Idempotent, Deadline: deadline}
+	x := rpcclient.Exchange{Request: fc, Idempotent: route.Rule.Idempotent, Deadline: deadline, Start: c.start}
 	res := f.forward(ctx, w, fc, &x)
 	if span != nil {
 		endSpan(span, res)
