@@ -43,7 +43,8 @@ const maxKept = 512
 // the strings in it are valid for ever.
 func (l *Lines) Split(block []byte) (lines []string, crlf bool) {
 	crlf = true
-	l.spans = l.spans[:0]
+	l.spans, l.same = l.spans[:0], l.same[:0]
+	fresh, total := 0, 0
 	for start := 0; start < len(block); {
 		end, next := len(block), len(block)
 		if i := bytes.IndexByte(block[start:], '\n'); i >= 0 {
@@ -54,22 +55,16 @@ func (l *Lines) Split(block []byte) (lines []string, crlf bool) {
 				crlf = false
 			}
 		}
-		l.spans = append(l.spans, span{start, end})
+		i := len(l.spans)
+		same := i < len(l.lines) && l.lines[i] == string(block[start:end])
+		if !same {
+			fresh += end - start
+		}
+		total += end - start
+		l.spans, l.same = append(l.spans, span{start, end}), append(l.same, same)
 		start = next
 	}
-
 	n := len(l.spans)
-	l.same = resize(l.same, n)
-	clear(l.same)
-	fresh, total := 0, 0
-	for i, s := range l.spans {
-		total += s.end - s.start
-		if i < len(l.lines) && l.lines[i] == string(block[s.start:s.end]) {
-			l.same[i] = true
-		} else {
-			fresh += s.end - s.start
-		}
-	}
 	if fresh > 0 && l.held+fresh > 2*len(block)+maxSlack {
 		// Copying every line anew lets go of every earlier allocation.
 		clear(l.same)
