@@ -46,11 +46,18 @@ type Request struct {
 	// State is the handler's, kept across the requests of one connection, so that what a
 	// request needs can be reused rather than allocated for each.
 	State any
+	// Seq numbers the heads the connection's parser has seen, declined ones too, from 1.
+	Seq uint64
+	// Repeated is true when Fields are the fields of the head before (Seq-1), line for line:
+	// what a handler derived from those fields and keeps in State holds for these.
+	Repeated bool
 
-	// lines keeps the head's lines for the connection's next request, and checked counts the
-	// first Fields that were parsed from them and passed the checks.
-	lines   httpwire.Lines
-	checked int
+	// lines keeps the head's lines for the connection's next request, checked counts the
+	// first Fields that were parsed from them and passed the checks, and completed is true
+	// when the head was parsed whole.
+	lines     httpwire.Lines
+	checked   int
+	completed bool
 }
 
 // Get returns the value of the first field named name (case-insensitive), or "". Lengths are
@@ -107,8 +114,9 @@ func parseHead(buf []byte, r *Request) (int, outcome) {
 	lines, crlf := r.lines.Split(buf[:end])
 	// A line that repeats the previous head's line at its place was checked then, and its
 	// field, still in r.Fields, is taken as it is: a client's token is most of its head.
-	checked := r.checked
-	r.checked = 0
+	checked, completed := r.checked, r.completed
+	r.checked, r.completed, r.Repeated = 0, false, false
+	r.Seq++
 	if !crlf || len(lines) == 0 {
 		return 0, declined
 	}
@@ -123,12 +131,13 @@ func parseHead(buf []byte, r *Request) (int, outcome) {
 	}
 	r.Fields = r.Fields[:0]
 	r.Host, r.ContentLength, r.Close = "", -1, false
-	hosts, types := 0, 0
+	hosts, types, repeated := 0, 0, 0
 	for i, line := range lines[1:] {
 		var name, value string
 		if i < checked && r.lines.Same(i+1) {
 			f := r.Fields[:i+1][i]
 			name, value = f.Name, f.Value
+			repeated++
 		} else {
 			var ok bool
 			name, value, ok = strings.Cut(line, ":")
@@ -179,6 +188,9 @@ func parseHead(buf []byte, r *Request) (int, outcome) {
 	if hosts != 1 || !validHost(r.Host) || r.ContentLength < 0 {
 		return 0, declined
 	}
+	// A head declined part-way had more fields than were checked.
+	r.Repeated = completed && repeated == len(r.Fields) && repeated == checked
+	r.completed = true
 	return n, complete
 }
 

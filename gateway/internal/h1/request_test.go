@@ -321,12 +321,22 @@ func TestParseHeadAfterOtherHeads(t *testing.T) {
 		"POST /a HTTP/1.1\r\nhost: b\r\nContent-Length: 3\r\nX-After: 1\r\n\r\n",
 	}
 	var r Request
+	var before *Request
 	for i, h := range heads {
 		n, out := parseHead([]byte(h), &r)
-		var alone Request
-		n2, out2 := parseHead([]byte(h), &alone)
-		if n != n2 || out != out2 || (out == complete && !sameHead(&r, &alone)) {
-			t.Errorf("head %d: %d, %v, %+v; alone %d, %v, %+v", i, n, out, r, n2, out2, alone)
+		alone := new(Request)
+		n2, out2 := parseHead([]byte(h), alone)
+		if n != n2 || out != out2 || (out == complete && !sameHead(&r, alone)) {
+			t.Errorf("head %d: %d, %v, %+v; alone %d, %v, %+v", i, n, out, r, n2, out2, *alone)
+		}
+		// Repeated says the fields are those of the head before, which was parsed whole.
+		want := out == complete && before != nil && slices.Equal(r.Fields, before.Fields)
+		if r.Repeated != want || r.Seq != uint64(i+1) {
+			t.Errorf("head %d: Repeated %t, Seq %d; want %t, %d", i, r.Repeated, r.Seq, want, i+1)
+		}
+		before = nil
+		if out2 == complete {
+			before = alone
 		}
 	}
 }
@@ -364,6 +374,12 @@ func FuzzParseHead(f *testing.F) {
 		}
 		if out == complete && !sameHead(&r, &alone) {
 			t.Fatalf("after %q the head parses as %+v; alone as %+v", before, r, alone)
+		}
+		if r.Repeated {
+			var first Request
+			if _, out := parseHead(before, &first); out != complete || !slices.Equal(first.Fields, r.Fields) {
+				t.Fatalf("Repeated after %q (%v, fields %q), fields %q", before, out, first.Fields, r.Fields)
+			}
 		}
 		switch out {
 		case incomplete, declined:
