@@ -65,6 +65,11 @@ type fastCall struct {
 	memo memo
 	// accepted is the route Accepts found for the call Serve answers next.
 	accepted *routes.Route
+	// fields are the client's header lines as they go upstream, made for the head numbered
+	// fieldsSeq, and timeouts its deadline lines, which go only when the gateway does not
+	// replace them; a head that repeats its predecessor's fields reuses both.
+	fields, timeouts []byte
+	fieldsSeq        uint64
 }
 
 // callState is what one call on the fast path sets anew.
@@ -86,6 +91,7 @@ func (f fastPath) Serve(w *h1.Response, r *h1.Request) {
 	fc := stateOf(r)
 	route := fc.accepted
 	fc.callState = callState{r: r}
+	fc.forwardFields(r)
 	c := &fc.call
 	c.memo = &fc.memo
 	c.start, c.route = time.Now(), g.metrics.Unrouted()
@@ -205,8 +211,8 @@ func (f fastPath) forward(ctx context.Context, w *h1.Response, fc *fastCall, x *
 }
 
 // WriteRequest writes the call for an upstream instance at host: the client's headers less
-// the ones that never go upstream (see dropped) and the ones the gateway sets itself, then the
-// gateway's, as outboundHeader does on the net/http path.
+// the ones that never go upstream (see dropped) and the ones the gateway sets itself (see
+// forwardFields), then the gateway's, as outboundHeader does on the net/http path.
 func (fc *fastCall) WriteRequest(w *bufio.Writer, host string) error {
 	r, c := fc.r, &fc.call
 	w.WriteString("POST ")
@@ -214,19 +220,9 @@ func (fc *fastCall) WriteRequest(w *bufio.Writer, host string) error {
 	w.WriteString(" HTTP/1.1\r\nHost: ")
 	w.WriteString(host)
 	w.WriteString("\r\n")
-	for _, f := range r.Fields {
-		switch {
-		case dropped(f.Name) || replaced(f.Name) ||
-			(fc.timeout != "" && (strings.EqualFold(f.Name, "Connect-Timeout-Ms") || strings.EqualFold(f.Name, "Grpc-Timeout"))):
-			continue
-		case strings.EqualFold(f.Name, "Te"):
-			// Only "trailers" passes, as on the net/http path (outboundHeader).
-			if strings.Contains(strings.ToLower(f.Value), "trailers") {
-				writeField(w, "Te", "trailers")
-			}
-			continue
-		}
-		writeField(w, f.Name, f.Value)
+	w.Write(fc.fields)
+	if fc.timeout == "" {
+		w.Write(fc.timeouts)
 	}
 	if c.addr.IsValid() {
 		writeField(w, "X-Forwarded-For", c.clientIP())
@@ -253,6 +249,35 @@ func (fc *fastCall) WriteRequest(w *bufio.Writer, host string) error {
 	w.WriteString("\r\n\r\n")
 	_, err := w.Write(r.Body)
 	return err
+}
+
+// forwardFields makes fields and timeouts for r's head, unless they were made for the head
+// before and r repeats its fields. Every head of a connection on the fast path comes through
+// Serve, so that is the common case on a connection whose client repeats its headers.
+func (fc *fastCall) forwardFields(r *h1.Request) {
+	if r.Repeated && fc.fieldsSeq == r.Seq-1 {
+		fc.fieldsSeq = r.Seq
+		return
+	}
+	fc.fields, fc.timeouts, fc.fieldsSeq = fc.fields[:0], fc.timeouts[:0], r.Seq
+	for _, f := range r.Fields {
+		switch {
+		case dropped(f.Name) || replaced(f.Name):
+		case strings.EqualFold(f.Name, "Connect-Timeout-Ms") || strings.EqualFold(f.Name, "Grpc-Timeout"):
+			fc.timeouts = appendField(fc.timeouts, f.Name, f.Value)
+		case strings.EqualFold(f.Name, "Te"):
+			// Only "trailers" passes, as on the net/http path (outboundHeader).
+			if strings.Contains(strings.ToLower(f.Value), "trailers") {
+				fc.fields = appendField(fc.fields, "Te", "trailers")
+			}
+		default:
+			fc.fields = appendField(fc.fields, f.Name, f.Value)
+		}
+	}
+}
+
+func appendField(b []byte, k, v string) []byte {
+	return append(append(append(append(b, k...), ": "...), v...), "\r\n"...)
 }
 
 func writeField(w *bufio.Writer, k, v string) {

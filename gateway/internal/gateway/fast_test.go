@@ -201,6 +201,61 @@ func merge(a, b map[string]string) map[string]string {
 // trusted proxy in front of the gateway reports them, on one kept-alive connection: the fast
 // path keeps the last address's text per connection, and each call must still name its own
 // client upstream.
+// TestFastPathForwardsEachCallsOwnHeaders sends calls on one connection whose headers repeat,
+// change, repeat the change, and change back, with a refused call and a client deadline among
+// them: the fast path keeps the forwarded header lines of a head that repeats the one before,
+// and each call must still reach the upstream with its own.
+func TestFastPathForwardsEachCallsOwnHeaders(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, 1, nil)
+	token := "Bearer " + f.keys.token(t, "user-1")
+	const path = "/basalt.identity.v1.IdentityService/GetCurrentUser"
+	calls := []struct {
+		custom, authorization, timeout string
+		wantStatus                     int
+	}{
+		{"a", token, "", http.StatusOK},
+		{"a", token, "", http.StatusOK},
+		{"b", token, "", http.StatusOK},
+		{"b", token, "", http.StatusOK},
+		{"c", "Bearer " + tamper(strings.TrimPrefix(token, "Bearer ")), "", http.StatusUnauthorized},
+		{"c", token, "", http.StatusOK},
+		{"c", token, "4000", http.StatusOK},
+		{"c", token, "4000", http.StatusOK},
+		{"a", token, "", http.StatusOK},
+	}
+	before := fastServed(t, f)
+	for i, call := range calls {
+		header := map[string]string{"Content-Type": "application/json", "Authorization": call.authorization, "X-Custom": call.custom}
+		if call.timeout != "" {
+			header["Connect-Timeout-Ms"] = call.timeout
+		}
+		resp, body := f.do(t, http.MethodPost, path, "{}", header)
+		if resp.StatusCode != call.wantStatus {
+			t.Fatalf("call %d: %d %q, want %d", i, resp.StatusCode, body, call.wantStatus)
+		}
+		if call.wantStatus != http.StatusOK {
+			continue
+		}
+		seen := f.upstreams[0].seen()
+		if got := seen.Get("X-Custom"); got != call.custom {
+			t.Errorf("call %d reached the upstream with X-Custom %q, want %q", i, got, call.custom)
+		}
+		// The gateway sends a client's deadline on as a header of its own, once, in place of
+		// the client's; a call without one goes without.
+		var want []string
+		if call.timeout != "" {
+			want = []string{call.timeout}
+		}
+		if got := seen.Values("Connect-Timeout-Ms"); !slices.Equal(got, want) {
+			t.Errorf("call %d reached the upstream with Connect-Timeout-Ms %q, want %q", i, got, want)
+		}
+	}
+	if served := fastServed(t, f) - before; served != len(calls) {
+		t.Errorf("the fast path served %d of %d calls", served, len(calls))
+	}
+}
+
 func TestClientAddressFollowsEachCallOfAConnection(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "gateway.yaml")
