@@ -9,6 +9,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/basaltplatform/basalt/kernel/authn"
 	"github.com/basaltplatform/basalt/kernel/requestid"
 
 	"github.com/basaltplatform/basalt/gateway/internal/accesslog"
@@ -222,10 +223,10 @@ func (w *responseWriter) Flush() {
 // Unwrap returns the underlying writer.
 func (w *responseWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// memo keeps, for the calls of one connection, the strings a call would otherwise build anew:
-// the client's address as text, the address's rate-limit key and the caller's bucket key. The
-// calls of a kept-alive connection mostly come from one address and, when authenticated, one
-// subject. A nil memo keeps nothing.
+// memo keeps, for the calls of one connection, what a call would otherwise work out anew: the
+// client's address as text, the address's rate-limit key, the caller's bucket key and the
+// principal of the last token verified. The calls of a kept-alive connection mostly come from
+// one address and, when authenticated, with one token. A nil memo keeps nothing.
 type memo struct {
 	addr        netip.Addr
 	ip          string
@@ -233,6 +234,26 @@ type memo struct {
 	addrKey     string
 	bucket, key string
 	limitKey    string
+	token       string
+	principal   authn.Principal
+}
+
+// verified returns the principal of token if the connection's last call verified the same
+// token and at is strictly before it expires, as the token cache's rule is. The connection's
+// heads reuse the strings of repeated lines (httpwire.Lines), so the same token is usually
+// the same string, which compares at once.
+func (m *memo) verified(token string, at time.Time) (authn.Principal, bool) {
+	if m == nil || m.token == "" || m.token != token || !at.Before(m.principal.ExpiresAt) {
+		return authn.Principal{}, false
+	}
+	return m.principal, true
+}
+
+// keepVerified keeps token's principal for the connection's next call.
+func (m *memo) keepVerified(token string, p authn.Principal) {
+	if m != nil {
+		m.token, m.principal = token, p
+	}
 }
 
 // text returns a as text.

@@ -426,13 +426,17 @@ func (g *Gateway) admit(ctx context.Context, c *call, route *routes.Route, autho
 		if token == "" {
 			return "", errNoToken
 		}
-		p, err := g.tokens.Verify(ctx, token)
-		if err != nil {
-			c.cause = err
-			if errors.Is(err, authn.ErrExpired) || strings.Contains(err.Error(), authn.ErrExpired.Message) {
-				return "", errExpired
+		p, ok := c.memo.verified(token, c.start)
+		if !ok {
+			var err error
+			if p, err = g.tokens.Verify(ctx, token); err != nil {
+				c.cause = err
+				if errors.Is(err, authn.ErrExpired) || strings.Contains(err.Error(), authn.ErrExpired.Message) {
+					return "", errExpired
+				}
+				return "", errInvalidToken
 			}
-			return "", errInvalidToken
+			c.memo.keepVerified(token, p)
 		}
 		c.subject = p.Subject
 		key = p.Subject
