@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 )
@@ -90,6 +91,16 @@ type Logger struct {
 	// fields are the logger's own attributes, already encoded (`,"service":"gateway"`).
 	fields []byte
 	bufs   sync.Pool
+	// second is the text of the last second a line was written in (see appendTime).
+	second atomic.Pointer[second]
+}
+
+// second is the RFC 3339 text of one second in one location, split around where the
+// fraction goes: "2026-11-25T01:30:00" and "Z".
+type second struct {
+	unix       int64
+	loc        *time.Location
+	head, zone string
 }
 
 // Option configures a Logger.
@@ -130,7 +141,7 @@ func (l *Logger) Log(e *Entry) {
 	bp := l.bufs.Get().(*[]byte)
 	b := (*bp)[:0]
 	b = append(b, `{"time":"`...)
-	b = e.Time.AppendFormat(b, time.RFC3339Nano)
+	b = l.appendTime(b, e.Time)
 	b = append(b, `","level":`...)
 	b = appendString(b, e.Level.String())
 	b = append(b, `,"msg":"request"`...)
@@ -155,6 +166,39 @@ func (l *Logger) Log(e *Entry) {
 		*bp = b
 		l.bufs.Put(bp)
 	}
+}
+
+// appendTime appends t as t.AppendFormat(b, time.RFC3339Nano) does. The lines of one second
+// share all but the fraction, so the rest is formatted once per second and location, and only
+// the fraction per line.
+func (l *Logger) appendTime(b []byte, t time.Time) []byte {
+	sec := l.second.Load()
+	if sec == nil || sec.unix != t.Unix() || sec.loc != t.Location() {
+		whole := time.Unix(t.Unix(), 0).In(t.Location())
+		if y := whole.Year(); y < 0 || y > 9999 {
+			// Years of other than four digits are rare enough to format whole.
+			return t.AppendFormat(b, time.RFC3339Nano)
+		}
+		text := whole.Format(time.RFC3339)
+		sec = &second{unix: t.Unix(), loc: t.Location(), head: text[:19], zone: text[19:]}
+		l.second.Store(sec)
+	}
+	b = append(b, sec.head...)
+	if ns := t.Nanosecond(); ns != 0 {
+		// The fraction without its trailing zeros, as the format's nines write it.
+		var digits [10]byte
+		digits[0] = '.'
+		for i := 9; i > 0; i-- {
+			digits[i] = byte('0' + ns%10)
+			ns /= 10
+		}
+		end := 10
+		for digits[end-1] == '0' {
+			end--
+		}
+		b = append(b, digits[:end]...)
+	}
+	return append(b, sec.zone...)
 }
 
 // appendOptional appends key, already encoded with its comma and colon, and value, unless

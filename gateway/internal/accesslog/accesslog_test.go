@@ -2,6 +2,7 @@ package accesslog
 
 import (
 	"bytes"
+	"io"
 	"log/slog"
 	"testing"
 	"time"
@@ -89,6 +90,35 @@ func FuzzStringsMatchSlog(f *testing.F) {
 		New(&buf).Log(&e)
 		if want := viaSlog(&e); buf.String() != want {
 			t.Errorf("line\n got %s\nwant %s", buf.String(), want)
+		}
+	})
+}
+
+// FuzzTimeMatchesAppendFormat checks the access log's time against time.RFC3339Nano for any
+// instant and offset, each written after another instant, in the same second or not, so that
+// the kept second is in play.
+func FuzzTimeMatchesAppendFormat(f *testing.F) {
+	at := time.Date(2026, 11, 25, 1, 30, 0, 0, time.UTC).Unix()
+	for _, c := range [][4]int64{
+		{at, 0, 0, 1}, {at, 530123456, 3600, 1}, {at, 100000000, -12600, 0}, {at, 999999999, 0, 1},
+		{at + 1, 1, 3601, -1}, {-62135596800, 5, 0, 1}, {253402300799, 7, 0, 1}, {253402300800, 0, 0, 0},
+	} {
+		f.Add(c[0], c[1], int(c[2]), c[3])
+	}
+	f.Fuzz(func(t *testing.T, unix, nsec int64, offset int, step int64) {
+		if nsec < 0 || nsec >= 1e9 || offset <= -24*3600 || offset >= 24*3600 || unix < -1<<40 || unix > 1<<40 {
+			return
+		}
+		loc := time.UTC
+		if offset != 0 {
+			loc = time.FixedZone("z", offset)
+		}
+		l := New(io.Discard)
+		for _, tm := range []time.Time{time.Unix(unix, nsec).In(loc), time.Unix(unix+step%3, (nsec+step)%1e9).In(loc)} {
+			got := string(l.appendTime(nil, tm))
+			if want := tm.Format(time.RFC3339Nano); got != want {
+				t.Fatalf("appendTime(%v) = %q, want %q", tm, got, want)
+			}
 		}
 	})
 }
