@@ -30,7 +30,8 @@ type Request struct {
 	Path string
 	// Host is the Host header.
 	Host string
-	// Fields are the header lines in order, Host included.
+	// Fields are the header lines in order, Host included. The parser reads the connection's
+	// next head against them, so a handler must not change them.
 	Fields []Field
 	// ContentLength is the body's length.
 	ContentLength int64
@@ -120,12 +121,21 @@ func parseHead(buf []byte, r *Request) (int, outcome) {
 	if !crlf || len(lines) == 0 {
 		return 0, declined
 	}
-	method, rest1, ok1 := strings.Cut(lines[0], " ")
-	target, proto, ok2 := strings.Cut(rest1, " ")
-	if !ok1 || !ok2 || method != "POST" || proto != "HTTP/1.1" || !validPath(target) {
-		return 0, declined
+	// After a head parsed whole, a repeated request line is its method and path, still in r.
+	if !completed || !r.lines.Same(0) {
+		method, rest1, ok1 := strings.Cut(lines[0], " ")
+		target, proto, ok2 := strings.Cut(rest1, " ")
+		if !ok1 || !ok2 || method != "POST" || proto != "HTTP/1.1" || !validPath(target) {
+			return 0, declined
+		}
+		r.Method, r.Path = method, target
 	}
-	r.Method, r.Path = method, target
+	if completed && len(lines)-1 == checked && repeats(&r.lines, len(lines)) {
+		// Every field repeats the head before, which was parsed whole: its fields, and what was
+		// read from them (the host, the length, the connection's end), are still in r.
+		r.checked, r.completed, r.Repeated = checked, true, true
+		return n, complete
+	}
 	if n := len(lines) - 1; n < len(r.Fields) {
 		clear(r.Fields[n:])
 	}
@@ -192,6 +202,17 @@ func parseHead(buf []byte, r *Request) (int, outcome) {
 	r.Repeated = completed && repeated == len(r.Fields) && repeated == checked
 	r.completed = true
 	return n, complete
+}
+
+// repeats reports whether the field lines, lines 1 to n-1 of the last Split, all repeat the
+// head before.
+func repeats(l *httpwire.Lines, n int) bool {
+	for i := 1; i < n; i++ {
+		if !l.Same(i) {
+			return false
+		}
+	}
+	return true
 }
 
 // connectionTokens reads a Connection header into r; it reports false for tokens other than
