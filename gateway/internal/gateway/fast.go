@@ -34,14 +34,16 @@ var _ h1.Handler = fastPath{}
 // Accepts takes Connect unary calls (their content types say so) of routed methods. The route
 // it finds is kept for Serve.
 func (f fastPath) Accepts(r *h1.Request) bool {
-	if ct := r.Get("Content-Type"); ct != "application/proto" && ct != "application/json" {
+	ct := r.Get("Content-Type")
+	if ct != "application/proto" && ct != "application/json" {
 		return false
 	}
 	route, ok := f.g.table.Lookup(r.Path)
 	if !ok || route.StreamingRequest || r.ContentLength > f.g.cfg.Limits.MaxRequestBytes {
 		return false
 	}
-	stateOf(r).accepted = route
+	fc := stateOf(r)
+	fc.accepted, fc.contentType = route, ct
 	return true
 }
 
@@ -63,8 +65,10 @@ type fastCall struct {
 	answer rpcclient.Answer
 	// memo outlives the call, for the connection's next ones.
 	memo memo
-	// accepted is the route Accepts found for the call Serve answers next.
-	accepted *routes.Route
+	// accepted is the route Accepts found for the call Serve answers next, and contentType
+	// the content type it read.
+	accepted    *routes.Route
+	contentType string
 	// fields are the client's header lines as they go upstream, made for the head numbered
 	// fieldsSeq, and timeouts its deadline lines, which go only when the gateway does not
 	// replace them; a head that repeats its predecessor's fields reuses both.
@@ -100,7 +104,7 @@ func (f fastPath) Serve(w *h1.Response, r *h1.Request) {
 	defer func() {
 		g.leave()
 		g.record(c, r.Method, r.Path, w.Status(), w.Written(), func() string {
-			return protocolName(r.Get("Content-Type"), r.Get("Connect-Protocol-Version") != "")
+			return protocolName(fc.contentType, r.Get("Connect-Protocol-Version") != "")
 		})
 	}()
 
@@ -305,7 +309,7 @@ func (f fastPath) fail(w *h1.Response, fc *fastCall, err error) {
 	r := fc.r
 	req := &http.Request{
 		Method: r.Method, URL: &url.URL{Path: r.Path}, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
-		Header: http.Header{"Content-Type": {r.Get("Content-Type")}},
+		Header: http.Header{"Content-Type": {fc.contentType}},
 	}
 	if v := r.Get("Connect-Protocol-Version"); v != "" {
 		req.Header.Set("Connect-Protocol-Version", v)
