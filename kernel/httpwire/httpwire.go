@@ -1,7 +1,8 @@
-// Package httpwire checks the pieces of HTTP/1.1 header lines, for the gateway's own server and
-// the kernel's lean client, which both read header blocks without net/http. A request head is
-// mostly one long value, the access token, so the checks are made by table and, for values,
-// eight bytes at a time.
+// Package httpwire splits HTTP/1.1 header blocks into lines and checks the pieces of the lines,
+// for the gateway's own server and the kernel's lean client, which both read header blocks
+// without net/http. A request head is mostly one long value, the access token, so the checks
+// are made by table and, for values, eight bytes at a time; and a connection's heads mostly
+// repeat, so Lines copies only the lines that changed.
 package httpwire
 
 // ValidName reports whether name is a header field name: one or more token characters
