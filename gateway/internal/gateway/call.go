@@ -9,10 +9,10 @@ import (
 
 	"connectrpc.com/connect"
 
-	"github.com/basaltplatform/basalt/kernel/authn"
 	"github.com/basaltplatform/basalt/kernel/requestid"
 
 	"github.com/basaltplatform/basalt/gateway/internal/accesslog"
+	"github.com/basaltplatform/basalt/gateway/internal/tokens"
 )
 
 // call is what the gateway learns about one request while serving it, for its access log
@@ -224,9 +224,9 @@ func (w *responseWriter) Flush() {
 func (w *responseWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // memo keeps, for the calls of one connection, what a call would otherwise work out anew: the
-// client's address as text, the address's rate-limit key, the caller's bucket key and the
-// principal of the last token verified. The calls of a kept-alive connection mostly come from
-// one address and, when authenticated, with one token. A nil memo keeps nothing.
+// client's address as text, the address's rate-limit key, the caller's bucket key and the last
+// token verified (see tokens.Last). The calls of a kept-alive connection mostly come from one
+// address and, when authenticated, with one token. A nil memo keeps nothing.
 type memo struct {
 	addr        netip.Addr
 	ip          string
@@ -234,26 +234,15 @@ type memo struct {
 	addrKey     string
 	bucket, key string
 	limitKey    string
-	token       string
-	principal   authn.Principal
+	token       tokens.Last
 }
 
-// verified returns the principal of token if the connection's last call verified the same
-// token and at is strictly before it expires, as the token cache's rule is. The connection's
-// heads reuse the strings of repeated lines (httpwire.Lines), so the same token is usually
-// the same string, which compares at once.
-func (m *memo) verified(token string, at time.Time) (authn.Principal, bool) {
-	if m == nil || m.token == "" || m.token != token || !at.Before(m.principal.ExpiresAt) {
-		return authn.Principal{}, false
+// lastToken returns the memo's last verified token, or nil for a nil memo.
+func (m *memo) lastToken() *tokens.Last {
+	if m == nil {
+		return nil
 	}
-	return m.principal, true
-}
-
-// keepVerified keeps token's principal for the connection's next call.
-func (m *memo) keepVerified(token string, p authn.Principal) {
-	if m != nil {
-		m.token, m.principal = token, p
-	}
+	return &m.token
 }
 
 // text returns a as text.

@@ -426,17 +426,13 @@ func (g *Gateway) admit(ctx context.Context, c *call, route *routes.Route, autho
 		if token == "" {
 			return "", errNoToken
 		}
-		p, ok := c.memo.verified(token, c.start)
-		if !ok {
-			var err error
-			if p, err = g.tokens.Verify(ctx, token); err != nil {
-				c.cause = err
-				if errors.Is(err, authn.ErrExpired) || strings.Contains(err.Error(), authn.ErrExpired.Message) {
-					return "", errExpired
-				}
-				return "", errInvalidToken
+		p, err := g.tokens.VerifyFor(ctx, token, c.start, c.memo.lastToken())
+		if err != nil {
+			c.cause = err
+			if errors.Is(err, authn.ErrExpired) || strings.Contains(err.Error(), authn.ErrExpired.Message) {
+				return "", errExpired
 			}
-			c.memo.keepVerified(token, p)
+			return "", errInvalidToken
 		}
 		c.subject = p.Subject
 		key = p.Subject

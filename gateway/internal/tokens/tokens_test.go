@@ -463,3 +463,68 @@ func BenchmarkVerifyCached(b *testing.B) { benchmarkVerify(b, 100_000) }
 
 // BenchmarkVerifyUncached is what every request would cost without the cache.
 func BenchmarkVerifyUncached(b *testing.B) { benchmarkVerify(b, 0) }
+
+// TestVerifyForKeepsTheConnectionsLastToken checks the rule a connection's last token is used
+// by: the same token, strictly before it expires at the call's time, without the verifier;
+// anything else through the cache; and nothing kept by a cache of size 0, which must verify
+// every call. The cache's own clock is moved past the tokens' expiry after the first call, so
+// the shared cache cannot answer and every call it would take reaches the verifier.
+func TestVerifyForKeepsTheConnectionsLastToken(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	exp := epoch.Add(time.Hour)
+	for _, size := range []int{100, 0} {
+		t.Run(fmt.Sprintf("size %d", size), func(t *testing.T) {
+			t.Parallel()
+			clk := newClock()
+			v := newFakeVerifier()
+			v.accept("a", exp)
+			v.accept("b", exp)
+			c := tokens.New(v, size, tokens.WithClock(clk.now))
+			var last tokens.Last
+			if p, err := c.VerifyFor(ctx, "a", epoch, &last); err != nil || p.Subject != "user-a" {
+				t.Fatalf("first call: %+v, %v", p, err)
+			}
+			clk.advance(2 * time.Hour)
+			kept := 0 // verifications of a call the last token answers
+			if size == 0 {
+				kept = 1
+			}
+			for _, tt := range []struct {
+				name   string
+				token  string
+				at     time.Time
+				verify int
+			}{
+				{"the same token, read into another string", strings.Clone("a"), exp.Add(-time.Second), kept},
+				{"the same token a nanosecond before it expires", "a", exp.Add(-time.Nanosecond), kept},
+				{"the same token as it expires", "a", exp, 1},
+				{"another token", "b", epoch, 1},
+				{"the first token after another", "a", epoch, 1},
+				{"the first token again", "a", epoch, kept},
+			} {
+				before := v.total.Load()
+				p, err := c.VerifyFor(ctx, tt.token, tt.at, &last)
+				if err != nil || p.Subject != "user-"+tt.token {
+					t.Fatalf("%s: %+v, %v", tt.name, p, err)
+				}
+				if got := int(v.total.Load() - before); got != tt.verify {
+					t.Errorf("%s: %d verifications, want %d", tt.name, got, tt.verify)
+				}
+			}
+			// A token that fails is not kept as the last one.
+			for i := range 2 {
+				if _, err := c.VerifyFor(ctx, "forged", epoch, &last); err == nil {
+					t.Fatalf("a forged token was accepted the %d. time", i+1)
+				}
+			}
+			if got := v.callsOf("forged"); got != 2 {
+				t.Errorf("a forged token sent twice reached the verifier %d times, want 2", got)
+			}
+			// A nil last is Verify.
+			if p, err := c.VerifyFor(ctx, "b", epoch, nil); err != nil || p.Subject != "user-b" {
+				t.Errorf("without a last token: %+v, %v", p, err)
+			}
+		})
+	}
+}
