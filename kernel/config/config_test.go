@@ -105,6 +105,16 @@ func TestServiceDefaultsAndValidation(t *testing.T) {
 	if s.Database.Schema != "audit" || s.Discovery.UsesConsul() || s.HTTP.ShutdownTimeout != 15*time.Second {
 		t.Errorf("unexpected defaults: %+v", s)
 	}
+	if s.HTTP.Inherited != nil {
+		t.Errorf("inherited sockets by default: %v", s.HTTP.Inherited)
+	}
+	s, err = load(map[string]string{"BASALT_LISTEN_ADDR": "127.0.0.1:7101", "BASALT_LISTEN_FDS": "127.0.0.1:7101=3"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.HTTP.Inherited["127.0.0.1:7101"] != 3 || len(s.HTTP.Inherited) != 1 {
+		t.Errorf("inherited sockets %v, want 127.0.0.1:7101=3", s.HTTP.Inherited)
+	}
 
 	tests := []struct {
 		name string
@@ -120,6 +130,8 @@ func TestServiceDefaultsAndValidation(t *testing.T) {
 		{"bad log format", map[string]string{"BASALT_LOG_FORMAT": "xml"}, "BASALT_LOG_FORMAT"},
 		{"bad sample ratio", map[string]string{"BASALT_TRACE_SAMPLE_RATIO": "2"}, "BASALT_TRACE_SAMPLE_RATIO"},
 		{"short internal secret", map[string]string{"BASALT_INTERNAL_SECRET": "short"}, "BASALT_INTERNAL_SECRET"},
+		{"malformed inherited sockets", map[string]string{"BASALT_LISTEN_FDS": "127.0.0.1:7101=1"}, "BASALT_LISTEN_FDS (-listen-fds): descriptor"},
+		{"a socket for another address", map[string]string{"BASALT_LISTEN_ADDR": "127.0.0.1:7101", "BASALT_LISTEN_FDS": "127.0.0.1:7102=3"}, "BASALT_LISTEN_FDS: hands down a socket for 127.0.0.1:7102"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -7,8 +7,11 @@ import (
 	"net/url"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
+
+	"github.com/basaltplatform/basalt/kernel/listen"
 )
 
 // Service is the configuration every Basalt service process shares. A service embeds it in
@@ -62,6 +65,9 @@ type HTTP struct {
 	// ListenAddr is the host:port to listen on; port 0 picks a free port, which works with
 	// Consul because the actual port is what gets registered.
 	ListenAddr string
+	// Inherited holds the listening socket a parent process bound to ListenAddr and handed down,
+	// if it did; the service serves on it instead of binding the address again.
+	Inherited listen.Inherited
 	// AdvertiseAddr is the host:port other processes use to reach this one. Empty means the
 	// listen address with its actual port.
 	AdvertiseAddr string
@@ -154,6 +160,7 @@ func (s *Service) Bind(l *Loader, name string) {
 	l.String(&s.DataDir, "data-dir", "BASALT_DATA_DIR", ".data", "folder for the embedded default's SQLite files")
 
 	l.String(&s.HTTP.ListenAddr, "listen", "BASALT_LISTEN_ADDR", "127.0.0.1:0", "host:port to listen on")
+	BindInherited(l, &s.HTTP.Inherited)
 	l.String(&s.HTTP.AdvertiseAddr, "advertise", "BASALT_ADVERTISE_ADDR", "", "host:port others reach this instance at")
 	l.Duration(&s.HTTP.ReadHeaderTimeout, "read-header-timeout", "BASALT_READ_HEADER_TIMEOUT", 5*time.Second, "time allowed to read request headers")
 	l.Duration(&s.HTTP.IdleTimeout, "idle-timeout", "BASALT_IDLE_TIMEOUT", 2*time.Minute, "keep-alive idle timeout")
@@ -193,6 +200,7 @@ func (s *Service) Check(l *Loader) {
 	l.Check(s.Environment == "development" || s.Environment == "production", "BASALT_ENV", "must be development or production, not %q", s.Environment)
 	host, _, err := net.SplitHostPort(s.HTTP.ListenAddr)
 	l.Check(err == nil, "BASALT_LISTEN_ADDR", "must be host:port, not %q", s.HTTP.ListenAddr)
+	CheckInherited(l, s.HTTP.Inherited, s.HTTP.ListenAddr)
 	if s.HTTP.AdvertiseAddr != "" {
 		_, _, err := net.SplitHostPort(s.HTTP.AdvertiseAddr)
 		l.Check(err == nil, "BASALT_ADVERTISE_ADDR", "must be host:port, not %q", s.HTTP.AdvertiseAddr)
@@ -262,6 +270,28 @@ func (d *Discovery) Check(l *Loader) {
 	l.Check(d.CheckInterval >= 100*time.Millisecond, "BASALT_CHECK_INTERVAL", "must be at least 100ms")
 	l.Check(d.CheckTimeout > 0 && d.CheckTimeout <= d.CheckInterval, "BASALT_CHECK_TIMEOUT", "must be positive and at most the check interval")
 	l.Check(d.DeregisterAfter >= time.Minute, "BASALT_DEREGISTER_AFTER", "must be at least 1m (Consul's minimum)")
+}
+
+// BindInherited binds the listening sockets a parent process handed down, in the form
+// listen.Parse reads; every process that listens shares the setting.
+func BindInherited(l *Loader, dst *listen.Inherited) {
+	l.Func("listen-fds", "BASALT_LISTEN_FDS", "", "sockets handed down by the parent process: address=descriptor,...", func(v string) error {
+		in, err := listen.Parse(v)
+		if err != nil {
+			return err
+		}
+		*dst = in
+		return nil
+	})
+}
+
+// CheckInherited fails for a handed-down socket whose address is none of the ones the process
+// listens on: nobody would serve on it, yet it would keep its port taken and let connections
+// wait in its queue.
+func CheckInherited(l *Loader, in listen.Inherited, listening ...string) {
+	for addr := range in {
+		l.Check(slices.Contains(listening, addr), "BASALT_LISTEN_FDS", "hands down a socket for %s, which the process does not listen on (%s)", addr, strings.Join(listening, ", "))
+	}
 }
 
 // Bind binds the log settings on l.

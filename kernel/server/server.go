@@ -195,7 +195,7 @@ func (s *Server) Run(ctx context.Context) error {
 	ln := s.o.listener
 	if ln == nil {
 		var err error
-		ln, err = net.Listen("tcp", s.cfg.ListenAddr)
+		ln, err = s.cfg.Inherited.Listen(s.cfg.ListenAddr)
 		if err != nil {
 			return fmt.Errorf("server: listen on %s: %w", s.cfg.ListenAddr, err)
 		}

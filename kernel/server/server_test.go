@@ -329,6 +329,24 @@ func TestHealthAndReadiness(t *testing.T) {
 	}
 }
 
+func TestServesOnTheInheritedSocket(t *testing.T) {
+	t.Parallel()
+	cfg := httpConfig()
+	cfg.ListenAddr, cfg.Inherited = testkit.InheritedSocket(t)
+	srv := start(t, cfg, nil)
+	if want := "http://" + cfg.ListenAddr; srv.URL() != want {
+		t.Fatalf("serving at %s, want %s", srv.URL(), want)
+	}
+	resp, err := http.Get(srv.URL() + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("/healthz = %d", resp.StatusCode)
+	}
+}
+
 func TestSlowHeadersAreCutOff(t *testing.T) {
 	t.Parallel()
 	cfg := httpConfig()

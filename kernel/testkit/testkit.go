@@ -18,12 +18,14 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
 	"github.com/basaltplatform/basalt/kernel/config"
+	"github.com/basaltplatform/basalt/kernel/listen"
 )
 
 // Settings are testkit's own configuration, read through the config package like every other
@@ -153,6 +155,37 @@ func FreePort(t testing.TB) int {
 		t.Fatal(err)
 	}
 	return port
+}
+
+// InheritedSocket binds a loopback port and returns its address with the socket as a parent
+// process would hand it down: a descriptor of its own, which the listener that takes it closes.
+// The port stays taken throughout, so a server configured with both is known to serve on the
+// handed-down socket: binding the address again would fail.
+func InheritedSocket(t testing.TB) (string, listen.Inherited) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	f, err := ln.(*net.TCPListener).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	// The lock keeps a concurrent fork from inheriting the descriptor before it is marked
+	// close-on-exec, as the standard library does for its own descriptors.
+	syscall.ForkLock.RLock()
+	fd, err := syscall.Dup(int(f.Fd()))
+	if err == nil {
+		syscall.CloseOnExec(fd)
+	}
+	syscall.ForkLock.RUnlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	return addr, listen.Inherited{addr: fd}
 }
 
 func freePort() (int, error) {

@@ -20,6 +20,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	kconfig "github.com/basaltplatform/basalt/kernel/config"
+	"github.com/basaltplatform/basalt/kernel/listen"
 )
 
 // Duration is a time.Duration written as Go writes durations ("30s", "2m").
@@ -69,6 +70,9 @@ type Config struct {
 	Log         kconfig.Log       `yaml:"-"`
 	Telemetry   kconfig.Telemetry `yaml:"-"`
 	Environment string            `yaml:"-"`
+	// Inherited holds the listening sockets a parent process bound to Listen and AdminListen
+	// and handed down; the gateway serves on them instead of binding those addresses again.
+	Inherited listen.Inherited `yaml:"-"`
 
 	trusted []netip.Prefix
 }
@@ -252,6 +256,7 @@ func bind(cfg *Config, path *string, args []string, lookup func(string) (string,
 	l.String(&cfg.Auth.Audience, "auth-audience", "BASALT_AUTH_AUDIENCE", cfg.Auth.Audience, "aud of access tokens")
 	l.String(&cfg.Environment, "env", "BASALT_ENV", "development", "development or production")
 	l.String(&cfg.Console.Dir, "console-dir", "BASALT_GATEWAY_CONSOLE_DIR", cfg.Console.Dir, "folder of the built console, served under /console/; empty turns it off")
+	kconfig.BindInherited(l, &cfg.Inherited)
 	cfg.Discovery.Bind(l)
 	cfg.Log.Bind(l)
 	cfg.Telemetry.Bind(l)
@@ -281,6 +286,7 @@ func (c *Config) check(l *kconfig.Loader) {
 	hostPort("listen", c.Listen, false)
 	hostPort("admin_listen", c.AdminListen, true)
 	hostPort("advertise", c.Advertise, true)
+	kconfig.CheckInherited(l, c.Inherited, c.Listen, c.AdminListen)
 	l.Check(c.TLS.CertFile == "" || c.TLS.KeyFile != "", "tls.key_file", "must be set with tls.cert_file")
 	l.Check(c.TLS.ClientCAFile == "" || c.TLS.Enabled(), "tls.client_ca_file", "needs tls.cert_file")
 	for i, o := range c.CORS.AllowedOrigins {

@@ -329,6 +329,9 @@ func TestValidationNamesTheField(t *testing.T) {
 		{"a Redis URL of another scheme", "", map[string]string{"BASALT_GATEWAY_REDIS_URL": "http://user:hunter2@redis:6379"}, nil, "BASALT_GATEWAY_REDIS_URL"},
 		{"malformed static endpoints", "", map[string]string{"BASALT_STATIC_ENDPOINTS": "audit=ftp://x"}, nil, "BASALT_STATIC_ENDPOINTS"},
 		{"an unknown log format", "", map[string]string{"BASALT_LOG_FORMAT": "xml"}, nil, "BASALT_LOG_FORMAT"},
+		{"malformed inherited sockets", "", map[string]string{"BASALT_LISTEN_FDS": "3"}, nil, "BASALT_LISTEN_FDS"},
+		{"a socket for an address the gateway does not listen on", "", map[string]string{"BASALT_LISTEN_FDS": "127.0.0.1:8080=3,127.0.0.1:9999=4"}, nil, "BASALT_LISTEN_FDS"},
+		{"a socket for the admin address when there is none", "admin_listen: \"\"\n", map[string]string{"BASALT_LISTEN_FDS": "127.0.0.1:9080=3"}, nil, "BASALT_LISTEN_FDS"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -445,5 +448,16 @@ func TestTLSEnabled(t *testing.T) {
 	t.Parallel()
 	if (TLS{}).Enabled() || !(TLS{CertFile: "c.pem", KeyFile: "k.pem"}).Enabled() {
 		t.Fatal("Enabled() does not follow cert_file")
+	}
+}
+
+func TestInheritedSocketsForBothListeners(t *testing.T) {
+	t.Parallel()
+	cfg, err := load(t, "", map[string]string{"BASALT_LISTEN_FDS": "127.0.0.1:8080=3,127.0.0.1:9080=4"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Inherited.String(); got != "127.0.0.1:8080=3,127.0.0.1:9080=4" {
+		t.Fatalf("inherited %q", got)
 	}
 }

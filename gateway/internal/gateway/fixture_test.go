@@ -8,7 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"net"
+	"maps"
 	"net/http"
 	"strings"
 	"sync"
@@ -28,6 +28,7 @@ import (
 	identityv1 "github.com/basaltplatform/basalt/gen/go/basalt/identity/v1"
 	"github.com/basaltplatform/basalt/gen/go/basalt/identity/v1/identityv1connect"
 	"github.com/basaltplatform/basalt/kernel/authn"
+	"github.com/basaltplatform/basalt/kernel/listen"
 	"github.com/basaltplatform/basalt/kernel/server"
 	"github.com/basaltplatform/basalt/kernel/testkit"
 
@@ -260,19 +261,17 @@ func newFixtureWithKeys(t testing.TB, k keys, n int, edit func(*config.Config)) 
 	cfg := config.Defaults()
 	cfg.Auth.Issuer, cfg.Auth.Audience = testIssuer, testAudience
 	cfg.Upstreams = map[string][]string{"auth": urls, "identity": urls, "audit": urls, "authz": urls}
+	// The gateway serves on sockets handed down as a parent process would, the way the
+	// launcher starts it.
+	var admin listen.Inherited
+	cfg.Listen, cfg.Inherited = testkit.InheritedSocket(t)
+	cfg.AdminListen, admin = testkit.InheritedSocket(t)
+	maps.Copy(cfg.Inherited, admin)
 	if edit != nil {
 		edit(&cfg)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	admin, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	log := testkit.Logger(t)
-	g, err := New(cfg, WithLogger(newTeeLogger(log, f.logs)), WithListener(ln), WithAdminListener(admin))
+	g, err := New(cfg, WithLogger(newTeeLogger(log, f.logs)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -45,7 +45,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	ln := g.o.listener
 	if ln == nil {
 		var err error
-		if ln, err = net.Listen("tcp", g.cfg.Listen); err != nil {
+		if ln, err = g.cfg.Inherited.Listen(g.cfg.Listen); err != nil {
 			return fmt.Errorf("gateway: listen on %s: %w", g.cfg.Listen, err)
 		}
 	}
@@ -67,7 +67,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 
 	admin := g.o.admin
 	if admin == nil && g.cfg.AdminListen != "" {
-		if admin, err = net.Listen("tcp", g.cfg.AdminListen); err != nil {
+		if admin, err = g.cfg.Inherited.Listen(g.cfg.AdminListen); err != nil {
 			ln.Close()
 			return fmt.Errorf("gateway: listen on %s (admin): %w", g.cfg.AdminListen, err)
 		}
