@@ -13,7 +13,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -299,7 +298,10 @@ func gatewayScenarios(t *testing.T, p *platform, admin string) {
 // gateway, and kills the instance mid-way.
 func killInstanceUnderTraffic(t *testing.T, p *platform, gw string) {
 	ctx := context.Background()
-	second := &launcher.Process{Name: "identity", URL: "http://127.0.0.1:" + strconv.Itoa(testkit.FreePort(t))}
+	second := &launcher.Process{Name: "identity"}
+	if err := launcher.AssignPorts([]*launcher.Process{second}, "127.0.0.1", true); err != nil {
+		t.Fatal(err)
+	}
 	if err := second.Start(p.binDir, p.env, p.logs); err != nil {
 		t.Fatal(err)
 	}
@@ -410,37 +412,24 @@ func sharedLimitAcrossGateways(t *testing.T, p *platform) {
 
 	conf := filepath.Join(t.TempDir(), "gateway.yaml")
 	prefix := "basalt-e2e-" + uuid.NewString() + ":"
-	if err := os.WriteFile(conf, []byte("rate_limits:\n  redis_prefix: "+strconv.Quote(prefix)+"\n  public: {rate: 1, burst: 5}\nadmin_listen: \"\"\n"), 0o600); err != nil {
+	if err := os.WriteFile(conf, []byte("rate_limits:\n  redis_prefix: "+strconv.Quote(prefix)+"\n  public: {rate: 1, burst: 5}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var urls []string
-	for range 2 {
-		port := testkit.FreePort(t)
-		cmd := exec.Command(filepath.Join(p.binDir, "gateway"))
-		cmd.Env = append(append([]string{}, p.env...),
-			"BASALT_GATEWAY_CONFIG="+conf,
-			"BASALT_GATEWAY_REDIS_URL="+redisURL,
-			"BASALT_LISTEN_ADDR=127.0.0.1:"+strconv.Itoa(port),
-		)
-		cmd.Stdout, cmd.Stderr = testkit.LogWriter(t), testkit.LogWriter(t)
-		if err := cmd.Start(); err != nil {
+	gateways := []*launcher.Process{{Name: "gateway"}, {Name: "gateway"}}
+	if err := launcher.AssignPorts(gateways, "127.0.0.1", true); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = launcher.StopAll(gateways, 10*time.Second) })
+	env := append(append([]string{}, p.env...), "BASALT_GATEWAY_CONFIG="+conf, "BASALT_GATEWAY_REDIS_URL="+redisURL)
+	for _, gw := range gateways {
+		if err := gw.Start(p.binDir, env, p.logs); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() {
-			_ = cmd.Process.Signal(syscall.SIGTERM)
-			_ = cmd.Wait()
-		})
-		url := "http://127.0.0.1:" + strconv.Itoa(port)
-		testkit.Eventually(t, 30*time.Second, "the extra gateway is ready", func() bool {
-			resp, err := http.Get(url + "/readyz")
-			if err != nil {
-				return false
-			}
-			resp.Body.Close()
-			return resp.StatusCode == http.StatusOK
-		})
-		urls = append(urls, url)
 	}
+	if err := launcher.WaitReady(ctx, gateways, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	urls := []string{gateways[0].URL, gateways[1].URL}
 
 	clients := []authv1connect.AuthServiceClient{
 		authv1connect.NewAuthServiceClient(testkit.HTTP1Client(t), urls[0]),

@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/basaltplatform/basalt/kernel/childproc"
+	"github.com/basaltplatform/basalt/kernel/listen"
 )
 
 // Options configure Run.
@@ -64,6 +65,10 @@ type Process struct {
 	pkg  string
 	port int
 	env  []string
+	// held are the sockets bound to the process's addresses and not yet handed to it, by
+	// address; AssignPorts binds them so that nobody else takes a port before the process
+	// serves on it.
+	held map[string]*net.TCPListener
 	cmd  *exec.Cmd
 	done chan struct{}
 	err  error
@@ -128,6 +133,8 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	binDir := filepath.Join(dataDir, "bin")
+	// StopAll also lets go of the ports of processes that never started.
+	defer StopAll(procs, o.StopTimeout)
 	if err := AssignPorts(procs, o.Host, o.AutoPorts); err != nil {
 		return err
 	}
@@ -141,7 +148,6 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	logs := NewLogs(o.Out, procs)
-	defer StopAll(procs, o.StopTimeout)
 	for _, p := range procs {
 		if err := p.Start(binDir, env, logs); err != nil {
 			return err
@@ -177,39 +183,34 @@ func Run(ctx context.Context, o Options) error {
 	}
 }
 
-// AssignPorts gives every process its port: the fixed one of its name, or a free one.
+// AssignPorts gives every process its port, the fixed one of its name or a free one, and binds
+// it: the process's first Start hands it the bound socket. A port is thus taken from the moment
+// it is chosen, and another launcher choosing ports at the same time cannot pick it too.
 func AssignPorts(procs []*Process, host string, auto bool) error {
 	next := 7110
 	for _, p := range procs {
-		switch port, ok := fixedPorts[p.Name]; {
-		case auto:
-			port, err := autoPort(host)
-			if err != nil {
-				return err
-			}
-			p.port = port
-		case ok:
-			p.port = port
-		default:
-			p.port = next
+		port, fixed := fixedPorts[p.Name]
+		if !fixed {
+			port = next
 			next++
 		}
-		p.URL = "http://" + net.JoinHostPort(host, strconv.Itoa(p.port))
+		ln, err := bindPort(host, port, auto)
+		if err != nil {
+			return fmt.Errorf("launcher: %s: %w", p.Name, err)
+		}
+		p.port = ln.Addr().(*net.TCPAddr).Port
+		addr := net.JoinHostPort(host, strconv.Itoa(p.port))
+		p.URL = "http://" + addr
+		p.held = map[string]*net.TCPListener{addr: ln}
 		if p.Name == "gateway" {
-			admin, err := adminPort(host, auto)
+			admin, err := bindPort(host, gatewayAdminPort, auto)
 			if err != nil {
-				return err
+				return fmt.Errorf("launcher: %s (metrics): %w", p.Name, err)
 			}
-			addr := net.JoinHostPort(host, strconv.Itoa(admin))
+			addr := net.JoinHostPort(host, strconv.Itoa(admin.Addr().(*net.TCPAddr).Port))
 			p.AdminURL = "http://" + addr
 			p.env = []string{"BASALT_GATEWAY_ADMIN_LISTEN=" + addr}
-		}
-		if !auto {
-			ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(p.port)))
-			if err != nil {
-				return fmt.Errorf("launcher: port %d for %s is taken (is Basalt already running? use -ports auto): %w", p.port, p.Name, err)
-			}
-			ln.Close()
+			p.held[addr] = admin
 		}
 	}
 	return nil
@@ -238,30 +239,26 @@ func ServeConsole(procs []*Process, root string, env []string) string {
 	return ""
 }
 
-// adminPort returns the gateway's metrics port: the fixed one, or a free one.
-func adminPort(host string, auto bool) (int, error) {
+// bindPort binds port on host, or with auto a free port chosen at random below the kernel's
+// ephemeral range (32768 and up on Linux). Listening on port 0 would pick one from that range,
+// where any outgoing connection on the machine may hold the same port once the process that
+// serves on it restarts; ports below it are handed out to nobody.
+func bindPort(host string, port int, auto bool) (*net.TCPListener, error) {
 	if !auto {
-		return gatewayAdminPort, nil
-	}
-	return autoPort(host)
-}
-
-// autoPort returns a port that is free now, chosen at random below the kernel's ephemeral
-// range (32768 and up on Linux). A port from that range, which is what listening on port 0
-// yields, may be taken by any outgoing connection on the machine between this check and the
-// process's own listen; ports below it are handed out to nobody.
-func autoPort(host string) (int, error) {
-	const low, high = 20000, 32000
-	for range 200 {
-		port := low + rand.IntN(high-low)
 		ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
 		if err != nil {
-			continue
+			return nil, fmt.Errorf("port %d is taken (is Basalt already running? use -ports auto): %w", port, err)
 		}
-		ln.Close()
-		return port, nil
+		return ln.(*net.TCPListener), nil
 	}
-	return 0, fmt.Errorf("launcher: no free port on %s between %d and %d", host, low, high)
+	const low, high = 20000, 32000
+	for range 200 {
+		ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(low+rand.IntN(high-low))))
+		if err == nil {
+			return ln.(*net.TCPListener), nil
+		}
+	}
+	return nil, fmt.Errorf("no free port on %s between %d and %d", host, low, high)
 }
 
 // Build compiles every program into binDir with one go build.
@@ -326,10 +323,29 @@ func lookupEnv(env []string, key string) (string, bool) {
 	return val, found
 }
 
-// Start runs the process's binary from binDir with env, listening on its URL.
+// Start runs the process's binary from binDir with env, listening on its URL. The first Start
+// after AssignPorts hands the process the sockets bound for it and closes the launcher's own
+// copies, so that the ports close when the process exits; a later Start (after Stop) lets the
+// process bind its addresses itself.
 func (p *Process) Start(binDir string, env []string, logs *Logs) error {
+	defer p.release()
 	p.cmd = exec.Command(filepath.Join(binDir, p.Name))
-	p.cmd.Env = append(append(append([]string{}, env...), p.env...), "BASALT_LISTEN_ADDR="+strings.TrimPrefix(p.URL, "http://"))
+	// An empty BASALT_LISTEN_FDS overrides one the launcher itself may have inherited.
+	var inherited listen.Inherited
+	if len(p.held) > 0 {
+		var err error
+		if inherited, err = listen.Hand(p.cmd, p.held); err != nil {
+			return fmt.Errorf("launcher: start %s: %w", p.Name, err)
+		}
+		defer func() {
+			for _, f := range p.cmd.ExtraFiles {
+				f.Close()
+			}
+		}()
+	}
+	p.cmd.Env = append(append(append([]string{}, env...), p.env...),
+		"BASALT_LISTEN_ADDR="+strings.TrimPrefix(p.URL, "http://"),
+		"BASALT_LISTEN_FDS="+inherited.String())
 	stdout, err := p.cmd.StdoutPipe()
 	if err != nil {
 		return err
@@ -354,6 +370,14 @@ func (p *Process) Start(binDir string, env []string, logs *Logs) error {
 	return nil
 }
 
+// release closes the sockets still held for the process.
+func (p *Process) release() {
+	for _, ln := range p.held {
+		ln.Close()
+	}
+	p.held = nil
+}
+
 // Running reports whether the process was started and has not exited.
 func (p *Process) Running() bool {
 	if p.done == nil {
@@ -370,6 +394,7 @@ func (p *Process) Running() bool {
 // Stop sends SIGTERM, waits up to timeout, then kills. It returns the process's exit error.
 func (p *Process) Stop(timeout time.Duration) error {
 	if !p.Running() {
+		p.release()
 		return p.err
 	}
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)

@@ -1,0 +1,167 @@
+package launcher
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/basaltplatform/basalt/kernel/listen"
+)
+
+// childEnv makes the test binary a stand-in for a service: it serves /readyz, answering with
+// its pid, on its listen address and, for the gateway, on the metrics address too, until
+// SIGTERM.
+const childEnv = "LAUNCHER_TEST_CHILD"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) != "" {
+		os.Exit(runChild())
+	}
+	os.Exit(m.Run())
+}
+
+func runChild() int {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	in, err := listen.Parse(os.Getenv("BASALT_LISTEN_FDS"))
+	if err != nil {
+		return 2
+	}
+	pid := strconv.Itoa(os.Getpid())
+	handler := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, pid) })
+	for _, addr := range []string{os.Getenv("BASALT_LISTEN_ADDR"), os.Getenv("BASALT_GATEWAY_ADMIN_LISTEN")} {
+		if addr == "" {
+			continue
+		}
+		ln, err := in.Listen(addr)
+		if err != nil {
+			os.Stderr.WriteString(err.Error() + "\n")
+			return 3
+		}
+		srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+		go srv.Serve(ln)
+		defer srv.Close()
+	}
+	<-ctx.Done()
+	return 0
+}
+
+// binDir holds the test binary under each process's name, so Start runs the stand-in.
+func binDir(t *testing.T, names ...string) string {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for _, name := range names {
+		if err := os.Symlink(exe, filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// taken reports whether another socket cannot bind url's port.
+func taken(t *testing.T, url string) bool {
+	t.Helper()
+	ln, err := net.Listen("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		return true
+	}
+	ln.Close()
+	return false
+}
+
+// answer returns the pid the process at url answers with.
+func answer(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := (&http.Client{Timeout: 30 * time.Second}).Get(url + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func TestPortsAreHeldFromAssignmentUntilTheProcessServes(t *testing.T) {
+	t.Parallel()
+	procs := []*Process{{Name: "audit"}, {Name: "gateway"}}
+	if err := AssignPorts(procs, "127.0.0.1", true); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = StopAll(procs, 10*time.Second) })
+	urls := []string{procs[0].URL, procs[1].URL, procs[1].AdminURL}
+	for _, u := range urls {
+		if !taken(t, u) {
+			t.Fatalf("%s is free after AssignPorts", u)
+		}
+	}
+
+	dir := binDir(t, "audit", "gateway")
+	env := append(os.Environ(), childEnv+"=1")
+	logs := NewLogs(io.Discard, procs)
+	for _, p := range procs {
+		if err := p.Start(dir, env, logs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := WaitReady(context.Background(), procs, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	for i, u := range urls {
+		if got, want := answer(t, u), strconv.Itoa(procs[min(i, 1)].PID); got != want {
+			t.Fatalf("%s answered from pid %s, want %s", u, got, want)
+		}
+	}
+
+	// The launcher keeps no copy: once the process stops, its ports refuse connections, as
+	// the gateway's passive ejection expects of a dead instance.
+	audit := procs[0]
+	if err := audit.Stop(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := net.Dial("tcp", strings.TrimPrefix(audit.URL, "http://")); err == nil {
+		c.Close()
+		t.Fatalf("%s accepts connections after its process stopped", audit.URL)
+	}
+	// Started again, the process binds its address itself.
+	if err := audit.Start(dir, env, logs); err != nil {
+		t.Fatal(err)
+	}
+	if err := WaitReady(context.Background(), procs[:1], time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := answer(t, audit.URL), strconv.Itoa(audit.PID); got != want {
+		t.Fatalf("restarted: answered from pid %s, want %s", got, want)
+	}
+}
+
+func TestStopLetsGoOfThePortsOfProcessesNeverStarted(t *testing.T) {
+	t.Parallel()
+	procs := []*Process{{Name: "blog"}, {Name: "gateway"}}
+	if err := AssignPorts(procs, "127.0.0.1", true); err != nil {
+		t.Fatal(err)
+	}
+	if err := StopAll(procs, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []string{procs[0].URL, procs[1].URL, procs[1].AdminURL} {
+		if taken(t, u) {
+			t.Fatalf("%s is still held", u)
+		}
+	}
+}
