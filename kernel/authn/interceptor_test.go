@@ -62,6 +62,86 @@ func TestServiceTokensRoundTrip(t *testing.T) {
 	}
 }
 
+// TestServiceSecretRotatesInRollingSteps follows a change of the shared secret through its three
+// steps. During each step, instances that took it and instances that did not yet run side by side;
+// every credential each of them signs must verify at every other.
+func TestServiceSecretRotatesInRollingSteps(t *testing.T) {
+	t.Parallel()
+	oldSecret, newSecret := []byte(strings.Repeat("o", 32)), []byte(strings.Repeat("n", 32))
+	type setup struct {
+		sign, accept []byte
+	}
+	var (
+		before = setup{sign: oldSecret}
+		step1  = setup{sign: oldSecret, accept: newSecret}
+		step2  = setup{sign: newSecret, accept: oldSecret}
+		after  = setup{sign: newSecret}
+	)
+	tokens := func(t *testing.T, name string, s setup) *authn.ServiceTokens {
+		t.Helper()
+		var opts []authn.ServiceTokensOption
+		if s.accept != nil {
+			opts = append(opts, authn.WithAcceptedSecret(s.accept))
+		}
+		st, err := authn.NewServiceTokens(name, s.sign, opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	steps := []struct {
+		name          string
+		behind, ahead setup
+	}{
+		{"accept the new secret", before, step1},
+		{"sign with the new secret, accept the old", step1, step2},
+		{"stop accepting the old secret", step2, after},
+	}
+	for _, st := range steps {
+		t.Run(st.name, func(t *testing.T) {
+			a, b := tokens(t, "auth", st.behind), tokens(t, "identity", st.ahead)
+			for _, pair := range [][2]*authn.ServiceTokens{{a, b}, {b, a}} {
+				tok, err := pair[0].Token()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if name, err := pair[1].Verify(tok); err != nil || name != pair[0].Name() {
+					t.Fatalf("%s's credential at %s: %q, %v", pair[0].Name(), pair[1].Name(), name, err)
+				}
+			}
+		})
+	}
+
+	// Once the old secret is no longer accepted, what it signs is refused.
+	oldTok, err := tokens(t, "auth", before).Token()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tokens(t, "identity", after).Verify(oldTok); errs.KindOf(err) != errs.KindUnauthenticated {
+		t.Fatalf("a credential of the old secret after the rotation: %v", err)
+	}
+	// Skipping the first step splits the services: one signing with the new secret meets one
+	// that knows only the old.
+	newTok, err := tokens(t, "identity", step2).Token()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tokens(t, "auth", before).Verify(newTok); errs.KindOf(err) != errs.KindUnauthenticated {
+		t.Fatalf("a credential of the new secret where only the old is known: %v", err)
+	}
+	// An accepted secret verifies only what it signed: a third secret stays refused.
+	other, err := tokens(t, "blog", setup{sign: []byte(strings.Repeat("x", 32))}).Token()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tokens(t, "identity", step2).Verify(other); errs.KindOf(err) != errs.KindUnauthenticated {
+		t.Fatalf("a credential of an unknown secret with two accepted: %v", err)
+	}
+	if _, err := authn.NewServiceTokens("x", oldSecret, authn.WithAcceptedSecret([]byte("short"))); err == nil {
+		t.Fatal("a short accepted secret was taken")
+	}
+}
+
 func TestInterceptorAppliesEachMethodsRule(t *testing.T) {
 	t.Parallel()
 	key, set := signingKey(t, "k1")

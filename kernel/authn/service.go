@@ -37,19 +37,49 @@ const MinServiceSecretBytes = 32
 type ServiceTokens struct {
 	name   string
 	secret []byte
-	now    func() time.Time
+	// keys verify credentials: the secret first, then the accepted ones.
+	keys []jwt.ParseOption
+	now  func() time.Time
 
 	mu      sync.Mutex
 	token   string
 	renewAt time.Time
 }
 
-// NewServiceTokens returns the credentials of the named service.
-func NewServiceTokens(name string, secret []byte) (*ServiceTokens, error) {
-	if len(secret) < MinServiceSecretBytes {
-		return nil, fmt.Errorf("authn: the internal secret must be at least %d bytes", MinServiceSecretBytes)
+// ServiceTokensOption configures NewServiceTokens.
+type ServiceTokensOption func(*serviceTokensOptions)
+
+type serviceTokensOptions struct {
+	accepted [][]byte
+}
+
+// WithAcceptedSecret makes the credentials signed with secret verify too, beside those signed
+// with the service's own secret, which alone signs. Changing a secret that every service shares
+// takes three rolling steps, none of which needs the services to restart together: accept the
+// new secret everywhere; sign with the new and accept the old everywhere; stop accepting the old.
+// At every moment of each step, every credential in use verifies everywhere.
+func WithAcceptedSecret(secret []byte) ServiceTokensOption {
+	return func(o *serviceTokensOptions) { o.accepted = append(o.accepted, secret) }
+}
+
+// NewServiceTokens returns the credentials of the named service, signed with secret.
+func NewServiceTokens(name string, secret []byte, opts ...ServiceTokensOption) (*ServiceTokens, error) {
+	var o serviceTokensOptions
+	for _, opt := range opts {
+		opt(&o)
 	}
-	return &ServiceTokens{name: name, secret: append([]byte(nil), secret...), now: time.Now}, nil
+	s := &ServiceTokens{name: name, secret: append([]byte(nil), secret...), now: time.Now}
+	for i, k := range append([][]byte{secret}, o.accepted...) {
+		if len(k) < MinServiceSecretBytes {
+			if i == 0 {
+				return nil, fmt.Errorf("authn: the internal secret must be at least %d bytes", MinServiceSecretBytes)
+			}
+			return nil, fmt.Errorf("authn: an accepted internal secret must be at least %d bytes", MinServiceSecretBytes)
+		}
+		// Each key is its own copy: the caller's slice may change after this returns.
+		s.keys = append(s.keys, jwt.WithKey(jwa.HS256, append([]byte(nil), k...)))
+	}
+	return s, nil
 }
 
 // Name returns the service's name.
@@ -95,8 +125,8 @@ func (s *ServiceTokens) Verify(token string) (string, error) {
 	if err != nil || h.Alg != string(jwa.HS256) || len(h.Jku) > 0 || len(h.Jwk) > 0 || len(h.X5u) > 0 || len(h.X5c) > 0 || len(h.Crit) > 0 {
 		return "", ErrInvalidServiceToken
 	}
-	tok, err := jwt.Parse([]byte(token),
-		jwt.WithKey(jwa.HS256, s.secret),
+	// The signature is checked with each key in turn until one matches.
+	tok, err := jwt.Parse([]byte(token), append(s.keys[:len(s.keys):len(s.keys)],
 		jwt.WithValidate(true),
 		jwt.WithClock(jwt.ClockFunc(s.now)),
 		jwt.WithAcceptableSkew(MaxClockSkew),
@@ -104,7 +134,7 @@ func (s *ServiceTokens) Verify(token string) (string, error) {
 		jwt.WithAudience(serviceAudience),
 		jwt.WithRequiredClaim(jwt.ExpirationKey),
 		jwt.WithRequiredClaim(jwt.SubjectKey),
-	)
+	)...)
 	if err != nil {
 		return "", errs.Wrap(errs.KindUnauthenticated, err, "%s", ErrInvalidServiceToken.Message)
 	}

@@ -130,6 +130,7 @@ func TestServiceDefaultsAndValidation(t *testing.T) {
 		{"bad log format", map[string]string{"BASALT_LOG_FORMAT": "xml"}, "BASALT_LOG_FORMAT"},
 		{"bad sample ratio", map[string]string{"BASALT_TRACE_SAMPLE_RATIO": "2"}, "BASALT_TRACE_SAMPLE_RATIO"},
 		{"short internal secret", map[string]string{"BASALT_INTERNAL_SECRET": "short"}, "BASALT_INTERNAL_SECRET"},
+		{"short accepted internal secret", map[string]string{"BASALT_INTERNAL_SECRET_ACCEPTED": "short"}, "BASALT_INTERNAL_SECRET_ACCEPTED: must be 32 bytes"},
 		{"malformed inherited sockets", map[string]string{"BASALT_LISTEN_FDS": "127.0.0.1:7101=1"}, "BASALT_LISTEN_FDS (-listen-fds): descriptor"},
 		{"a socket for another address", map[string]string{"BASALT_LISTEN_ADDR": "127.0.0.1:7101", "BASALT_LISTEN_FDS": "127.0.0.1:7102=3"}, "BASALT_LISTEN_FDS: hands down a socket for 127.0.0.1:7102"},
 	}

@@ -38,6 +38,9 @@ type Auth struct {
 	// InternalSecret is shared by the services of one deployment; service credentials are
 	// signed with it. At least 32 bytes.
 	InternalSecret Secret
+	// InternalSecretAccepted, when set, also verifies service credentials, so that the shared
+	// secret can change while the services restart one at a time.
+	InternalSecretAccepted Secret
 	// Issuer and Audience are what access tokens must carry in iss and aud.
 	Issuer   string
 	Audience string
@@ -183,6 +186,7 @@ func (s *Service) Bind(l *Loader, name string) {
 	s.Log.Bind(l)
 
 	l.Secret(&s.Auth.InternalSecret, "internal-secret", "BASALT_INTERNAL_SECRET", "secret shared by the services of a deployment (32 bytes or more)")
+	l.Secret(&s.Auth.InternalSecretAccepted, "internal-secret-accepted", "BASALT_INTERNAL_SECRET_ACCEPTED", "a second secret whose service credentials are accepted, while the shared secret changes")
 	l.String(&s.Auth.Issuer, "auth-issuer", "BASALT_AUTH_ISSUER", "basalt", "iss of access tokens")
 	l.String(&s.Auth.Audience, "auth-audience", "BASALT_AUTH_AUDIENCE", "basalt", "aud of access tokens")
 	l.Bool(&s.Auth.SessionCheck, "auth-session-check", "BASALT_AUTH_SESSION_CHECK", true, "refuse tokens of ended sessions before they expire")
@@ -236,6 +240,7 @@ func (s *Service) Check(l *Loader) {
 	s.Discovery.Check(l)
 
 	l.Check(len(s.Auth.InternalSecret.Reveal()) >= 32, "BASALT_INTERNAL_SECRET", "must be set, 32 bytes or more (go tool task up generates one)")
+	l.Check(!s.Auth.InternalSecretAccepted.IsSet() || len(s.Auth.InternalSecretAccepted.Reveal()) >= 32, "BASALT_INTERNAL_SECRET_ACCEPTED", "must be 32 bytes or more when set")
 	l.Check(s.Auth.Issuer != "" && s.Auth.Audience != "", "BASALT_AUTH_ISSUER", "issuer and audience must not be empty")
 	l.Check(s.Auth.SessionCacheTTL >= 0 && s.Auth.PermissionCacheTTL >= 0, "BASALT_PERMISSION_CACHE_TTL", "cache lifetimes must not be negative")
 	l.Check(s.Outbox.Interval > 0, "BASALT_OUTBOX_INTERVAL", "must be positive")

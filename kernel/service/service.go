@@ -161,7 +161,11 @@ func New(ctx context.Context, cfg config.Service, logOut io.Writer, opts ...Opti
 		s.Resolver = static
 	}
 
-	if s.Tokens, err = authn.NewServiceTokens(cfg.Name, []byte(cfg.Auth.InternalSecret.Reveal())); err != nil {
+	var tokenOpts []authn.ServiceTokensOption
+	if accepted := cfg.Auth.InternalSecretAccepted; accepted.IsSet() {
+		tokenOpts = append(tokenOpts, authn.WithAcceptedSecret([]byte(accepted.Reveal())))
+	}
+	if s.Tokens, err = authn.NewServiceTokens(cfg.Name, []byte(cfg.Auth.InternalSecret.Reveal()), tokenOpts...); err != nil {
 		return nil, err
 	}
 	rpcOpts := append([]rpcclient.Option{
