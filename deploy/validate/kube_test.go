@@ -352,7 +352,9 @@ func (m *manifests) containerEnv(c corev1.Container) (env map[string]string, hel
 			r := e.ValueFrom.SecretKeyRef
 			data, ok := m.secret(r.Name)
 			v, has := data[r.Key]
-			if !ok || !has {
+			// Kubernetes leaves the variable unset when an optional key is missing; for the
+			// platform's settings that is the same as empty.
+			if optional := r.Optional != nil && *r.Optional; !ok || !has && !optional {
 				problems = append(problems, fmt.Sprintf("%s reads key %s of Secret %s, which does not exist", e.Name, r.Key, r.Name))
 			}
 			env[e.Name] = v
