@@ -64,6 +64,56 @@ func VerifyCheckpoint(pub ed25519.PublicKey, cp Checkpoint) bool {
 	return cp.KeyID == KeyID(pub) && ed25519.Verify(pub, checkpointMessage(cp.Sequence, cp.HeadHash), cp.Signature)
 }
 
+// Keys are the public keys whose checkpoints a log accepts, by key id: the current signer's and
+// those of the keys it replaced. Only public keys: verifying needs no secret, and a key the
+// database held could not vouch for it.
+type Keys map[string]ed25519.PublicKey
+
+// NewKeys returns the keys of pubs.
+func NewKeys(pubs ...ed25519.PublicKey) Keys {
+	k := make(Keys, len(pubs))
+	for _, pub := range pubs {
+		k[KeyID(pub)] = pub
+	}
+	return k
+}
+
+// Checker checks a log's checkpoints in sequence order.
+type Checker struct {
+	keys     Keys
+	last     string
+	replaced map[string]bool
+}
+
+// Checker returns a checker of one pass over a log.
+func (k Keys) Checker() *Checker { return &Checker{keys: k, replaced: map[string]bool{}} }
+
+// Problems Check reports.
+var (
+	ErrInvalidSignature = errors.New("chain: the checkpoint's signature does not verify with a known key")
+	ErrReplacedKey      = errors.New("chain: the checkpoint is signed with a key an earlier checkpoint's key replaced")
+)
+
+// Check verifies cp, the next checkpoint of the log. Keys take over from each other and never
+// return: once a checkpoint is signed with a new key, a later one signed with a key before it is
+// refused, so a retired key, which may have leaked, cannot vouch for what came after it.
+func (c *Checker) Check(cp Checkpoint) error {
+	pub, ok := c.keys[cp.KeyID]
+	if !ok || !VerifyCheckpoint(pub, cp) {
+		return ErrInvalidSignature
+	}
+	if cp.KeyID != c.last {
+		if c.replaced[cp.KeyID] {
+			return ErrReplacedKey
+		}
+		if c.last != "" {
+			c.replaced[c.last] = true
+		}
+		c.last = cp.KeyID
+	}
+	return nil
+}
+
 func checkpointMessage(sequence int64, head []byte) []byte {
 	msg := make([]byte, 0, len(CheckpointDomain)+8+len(head))
 	msg = append(msg, CheckpointDomain...)

@@ -4,7 +4,6 @@ package handler
 
 import (
 	"context"
-	"crypto/ed25519"
 	"fmt"
 	"net/netip"
 	"regexp"
@@ -37,21 +36,21 @@ type Log interface {
 	List(ctx context.Context, f store.Filter, before int64, limit int) ([]chain.Stored, bool, error)
 	Export(ctx context.Context, f store.Filter, after int64, fn func(chain.Stored) error) error
 	LatestCheckpoint(ctx context.Context) (chain.Checkpoint, bool, error)
-	Verify(ctx context.Context, pub ed25519.PublicKey) (store.Verification, error)
+	Verify(ctx context.Context, keys chain.Keys) (store.Verification, error)
 }
 
 // Server implements basalt.audit.v1.AuditService.
 type Server struct {
-	log Log
-	pub ed25519.PublicKey
-	now func() time.Time
+	log  Log
+	keys chain.Keys
+	now  func() time.Time
 }
 
 var _ auditv1connect.AuditServiceHandler = (*Server)(nil)
 
-// New returns a Server over log; pub verifies the log's checkpoints.
-func New(log Log, pub ed25519.PublicKey, opts ...Option) *Server {
-	s := &Server{log: log, pub: pub, now: time.Now}
+// New returns a Server over log; keys verify the log's checkpoints.
+func New(log Log, keys chain.Keys, opts ...Option) *Server {
+	s := &Server{log: log, keys: keys, now: time.Now}
 	for _, opt := range opts {
 		opt(s)
 	}

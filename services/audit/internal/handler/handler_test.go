@@ -47,7 +47,7 @@ func startB(t testing.TB) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv.Mount(auditv1connect.NewAuditServiceHandler(handler.New(st, signer.PublicKey()), srv.HandlerOptions()...))
+	srv.Mount(auditv1connect.NewAuditServiceHandler(handler.New(st, chain.NewKeys(signer.PublicKey())), srv.HandlerOptions()...))
 	testkit.Serve(t, srv)
 	return srv.URL()
 }

@@ -53,7 +53,7 @@ func (s *Server) ListEvents(ctx context.Context, req *connect.Request[auditv1.Li
 
 // VerifyLog verifies the whole log.
 func (s *Server) VerifyLog(ctx context.Context, _ *connect.Request[auditv1.VerifyLogRequest]) (*connect.Response[auditv1.VerifyLogResponse], error) {
-	v, err := s.log.Verify(ctx, s.pub)
+	v, err := s.log.Verify(ctx, s.keys)
 	if err != nil {
 		return nil, err
 	}

@@ -2,7 +2,7 @@ package store
 
 import (
 	"context"
-	"crypto/ed25519"
+	"errors"
 	"fmt"
 	"time"
 
@@ -122,11 +122,13 @@ type Verification struct {
 }
 
 // Verify recomputes the chain over the whole log and checks every checkpoint against it: its
-// signature (with pub), and that the event at its sequence exists and has its hash. It reads
-// events and checkpoints a page at a time, side by side.
-func (s *Store) Verify(ctx context.Context, pub ed25519.PublicKey) (Verification, error) {
+// signature (with one of keys, in the order chain.Checker allows), and that the event at its
+// sequence exists and has its hash. It reads events and checkpoints a page at a time, side by
+// side.
+func (s *Store) Verify(ctx context.Context, keys chain.Keys) (Verification, error) {
 	var res Verification
 	v := chain.NewVerifier()
+	signatures := keys.Checker()
 	cps := &checkpointCursor{s: s}
 	err := s.Scan(ctx, func(e chain.Stored) error {
 		if !v.Add(e) {
@@ -142,8 +144,12 @@ func (s *Store) Verify(ctx context.Context, pub ed25519.PublicKey) (Verification
 			}
 			cps.next()
 			res.CheckpointsChecked++
+			signed := signatures.Check(cp)
 			switch {
-			case !chain.VerifyCheckpoint(pub, cp):
+			case errors.Is(signed, chain.ErrReplacedKey):
+				res.Problem = fmt.Sprintf("the checkpoint at sequence %d is signed with key %s, which a later key had replaced", cp.Sequence, cp.KeyID)
+				return errStop
+			case signed != nil:
 				res.Problem = fmt.Sprintf("the checkpoint at sequence %d has an invalid signature", cp.Sequence)
 				return errStop
 			case cp.Sequence < e.Sequence:

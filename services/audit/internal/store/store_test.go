@@ -72,7 +72,7 @@ func entry(action string) chain.Entry {
 // verify checks the whole log, chain and checkpoints, returning how many events it holds.
 func verify(t *testing.T, st *store.Store) int64 {
 	t.Helper()
-	v, err := st.Verify(context.Background(), signer(t).PublicKey())
+	v, err := st.Verify(context.Background(), chain.NewKeys(signer(t).PublicKey()))
 	if err != nil {
 		t.Fatal(err)
 	}

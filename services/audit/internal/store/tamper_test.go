@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/basaltplatform/basalt/kernel/database"
 	"github.com/basaltplatform/basalt/kernel/testkit"
 	"github.com/basaltplatform/basalt/services/audit/internal/chain"
 	"github.com/basaltplatform/basalt/services/audit/internal/store"
@@ -99,7 +100,7 @@ func TestVerifyDetectsTamperingInPostgres(t *testing.T) {
 			t.Parallel()
 			st, schema := seed(t)
 			tt.tamper(t, st, schema)
-			v, err := st.Verify(context.Background(), signer(t).PublicKey())
+			v, err := st.Verify(context.Background(), chain.NewKeys(signer(t).PublicKey()))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -117,11 +118,69 @@ func TestVerifyRejectsCheckpointsOfAnotherKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := st.Verify(context.Background(), other.PublicKey())
+	v, err := st.Verify(context.Background(), chain.NewKeys(other.PublicKey()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if v.OK || !strings.Contains(v.Problem, "invalid signature") {
 		t.Fatalf("Verify with a foreign key = %+v", v)
+	}
+}
+
+// TestVerifyAcceptsCheckpointsOfRetiredKeys changes the checkpoint key of a log half-way, as an
+// operator replacing BASALT_AUDIT_CHECKPOINT_KEY does, and verifies the log with and without the
+// earlier key among the retired ones.
+func TestVerifyAcceptsCheckpointsOfRetiredKeys(t *testing.T) {
+	t.Parallel()
+	cfg := testkit.Database(t, "rotate")
+	st, _ := open(t, cfg)
+	for range 5 {
+		if _, err := st.Append(context.Background(), []chain.Entry{entry("auth.login"), entry("auth.logout")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The same database, as the audit service sees it once it restarted with a new seed.
+	db, err := database.Open(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	next, err := chain.NewSigner([]byte(strings.Repeat("n", 32)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := store.New(db, next)
+	for range 2 {
+		if _, err := after.Append(context.Background(), []chain.Entry{entry("auth.login")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	retired := signer(t).PublicKey()
+
+	v, err := st.Verify(context.Background(), chain.NewKeys(next.PublicKey(), retired))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !v.OK || v.EventsChecked != 12 || v.CheckpointsChecked != 7 {
+		t.Fatalf("Verify with the retired key = %+v, want 12 events and 7 checkpoints checked", v)
+	}
+	v, err = st.Verify(context.Background(), chain.NewKeys(next.PublicKey()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.OK || v.FirstBadSequence != 2 || !strings.Contains(v.Problem, "invalid signature") {
+		t.Fatalf("Verify without the retired key = %+v, want the first checkpoint refused", v)
+	}
+
+	// A retired key may have leaked: it vouches for nothing after its successor signed.
+	if _, err := st.Append(context.Background(), []chain.Entry{entry("auth.login")}); err != nil {
+		t.Fatal(err)
+	}
+	v, err = st.Verify(context.Background(), chain.NewKeys(next.PublicKey(), retired))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.OK || v.FirstBadSequence != 13 || !strings.Contains(v.Problem, "a later key had replaced") {
+		t.Fatalf("Verify of a retired key's checkpoint after its successor's = %+v", v)
 	}
 }
