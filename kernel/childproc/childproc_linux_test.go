@@ -12,18 +12,14 @@ import (
 	"time"
 
 	"github.com/basaltplatform/basalt/kernel/childproc"
+	"github.com/basaltplatform/basalt/kernel/testkit"
 )
 
 // parentEnv makes the test binary a parent that starts a child ("sleep") as the variable's
 // value says, prints the child's pid and waits to be killed.
 const parentEnv = "CHILDPROC_TEST_PARENT"
 
-func TestMain(m *testing.M) {
-	if mode := os.Getenv(parentEnv); mode != "" {
-		os.Exit(runParent(mode))
-	}
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { testkit.Main(m, testkit.AsChild(parentEnv, runParent)) }
 
 func runParent(mode string) int {
 	cmd := exec.Command("sleep", "300")

@@ -15,18 +15,14 @@ import (
 	"time"
 
 	"github.com/basaltplatform/basalt/kernel/listen"
+	"github.com/basaltplatform/basalt/kernel/testkit"
 )
 
 // childEnv makes the test binary a child that serves one HTTP request on the inherited socket
 // named by the variable's value (address, then the Inherited form after a space).
 const childEnv = "LISTEN_TEST_CHILD"
 
-func TestMain(m *testing.M) {
-	if spec := os.Getenv(childEnv); spec != "" {
-		os.Exit(runChild(spec))
-	}
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { testkit.Main(m, testkit.AsChild(childEnv, runChild)) }
 
 func runChild(spec string) int {
 	addr, form, _ := strings.Cut(spec, " ")

@@ -81,6 +81,15 @@ type MainOption func(*mainOptions)
 type mainOptions struct {
 	leakCheck bool
 	leakOpts  []goleak.Option
+	childEnv  string
+	child     func(value string) int
+}
+
+// AsChild lets the test binary serve as a helper process that tests start from it: when the
+// environment variable env is set, Main runs child with its value instead of the tests and
+// exits with the status child returns.
+func AsChild(env string, child func(value string) int) MainOption {
+	return func(o *mainOptions) { o.childEnv, o.child = env, child }
 }
 
 // CheckLeaks makes Main fail the package when goroutines are still running after the tests
@@ -95,6 +104,9 @@ func Main(m *testing.M, opts ...MainOption) {
 	var o mainOptions
 	for _, opt := range opts {
 		opt(&o)
+	}
+	if v := os.Getenv(o.childEnv); o.child != nil && v != "" {
+		os.Exit(o.child(v))
 	}
 	mainMu.Lock()
 	inMain = true

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/basaltplatform/basalt/kernel/listen"
+	"github.com/basaltplatform/basalt/kernel/testkit"
 )
 
 // childEnv makes the test binary a stand-in for a service: it serves /readyz, answering with
@@ -22,14 +23,9 @@ import (
 // SIGTERM.
 const childEnv = "LAUNCHER_TEST_CHILD"
 
-func TestMain(m *testing.M) {
-	if os.Getenv(childEnv) != "" {
-		os.Exit(runChild())
-	}
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { testkit.Main(m, testkit.AsChild(childEnv, runChild)) }
 
-func runChild() int {
+func runChild(string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
 	in, err := listen.Parse(os.Getenv("BASALT_LISTEN_FDS"))
