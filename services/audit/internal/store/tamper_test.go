@@ -25,15 +25,21 @@ func seed(t *testing.T) (*store.Store, string) {
 	t.Helper()
 	cfg := testkit.Database(t, "tamper")
 	st, _ := open(t, cfg)
-	for range 5 {
-		if _, err := st.Append(context.Background(), []chain.Entry{entry("auth.login"), entry("auth.logout")}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	appendPairs(t, st, 5)
 	if n := verify(t, st); n != 10 {
 		t.Fatalf("seeded %d events", n)
 	}
 	return st, cfg.Schema
+}
+
+// appendPairs appends n batches of two events, each batch with its checkpoint.
+func appendPairs(t *testing.T, st *store.Store, n int) {
+	t.Helper()
+	for range n {
+		if _, err := st.Append(context.Background(), []chain.Entry{entry("auth.login"), entry("auth.logout")}); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // rehash recomputes every hash from sequence from on, as a careful forger would.
@@ -134,11 +140,7 @@ func TestVerifyAcceptsCheckpointsOfRetiredKeys(t *testing.T) {
 	t.Parallel()
 	cfg := testkit.Database(t, "rotate")
 	st, _ := open(t, cfg)
-	for range 5 {
-		if _, err := st.Append(context.Background(), []chain.Entry{entry("auth.login"), entry("auth.logout")}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	appendPairs(t, st, 5)
 	// The same database, as the audit service sees it once it restarted with a new seed.
 	db, err := database.Open(context.Background(), cfg)
 	if err != nil {
