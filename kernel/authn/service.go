@@ -37,9 +37,10 @@ const MinServiceSecretBytes = 32
 type ServiceTokens struct {
 	name   string
 	secret []byte
-	// keys verify credentials: the secret first, then the accepted ones.
-	keys []jwt.ParseOption
-	now  func() time.Time
+	// parse verifies credentials: a key for the secret, then one for each accepted secret,
+	// then the claims every credential must carry. It is the same for every call.
+	parse []jwt.ParseOption
+	now   func() time.Time
 
 	mu      sync.Mutex
 	token   string
@@ -77,8 +78,17 @@ func NewServiceTokens(name string, secret []byte, opts ...ServiceTokensOption) (
 			return nil, fmt.Errorf("authn: an accepted internal secret must be at least %d bytes", MinServiceSecretBytes)
 		}
 		// Each key is its own copy: the caller's slice may change after this returns.
-		s.keys = append(s.keys, jwt.WithKey(jwa.HS256, append([]byte(nil), k...)))
+		s.parse = append(s.parse, jwt.WithKey(jwa.HS256, append([]byte(nil), k...)))
 	}
+	s.parse = append(s.parse,
+		jwt.WithValidate(true),
+		jwt.WithClock(jwt.ClockFunc(s.now)),
+		jwt.WithAcceptableSkew(MaxClockSkew),
+		jwt.WithIssuer(serviceIssuer),
+		jwt.WithAudience(serviceAudience),
+		jwt.WithRequiredClaim(jwt.ExpirationKey),
+		jwt.WithRequiredClaim(jwt.SubjectKey),
+	)
 	return s, nil
 }
 
@@ -126,15 +136,7 @@ func (s *ServiceTokens) Verify(token string) (string, error) {
 		return "", ErrInvalidServiceToken
 	}
 	// The signature is checked with each key in turn until one matches.
-	tok, err := jwt.Parse([]byte(token), append(s.keys[:len(s.keys):len(s.keys)],
-		jwt.WithValidate(true),
-		jwt.WithClock(jwt.ClockFunc(s.now)),
-		jwt.WithAcceptableSkew(MaxClockSkew),
-		jwt.WithIssuer(serviceIssuer),
-		jwt.WithAudience(serviceAudience),
-		jwt.WithRequiredClaim(jwt.ExpirationKey),
-		jwt.WithRequiredClaim(jwt.SubjectKey),
-	)...)
+	tok, err := jwt.Parse([]byte(token), s.parse...)
 	if err != nil {
 		return "", errs.Wrap(errs.KindUnauthenticated, err, "%s", ErrInvalidServiceToken.Message)
 	}
