@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lestrrat-go/jwx/v2/jwa"
+
 	_ "github.com/basaltplatform/basalt/gen/go/basalt/auth/v1"
 	_ "github.com/basaltplatform/basalt/gen/go/basalt/identity/v1"
 	"github.com/basaltplatform/basalt/kernel/authn"
@@ -59,6 +61,49 @@ func TestServiceTokensRoundTrip(t *testing.T) {
 	}
 	if _, err := authn.NewServiceTokens("x", []byte("short")); err == nil {
 		t.Fatal("a short secret was accepted")
+	}
+}
+
+// TestServiceCredentialsNeedEveryClaim signs credentials with the shared secret itself, as only a
+// platform service could, and checks that the signature alone does not make them valid.
+func TestServiceCredentialsNeedEveryClaim(t *testing.T) {
+	t.Parallel()
+	identity := services(t, "identity")
+	at := time.Now()
+	credential := func(mut func(map[string]any)) map[string]any {
+		p := map[string]any{
+			"iss": "basalt-internal", "aud": []string{"basalt-internal"}, "sub": "service:auth",
+			"iat": at.Unix(), "exp": at.Add(5 * time.Minute).Unix(),
+		}
+		if mut != nil {
+			mut(p)
+		}
+		return p
+	}
+	tests := []struct {
+		name  string
+		claim map[string]any
+		ok    bool
+	}{
+		{"every claim right", credential(nil), true},
+		{"expired beyond the skew", credential(func(p map[string]any) { p["exp"] = at.Add(-2 * time.Minute).Unix() }), false},
+		{"no expiry", credential(func(p map[string]any) { delete(p, "exp") }), false},
+		{"a user token's issuer", credential(func(p map[string]any) { p["iss"] = issuer }), false},
+		{"a user token's audience", credential(func(p map[string]any) { p["aud"] = []string{audience} }), false},
+		{"a subject that names no service", credential(func(p map[string]any) { p["sub"] = "u-1" }), false},
+		{"no subject", credential(func(p map[string]any) { delete(p, "sub") }), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			name, err := identity.Verify(signRaw(t, nil, tt.claim, jwa.HS256, secret))
+			switch {
+			case tt.ok && (err != nil || name != "auth"):
+				t.Fatalf("Verify = %q, %v", name, err)
+			case !tt.ok && errs.KindOf(err) != errs.KindUnauthenticated:
+				t.Fatalf("Verify = %q, %v; want unauthenticated", name, err)
+			}
+		})
 	}
 }
 
