@@ -102,21 +102,6 @@ func TestParse(t *testing.T) {
 	}
 }
 
-// dupFD returns a descriptor of its own for ln's socket, as a child would inherit it.
-func dupFD(t *testing.T, ln *net.TCPListener) int {
-	t.Helper()
-	f, err := ln.File()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	fd, err := syscall.Dup(int(f.Fd()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fd
-}
-
 func bind(t *testing.T) (*net.TCPListener, string) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -129,9 +114,7 @@ func bind(t *testing.T) (*net.TCPListener, string) {
 
 func TestListenTakesTheInheritedSocket(t *testing.T) {
 	t.Parallel()
-	ln, addr := bind(t)
-	in := listen.Inherited{addr: dupFD(t, ln)}
-	ln.Close()
+	addr, in := testkit.InheritedSocket(t)
 	got, err := in.Listen(addr)
 	if err != nil {
 		t.Fatal(err)
@@ -165,8 +148,7 @@ func TestListenTakesTheInheritedSocket(t *testing.T) {
 
 func TestListenOpensANewSocketForAnotherAddress(t *testing.T) {
 	t.Parallel()
-	ln, addr := bind(t)
-	in := listen.Inherited{addr: dupFD(t, ln)}
+	addr, in := testkit.InheritedSocket(t)
 	got, err := in.Listen("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -183,8 +165,13 @@ func TestListenOpensANewSocketForAnotherAddress(t *testing.T) {
 // TestListenRefusesASocketOfAnotherAddress is not parallel: it checks that descriptors are
 // closed by closing them again, which must not meet a number another test reused meanwhile.
 func TestListenRefusesASocketOfAnotherAddress(t *testing.T) {
-	ln, addr := bind(t)
-	_, other := bind(t)
+	// socket returns the descriptor of a socket bound to a port of its own, and that port.
+	socket := func() (int, int) {
+		addr, in := testkit.InheritedSocket(t)
+		_, port, _ := net.SplitHostPort(addr)
+		n, _ := strconv.Atoi(port)
+		return in[addr], n
+	}
 	r, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
@@ -195,16 +182,18 @@ func TestListenRefusesASocketOfAnotherAddress(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, port, _ := net.SplitHostPort(addr)
+	loopback := func(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
+	fd1, port1 := socket()
+	fd2, port2 := socket()
 	tests := []struct {
 		name, addr string
 		fd         int
 		msg        string
 	}{
-		{"another port", other, dupFD(t, ln), "bound to " + addr},
-		{"another host", net.JoinHostPort("127.0.0.2", port), dupFD(t, ln), "bound to " + addr},
-		{"not a socket", addr, pipe, "inherited descriptor"},
-		{"not open", addr, 1 << 20, "inherited descriptor"},
+		{"another port", loopback(port1%65535 + 1), fd1, "bound to " + loopback(port1)},
+		{"another host", net.JoinHostPort("127.0.0.2", strconv.Itoa(port2)), fd2, "bound to " + loopback(port2)},
+		{"not a socket", loopback(port1), pipe, "inherited descriptor"},
+		{"not open", loopback(port1), 1 << 20, "inherited descriptor"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -223,8 +212,9 @@ func TestListenRefusesASocketOfAnotherAddress(t *testing.T) {
 		})
 	}
 	// An address by name cannot be compared with the socket's; only its port is.
-	named := net.JoinHostPort("localhost", port)
-	got, err := listen.Inherited{named: dupFD(t, ln)}.Listen(named)
+	fd, port := socket()
+	named := net.JoinHostPort("localhost", strconv.Itoa(port))
+	got, err := listen.Inherited{named: fd}.Listen(named)
 	if err != nil {
 		t.Fatalf("named host: %v", err)
 	}
