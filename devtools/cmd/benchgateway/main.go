@@ -271,6 +271,16 @@ func run(ctx context.Context, args []string) error {
 	fmt.Printf("added p50 / p99 over direct, 1 connection: gateway %s / %s, nginx %s / %s\n",
 		ms(g.latency.Percentile(0.5)-d.latency.Percentile(0.5)), ms(g.latency.Percentile(0.99)-d.latency.Percentile(0.99)),
 		ms(n.latency.Percentile(0.5)-d.latency.Percentile(0.5)), ms(n.latency.Percentile(0.99)-d.latency.Percentile(0.99)))
+	// Each round's gateway and nginx ran seconds apart, so their ratio within a round is the
+	// least disturbed by the machine's drift; the best rounds above may come from different
+	// moments.
+	fmt.Println("\nper round, gateway/nginx throughput and CPU per request (user / kernel time of each):")
+	for i := range o.rounds {
+		g, n := results["gateway"][i], results["nginx"][i]
+		fmt.Printf("round %d: %.2fx, %.2fx (gateway %s / %s, nginx %s / %s)\n", i+1,
+			g.throughput.RPS()/n.throughput.RPS(), float64(g.proxyCPU)/float64(n.proxyCPU),
+			us(g.proxyCPU-g.proxySys), us(g.proxySys), us(n.proxyCPU-n.proxySys), us(n.proxySys))
+	}
 	return nil
 }
 

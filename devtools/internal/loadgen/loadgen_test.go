@@ -1,9 +1,11 @@
 package loadgen
 
 import (
+	"bufio"
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -42,5 +44,107 @@ func TestRunCountsWhatTheServerSaw(t *testing.T) {
 	}
 	if bad.Requests != 0 || bad.Errors == 0 || bad.FirstError == nil {
 		t.Errorf("non-200 answers: %d requests, %d errors, first %v", bad.Requests, bad.Errors, bad.FirstError)
+	}
+}
+
+func TestRunRedialsWhenTheServerClosesAndReadsChunkedAnswers(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		handler http.HandlerFunc
+	}{
+		{"the server closes after each answer", func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Connection", "close")
+			_, _ = w.Write([]byte("ok"))
+		}},
+		{"the answer is chunked", func(w http.ResponseWriter, _ *http.Request) {
+			_, _ = w.Write([]byte("one"))
+			w.(http.Flusher).Flush()
+			_, _ = w.Write([]byte("two"))
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var served atomic.Int64
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				served.Add(1)
+				tt.handler(w, r)
+			}))
+			defer srv.Close()
+			res, err := Run(context.Background(), Request{Method: "GET", URL: srv.URL + "/x?y=1"}, 2, 0, 100*time.Millisecond)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Errors != 0 || res.Requests < 2 || int64(res.Requests) > served.Load() {
+				t.Errorf("%d requests, %d errors (first %v); the server served %d", res.Requests, res.Errors, res.FirstError, served.Load())
+			}
+		})
+	}
+}
+
+func TestReadAnswerFramesEachAnswer(t *testing.T) {
+	t.Parallel()
+	// Each stream holds one answer followed by "HTTP/1.1 299 Next": an answer read past its
+	// end or short of it leaves something other than the next status line.
+	const next = "HTTP/1.1 299 Next\r\nContent-Length: 0\r\n\r\n"
+	tests := []struct {
+		name   string
+		answer string
+		status int
+		keep   bool
+		err    bool
+	}{
+		{"length", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", 200, true, false},
+		{"chunks with an extension and a trailer", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\none\r\nA\r\n0123456789\r\n0\r\nGrpc-Status: 0\r\n\r\n", 200, true, false},
+		{"an interim answer first", "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\nno", 404, true, false},
+		{"no content", "HTTP/1.1 204 No Content\r\nContent-Length: 9\r\n\r\n", 204, true, false},
+		{"the server closes", "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\nx", 200, false, false},
+		{"HTTP/1.0 closes unless kept alive", "HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\nx", 200, false, false},
+		{"HTTP/1.0 kept alive", "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 1\r\n\r\nx", 200, true, false},
+		{"a bad status line", "HTTP/2 200\r\n\r\n", 0, false, true},
+		{"a bad status", "HTTP/1.1 2x0 OK\r\n\r\n", 0, false, true},
+		{"a bad length", "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", 0, false, true},
+		{"a header line without a colon", "HTTP/1.1 200 OK\r\nbroken\r\n\r\n", 0, false, true},
+		{"a bad chunk size", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 0, false, true},
+		{"a chunk longer than it says", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nab\r\n0\r\n\r\n", 0, false, true},
+		{"switching protocols", "HTTP/1.1 101 Switching Protocols\r\n\r\n", 0, false, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			br := bufio.NewReader(strings.NewReader(tt.answer + next))
+			status, keep, err := readAnswer(br)
+			if tt.err {
+				if err == nil {
+					t.Fatalf("readAnswer = %d, %t, nil; want an error", status, keep)
+				}
+				return
+			}
+			if err != nil || status != tt.status || keep != tt.keep {
+				t.Fatalf("readAnswer = %d, %t, %v; want %d, %t", status, keep, err, tt.status, tt.keep)
+			}
+			if status, _, err := readAnswer(br); err != nil || status != 299 {
+				t.Fatalf("the next answer read as %d, %v", status, err)
+			}
+		})
+	}
+}
+
+func TestReadAnswerFailsOnATruncatedAnswer(t *testing.T) {
+	t.Parallel()
+	for _, answer := range []string{
+		"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhel",
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel",
+		"HTTP/1.1 200 OK\r\nContent-Le",
+	} {
+		if _, _, err := readAnswer(bufio.NewReader(strings.NewReader(answer))); err == nil {
+			t.Errorf("readAnswer(%q) = nil error", answer)
+		}
+	}
+	// An answer without framing ends with the connection, which then closes.
+	status, keep, err := readAnswer(bufio.NewReader(strings.NewReader("HTTP/1.1 200 OK\r\n\r\nall of it")))
+	if err != nil || status != 200 || keep {
+		t.Errorf("unframed answer: %d, %t, %v; want 200, false, nil", status, keep, err)
 	}
 }
