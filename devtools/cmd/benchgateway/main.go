@@ -200,12 +200,14 @@ func run(ctx context.Context, args []string) error {
 		proxyCPU, upstreamCPU time.Duration
 		// proxySys is the part of proxyCPU spent in the kernel.
 		proxySys time.Duration
+		// loadCPU is this process's, the load generator's, CPU time per request.
+		loadCPU time.Duration
 	}
 	results := map[string][]sample{}
 	for round := 1; round <= o.rounds; round++ {
 		for _, t := range targets {
 			fmt.Printf("round %d/%d: %s\n", round, o.rounds, t.name)
-			upBefore, proxyBefore := cpuTime(up.Process.Pid), cpu{}
+			upBefore, proxyBefore, loadBefore := cpuTime(up.Process.Pid), cpu{}, procCPU(os.Getpid())
 			if t.proxy != nil {
 				proxyBefore = cpuTime(t.proxy.Process.Pid)
 			}
@@ -217,6 +219,7 @@ func run(ctx context.Context, args []string) error {
 			var s sample
 			perRequest := func(d time.Duration) time.Duration { return time.Duration(float64(d) / sent) }
 			s.upstreamCPU = perRequest(cpuTime(up.Process.Pid).sub(upBefore).total())
+			s.loadCPU = perRequest(procCPU(os.Getpid()).sub(loadBefore).total())
 			if t.proxy != nil {
 				used := cpuTime(t.proxy.Process.Pid).sub(proxyBefore)
 				s.proxyCPU, s.proxySys = perRequest(used.total()), perRequest(used.system)
@@ -239,8 +242,8 @@ func run(ctx context.Context, args []string) error {
 	fmt.Printf("\nGetCurrentUser, Connect binary over HTTP/1.1 keep-alive, %d rounds of %s per target and phase\n", o.rounds, o.duration)
 	fmt.Printf("%s, gateway with token verification, rate limiting and access log; nginx %s without authentication\n\n",
 		fmt.Sprintf("%d CPUs", runtime.NumCPU()), strings.TrimSpace(strings.TrimPrefix(string(nginxVersion), "nginx version: ")))
-	fmt.Printf("%-8s | %47s | %27s\n", "", fmt.Sprintf("%d connections", o.concurrency), "1 connection")
-	fmt.Printf("%-8s | %9s %8s %8s %9s %9s | %9s %8s %8s\n", "target", "req/s", "p50", "p99", "proxy CPU", "svc CPU", "req/s", "p50", "p99")
+	fmt.Printf("%-8s | %57s | %27s\n", "", fmt.Sprintf("%d connections", o.concurrency), "1 connection")
+	fmt.Printf("%-8s | %9s %8s %8s %9s %9s %9s | %9s %8s %8s\n", "target", "req/s", "p50", "p99", "proxy CPU", "svc CPU", "load CPU", "req/s", "p50", "p99")
 	best := map[string]sample{}
 	for _, t := range targets {
 		// The best round of each target is reported: noise on a shared machine only ever
@@ -248,19 +251,19 @@ func run(ctx context.Context, args []string) error {
 		var b sample
 		for _, s := range results[t.name] {
 			if s.throughput.RPS() > b.throughput.RPS() {
-				b.throughput, b.proxyCPU, b.proxySys, b.upstreamCPU = s.throughput, s.proxyCPU, s.proxySys, s.upstreamCPU
+				b.throughput, b.proxyCPU, b.proxySys, b.upstreamCPU, b.loadCPU = s.throughput, s.proxyCPU, s.proxySys, s.upstreamCPU, s.loadCPU
 			}
 			if b.latency.Requests == 0 || s.latency.Percentile(0.99) < b.latency.Percentile(0.99) {
 				b.latency = s.latency
 			}
 		}
 		best[t.name] = b
-		fmt.Printf("%-8s | %9.0f %8s %8s %9s %9s | %9.0f %8s %8s\n", t.name,
-			b.throughput.RPS(), ms(b.throughput.Percentile(0.5)), ms(b.throughput.Percentile(0.99)), us(b.proxyCPU), us(b.upstreamCPU),
+		fmt.Printf("%-8s | %9.0f %8s %8s %9s %9s %9s | %9.0f %8s %8s\n", t.name,
+			b.throughput.RPS(), ms(b.throughput.Percentile(0.5)), ms(b.throughput.Percentile(0.99)), us(b.proxyCPU), us(b.upstreamCPU), us(b.loadCPU),
 			b.latency.RPS(), ms(b.latency.Percentile(0.5)), ms(b.latency.Percentile(0.99)))
 	}
 	g, n, d, nh := best["gateway"], best["nginx"], best["direct"], best["net/http"]
-	fmt.Println("\nproxy CPU and svc CPU: CPU time per request of the proxy's and the service's processes")
+	fmt.Println("\nproxy, svc and load CPU: CPU time per request of the proxy's, the service's and the load generator's processes")
 	fmt.Printf("gateway/nginx throughput: %.2fx\n", g.throughput.RPS()/n.throughput.RPS())
 	fmt.Printf("gateway/nginx CPU per request: %.2fx\n", float64(g.proxyCPU)/float64(n.proxyCPU))
 	fmt.Printf("proxy CPU per request in user / kernel time: gateway %s / %s, nginx %s / %s\n",
