@@ -148,3 +148,17 @@ func TestReadAnswerFailsOnATruncatedAnswer(t *testing.T) {
 		t.Errorf("unframed answer: %d, %t, %v; want 200, false, nil", status, keep, err)
 	}
 }
+
+func TestRunRefusesRequestsItCannotSend(t *testing.T) {
+	t.Parallel()
+	for _, req := range []Request{
+		{Method: "POST", URL: "https://127.0.0.1:1/"},
+		{Method: "POST", URL: "127.0.0.1:1/"},
+		{Method: "HEAD", URL: "http://127.0.0.1:1/"},
+		{Method: "POST", URL: "http://%zz"},
+	} {
+		if _, err := Run(context.Background(), req, 1, 0, time.Millisecond); err == nil {
+			t.Errorf("Run(%s %s) = nil error", req.Method, req.URL)
+		}
+	}
+}
