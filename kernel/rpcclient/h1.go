@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/basaltplatform/basalt/kernel/httpwire"
@@ -207,30 +206,30 @@ func (c *h1Conn) unsent(readErr error) error {
 	return nil
 }
 
-// alive reports whether an idle connection is still open, without blocking: a peek at the
-// socket that would block is what a healthy idle connection does; end of stream or unexpected
-// data means it must go. (A read deadline cannot do this: Go fails a read whose deadline has
-// passed before asking the socket.)
+// alive reports whether an idle connection is still open: a healthy idle connection has
+// nothing to read, while end of stream or unexpected data means it must go.
 func (c *h1Conn) alive() bool {
 	if c.br.Buffered() > 0 {
 		return false
 	}
-	sc, ok := c.nc.(syscall.Conn)
-	if !ok {
-		return true
-	}
-	raw, err := sc.SyscallConn()
-	if err != nil {
-		return false
-	}
-	alive := false
+	return c.socketAlive()
+}
+
+// aliveWait is how long aliveAfter waits: long enough for a closed connection's end of
+// stream, already in the socket, to be read.
+const aliveWait = time.Millisecond
+
+// aliveAfter is socketAlive where a socket cannot be peeked at without blocking: it reads with
+// a deadline wait from now, which a healthy idle connection reaches. A deadline already passed
+// would not do, since Go fails such a read before asking the socket. The wait is spent only on
+// connections that rested for more than a second. The connection is left without a deadline.
+func (c *h1Conn) aliveAfter(wait time.Duration) bool {
+	c.setDeadline(time.Now().Add(wait), 0)
 	var buf [1]byte
-	err = raw.Read(func(fd uintptr) bool {
-		_, _, rerr := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		alive = errors.Is(rerr, syscall.EAGAIN)
-		return true // never wait for readiness
-	})
-	return err == nil && alive
+	_, err := c.nc.Read(buf[:])
+	c.setDeadline(time.Time{}, 0)
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // put returns c to the pool, idle since the time given. A caller may pass a time it already
