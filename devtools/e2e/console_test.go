@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/basaltplatform/basalt/kernel/childproc"
 	"github.com/basaltplatform/basalt/kernel/testkit"
 )
 
@@ -42,8 +43,8 @@ func TestConsoleInABrowser(t *testing.T) {
 	cmd := exec.CommandContext(t.Context(), npm, "run", "--silent", "--prefix", filepath.Join(root, "console"), "test:e2e")
 	cmd.Dir = root
 	// Its own process group, so that a cancelled test stops node, the launcher and Chromium.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGINT) }
+	childproc.Bind(cmd, syscall.SIGINT, childproc.OwnGroup())
+	cmd.Cancel = func() error { return childproc.SignalGroup(cmd.Process, syscall.SIGINT) }
 	cmd.WaitDelay = time.Minute
 	out, err := cmd.StdoutPipe()
 	if err != nil {

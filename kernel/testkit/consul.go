@@ -158,7 +158,7 @@ func (a *consulAgent) stop() {
 	select {
 	case <-a.done:
 	case <-time.After(10 * time.Second):
-		_ = syscall.Kill(-a.cmd.Process.Pid, syscall.SIGKILL)
+		_ = childproc.SignalGroup(a.cmd.Process, syscall.SIGKILL)
 		<-a.done
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -14,7 +13,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -154,7 +152,7 @@ func dropStale(ctx context.Context, conn *pgx.Conn) {
 			continue
 		}
 		pid, _ := strconv.Atoi(m[1])
-		if pid <= 0 || !errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) {
+		if pid <= 0 || running(pid) {
 			continue
 		}
 		_, _ = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")

@@ -18,7 +18,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -172,7 +171,9 @@ func FreePort(t testing.TB) int {
 // InheritedSocket binds a loopback port and returns its address with the socket as a parent
 // process would hand it down: a descriptor of its own, which the listener that takes it closes.
 // The port stays taken throughout, so a server configured with both is known to serve on the
-// handed-down socket: binding the address again would fail.
+// handed-down socket: binding the address again would fail. Where sockets cannot be handed
+// down (Windows), it returns the address, free again, and no socket, and the server listens
+// anew.
 func InheritedSocket(t testing.TB) (string, listen.Inherited) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -180,19 +181,10 @@ func InheritedSocket(t testing.TB) (string, listen.Inherited) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	f, err := ln.(*net.TCPListener).File()
-	if err != nil {
-		t.Fatal(err)
+	fd, err := dupListener(ln.(*net.TCPListener))
+	if errors.Is(err, errors.ErrUnsupported) {
+		return ln.Addr().String(), nil
 	}
-	defer f.Close()
-	// The lock keeps a concurrent fork from inheriting the descriptor before it is marked
-	// close-on-exec, as the standard library does for its own descriptors.
-	syscall.ForkLock.RLock()
-	fd, err := syscall.Dup(int(f.Fd()))
-	if err == nil {
-		syscall.CloseOnExec(fd)
-	}
-	syscall.ForkLock.RUnlock()
 	if err != nil {
 		t.Fatal(err)
 	}
