@@ -10,6 +10,7 @@
 package listen
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -129,8 +130,12 @@ func bound(got net.Addr, want string) error {
 // address, and returns what the child must be told (its String form, in the setting the child
 // reads). It adds the sockets to cmd.ExtraFiles; the caller closes those files, and its
 // listeners if it no longer needs them, once cmd has started, so that the socket lives only in
-// the child and closes when the child exits.
+// the child and closes when the child exits. It fails with errors.ErrUnsupported where
+// CanHand is false.
 func Hand(cmd *exec.Cmd, lns map[string]*net.TCPListener) (Inherited, error) {
+	if !CanHand {
+		return nil, errors.ErrUnsupported
+	}
 	in := Inherited{}
 	var files []*os.File
 	for addr, ln := range lns {

@@ -326,12 +326,17 @@ func lookupEnv(env []string, key string) (string, bool) {
 // Start runs the process's binary from binDir with env, listening on its URL. The first Start
 // after AssignPorts hands the process the sockets bound for it and closes the launcher's own
 // copies, so that the ports close when the process exits; a later Start (after Stop) lets the
-// process bind its addresses itself.
+// process bind its addresses itself, as every Start does where sockets cannot be handed down
+// (listen.CanHand).
 func (p *Process) Start(binDir string, env []string, logs *Logs) error {
 	defer p.release()
 	p.cmd = exec.Command(filepath.Join(binDir, p.Name))
 	// An empty BASALT_LISTEN_FDS overrides one the launcher itself may have inherited.
 	var inherited listen.Inherited
+	if !listen.CanHand {
+		// The process binds its addresses itself, once the launcher has let go of them.
+		p.release()
+	}
 	if len(p.held) > 0 {
 		var err error
 		if inherited, err = listen.Hand(p.cmd, p.held); err != nil {
