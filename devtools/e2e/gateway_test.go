@@ -18,7 +18,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -372,7 +371,7 @@ func killInstanceUnderTraffic(t *testing.T, p *platform, gw string) {
 		})
 	}
 	time.Sleep(1500 * time.Millisecond)
-	if err := syscall.Kill(second.PID, syscall.SIGKILL); err != nil {
+	if err := kill(second.PID); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(3 * time.Second)
@@ -540,4 +539,13 @@ func tamper(token string) string {
 		b[10] = 'A'
 	}
 	return parts[0] + "." + string(b) + "." + parts[2]
+}
+
+// kill ends the process with pid at once, as a crash would.
+func kill(pid int) error {
+	p, err := os.FindProcess(pid)
+	if err != nil {
+		return err
+	}
+	return p.Kill()
 }

@@ -1,3 +1,7 @@
+//go:build unix
+
+// Handing sockets down to a child is a Unix facility (testkit.InheritedSocket).
+
 package listen_test
 
 import (

@@ -1,3 +1,7 @@
+//go:build unix
+
+// These tests check, with signal 0, that the launcher's processes are gone.
+
 package main
 
 import (

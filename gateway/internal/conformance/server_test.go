@@ -1,3 +1,7 @@
+//go:build unix
+
+// These tests check, with signal 0, that the reference server processes are gone.
+
 package conformance
 
 import (
