@@ -3,7 +3,8 @@
 // kernel signals such a child when its parent dies, even by SIGKILL, so a test binary killed
 // by its timeout or a launcher killed from outside leaves no orphan holding a port. Other
 // systems have no such facility; there only the parent's own cleanup stops the child, and the
-// code that needs it still builds, so a developer on macOS can run the platform and its tests.
+// code that needs it still builds, so a developer on macOS can run the platform and its tests,
+// and the platform builds on Windows.
 package childproc
 
 import (
