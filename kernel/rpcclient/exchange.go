@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/basaltplatform/basalt/kernel/discovery"
-	"github.com/basaltplatform/basalt/kernel/httpwire"
 )
 
 // RequestWriter writes one HTTP/1.1 request, request line to body, for an instance at host.
@@ -136,7 +135,7 @@ func (t *h1Transport) exchange(ctx context.Context, host string, x *Exchange, a 
 	if err := c.send(); err != nil {
 		return fail("write", err)
 	}
-	if err := a.readHead(c.br, &c.lines); err != nil {
+	if err := a.readHead(c); err != nil {
 		if werr := c.unsent(err); werr != nil {
 			return fail("write", werr)
 		}
@@ -147,20 +146,29 @@ func (t *h1Transport) exchange(ctx context.Context, host string, x *Exchange, a 
 }
 
 // readHead reads the status line and header block, skipping informational answers, and frames
-// the body. The lines come through lines, the connection's, so that those an upstream repeats
-// from one answer to the next are not copied again.
-func (a *Answer) readHead(br *bufio.Reader, lines *httpwire.Lines) error {
+// the body. The lines come through the connection's Lines, so that those an upstream repeats
+// from one answer to the next are not copied again, and what was parsed from a repeated line
+// is taken from the connection's memo rather than parsed again.
+func (a *Answer) readHead(c *h1Conn) error {
 	for {
-		block, err := peekBlock(br)
+		block, err := peekBlock(c.br)
 		if err != nil {
 			return err
 		}
-		split, _ := lines.Split(block)
-		code, minor, err := parseStatusLine(split[0])
-		if err != nil {
-			return err
+		split, _ := c.lines.Split(block)
+		m := &c.memo
+		if !m.valid || !c.lines.Same(0) {
+			// The memo is marked invalid until every line of this block is in it, so that an
+			// answer refused part-way leaves nothing behind that a later one could take.
+			m.valid = false
+			m.status, m.minor, err = parseStatusLine(split[0])
+			if err != nil {
+				return err
+			}
 		}
+		code, minor := m.status, m.minor
 		if code >= 100 && code < 200 && code != http.StatusSwitchingProtocols {
+			m.valid = false
 			continue
 		}
 		var te, cl [2]string
@@ -173,29 +181,42 @@ func (a *Answer) readHead(br *bufio.Reader, lines *httpwire.Lines) error {
 		if cap(a.fields) > maxKeptFields {
 			a.fields = nil
 		}
-		for _, line := range split[1:] {
-			k, v, err := parseField(line)
-			if err != nil {
-				return err
+		reuse := m.valid
+		m.valid = false
+		m.fields = resizeFields(m.fields, len(split)-1)
+		for i, line := range split[1:] {
+			f := &m.fields[i]
+			if !reuse || !c.lines.Same(i+1) {
+				k, v, err := parseField(line)
+				if err != nil {
+					return err
+				}
+				*f = answerField{name: k, value: v, kind: framingKind(k)}
 			}
-			if k == "" {
+			if f.name == "" {
 				break
 			}
-			a.fields = append(a.fields, [2]string{k, v})
-			switch {
-			case strings.EqualFold(k, "Content-Length"):
+			a.fields = append(a.fields, [2]string{f.name, f.value})
+			switch f.kind {
+			case contentLengthField:
 				if ncl < len(cl) {
-					cl[ncl] = v
+					cl[ncl] = f.value
 				}
 				ncl++
-			case strings.EqualFold(k, "Transfer-Encoding"):
+			case transferEncodingField:
 				if nte < len(te) {
-					te[nte] = v
+					te[nte] = f.value
 				}
 				nte++
-			case strings.EqualFold(k, "Connection"):
-				closing = closing || tokens([]string{v}, "close")
+			case connectionField:
+				closing = closing || tokens([]string{f.value}, "close")
 			}
+		}
+		if cap(m.fields) > maxKeptFields {
+			// An answer with unusually many fields is not remembered.
+			m.fields = nil
+		} else {
+			m.valid = true
 		}
 		if ncl > len(cl) || nte > len(te) {
 			return fmt.Errorf("%w: repeated framing headers", errMalformed)
@@ -210,18 +231,72 @@ func (a *Answer) readHead(br *bufio.Reader, lines *httpwire.Lines) error {
 			a.ContentLength, a.eof = 0, true
 		case chunked:
 			a.ContentLength = -1
-			a.chunks = chunkedBody{r: httputil.NewChunkedReader(br), br: br}
+			a.chunks = chunkedBody{r: httputil.NewChunkedReader(c.br), br: c.br}
 			a.body = &a.chunks
 		case n > 0:
 			a.ContentLength = n
-			a.length = lengthBody{r: io.LimitedReader{R: br, N: n}}
+			a.length = lengthBody{r: io.LimitedReader{R: c.br, N: n}}
 			a.body = &a.length
 		default:
 			a.ContentLength, a.keep = -1, false
-			a.body = br
+			a.body = c.br
 		}
 		return nil
 	}
+}
+
+// headMemo is what readHead parsed from a connection's last answer head, line by line, for the
+// next answer, whose lines mostly repeat: the status line's code and version, and each field
+// line's name, value and framing role. It is valid only when it describes every line of the
+// last head Lines split.
+type headMemo struct {
+	valid         bool
+	status, minor int
+	fields        []answerField
+}
+
+// answerField is one field line of an answer head, parsed. An empty name marks the empty line
+// that ends the head.
+type answerField struct {
+	name, value string
+	kind        fieldKind
+}
+
+// fieldKind tells the headers that frame an answer from the rest.
+type fieldKind uint8
+
+const (
+	otherField fieldKind = iota
+	contentLengthField
+	transferEncodingField
+	connectionField
+)
+
+// framingKind returns the framing role of a header named k, in any case.
+func framingKind(k string) fieldKind {
+	switch {
+	case len(k) == len("Content-Length") && strings.EqualFold(k, "Content-Length"):
+		return contentLengthField
+	case len(k) == len("Transfer-Encoding") && strings.EqualFold(k, "Transfer-Encoding"):
+		return transferEncodingField
+	case len(k) == len("Connection") && strings.EqualFold(k, "Connection"):
+		return connectionField
+	}
+	return otherField
+}
+
+// resizeFields returns f with length n, keeping what it holds and clearing what it no longer
+// does.
+func resizeFields(f []answerField, n int) []answerField {
+	if n <= cap(f) {
+		if n < len(f) {
+			clear(f[n:])
+		}
+		return f[:n]
+	}
+	grown := make([]answerField, n, n+n/2)
+	copy(grown, f)
+	return grown
 }
 
 // Headers calls fn with each header of the answer, its key as sent and its value trimmed,

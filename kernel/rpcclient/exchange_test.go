@@ -17,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/basaltplatform/basalt/kernel/httpwire"
 	"github.com/basaltplatform/basalt/kernel/testkit"
 )
 
@@ -794,6 +793,10 @@ func FuzzAnswerHead(f *testing.F) {
 		"HTTP/1.1 200 OK\r\n X-Folded: a\r\n\r\n",
 		"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
 		"HTTP/1.1 2000 OK\r\n\r\n",
+		// These two share lines with the first seed, so one read after another takes those
+		// lines from the memo.
+		"HTTP/1.1 200 OK\r\nContent-Type: application/proto\r\nContent-Length: 3\r\n\r\nabc",
+		"HTTP/1.1 200 OK\r\nContent-Type: application/proto\r\nBad Line\r\n\r\n",
 		"",
 	}
 	for _, before := range seeds {
@@ -801,16 +804,17 @@ func FuzzAnswerHead(f *testing.F) {
 			f.Add([]byte(before), []byte(s))
 		}
 	}
-	read := func(a *Answer, lines *httpwire.Lines, in []byte) error {
-		return a.readHead(bufio.NewReader(bytes.NewReader(in)), lines)
+	read := func(a *Answer, c *h1Conn, in []byte) error {
+		c.br = bufio.NewReader(bytes.NewReader(in))
+		return a.readHead(c)
 	}
 	f.Fuzz(func(t *testing.T, before, in []byte) {
-		var lines httpwire.Lines
+		var c h1Conn
 		var a Answer
-		_ = read(&a, &lines, before)
-		err := read(&a, &lines, in)
+		_ = read(&a, &c, before)
+		err := read(&a, &c, in)
 		var alone Answer
-		errAlone := read(&alone, new(httpwire.Lines), in)
+		errAlone := read(&alone, new(h1Conn), in)
 		if (err == nil) != (errAlone == nil) {
 			t.Fatalf("after %q: %v; alone: %v", before, err, errAlone)
 		}

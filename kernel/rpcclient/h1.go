@@ -49,8 +49,10 @@ type h1Conn struct {
 	sent    bool
 	sendErr error
 
-	// lines keeps the lines of the last answer's head, which the next answer mostly repeats.
+	// lines keeps the lines of the last answer's head, which the next answer mostly repeats,
+	// and memo what was parsed from them.
 	lines httpwire.Lines
+	memo  headMemo
 }
 
 // setDeadline gives the connection deadline d (zero: none), or leaves one at most slack later
