@@ -182,19 +182,19 @@ func (f fastPath) forward(ctx context.Context, w *h1.Response, fc *fastCall, x *
 	own := w.Header()
 	grpcStatus := ""
 	a.Headers(func(k, v string) bool {
-		switch {
-		case proxy.HopByHop(k), strings.EqualFold(k, "Content-Length"):
-			// The answer is framed anew for the client.
-		default:
-			ck := textproto.CanonicalMIMEHeaderKey(k)
-			if _, set := own[ck]; set && ck != "Vary" {
-				// A header the gateway set is its own; Vary lines add up.
-				return true
-			}
-			if ck == "Grpc-Status" {
-				grpcStatus = v
-			}
+		switch relayKind(k) {
+		case notRelayed:
+			// Hop-by-hop headers and the length: the answer is framed anew for the client.
+		case grpcStatusLine:
+			grpcStatus = v
 			w.AddLine(k, v)
+		case varyLine:
+			// Vary lines add up, the gateway's and the upstream's.
+			w.AddLine(k, v)
+		default:
+			if !ownHeader(own, k) {
+				w.AddLine(k, v)
+			}
 		}
 		return true
 	})
@@ -212,6 +212,61 @@ func (f fastPath) forward(ctx context.Context, w *h1.Response, fc *fastCall, x *
 	}
 	c.code, c.coded = proxy.CodeOf(a.Status, grpcStatus), true
 	return proxy.Result{Code: c.code, Status: a.Status}
+}
+
+// answerLine is what the gateway does with a header line of an upstream's answer.
+type answerLine uint8
+
+const (
+	relayed answerLine = iota
+	notRelayed
+	grpcStatusLine
+	varyLine
+)
+
+// relayKind classifies an answer header named k, in any case. Lengths are compared first, so
+// that most names are compared with nothing.
+func relayKind(k string) answerLine {
+	switch {
+	case proxy.HopByHop(k), len(k) == len("Content-Length") && strings.EqualFold(k, "Content-Length"):
+		return notRelayed
+	case len(k) == len("Grpc-Status") && strings.EqualFold(k, "Grpc-Status"):
+		return grpcStatusLine
+	case len(k) == len("Vary") && strings.EqualFold(k, "Vary"):
+		return varyLine
+	}
+	return relayed
+}
+
+// ownHeader reports whether the gateway set the header named k (in any case) on its answer
+// itself, which then wins over the upstream's. The names in own are canonical, as are most
+// names upstreams send, so a name is canonicalized only when it is not already.
+func ownHeader(own http.Header, k string) bool {
+	if len(own) == 0 {
+		return false
+	}
+	if _, set := own[k]; set {
+		return true
+	}
+	if canonical(k) {
+		return false
+	}
+	_, set := own[textproto.CanonicalMIMEHeaderKey(k)]
+	return set
+}
+
+// canonical reports whether k is in canonical form: its first letter and every letter after a
+// hyphen upper case, the others lower case.
+func canonical(k string) bool {
+	upper := true
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if upper && 'a' <= c && c <= 'z' || !upper && 'A' <= c && c <= 'Z' {
+			return false
+		}
+		upper = c == '-'
+	}
+	return true
 }
 
 // WriteRequest writes the call for an upstream instance at host: the client's headers less

@@ -1,13 +1,16 @@
 package gateway
 
 import (
+	"bufio"
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"connectrpc.com/connect"
@@ -101,6 +104,112 @@ func TestFastPathMatchesNetHTTP(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestFastPathRelaysAnswerHeaders has an upstream answer with header lines a proxy must not
+// pass on, or must not take as they are, in the cases upstreams send them: the answer is framed
+// anew, hop-by-hop headers stop at the gateway, the gateway's own headers win over the
+// upstream's of the same name in any case, and Vary lines add up. The fast path and net/http
+// must agree on all of it.
+func TestFastPathRelaysAnswerHeaders(t *testing.T) {
+	t.Parallel()
+	raw := rawUpstream(t, "HTTP/1.1 200 OK\r\n"+
+		"Content-Type: application/proto\r\n"+
+		"content-length: 0\r\n"+
+		"x-request-id: from-the-upstream\r\n"+
+		"access-control-allow-origin: *\r\n"+
+		"Keep-Alive: timeout=5\r\n"+
+		"proxy-connection: keep-alive\r\n"+
+		"Trailer: X-Never\r\n"+
+		"Vary: Accept-Encoding\r\n"+
+		"X-Custom: kept\r\n"+
+		"x-lower-case: kept too\r\n"+
+		"\r\n")
+	useRaw := func(disable bool) func(*config.Config) {
+		return func(c *config.Config) {
+			c.Upstreams["identity"] = []string{raw}
+			c.Limits.DisableFastPath = disable
+		}
+	}
+	k := newKeys(t)
+	fast := newFixtureWithKeys(t, k, 1, useRaw(false))
+	slow := newFixtureWithKeys(t, k, 1, useRaw(true))
+	header := map[string]string{
+		"Content-Type": "application/proto", "Authorization": "Bearer " + k.token(t, "user-1"),
+		"Origin": "http://localhost:5173",
+	}
+	const path = "/basalt.identity.v1.IdentityService/GetCurrentUser"
+	for range 3 {
+		// Later calls reuse the upstream connection and what was parsed of its answers.
+		before := fastServed(t, fast)
+		fr, fb := fast.do(t, http.MethodPost, path, "", header)
+		sr, sb := slow.do(t, http.MethodPost, path, "", header)
+		if got := fastServed(t, fast); got != before+1 {
+			t.Fatalf("the fast path served %d requests, want 1", got-before)
+		}
+		if fr.StatusCode != http.StatusOK || fr.StatusCode != sr.StatusCode || fb != sb {
+			t.Fatalf("fast path answered %d %q, net/http %d %q", fr.StatusCode, fb, sr.StatusCode, sb)
+		}
+		if diff := headerDiff(fr.Header, sr.Header, "Date", "X-Request-Id"); diff != "" {
+			t.Errorf("response headers differ:\n%s", diff)
+		}
+		for _, name := range []string{"Keep-Alive", "Proxy-Connection", "Trailer"} {
+			if v, ok := fr.Header[name]; ok {
+				t.Errorf("the client got the hop-by-hop header %s: %q", name, v)
+			}
+		}
+		if id := fr.Header.Values("X-Request-Id"); len(id) != 1 || id[0] == "from-the-upstream" {
+			t.Errorf("X-Request-Id = %q, want the gateway's own, once", id)
+		}
+		if got := fr.Header.Values("Access-Control-Allow-Origin"); !slices.Equal(got, []string{"http://localhost:5173"}) {
+			t.Errorf("Access-Control-Allow-Origin = %q, want the gateway's only", got)
+		}
+		if got := strings.Join(fr.Header.Values("Vary"), ","); !strings.Contains(got, "Origin") || !strings.Contains(got, "Accept-Encoding") {
+			t.Errorf("Vary = %q, want the gateway's and the upstream's", got)
+		}
+		if fr.Header.Get("X-Custom") != "kept" || fr.Header.Get("X-Lower-Case") != "kept too" || fr.ContentLength != 0 {
+			t.Errorf("X-Custom %q, X-Lower-Case %q, length %d: want kept, kept too, 0",
+				fr.Header.Get("X-Custom"), fr.Header.Get("X-Lower-Case"), fr.ContentLength)
+		}
+	}
+}
+
+// rawUpstream serves every request with answer, bytes as they are, and returns its base URL.
+func rawUpstream(t *testing.T, answer string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		ln.Close()
+		wg.Wait()
+	})
+	wg.Go(func() {
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			context.AfterFunc(t.Context(), func() { nc.Close() })
+			wg.Go(func() {
+				defer nc.Close()
+				br := bufio.NewReader(nc)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					_, _ = io.Copy(io.Discard, req.Body)
+					if _, err := io.WriteString(nc, answer); err != nil {
+						return
+					}
+				}
+			})
+		}
+	})
+	return "http://" + ln.Addr().String()
 }
 
 // TestFastPathLeavesTheRestToNetHTTP checks that requests the fast path does not take still
