@@ -74,6 +74,8 @@ type fastCall struct {
 	// replace them; a head that repeats its predecessor's fields reuses both.
 	fields, timeouts []byte
 	fieldsSeq        uint64
+	// head is the start of the upstream request, kept for the connection's next calls.
+	head head
 }
 
 // callState is what one call on the fast path sets anew.
@@ -271,43 +273,76 @@ func canonical(k string) bool {
 
 // WriteRequest writes the call for an upstream instance at host: the client's headers less
 // the ones that never go upstream (see dropped) and the ones the gateway sets itself (see
-// forwardFields), then the gateway's, as outboundHeader does on the net/http path.
+// forwardFields), then the gateway's, as outboundHeader does on the net/http path. What stays
+// the same from one call of a connection to the next, the request line to the forwarding
+// headers, is kept as bytes (see prefix) and written with one copy.
 func (fc *fastCall) WriteRequest(w *bufio.Writer, host string) error {
 	r, c := fc.r, &fc.call
-	w.WriteString("POST ")
-	w.WriteString(r.Path)
-	w.WriteString(" HTTP/1.1\r\nHost: ")
-	w.WriteString(host)
-	w.WriteString("\r\n")
-	w.Write(fc.fields)
-	if fc.timeout == "" {
-		w.Write(fc.timeouts)
-	}
-	if c.addr.IsValid() {
-		writeField(w, "X-Forwarded-For", c.clientIP())
-	}
-	writeField(w, "X-Forwarded-Proto", "http")
-	writeField(w, "X-Forwarded-Host", r.Host)
-	writeField(w, requestid.Header, c.id)
+	w.Write(fc.prefix(host))
+	b := w.AvailableBuffer()
+	b = appendField(b, requestid.Header, c.id)
 	if c.subject != "" {
-		writeField(w, "X-Basalt-Subject", c.subject)
+		b = appendField(b, "X-Basalt-Subject", c.subject)
 	}
 	if fc.traceparent != "" {
-		writeField(w, "Traceparent", fc.traceparent)
+		b = appendField(b, "Traceparent", fc.traceparent)
 	}
 	for k, vv := range fc.trace {
 		for _, v := range vv {
-			writeField(w, k, v)
+			b = appendField(b, k, v)
 		}
 	}
 	if fc.timeout != "" {
-		writeField(w, "Connect-Timeout-Ms", fc.timeout)
+		b = appendField(b, "Connect-Timeout-Ms", fc.timeout)
 	}
-	w.WriteString("Content-Length: ")
-	w.WriteString(strconv.Itoa(len(r.Body)))
-	w.WriteString("\r\n\r\n")
+	b = append(b, "Content-Length: "...)
+	b = strconv.AppendInt(b, int64(len(r.Body)), 10)
+	b = append(b, "\r\n\r\n"...)
+	w.Write(b)
 	_, err := w.Write(r.Body)
 	return err
+}
+
+// head is the start of the upstream request that a connection's calls share while their heads
+// repeat: the request line, the Host line, the client's fields as they go upstream (with its
+// deadline lines when the gateway does not replace them) and the forwarding headers.
+type head struct {
+	bytes []byte
+	// valid is false until bytes are made, and after the client's fields change (the Host
+	// line, which X-Forwarded-Host repeats, among them).
+	valid bool
+	// The rest is what bytes were made for, besides the fields: the request's path, the
+	// instance's host, the client's address and whether the client's deadline lines go too.
+	// The address follows from the connection and the fields today; it is compared anyway,
+	// since a call that reached the upstream as from another client would be a silent fault.
+	path, host, ip string
+	timeouts       bool
+}
+
+// prefix returns the start of the call's upstream request for an instance at host, made anew
+// only when something it holds differs from the connection's last call.
+func (fc *fastCall) prefix(host string) []byte {
+	r, c, h := fc.r, &fc.call, &fc.head
+	withTimeouts := fc.timeout == ""
+	ip := c.clientIP()
+	if h.valid && h.path == r.Path && h.host == host && h.ip == ip && h.timeouts == withTimeouts {
+		return h.bytes
+	}
+	b := append(h.bytes[:0], "POST "...)
+	b = append(b, r.Path...)
+	b = append(b, " HTTP/1.1\r\n"...)
+	b = appendField(b, "Host", host)
+	b = append(b, fc.fields...)
+	if withTimeouts {
+		b = append(b, fc.timeouts...)
+	}
+	if ip != "" {
+		b = appendField(b, "X-Forwarded-For", ip)
+	}
+	b = appendField(b, "X-Forwarded-Proto", "http")
+	b = appendField(b, "X-Forwarded-Host", r.Host)
+	*h = head{bytes: b, valid: true, path: r.Path, host: host, ip: ip, timeouts: withTimeouts}
+	return b
 }
 
 // forwardFields makes fields and timeouts for r's head, unless they were made for the head
@@ -318,6 +353,7 @@ func (fc *fastCall) forwardFields(r *h1.Request) {
 		fc.fieldsSeq = r.Seq
 		return
 	}
+	fc.head.valid = false
 	fc.fields, fc.timeouts, fc.fieldsSeq = fc.fields[:0], fc.timeouts[:0], r.Seq
 	for _, f := range r.Fields {
 		switch {
@@ -337,13 +373,6 @@ func (fc *fastCall) forwardFields(r *h1.Request) {
 
 func appendField(b []byte, k, v string) []byte {
 	return append(append(append(append(b, k...), ": "...), v...), "\r\n"...)
-}
-
-func writeField(w *bufio.Writer, k, v string) {
-	w.WriteString(k)
-	w.WriteString(": ")
-	w.WriteString(v)
-	w.WriteString("\r\n")
 }
 
 // replaced reports the client headers whose values the gateway sets itself upstream.

@@ -318,37 +318,70 @@ func TestFastPathForwardsEachCallsOwnHeaders(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, 1, nil)
 	token := "Bearer " + f.keys.token(t, "user-1")
-	const path = "/basalt.identity.v1.IdentityService/GetCurrentUser"
+	const current, byID = "/basalt.identity.v1.IdentityService/GetCurrentUser", "/basalt.identity.v1.IdentityService/GetUser"
 	calls := []struct {
-		custom, authorization, timeout string
-		wantStatus                     int
+		path, host, custom, authorization, timeout string
+		wantStatus                                 int
 	}{
-		{"a", token, "", http.StatusOK},
-		{"a", token, "", http.StatusOK},
-		{"b", token, "", http.StatusOK},
-		{"b", token, "", http.StatusOK},
-		{"c", "Bearer " + tamper(strings.TrimPrefix(token, "Bearer ")), "", http.StatusUnauthorized},
-		{"c", token, "", http.StatusOK},
-		{"c", token, "4000", http.StatusOK},
-		{"c", token, "4000", http.StatusOK},
-		{"a", token, "", http.StatusOK},
+		{current, "", "a", token, "", http.StatusOK},
+		{current, "", "a", token, "", http.StatusOK},
+		{current, "", "b", token, "", http.StatusOK},
+		{current, "", "b", token, "", http.StatusOK},
+		{current, "", "c", "Bearer " + tamper(strings.TrimPrefix(token, "Bearer ")), "", http.StatusUnauthorized},
+		{current, "", "c", token, "", http.StatusOK},
+		{current, "", "c", token, "4000", http.StatusOK},
+		{current, "", "c", token, "4000", http.StatusOK},
+		{byID, "", "c", token, "4000", http.StatusOK},
+		{current, "", "c", token, "4000", http.StatusOK},
+		{current, "api.example", "c", token, "4000", http.StatusOK},
+		{current, "", "c", token, "4000", http.StatusOK},
+		{current, "", "a", token, "", http.StatusOK},
 	}
 	before := fastServed(t, f)
 	for i, call := range calls {
-		header := map[string]string{"Content-Type": "application/json", "Authorization": call.authorization, "X-Custom": call.custom}
-		if call.timeout != "" {
-			header["Connect-Timeout-Ms"] = call.timeout
+		// Every call has the same body, so that only the request line tells a call to another
+		// method from the one before.
+		body := `{"userId":"u-2"}`
+		req, err := http.NewRequest(http.MethodPost, f.url+call.path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
 		}
-		resp, body := f.do(t, http.MethodPost, path, "{}", header)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", call.authorization)
+		req.Header.Set("X-Custom", call.custom)
+		if call.timeout != "" {
+			req.Header.Set("Connect-Timeout-Ms", call.timeout)
+		}
+		if call.host != "" {
+			req.Host = call.host
+		}
+		resp, err := f.h1.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
 		if resp.StatusCode != call.wantStatus {
-			t.Fatalf("call %d: %d %q, want %d", i, resp.StatusCode, body, call.wantStatus)
+			t.Fatalf("call %d: %d %q, want %d", i, resp.StatusCode, got, call.wantStatus)
 		}
 		if call.wantStatus != http.StatusOK {
 			continue
 		}
+		// The answer tells which method the upstream ran: only GetUser answers with the id asked
+		// for.
+		if byIDAnswered := strings.Contains(string(got), "u-2"); byIDAnswered != (call.path == byID) {
+			t.Errorf("call %d to %s was answered %q", i, call.path, got)
+		}
 		seen := f.upstreams[0].seen()
 		if got := seen.Get("X-Custom"); got != call.custom {
 			t.Errorf("call %d reached the upstream with X-Custom %q, want %q", i, got, call.custom)
+		}
+		wantHost := call.host
+		if wantHost == "" {
+			wantHost = strings.TrimPrefix(f.url, "http://")
+		}
+		if got := seen.Get("X-Forwarded-Host"); got != wantHost {
+			t.Errorf("call %d reached the upstream with X-Forwarded-Host %q, want %q", i, got, wantHost)
 		}
 		// The gateway sends a client's deadline on as a header of its own, once, in place of
 		// the client's; a call without one goes without.
