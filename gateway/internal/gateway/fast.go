@@ -34,16 +34,23 @@ var _ h1.Handler = fastPath{}
 // Accepts takes Connect unary calls (their content types say so) of routed methods. The route
 // it finds is kept for Serve.
 func (f fastPath) Accepts(r *h1.Request) bool {
-	ct := r.Get("Content-Type")
+	fc := stateOf(r)
+	fc.sync(r)
+	ct := fc.known.contentType
 	if ct != "application/proto" && ct != "application/json" {
 		return false
 	}
-	route, ok := f.g.table.Lookup(r.Path)
-	if !ok || route.StreamingRequest || r.ContentLength > f.g.cfg.Limits.MaxRequestBytes {
+	if fc.routed == nil || fc.routedPath != r.Path {
+		route, ok := f.g.table.Lookup(r.Path)
+		if !ok {
+			return false
+		}
+		fc.routed, fc.routedPath = route, r.Path
+	}
+	route := fc.routed
+	if route.StreamingRequest || r.ContentLength > f.g.cfg.Limits.MaxRequestBytes {
 		return false
 	}
-	fc := stateOf(r)
-	fc.accepted, fc.contentType = route, ct
 	return true
 }
 
@@ -58,24 +65,110 @@ func stateOf(r *h1.Request) *fastCall {
 }
 
 // fastCall is the state of calls on the fast path. It is allocated once per connection:
-// callState is cleared for each call, and nothing keeps it once the call is answered.
+// callState is cleared for each call, and nothing keeps it once the call is answered. The
+// rest is what the connection's calls share while their heads repeat.
 type fastCall struct {
 	callState
 	// answer is the upstream's, which the exchange resets itself.
 	answer rpcclient.Answer
 	// memo outlives the call, for the connection's next ones.
 	memo memo
-	// accepted is the route Accepts found for the call Serve answers next, and contentType
-	// the content type it read.
-	accepted    *routes.Route
-	contentType string
-	// fields are the client's header lines as they go upstream, made for the head numbered
-	// fieldsSeq, and timeouts its deadline lines, which go only when the gateway does not
-	// replace them; a head that repeats its predecessor's fields reuses both.
+	// seq is the number of the head the fields below were made for (see sync).
+	seq uint64
+	// known holds the values of the headers the fast path reads.
+	known known
+	// routed is the route of routedPath, the path of the last call Accepts looked up.
+	routed     *routes.Route
+	routedPath string
+	// fields are the client's header lines as they go upstream, and timeouts its deadline
+	// lines, which go only when the gateway does not replace them.
 	fields, timeouts []byte
-	fieldsSeq        uint64
-	// head is the start of the upstream request, kept for the connection's next calls.
+	// head is the start of the upstream request.
 	head head
+}
+
+// sync makes what fc derives from the client's fields for r's head, unless it was made for
+// the head before and r repeats its fields. Every head of a connection on the fast path
+// comes through Accepts, so that is the common case on a connection whose client repeats its
+// headers.
+func (fc *fastCall) sync(r *h1.Request) {
+	if fc.seq != 0 && r.Repeated && fc.seq == r.Seq-1 {
+		fc.seq = r.Seq
+		return
+	}
+	fc.seq = r.Seq
+	fc.known = knownOf(r.Fields)
+	fc.head.valid = false
+	fc.fields, fc.timeouts = fc.fields[:0], fc.timeouts[:0]
+	for _, f := range r.Fields {
+		switch {
+		case dropped(f.Name) || replaced(f.Name):
+		case strings.EqualFold(f.Name, "Connect-Timeout-Ms") || strings.EqualFold(f.Name, "Grpc-Timeout"):
+			fc.timeouts = appendField(fc.timeouts, f.Name, f.Value)
+		case strings.EqualFold(f.Name, "Te"):
+			// Only "trailers" passes, as on the net/http path (outboundHeader).
+			if strings.Contains(strings.ToLower(f.Value), "trailers") {
+				fc.fields = appendField(fc.fields, "Te", "trailers")
+			}
+		default:
+			fc.fields = appendField(fc.fields, f.Name, f.Value)
+		}
+	}
+}
+
+// known holds the values of the request headers the fast path reads: the first value of each,
+// as h1.Request.Get returns it, and whether there are X-Forwarded-For lines.
+type known struct {
+	contentType, requestID, origin, authorization string
+	connectTimeout, grpcTimeout, protocolVersion  string
+	forwardedFor                                  bool
+}
+
+// knownOf finds the headers of known in one pass over fields. Names are told apart by length
+// first, so that most of them are compared with nothing.
+func knownOf(fields []h1.Field) known {
+	var k known
+	var found uint8
+	take := func(bit uint8, dst *string, v string) {
+		if found&bit == 0 {
+			found |= bit
+			*dst = v
+		}
+	}
+	for i := range fields {
+		name, v := fields[i].Name, fields[i].Value
+		is := func(want string) bool { return strings.EqualFold(name, want) }
+		switch len(name) {
+		case len("Origin"):
+			if is("Origin") {
+				take(1, &k.origin, v)
+			}
+		case len("Content-Type"): // and X-Request-Id, Grpc-Timeout
+			switch {
+			case is("Content-Type"):
+				take(2, &k.contentType, v)
+			case is(requestid.Header):
+				take(4, &k.requestID, v)
+			case is("Grpc-Timeout"):
+				take(8, &k.grpcTimeout, v)
+			}
+		case len("Authorization"):
+			if is("Authorization") {
+				take(16, &k.authorization, v)
+			}
+		case len("Connect-Timeout-Ms"):
+			if is("Connect-Timeout-Ms") {
+				take(32, &k.connectTimeout, v)
+			}
+		case len("Connect-Protocol-Version"):
+			if is("Connect-Protocol-Version") {
+				take(64, &k.protocolVersion, v)
+			}
+		case len("X-Forwarded-For"):
+			k.forwardedFor = k.forwardedFor || is("X-Forwarded-For")
+		}
+	}
+	return k
 }
 
 // callState is what one call on the fast path sets anew.
@@ -95,9 +188,8 @@ type callState struct {
 func (f fastPath) Serve(w *h1.Response, r *h1.Request) {
 	g := f.g
 	fc := stateOf(r)
-	route := fc.accepted
+	route, k := fc.routed, &fc.known
 	fc.callState = callState{r: r}
-	fc.forwardFields(r)
 	c := &fc.call
 	c.memo = &fc.memo
 	c.start, c.route = time.Now(), g.metrics.Unrouted()
@@ -106,15 +198,20 @@ func (f fastPath) Serve(w *h1.Response, r *h1.Request) {
 	defer func() {
 		g.leave()
 		g.record(c, r.Method, r.Path, w.Status(), w.Written(), func() string {
-			return protocolName(fc.contentType, r.Get("Connect-Protocol-Version") != "")
+			return protocolName(k.contentType, k.protocolVersion != "")
 		})
 	}()
 
 	h := w.Header()
-	c.identify(h, r.Get(requestid.Header))
-	c.addr = clientAddrOf(r.RemoteAddr.Addr(), func() []string { return r.Values("X-Forwarded-For") }, g.cfg.Trusted())
-	if origin := r.Get("Origin"); origin != "" {
-		g.cors.Decorate(h, origin)
+	c.identify(h, k.requestID)
+	c.addr = clientAddrOf(r.RemoteAddr.Addr(), func() []string {
+		if !k.forwardedFor {
+			return nil
+		}
+		return r.Values("X-Forwarded-For")
+	}, g.cfg.Trusted())
+	if k.origin != "" {
+		g.cors.Decorate(h, k.origin)
 	}
 	if n > int64(g.cfg.Limits.MaxInFlight) {
 		h.Set("Retry-After", "1")
@@ -130,7 +227,7 @@ func (f fastPath) Serve(w *h1.Response, r *h1.Request) {
 		return
 	}
 	ctx := context.Background()
-	if retryAfter, err := g.admit(ctx, c, route, r.Get("Authorization")); err != nil {
+	if retryAfter, err := g.admit(ctx, c, route, k.authorization); err != nil {
 		if retryAfter != "" {
 			h.Set("Retry-After", retryAfter)
 		}
@@ -154,7 +251,7 @@ func (f fastPath) Serve(w *h1.Response, r *h1.Request) {
 		c.traceID = traceIDOf(fc.traceparent)
 	}
 	var deadline time.Time
-	if d, fromClient, ok := proxy.Deadline(route.Timeout, r.Get("Connect-Timeout-Ms"), r.Get("Grpc-Timeout")); ok {
+	if d, fromClient, ok := proxy.Deadline(route.Timeout, k.connectTimeout, k.grpcTimeout); ok {
 		if fromClient && d > 0 {
 			// As on the net/http path: the upstream learns the client's deadline and answers it
 			// itself; the gateway's own bound comes a little later.
@@ -273,7 +370,7 @@ func canonical(k string) bool {
 
 // WriteRequest writes the call for an upstream instance at host: the client's headers less
 // the ones that never go upstream (see dropped) and the ones the gateway sets itself (see
-// forwardFields), then the gateway's, as outboundHeader does on the net/http path. What stays
+// sync), then the gateway's, as outboundHeader does on the net/http path. What stays
 // the same from one call of a connection to the next, the request line to the forwarding
 // headers, is kept as bytes (see prefix) and written with one copy.
 func (fc *fastCall) WriteRequest(w *bufio.Writer, host string) error {
@@ -345,32 +442,6 @@ func (fc *fastCall) prefix(host string) []byte {
 	return b
 }
 
-// forwardFields makes fields and timeouts for r's head, unless they were made for the head
-// before and r repeats its fields. Every head of a connection on the fast path comes through
-// Serve, so that is the common case on a connection whose client repeats its headers.
-func (fc *fastCall) forwardFields(r *h1.Request) {
-	if r.Repeated && fc.fieldsSeq == r.Seq-1 {
-		fc.fieldsSeq = r.Seq
-		return
-	}
-	fc.head.valid = false
-	fc.fields, fc.timeouts, fc.fieldsSeq = fc.fields[:0], fc.timeouts[:0], r.Seq
-	for _, f := range r.Fields {
-		switch {
-		case dropped(f.Name) || replaced(f.Name):
-		case strings.EqualFold(f.Name, "Connect-Timeout-Ms") || strings.EqualFold(f.Name, "Grpc-Timeout"):
-			fc.timeouts = appendField(fc.timeouts, f.Name, f.Value)
-		case strings.EqualFold(f.Name, "Te"):
-			// Only "trailers" passes, as on the net/http path (outboundHeader).
-			if strings.Contains(strings.ToLower(f.Value), "trailers") {
-				fc.fields = appendField(fc.fields, "Te", "trailers")
-			}
-		default:
-			fc.fields = appendField(fc.fields, f.Name, f.Value)
-		}
-	}
-}
-
 func appendField(b []byte, k, v string) []byte {
 	return append(append(append(append(b, k...), ": "...), v...), "\r\n"...)
 }
@@ -393,9 +464,9 @@ func (f fastPath) fail(w *h1.Response, fc *fastCall, err error) {
 	r := fc.r
 	req := &http.Request{
 		Method: r.Method, URL: &url.URL{Path: r.Path}, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
-		Header: http.Header{"Content-Type": {fc.contentType}},
+		Header: http.Header{"Content-Type": {fc.known.contentType}},
 	}
-	if v := r.Get("Connect-Protocol-Version"); v != "" {
+	if v := fc.known.protocolVersion; v != "" {
 		req.Header.Set("Connect-Protocol-Version", v)
 	}
 	fc.fail(f.g, w, req, err)
