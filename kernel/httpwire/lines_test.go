@@ -8,41 +8,80 @@ import (
 	"unsafe"
 )
 
-func TestLinesSplit(t *testing.T) {
+func TestLinesHead(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		block string
-		want  []string
-		crlf  bool
+		buf  string
+		want []string
+		n    int
+		crlf bool
 	}{
-		{"", []string{}, true},
-		{"\r\n", []string{""}, true},
-		{"a\r\nb: c\r\n\r\n", []string{"a", "b: c", ""}, true},
-		{"a\r\nb", []string{"a", "b"}, true},
-		{"a\nb\n\n", []string{"a", "b", ""}, false},
-		{"a\r\nb\nc\r\n", []string{"a", "b", "c"}, false},
-		{"\n", []string{""}, false},
+		{"", nil, 0, false},
+		{"a\r\nb", nil, 0, false},
+		{"a\r\nb: c\r\n", nil, 0, false},
+		{"\r\n", []string{}, 2, true},
+		{"\n", []string{}, 1, false},
+		{"a\r\nb: c\r\n\r\n", []string{"a", "b: c"}, 11, true},
+		{"a\nb\n\n", []string{"a", "b"}, 5, false},
+		{"a\r\nb\nc\r\n\r\n", []string{"a", "b", "c"}, 10, false},
+		// The head ends at its first empty line, whatever follows, and however it ends.
+		{"a\r\n\r\nbody\r\n\r\n", []string{"a"}, 5, true},
+		{"a\r\n\nb: c\r\n\r\n", []string{"a"}, 4, false},
 		// Only the carriage return just before the line feed belongs to the line end.
-		{"a\r\r\n", []string{"a\r"}, true},
-		{"a\rb\r\n", []string{"a\rb"}, true},
+		{"a\r\r\n\r\n", []string{"a\r"}, 6, true},
+		{"a\rb\r\n\r\n", []string{"a\rb"}, 7, true},
 	}
 	for _, tt := range tests {
 		var l Lines
-		// A Lines that split another block before must split this one the same way.
-		var used Lines
-		used.Split([]byte("x\r\nb: c\r\nlonger\r\nand more\r\n\r\n"))
-		for _, l := range []*Lines{&l, &used} {
-			got, crlf := l.Split([]byte(tt.block))
-			if !slices.Equal(got, tt.want) || crlf != tt.crlf {
-				t.Errorf("Split(%q) = %q, %t; want %q, %t", tt.block, got, crlf, tt.want, tt.crlf)
+		// A Lines that found another head before, or the start of this one, must find this one
+		// the same way.
+		var used, started Lines
+		used.Head([]byte("x\r\nb: c\r\nlonger\r\nand more\r\n\r\n"))
+		started.Head([]byte(tt.buf[:len(tt.buf)/2]))
+		for _, l := range []*Lines{&l, &used, &started} {
+			got, n, crlf := l.Head([]byte(tt.buf))
+			if !slices.Equal(got, tt.want) || n != tt.n || crlf != tt.crlf {
+				t.Errorf("Head(%q) = %q, %d, %t; want %q, %d, %t", tt.buf, got, n, crlf, tt.want, tt.n, tt.crlf)
 			}
 		}
+	}
+}
+
+// TestLinesKnowARepeatedHead finds a head, then the same bytes with more after them, and then
+// a head that starts with the same lines but goes on: only the first two are the head before.
+func TestLinesKnowARepeatedHead(t *testing.T) {
+	t.Parallel()
+	var l Lines
+	first := slices.Clone(head3(l.Head([]byte(head))))
+	got, n, _ := l.Head([]byte(head + "a body, and the next request"))
+	if !slices.Equal(got, first) || n != len(head) {
+		t.Fatalf("the head before a body: %q, %d; want %q, %d", got, n, first, len(head))
+	}
+	for i := range got {
+		if !l.Same(i) {
+			t.Errorf("Same(%d) = false for a repeated head", i)
+		}
+	}
+	longer := strings.TrimSuffix(head, "\r\n") + "X-More: 1\r\n\r\n"
+	got, n, _ = l.Head([]byte(longer))
+	if len(got) != len(first)+1 || got[len(first)] != "X-More: 1" || n != len(longer) || l.Same(len(first)) || !l.Same(0) {
+		t.Errorf("a longer head: %q, %d, Same(last) %t", got, n, l.Same(len(first)))
+	}
+	// An incomplete head leaves no line marked as repeated.
+	if got, n, _ := l.Head([]byte(head[:20])); len(got) != 0 || n != 0 || l.Same(0) {
+		t.Errorf("an incomplete head: %q, %d, Same(0) %t", got, n, l.Same(0))
+	}
+	if got, _, _ := l.Head([]byte(longer)); !slices.Equal(got, append(slices.Clone(first), "X-More: 1")) || !l.Same(0) {
+		t.Errorf("the head after an incomplete one: %q, Same(0) %t", got, l.Same(0))
 	}
 }
 
 const head = "POST /basalt.identity.v1.IdentityService/GetCurrentUser HTTP/1.1\r\n" +
 	"Host: 127.0.0.1:8080\r\nContent-Type: application/proto\r\nContent-Length: 0\r\n" +
 	"Authorization: Bearer eyJhbGciOiJFZERTQSIsImtpZCI6ImJlbmNoIn0.eyJzdWIiOiJiZW5jaCJ9.c2ln\r\n\r\n"
+
+// head3 keeps the lines of Head's answer.
+func head3(lines []string, _ int, _ bool) []string { return lines }
 
 // withLength is head with another content length, a request that differs in one line.
 func withLength(n int) []byte {
@@ -51,9 +90,9 @@ func withLength(n int) []byte {
 
 func TestLinesKeepRepeatedLines(t *testing.T) {
 	var l Lines
-	first := slices.Clone(must(l.Split([]byte(head))))
+	first := slices.Clone(head3(l.Head([]byte(head))))
 	// The same head, read into another buffer, is the same strings.
-	again := must(l.Split([]byte(head)))
+	again := head3(l.Head([]byte(head)))
 	for i := range first {
 		if unsafe.StringData(again[i]) != unsafe.StringData(first[i]) {
 			t.Errorf("line %d %q was copied again", i, again[i])
@@ -62,12 +101,12 @@ func TestLinesKeepRepeatedLines(t *testing.T) {
 			t.Errorf("Same(%d) = false for a repeated line", i)
 		}
 	}
-	if allocs := testing.AllocsPerRun(100, func() { l.Split([]byte(head)) }); allocs != 0 {
+	if allocs := testing.AllocsPerRun(100, func() { l.Head([]byte(head)) }); allocs != 0 {
 		t.Errorf("a repeated head costs %v allocations; want 0", allocs)
 	}
 
 	// A head that differs in one line copies that line only, in one allocation.
-	changed := must(l.Split(withLength(12)))
+	changed := head3(l.Head(withLength(12)))
 	for i := range first {
 		moved := unsafe.StringData(changed[i]) != unsafe.StringData(first[i])
 		if isLength := strings.HasPrefix(first[i], "Content-Length"); moved != isLength || l.Same(i) == isLength {
@@ -78,7 +117,7 @@ func TestLinesKeepRepeatedLines(t *testing.T) {
 		t.Errorf("line 3 = %q", changed[3])
 	}
 	a, b := withLength(1), withLength(2)
-	if allocs := testing.AllocsPerRun(100, func() { l.Split(a); l.Split(b) }); allocs != 2 {
+	if allocs := testing.AllocsPerRun(100, func() { l.Head(a); l.Head(b) }); allocs != 2 {
 		t.Errorf("two heads differing in a line cost %v allocations; want 2", allocs)
 	}
 }
@@ -97,14 +136,14 @@ func TestLinesBoundWhatTheyHold(t *testing.T) {
 			}
 			fmt.Fprintf(&b, "X-Line-%02d: %064d\r\n", i, v)
 		}
-		return []byte(b.String())
+		return []byte(b.String() + "\r\n")
 	}
 	var l Lines
 	renewed := 0
 	for round := range 1000 {
 		in := block(round)
-		got, _ := l.Split(in)
-		if want := strings.Split(strings.TrimSuffix(string(in), "\r\n"), "\r\n"); !slices.Equal(got, want) {
+		got, _, _ := l.Head(in)
+		if want := strings.Split(strings.TrimSuffix(string(in), "\r\n\r\n"), "\r\n"); !slices.Equal(got, want) {
 			t.Fatalf("round %d: lines differ from the block", round)
 		}
 		if limit := 2*len(in) + maxSlack; l.held > limit {
@@ -134,11 +173,11 @@ func contiguous(lines []string) bool {
 func TestLinesLetGoOfDroppedLines(t *testing.T) {
 	t.Parallel()
 	var l Lines
-	l.Split([]byte(head))
-	l.Split([]byte("POST / HTTP/1.1\r\n\r\n"))
-	for i, s := range l.lines[:cap(l.lines)][2:] {
+	l.Head([]byte(head))
+	l.Head([]byte("POST / HTTP/1.1\r\n\r\n"))
+	for i, s := range l.lines[:cap(l.lines)][1:] {
 		if s != "" {
-			t.Errorf("slot %d beyond the block's lines still holds %q", i+2, s)
+			t.Errorf("slot %d beyond the head's lines still holds %q", i+1, s)
 		}
 	}
 }
@@ -147,22 +186,20 @@ func TestLinesLetGoOfDroppedLines(t *testing.T) {
 // but not kept, nor is scratch of its size.
 func TestLinesKeepNoLongBlock(t *testing.T) {
 	t.Parallel()
-	long := []byte(strings.Repeat("X-A: b\r\n", maxKept+1))
+	long := []byte(strings.Repeat("X-A: b\r\n", maxKept+1) + "\r\n")
 	var l Lines
-	if got := must(l.Split(long)); len(got) != maxKept+1 || got[maxKept] != "X-A: b" {
+	if got := head3(l.Head(long)); len(got) != maxKept+1 || got[maxKept] != "X-A: b" {
 		t.Fatalf("Split returned %d lines", len(got))
 	}
-	if cap(l.lines)+cap(l.spans)+cap(l.same) != 0 {
+	if cap(l.lines)+cap(l.spans)+cap(l.same)+cap(l.last) != 0 {
 		t.Errorf("after a block of %d lines, Lines keeps room for %d lines, %d spans", maxKept+1, cap(l.lines), cap(l.spans))
 	}
-	if got := must(l.Split([]byte(head))); len(got) != 6 || l.Same(0) {
+	if got := head3(l.Head([]byte(head))); len(got) != 5 || l.Same(0) {
 		t.Errorf("the head after it: %d lines, Same(0) %t", len(got), l.Same(0))
 	}
 }
 
-func must(lines []string, _ bool) []string { return lines }
-
-func BenchmarkLinesSplit(b *testing.B) {
+func BenchmarkLinesHead(b *testing.B) {
 	for _, bc := range []struct {
 		name   string
 		blocks [][]byte
@@ -175,7 +212,7 @@ func BenchmarkLinesSplit(b *testing.B) {
 			var l Lines
 			b.ReportAllocs()
 			for i := 0; b.Loop(); i++ {
-				l.Split(bc.blocks[i%len(bc.blocks)])
+				l.Head(bc.blocks[i%len(bc.blocks)])
 			}
 		})
 	}

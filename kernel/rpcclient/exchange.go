@@ -151,11 +151,10 @@ func (t *h1Transport) exchange(ctx context.Context, host string, x *Exchange, a 
 // is taken from the connection's memo rather than parsed again.
 func (a *Answer) readHead(c *h1Conn) error {
 	for {
-		block, err := peekBlock(c.br)
+		split, err := c.head()
 		if err != nil {
 			return err
 		}
-		split, _ := c.lines.Split(block)
 		m := &c.memo
 		if !m.valid || !c.lines.Same(0) {
 			// The memo is marked invalid until every line of this block is in it, so that an
@@ -192,9 +191,6 @@ func (a *Answer) readHead(c *h1Conn) error {
 					return err
 				}
 				*f = answerField{name: k, value: v, kind: framingKind(k)}
-			}
-			if f.name == "" {
-				break
 			}
 			a.fields = append(a.fields, [2]string{f.name, f.value})
 			switch f.kind {

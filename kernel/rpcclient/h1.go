@@ -55,6 +55,34 @@ type h1Conn struct {
 	memo  headMemo
 }
 
+// head reads the next answer head and returns its lines, split by c.lines. A head that arrived
+// whole is split where it lies in the buffer; one that did not is read line by line first.
+func (c *h1Conn) head() ([]string, error) {
+	if _, err := c.br.Peek(1); err != nil {
+		return nil, err
+	}
+	if buf, _ := c.br.Peek(c.br.Buffered()); len(buf) > 0 {
+		if lines, n, _ := c.lines.Head(buf); n > 0 {
+			_, _ = c.br.Discard(n)
+			return nonEmpty(lines)
+		}
+	}
+	block, err := peekBlock(c.br)
+	if err != nil {
+		return nil, err
+	}
+	lines, _, _ := c.lines.Head(block)
+	return nonEmpty(lines)
+}
+
+// nonEmpty refuses a head without a status line.
+func nonEmpty(lines []string) ([]string, error) {
+	if len(lines) == 0 {
+		return nil, fmt.Errorf("%w: no status line", errMalformed)
+	}
+	return lines, nil
+}
+
 // setDeadline gives the connection deadline d (zero: none), or leaves one at most slack later
 // in place.
 func (c *h1Conn) setDeadline(d time.Time, slack time.Duration) {

@@ -102,17 +102,15 @@ const (
 // connection's previous request had are reused, not copied again), so that the buffer can be
 // reused for the body.
 func parseHead(buf []byte, r *Request) (int, outcome) {
-	end := bytes.Index(buf, []byte("\r\n\r\n"))
-	if end < 0 {
+	// A line ended by a bare line feed is not one the parser recognises exactly, so such a
+	// request is left to net/http.
+	lines, n, crlf := r.lines.Head(buf)
+	if n == 0 {
 		if bytes.IndexByte(buf, '\n') >= 0 && !validSoFar(buf) {
 			return 0, declined
 		}
 		return 0, incomplete
 	}
-	n := end + 4
-	// A line ended by a bare line feed is not one the parser recognises exactly, so such a
-	// request is left to net/http.
-	lines, crlf := r.lines.Split(buf[:end])
 	// A line that repeats the previous head's line at its place was checked then, and its
 	// field, still in r.Fields, is taken as it is: a client's token is most of its head.
 	checked, completed := r.checked, r.completed
