@@ -227,18 +227,31 @@ var plain = func() (t [256]bool) {
 	return t
 }()
 
-// plain8 reports whether all of the eight bytes of s are plain. A line is mostly ids, paths and
-// addresses with nothing to escape, which this passes eight bytes at a time.
-func plain8(s string) bool {
+// plainPrefix returns the length of the longest prefix of s whose bytes are all plain. A line
+// is mostly ids, paths and addresses with nothing to escape, which this passes eight bytes at a
+// time.
+func plainPrefix(s string) int {
 	const ones, highs = 0x0101010101010101, 0x8080808080808080
-	_ = s[7]
-	x := uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
-		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
-	// Each term has a high bit set where a byte may be below 0x20, 0x80 or above, the quote or
-	// the backslash (a zero byte of x^0x22... or x^0x5c...). The terms can be set for a byte
-	// that is plain, after one that is not, but never miss a byte that is not.
-	quote, backslash := x^0x22*ones, x^0x5c*ones
-	return ((x-0x20*ones)&^x|x|(quote-ones)&^quote|(backslash-ones)&^backslash)&highs == 0
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		t := s[i : i+8]
+		x := uint64(t[0]) | uint64(t[1])<<8 | uint64(t[2])<<16 | uint64(t[3])<<24 |
+			uint64(t[4])<<32 | uint64(t[5])<<40 | uint64(t[6])<<48 | uint64(t[7])<<56
+		// Each term has a high bit set where a byte may be below 0x20, 0x80 or above, the
+		// quote or the backslash (a zero byte of x^0x22... or x^0x5c...). The terms can be set
+		// for a byte that is plain, after one that is not, but never miss a byte that is not;
+		// the bytes from there are looked at one by one.
+		quote, backslash := x^0x22*ones, x^0x5c*ones
+		if ((x-0x20*ones)&^x|x|(quote-ones)&^quote|(backslash-ones)&^backslash)&highs != 0 {
+			break
+		}
+	}
+	for ; i < len(s); i++ {
+		if !plain[s[i]] {
+			return i
+		}
+	}
+	return i
 }
 
 // appendString appends s as a JSON string, escaped as slog's JSON handler escapes it: quotes,
@@ -246,19 +259,13 @@ func plain8(s string) bool {
 // some JavaScript parsers take for line ends.
 func appendString(b []byte, s string) []byte {
 	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		if i+8 <= len(s) && plain8(s[i:i+8]) {
-			i += 8
-			continue
+	for {
+		n := plainPrefix(s)
+		b = append(b, s[:n]...)
+		if s = s[n:]; s == "" {
+			return append(b, '"')
 		}
-		c := s[i]
-		if plain[c] {
-			i++
-			continue
-		}
-		if c < utf8.RuneSelf {
-			b = append(b, s[start:i]...)
+		if c := s[0]; c < utf8.RuneSelf {
 			switch c {
 			case '"', '\\':
 				b = append(b, '\\', c)
@@ -271,27 +278,18 @@ func appendString(b []byte, s string) []byte {
 			default:
 				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
 			}
-			i++
-			start = i
+			s = s[1:]
 			continue
 		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
+		r, size := utf8.DecodeRuneInString(s)
+		switch {
+		case r == utf8.RuneError && size == 1:
 			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
+		case r == '\u2028' || r == '\u2029':
 			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xf])
-			i += size
-			start = i
-			continue
+		default:
+			b = append(b, s[:size]...)
 		}
-		i += size
+		s = s[size:]
 	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }
