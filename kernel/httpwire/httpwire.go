@@ -5,6 +5,8 @@
 // repeat, so Lines copies only the lines that changed.
 package httpwire
 
+import "strings"
+
 // ValidName reports whether name is a header field name: one or more token characters
 // (RFC 9110, section 5.1).
 func ValidName(name string) bool {
@@ -50,6 +52,23 @@ func SafeValue(v string) bool {
 		}
 	}
 	return true
+}
+
+// HopByHop reports the headers that describe one connection (RFC 9110, section 7.6.1), which
+// a proxy must not pass on; name may be in any case. Proxy-Connection is among them, as
+// browsers once sent it.
+func HopByHop(name string) bool {
+	for _, h := range hopByHop {
+		if len(name) == len(h) && strings.EqualFold(name, h) {
+			return true
+		}
+	}
+	return false
+}
+
+var hopByHop = [...]string{
+	"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization",
+	"Te", "Trailer", "Transfer-Encoding", "Upgrade",
 }
 
 // TrimSpace trims the spaces and tabs around a header field value (optional whitespace, RFC

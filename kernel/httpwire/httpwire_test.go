@@ -139,3 +139,17 @@ func BenchmarkValidValueToken(b *testing.B) {
 		}
 	}
 }
+
+func TestHopByHop(t *testing.T) {
+	t.Parallel()
+	for _, k := range []string{"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade", "connection", "TE", "upgrade"} {
+		if !httpwire.HopByHop(k) {
+			t.Errorf("%s is hop-by-hop", k)
+		}
+	}
+	for _, k := range []string{"Content-Type", "Grpc-Status", "Grpc-Timeout", "Authorization", "Vary", "Content-Length", "X-Request-Id", "Tee", "Connections", ""} {
+		if httpwire.HopByHop(k) {
+			t.Errorf("%s is end to end", k)
+		}
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/basaltplatform/basalt/kernel/discovery"
+	"github.com/basaltplatform/basalt/kernel/httpwire"
 )
 
 // RequestWriter writes one HTTP/1.1 request, request line to body, for an instance at host.
@@ -54,7 +55,7 @@ type Answer struct {
 
 	// fields holds the header lines as readHead parsed them, for Headers. It sits outside
 	// answerState so that its array is kept from one exchange to the next.
-	fields [][2]string
+	fields []answerField
 	answerState
 }
 
@@ -190,9 +191,9 @@ func (a *Answer) readHead(c *h1Conn) error {
 				if err != nil {
 					return err
 				}
-				*f = answerField{name: k, value: v, kind: framingKind(k)}
+				*f = answerField{name: k, value: v, kind: kindOf(k)}
 			}
-			a.fields = append(a.fields, [2]string{f.name, f.value})
+			a.fields = append(a.fields, *f)
 			switch f.kind {
 			case contentLengthField:
 				if ncl < len(cl) {
@@ -258,18 +259,20 @@ type answerField struct {
 	kind        fieldKind
 }
 
-// fieldKind tells the headers that frame an answer from the rest.
+// fieldKind tells the headers that frame an answer, and the other hop-by-hop headers, from the
+// end-to-end ones.
 type fieldKind uint8
 
 const (
-	otherField fieldKind = iota
+	endToEndField fieldKind = iota
 	contentLengthField
 	transferEncodingField
 	connectionField
+	hopByHopField
 )
 
-// framingKind returns the framing role of a header named k, in any case.
-func framingKind(k string) fieldKind {
+// kindOf returns the kind of a header named k, in any case.
+func kindOf(k string) fieldKind {
 	switch {
 	case len(k) == len("Content-Length") && strings.EqualFold(k, "Content-Length"):
 		return contentLengthField
@@ -277,8 +280,10 @@ func framingKind(k string) fieldKind {
 		return transferEncodingField
 	case len(k) == len("Connection") && strings.EqualFold(k, "Connection"):
 		return connectionField
+	case httpwire.HopByHop(k):
+		return hopByHopField
 	}
-	return otherField
+	return endToEndField
 }
 
 // resizeFields returns f with length n, keeping what it holds and clearing what it no longer
@@ -299,7 +304,18 @@ func resizeFields(f []answerField, n int) []answerField {
 // until fn returns false.
 func (a *Answer) Headers(fn func(k, v string) bool) {
 	for _, f := range a.fields {
-		if !fn(f[0], f[1]) {
+		if !fn(f.name, f.value) {
+			return
+		}
+	}
+}
+
+// EndToEnd is Headers for the headers a proxy passes on: all but the hop-by-hop ones (RFC
+// 9110, section 7.6.1) and Content-Length, since a proxy frames the body anew. Which kind a
+// header is was found when its line first arrived on the connection.
+func (a *Answer) EndToEnd(fn func(k, v string) bool) {
+	for _, f := range a.fields {
+		if f.kind == endToEndField && !fn(f.name, f.value) {
 			return
 		}
 	}

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/basaltplatform/basalt/kernel/httpwire"
 	"github.com/basaltplatform/basalt/kernel/testkit"
 )
 
@@ -822,12 +823,15 @@ func FuzzAnswerHead(f *testing.F) {
 			return
 		}
 		if a.Status != alone.Status || a.ContentLength != alone.ContentLength || a.keep != alone.keep || !slices.Equal(a.fields, alone.fields) {
-			t.Fatalf("after %q: %d %d %t %q; alone: %d %d %t %q", before,
+			t.Fatalf("after %q: %d %d %t %v; alone: %d %d %t %v", before,
 				a.Status, a.ContentLength, a.keep, a.fields, alone.Status, alone.ContentLength, alone.keep, alone.fields)
 		}
-		for _, kv := range a.fields {
-			if strings.ContainsAny(kv[0], "\r\n:") || strings.ContainsAny(kv[1], "\r\n") {
-				t.Fatalf("field %q: %q holds a line break", kv[0], kv[1])
+		for _, f := range a.fields {
+			if strings.ContainsAny(f.name, "\r\n:") || strings.ContainsAny(f.value, "\r\n") {
+				t.Fatalf("field %q: %q holds a line break", f.name, f.value)
+			}
+			if (f.kind == endToEndField) != (!httpwire.HopByHop(f.name) && !strings.EqualFold(f.name, "Content-Length")) {
+				t.Fatalf("field %q is of kind %d", f.name, f.kind)
 			}
 		}
 	})

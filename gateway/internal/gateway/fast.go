@@ -280,20 +280,16 @@ func (f fastPath) forward(ctx context.Context, w *h1.Response, fc *fastCall, x *
 	defer a.Close()
 	own := w.Header()
 	grpcStatus := ""
-	a.Headers(func(k, v string) bool {
-		switch relayKind(k) {
-		case notRelayed:
-			// Hop-by-hop headers and the length: the answer is framed anew for the client.
-		case grpcStatusLine:
+	a.EndToEnd(func(k, v string) bool {
+		switch {
+		case len(k) == len("Grpc-Status") && strings.EqualFold(k, "Grpc-Status"):
 			grpcStatus = v
 			w.AddLine(k, v)
-		case varyLine:
+		case len(k) == len("Vary") && strings.EqualFold(k, "Vary"):
 			// Vary lines add up, the gateway's and the upstream's.
 			w.AddLine(k, v)
-		default:
-			if !ownHeader(own, k) {
-				w.AddLine(k, v)
-			}
+		case !ownHeader(own, k):
+			w.AddLine(k, v)
 		}
 		return true
 	})
@@ -311,30 +307,6 @@ func (f fastPath) forward(ctx context.Context, w *h1.Response, fc *fastCall, x *
 	}
 	c.code, c.coded = proxy.CodeOf(a.Status, grpcStatus), true
 	return proxy.Result{Code: c.code, Status: a.Status}
-}
-
-// answerLine is what the gateway does with a header line of an upstream's answer.
-type answerLine uint8
-
-const (
-	relayed answerLine = iota
-	notRelayed
-	grpcStatusLine
-	varyLine
-)
-
-// relayKind classifies an answer header named k, in any case. Lengths are compared first, so
-// that most names are compared with nothing.
-func relayKind(k string) answerLine {
-	switch {
-	case proxy.HopByHop(k), len(k) == len("Content-Length") && strings.EqualFold(k, "Content-Length"):
-		return notRelayed
-	case len(k) == len("Grpc-Status") && strings.EqualFold(k, "Grpc-Status"):
-		return grpcStatusLine
-	case len(k) == len("Vary") && strings.EqualFold(k, "Vary"):
-		return varyLine
-	}
-	return relayed
 }
 
 // ownHeader reports whether the gateway set the header named k (in any case) on its answer

@@ -24,6 +24,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	"github.com/basaltplatform/basalt/kernel/httpwire"
 	"github.com/basaltplatform/basalt/kernel/rpcclient"
 )
 
@@ -212,7 +213,7 @@ func (p *Proxy) relay(w http.ResponseWriter, r *http.Request, resp *http.Respons
 	}
 	h := w.Header()
 	for k, vv := range resp.Header {
-		if HopByHop(k) {
+		if httpwire.HopByHop(k) {
 			continue
 		}
 		own, set := h[k]
@@ -531,22 +532,6 @@ func ParseClientTimeout(connectTimeoutMs, grpcTimeout string) (time.Duration, bo
 
 func upstreamURL(base string, r *http.Request) *urlValue {
 	return newURL(base, r.URL.Path, r.URL.RawPath, r.URL.RawQuery)
-}
-
-// HopByHop reports headers that describe one connection and must not be forwarded; k may be
-// in any case.
-func HopByHop(k string) bool {
-	for _, h := range hopByHopHeaders {
-		if len(k) == len(h) && strings.EqualFold(k, h) {
-			return true
-		}
-	}
-	return false
-}
-
-var hopByHopHeaders = [...]string{
-	"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization",
-	"Te", "Trailer", "Transfer-Encoding", "Upgrade",
 }
 
 // isGRPC reports gRPC's content types (application/grpc, application/grpc+proto), which need

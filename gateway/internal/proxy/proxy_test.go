@@ -393,20 +393,6 @@ func TestContentTypes(t *testing.T) {
 	}
 }
 
-func TestHopByHop(t *testing.T) {
-	t.Parallel()
-	for _, k := range []string{"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"} {
-		if !HopByHop(k) {
-			t.Errorf("%s is hop-by-hop", k)
-		}
-	}
-	for _, k := range []string{"Content-Type", "Grpc-Status", "Grpc-Timeout", "Authorization", "Vary", "Content-Length", "X-Request-Id"} {
-		if HopByHop(k) {
-			t.Errorf("%s is end to end", k)
-		}
-	}
-}
-
 // The tests below forward through a real upstream server with a plain HTTP client as the
 // Upstream.
 
