@@ -104,6 +104,13 @@ func (t *h1Transport) supports(req *http.Request) bool {
 // once read to the end and closed.
 func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
+	if err := checkHeader(req); err != nil {
+		// The call is refused before it is sent; the instance is not to blame.
+		if req.Body != nil {
+			req.Body.Close()
+		}
+		return nil, &notAttempted{err}
+	}
 	host := req.URL.Host
 	c, reused, err := t.get(ctx, host, time.Time{}, t.now())
 	if err != nil {
@@ -292,14 +299,37 @@ func (t *h1Transport) CloseIdleConnections() {
 	}
 }
 
-// writeRequest writes req in HTTP/1.1 wire format.
+// requestHost returns the Host req goes with: its own, or its URL's.
+func requestHost(req *http.Request) string {
+	if req.Host != "" {
+		return req.Host
+	}
+	return req.URL.Host
+}
+
+// checkHeader refuses a request whose Host or header values would end their lines.
+func checkHeader(req *http.Request) error {
+	if host := requestHost(req); !httpwire.SafeValue(host) {
+		return fmt.Errorf("rpcclient: invalid Host %q", host)
+	}
+	for k, vv := range req.Header {
+		for _, v := range vv {
+			if !httpwire.SafeValue(v) {
+				return fmt.Errorf("rpcclient: invalid value for header %q", k)
+			}
+		}
+	}
+	return nil
+}
+
+// writeRequest writes req, checked by checkHeader, in HTTP/1.1 wire format.
 func (c *h1Conn) writeRequest(req *http.Request) error {
 	w := c.bw
 	w.WriteString(req.Method)
 	w.WriteByte(' ')
 	w.WriteString(req.URL.RequestURI())
 	w.WriteString(" HTTP/1.1\r\nHost: ")
-	w.WriteString(req.URL.Host)
+	w.WriteString(requestHost(req))
 	w.WriteString("\r\n")
 	for k, vv := range req.Header {
 		switch k {
@@ -307,9 +337,6 @@ func (c *h1Conn) writeRequest(req *http.Request) error {
 			continue
 		}
 		for _, v := range vv {
-			if !httpwire.SafeValue(v) {
-				return fmt.Errorf("rpcclient: invalid value for header %q", k)
-			}
 			w.WriteString(k)
 			w.WriteString(": ")
 			w.WriteString(v)

@@ -197,3 +197,78 @@ func TestLeanHTTP1RefusesHeaderInjection(t *testing.T) {
 		t.Fatal("a header value with CRLF was sent")
 	}
 }
+
+// TestHostIsTheInstancesUnlessTheCallerSetsOne sends calls through the balancer on both
+// HTTP/1.1 transports (the lean one for a body it can replay, net/http's for one it cannot):
+// a call whose Host is its URL's placeholder reaches the instance with the instance's address
+// as its Host, and a call with a Host of its own, as a proxy forwards its client's, keeps it.
+func TestHostIsTheInstancesUnlessTheCallerSetsOne(t *testing.T) {
+	t.Parallel()
+	srv, _ := h1Server(t, func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("X-Host", r.Host)
+		w.Header().Set("X-Injected", r.Header.Get("X-Injected"))
+	})
+	c := staticClient(t, []string{srv.URL})
+	instance := hostOf(srv.URL)
+	for _, tt := range []struct {
+		name, host, want string
+		replayable       bool
+	}{
+		{"placeholder, lean", "", instance, true},
+		{"placeholder, net/http", "", instance, false},
+		{"the caller's, lean", "api.example:8443", "api.example:8443", true},
+		{"the caller's, net/http", "api.example:8443", "api.example:8443", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var body io.Reader = strings.NewReader("a")
+			if !tt.replayable {
+				body = io.NopCloser(body)
+			}
+			req, err := http.NewRequestWithContext(WithCallOptions(context.Background(), CallOptions{HTTP1: true}), http.MethodPost, BaseURL("echo")+"/echo", body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.host != "" {
+				req.Host = tt.host
+			}
+			resp, err := c.HTTPClient("echo").Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if got := resp.Header.Get("X-Host"); got != tt.want {
+				t.Errorf("the instance saw Host %q, want %q", got, tt.want)
+			}
+		})
+	}
+	// A Host that would end its line never adds a header: the lean transport refuses the call,
+	// without holding it against the instance, and net/http's sends no Host instead.
+	for _, replayable := range []bool{true, false} {
+		var body io.Reader = strings.NewReader("a")
+		if !replayable {
+			body = io.NopCloser(body)
+		}
+		req, _ := http.NewRequestWithContext(WithCallOptions(context.Background(), CallOptions{HTTP1: true}), http.MethodPost, BaseURL("echo")+"/echo", body)
+		req.Host = "a\r\nX-Injected: yes"
+		resp, err := c.HTTPClient("echo").Do(req)
+		if replayable && err == nil {
+			resp.Body.Close()
+			t.Errorf("the lean transport sent a Host with CRLF")
+		}
+		if err == nil {
+			if resp.Header.Get("X-Injected") != "" {
+				t.Errorf("replayable %t: the instance saw an injected header", replayable)
+			}
+			resp.Body.Close()
+		}
+		b := c.HTTPClient("echo").(*balancer)
+		b.mu.Lock()
+		for id, st := range b.state {
+			if st.consecutive != 0 || st.ejections != 0 {
+				t.Errorf("replayable %t: instance %s was held to account for a call it never got: %+v", replayable, id, *st)
+			}
+		}
+		b.mu.Unlock()
+	}
+}

@@ -320,13 +320,17 @@ func (b *balancer) send(ctx context.Context, idempotent, replayable bool, try fu
 
 // prepare points a copy of req at ep. Only the URL is copied deeply: the transport never
 // writes to the headers, and a forwarding gateway should not pay for copying them per
-// attempt. Retries get a fresh body from GetBody.
+// attempt. Retries get a fresh body from GetBody. The Host becomes the instance's, unless the
+// caller set one of its own, apart from its URL's placeholder host: a proxy keeps its client's.
 func (b *balancer) prepare(req *http.Request, ep discovery.Endpoint, attempt int) (*http.Request, error) {
 	out := new(http.Request)
 	*out = *req
 	u := *req.URL
 	u.Scheme, u.Host = ep.Scheme, ep.Host
-	out.URL, out.Host = &u, ep.Host
+	out.URL = &u
+	if req.Host == "" || req.Host == req.URL.Host {
+		out.Host = ep.Host
+	}
 	if attempt > 1 && req.GetBody != nil {
 		body, err := req.GetBody()
 		if err != nil {

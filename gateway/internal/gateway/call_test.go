@@ -1,12 +1,8 @@
 package gateway
 
 import (
-	"context"
 	"net/netip"
 	"testing"
-
-	"go.opentelemetry.io/otel/propagation"
-	"go.opentelemetry.io/otel/trace"
 )
 
 // TestMemoKeepsAddressKeys checks that a connection's public calls from one address share its
@@ -42,24 +38,5 @@ func TestMemoKeepsAddressKeys(t *testing.T) {
 				t.Errorf("back to the first address: %q, want %q", got, tt.wantFirst)
 			}
 		})
-	}
-}
-
-// TestNewTraceParent reads made-up trace contexts back with OpenTelemetry's own propagator: each
-// must be a valid, sampled context with its own trace id, which traceIDOf returns.
-func TestNewTraceParent(t *testing.T) {
-	t.Parallel()
-	seen := map[string]bool{}
-	for range 10_000 {
-		tp := newTraceParent()
-		ctx := propagation.TraceContext{}.Extract(context.Background(), propagation.MapCarrier{"traceparent": tp})
-		sc := trace.SpanContextFromContext(ctx)
-		if !sc.IsValid() || !sc.IsSampled() || !sc.IsRemote() {
-			t.Fatalf("%q reads as %+v, want a valid, sampled, remote context", tp, sc)
-		}
-		if id := traceIDOf(tp); id != sc.TraceID().String() || seen[id] {
-			t.Fatalf("traceIDOf(%q) = %q, want %s, once", tp, id, sc.TraceID())
-		}
-		seen[traceIDOf(tp)] = true
 	}
 }

@@ -178,10 +178,8 @@ type callState struct {
 	route *routes.Route
 	// timeout is the Connect-Timeout-Ms sent upstream in place of the client's, or "".
 	timeout string
-	// traceparent is the trace context sent upstream without an exporter; trace holds the
-	// propagator's headers with one.
-	traceparent string
-	trace       http.Header
+	// trace holds the propagator's headers, when the gateway traces.
+	trace http.Header
 }
 
 // Serve answers r.
@@ -246,9 +244,6 @@ func (f fastPath) Serve(w *h1.Response, r *h1.Request) {
 		c.traceID = span.SpanContext().TraceID().String()
 		fc.trace = http.Header{}
 		g.o.tel.Propagator().Inject(ctx, propagation.HeaderCarrier(fc.trace))
-	} else {
-		fc.traceparent = newTraceParent()
-		c.traceID = traceIDOf(fc.traceparent)
 	}
 	var deadline time.Time
 	if d, fromClient, ok := proxy.Deadline(route.Timeout, k.connectTimeout, k.grpcTimeout); ok {
@@ -340,21 +335,19 @@ func canonical(k string) bool {
 	return true
 }
 
-// WriteRequest writes the call for an upstream instance at host: the client's headers less
+// WriteRequest writes the call for an upstream instance: the client's Host and headers less
 // the ones that never go upstream (see dropped) and the ones the gateway sets itself (see
-// sync), then the gateway's, as outboundHeader does on the net/http path. What stays
-// the same from one call of a connection to the next, the request line to the forwarding
-// headers, is kept as bytes (see prefix) and written with one copy.
-func (fc *fastCall) WriteRequest(w *bufio.Writer, host string) error {
+// sync), then the gateway's, as outboundHeader does on the net/http path. The Host is the
+// client's whichever instance the call goes to, as Envoy keeps it. What stays the same from
+// one call of a connection to the next, the request line to the forwarding headers, is kept as
+// bytes (see prefix) and written with one copy.
+func (fc *fastCall) WriteRequest(w *bufio.Writer, _ string) error {
 	r, c := fc.r, &fc.call
-	w.Write(fc.prefix(host))
+	w.Write(fc.prefix())
 	b := w.AvailableBuffer()
 	b = appendField(b, requestid.Header, c.id)
 	if c.subject != "" {
 		b = appendField(b, "X-Basalt-Subject", c.subject)
-	}
-	if fc.traceparent != "" {
-		b = appendField(b, "Traceparent", fc.traceparent)
 	}
 	for k, vv := range fc.trace {
 		for _, v := range vv {
@@ -378,29 +371,29 @@ func (fc *fastCall) WriteRequest(w *bufio.Writer, host string) error {
 type head struct {
 	bytes []byte
 	// valid is false until bytes are made, and after the client's fields change (the Host
-	// line, which X-Forwarded-Host repeats, among them).
+	// line among them).
 	valid bool
 	// The rest is what bytes were made for, besides the fields: the request's path, the
-	// instance's host, the client's address and whether the client's deadline lines go too.
-	// The address follows from the connection and the fields today; it is compared anyway,
-	// since a call that reached the upstream as from another client would be a silent fault.
-	path, host, ip string
-	timeouts       bool
+	// client's address and whether the client's deadline lines go too. The address follows
+	// from the connection and the fields today; it is compared anyway, since a call that
+	// reached the upstream as from another client would be a silent fault.
+	path, ip string
+	timeouts bool
 }
 
-// prefix returns the start of the call's upstream request for an instance at host, made anew
-// only when something it holds differs from the connection's last call.
-func (fc *fastCall) prefix(host string) []byte {
+// prefix returns the start of the call's upstream request, made anew only when something it
+// holds differs from the connection's last call.
+func (fc *fastCall) prefix() []byte {
 	r, c, h := fc.r, &fc.call, &fc.head
 	withTimeouts := fc.timeout == ""
 	ip := c.clientIP()
-	if h.valid && h.path == r.Path && h.host == host && h.ip == ip && h.timeouts == withTimeouts {
+	if h.valid && h.path == r.Path && h.ip == ip && h.timeouts == withTimeouts {
 		return h.bytes
 	}
 	b := append(h.bytes[:0], "POST "...)
 	b = append(b, r.Path...)
 	b = append(b, " HTTP/1.1\r\n"...)
-	b = appendField(b, "Host", host)
+	b = appendField(b, "Host", r.Host)
 	b = append(b, fc.fields...)
 	if withTimeouts {
 		b = append(b, fc.timeouts...)
@@ -409,8 +402,7 @@ func (fc *fastCall) prefix(host string) []byte {
 		b = appendField(b, "X-Forwarded-For", ip)
 	}
 	b = appendField(b, "X-Forwarded-Proto", "http")
-	b = appendField(b, "X-Forwarded-Host", r.Host)
-	*h = head{bytes: b, valid: true, path: r.Path, host: host, ip: ip, timeouts: withTimeouts}
+	*h = head{bytes: b, valid: true, path: r.Path, ip: ip, timeouts: withTimeouts}
 	return b
 }
 

@@ -248,8 +248,8 @@ func newFixture(t testing.TB, n int, edit func(*config.Config)) *fixture {
 }
 
 // newFixtureWithKeys is newFixture with the upstreams publishing k, so that two fixtures can
-// take the same tokens.
-func newFixtureWithKeys(t testing.TB, k keys, n int, edit func(*config.Config)) *fixture {
+// take the same tokens, and with the gateway built with opts too.
+func newFixtureWithKeys(t testing.TB, k keys, n int, edit func(*config.Config), opts ...Option) *fixture {
 	t.Helper()
 	f := &fixture{keys: k, logs: &syncBuffer{}, h1: testkit.HTTP1Client(t), h2: testkit.H2CClient(t)}
 	var urls []string
@@ -271,7 +271,7 @@ func newFixtureWithKeys(t testing.TB, k keys, n int, edit func(*config.Config)) 
 		edit(&cfg)
 	}
 	log := testkit.Logger(t)
-	g, err := New(cfg, WithLogger(newTeeLogger(log, f.logs)))
+	g, err := New(cfg, append([]Option{WithLogger(newTeeLogger(log, f.logs))}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -387,12 +387,6 @@ func (g *Gateway) rpc(w http.ResponseWriter, r *http.Request, c *call, route *ro
 	header := g.outboundHeader(r, c)
 	if span != nil {
 		g.o.tel.Propagator().Inject(ctx, propagation.HeaderCarrier(header))
-	} else {
-		// Without an exporter there is nobody to send spans to, so the gateway builds none; it
-		// still starts the trace, so the services' log lines share the access log's trace id.
-		tp := newTraceParent()
-		c.traceID = traceIDOf(tp)
-		header["Traceparent"] = c.value(tp)
 	}
 	res := g.proxy.Forward(w, r, &proxy.Call{
 		Upstream:   g.upstreams[route.Index],
@@ -494,9 +488,6 @@ func (g *Gateway) outboundHeader(r *http.Request, c *call) http.Header {
 		h["X-Forwarded-Proto"] = forwardedHTTPS
 	} else {
 		h["X-Forwarded-Proto"] = forwardedHTTP
-	}
-	if r.Host != "" {
-		h["X-Forwarded-Host"] = c.value(r.Host)
 	}
 	h[requestid.Header] = c.value(c.id)
 	if c.subject != "" {

@@ -127,7 +127,9 @@ func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request, c *Call) Result 
 	// every field a client request must not carry reset.
 	out := r.WithContext(ctx)
 	out.URL = upstreamURL(c.BaseURL, r)
-	out.Host, out.RequestURI, out.RemoteAddr, out.TLS = "", "", "", nil
+	// The client's Host goes upstream, whichever instance the call reaches, as Envoy keeps it;
+	// the balancer keeps a Host that is not its placeholder URL's.
+	out.Host, out.RequestURI, out.RemoteAddr, out.TLS = r.Host, "", "", nil
 	out.Proto, out.ProtoMajor, out.ProtoMinor = "HTTP/1.1", 1, 1
 	out.Header = c.Header
 	out.Trailer, out.TransferEncoding, out.Close = nil, nil, false
