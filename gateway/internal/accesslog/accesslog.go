@@ -18,23 +18,59 @@ import (
 )
 
 // Entry is what one request's line says. Empty strings are left out of the line, except the
-// ones every line has (request_id, method, path, code, client_ip, protocol).
+// ones every line has (request_id, code, method, path, client_ip, protocol).
 type Entry struct {
 	Time      time.Time
 	Level     slog.Level
 	RequestID string
-	Method    string
-	Path      string
 	Status    int
 	Code      string
 	Duration  time.Duration
 	BytesOut  int64
+	Method    string
+	Path      string
 	ClientIP  string
 	Protocol  string
 	Route     string
 	Subject   string
 	TraceID   string
 	Error     string
+	// Fragment, when set, keeps the encoding of Method to Subject for the next entries that
+	// repeat them, as the calls of one connection mostly do.
+	Fragment *Fragment
+}
+
+// Fragment is the encoding of an entry's method, path, client address, protocol, route and
+// subject, which a Logger makes once and takes again while an entry's are the same strings.
+// Those are one connection's path, its client's address and its caller, so for the calls of
+// one connection the line costs the encoding of what is new in each call only. The zero value
+// is ready, and a Fragment must not be shared between goroutines.
+type Fragment struct {
+	method, path, clientIP, protocol, route, subject string
+	encoded                                          []byte
+	ok                                               bool
+}
+
+// of returns the encoding of e's fields, made anew when one of them changed.
+func (f *Fragment) of(e *Entry) []byte {
+	if f.ok && f.method == e.Method && f.path == e.Path && f.clientIP == e.ClientIP &&
+		f.protocol == e.Protocol && f.route == e.Route && f.subject == e.Subject {
+		return f.encoded
+	}
+	f.encoded = appendFragment(f.encoded[:0], e)
+	f.method, f.path, f.clientIP, f.protocol, f.route, f.subject = e.Method, e.Path, e.ClientIP, e.Protocol, e.Route, e.Subject
+	f.ok = true
+	return f.encoded
+}
+
+// appendFragment appends what a Fragment holds.
+func appendFragment(b []byte, e *Entry) []byte {
+	b = appendString(append(b, `,"method":`...), e.Method)
+	b = appendString(append(b, `,"path":`...), e.Path)
+	b = appendString(append(b, `,"client_ip":`...), e.ClientIP)
+	b = appendString(append(b, `,"protocol":`...), e.Protocol)
+	b = appendOptional(b, `,"route":`, e.Route)
+	return appendOptional(b, `,"subject":`, e.Subject)
 }
 
 // Writer is what writes access log lines: Logger in production, Slog where lines should take
@@ -67,12 +103,12 @@ func (s Slog) Log(e *Entry) {
 	r := slog.NewRecord(e.Time, e.Level, "request", 0)
 	r.AddAttrs(
 		slog.String("request_id", e.RequestID),
-		slog.String("method", e.Method),
-		slog.String("path", e.Path),
 		slog.Int("status", e.Status),
 		slog.String("code", e.Code),
 		slog.Duration("duration", e.Duration),
 		slog.Int64("bytes_out", e.BytesOut),
+		slog.String("method", e.Method),
+		slog.String("path", e.Path),
 		slog.String("client_ip", e.ClientIP),
 		slog.String("protocol", e.Protocol),
 	)
@@ -148,16 +184,15 @@ func (l *Logger) Log(e *Entry) {
 	b = append(b, l.fields...)
 	// The keys are written as they are encoded, since they never need escaping.
 	b = appendString(append(b, `,"request_id":`...), e.RequestID)
-	b = appendString(append(b, `,"method":`...), e.Method)
-	b = appendString(append(b, `,"path":`...), e.Path)
 	b = strconv.AppendInt(append(b, `,"status":`...), int64(e.Status), 10)
 	b = appendString(append(b, `,"code":`...), e.Code)
 	b = strconv.AppendInt(append(b, `,"duration":`...), int64(e.Duration), 10)
 	b = strconv.AppendInt(append(b, `,"bytes_out":`...), e.BytesOut, 10)
-	b = appendString(append(b, `,"client_ip":`...), e.ClientIP)
-	b = appendString(append(b, `,"protocol":`...), e.Protocol)
-	b = appendOptional(b, `,"route":`, e.Route)
-	b = appendOptional(b, `,"subject":`, e.Subject)
+	if e.Fragment != nil {
+		b = append(b, e.Fragment.of(e)...)
+	} else {
+		b = appendFragment(b, e)
+	}
 	b = appendOptional(b, `,"trace_id":`, e.TraceID)
 	b = appendOptional(b, `,"error":`, e.Error)
 	b = append(b, "}\n"...)

@@ -77,6 +77,45 @@ func TestLinesMatchSlog(t *testing.T) {
 	}
 }
 
+// TestFragmentFollowsItsFields logs entries through one Fragment, as a connection's calls do:
+// each line must be the line of the same entry without a Fragment, whether its fields repeat
+// the entry before, as the same strings or as equal ones, or one of them changes.
+func TestFragmentFollowsItsFields(t *testing.T) {
+	t.Parallel()
+	at := time.Date(2026, 12, 6, 12, 30, 42, 530123456, time.UTC)
+	base := Entry{Time: at, Level: slog.LevelInfo, RequestID: "r1", Status: 200, Code: "ok", Method: "POST",
+		Path: "/basalt.identity.v1.IdentityService/GetCurrentUser", ClientIP: "127.0.0.1", Protocol: "connect",
+		Route: "/basalt.identity.v1.IdentityService/GetCurrentUser", Subject: "u-1"}
+	edits := []func(e *Entry){
+		func(*Entry) {},
+		func(e *Entry) { e.RequestID, e.Duration = "r2", time.Millisecond },
+		func(e *Entry) { e.Path = string([]byte(e.Path)) },
+		func(e *Entry) { e.Subject = "u-2" },
+		func(e *Entry) { e.Subject = "" },
+		func(e *Entry) { e.ClientIP = "::1" },
+		func(e *Entry) { e.Method, e.Path, e.Route = "GET", "/v1/me", "" },
+		func(e *Entry) { e.Method = "PUT" },
+		func(e *Entry) { e.Route = "/basalt.identity.v1.IdentityService/GetCurrentUser" },
+		func(e *Entry) { e.Protocol = "grpc" },
+		func(e *Entry) { e.Path = "/needs \"escaping\"" },
+		func(*Entry) {},
+	}
+	var f Fragment
+	e := base
+	for i, edit := range edits {
+		edit(&e)
+		var with, without bytes.Buffer
+		e.Fragment = &f
+		New(&with).Log(&e)
+		plain := e
+		plain.Fragment = nil
+		New(&without).Log(&plain)
+		if with.String() != without.String() {
+			t.Errorf("entry %d:\n with a fragment %s\n without        %s", i, with.String(), without.String())
+		}
+	}
+}
+
 // FuzzStringsMatchSlog checks that a string is escaped as slog's JSON handler escapes it,
 // wherever in the string, and in whichever of its eight-byte steps, the bytes that need it fall.
 func FuzzStringsMatchSlog(f *testing.F) {

@@ -128,6 +128,9 @@ func (g *Gateway) record(c *call, method, path string, status int, written int64
 		Route:     c.procedure,
 		Subject:   c.subject,
 	}
+	if c.memo != nil {
+		e.Fragment = &c.memo.fragment
+	}
 	if path == "/healthz" || path == "/readyz" {
 		// Probes arrive every few seconds from every checker; their lines would bury the rest.
 		e.Level = slog.LevelDebug
@@ -235,6 +238,8 @@ type memo struct {
 	bucket, key string
 	limitKey    string
 	token       tokens.Last
+	// fragment is the access log's encoding of what the connection's calls share.
+	fragment accesslog.Fragment
 }
 
 // lastToken returns the memo's last verified token, or nil for a nil memo.
