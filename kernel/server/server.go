@@ -320,9 +320,10 @@ func (s *Server) describe(addr *net.TCPAddr) (discovery.Instance, error) {
 	}, nil
 }
 
-// middleware sets the request id (propagated or new) on the context and the response, notes
-// the client's address and user agent, and keeps the caller's bearer token on the context so
-// calls to other services can forward it.
+// middleware sets the request id (propagated or new) on the context, and on the response when
+// the server made it: a caller that sent one knows it, and the gateway answers its clients with
+// its own. It notes the client's address and user agent, and keeps the caller's bearer token
+// on the context so calls to other services can forward it.
 func (s *Server) middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.inflight.Add(1)
@@ -331,8 +332,11 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 		if id == "" {
 			id = requestid.New()
 			r.Header.Set(requestid.Header, id)
+			// Only an id the caller did not send is news to it. An answer that does not echo the
+			// caller's id is the same bytes from one call to the next but for its date, which the
+			// gateway's lean client takes whole (ADR-0043).
+			w.Header().Set(requestid.Header, id)
 		}
-		w.Header().Set(requestid.Header, id)
 		ctx := requestid.With(r.Context(), id)
 		ctx = clientinfo.With(ctx, clientinfo.FromRequest(r))
 		if tok := authn.BearerToken(r.Header.Get("Authorization")); tok != "" {
