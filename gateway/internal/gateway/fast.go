@@ -401,7 +401,8 @@ func (fc *fastCall) prefix() []byte {
 	if ip != "" {
 		b = appendField(b, "X-Forwarded-For", ip)
 	}
-	b = appendField(b, "X-Forwarded-Proto", "http")
+	// The fast path serves plain HTTP, the scheme of the upstream's own connection, so it sends
+	// no X-Forwarded-Proto (ADR-0043).
 	*h = head{bytes: b, valid: true, path: r.Path, ip: ip, timeouts: withTimeouts}
 	return b
 }

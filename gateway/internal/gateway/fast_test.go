@@ -3,7 +3,15 @@ package gateway
 import (
 	"bufio"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -12,6 +20,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"connectrpc.com/connect"
 	"go.opentelemetry.io/otel/propagation"
@@ -524,4 +533,87 @@ func TestClientAddressFollowsEachCallOfAConnection(t *testing.T) {
 			t.Errorf("a call from %s reached the upstream as from %q", client, got)
 		}
 	}
+}
+
+// TestForwardedProtoNamesATLSClientsScheme calls one gateway over TLS and two over plain HTTP
+// (with and without the fast path), each with a forged X-Forwarded-Proto: the upstream, which
+// the gateways reach over plain HTTP, learns https from the first, and nothing from the others,
+// whose scheme is its own.
+func TestForwardedProtoNamesATLSClientsScheme(t *testing.T) {
+	t.Parallel()
+	k := newKeys(t)
+	certFile, keyFile, pool := selfSignedFiles(t)
+	secure := newFixtureWithKeys(t, k, 1, func(c *config.Config) { c.TLS.CertFile, c.TLS.KeyFile = certFile, keyFile })
+	plain := newFixtureWithKeys(t, k, 1, nil)
+	slow := newFixtureWithKeys(t, k, 1, func(c *config.Config) { c.Limits.DisableFastPath = true })
+	tlsClient := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	t.Cleanup(tlsClient.CloseIdleConnections)
+	for _, tt := range []struct {
+		f      *fixture
+		url    string
+		client *http.Client
+		want   string
+	}{
+		{secure, strings.Replace(secure.url, "http://", "https://", 1), tlsClient, "https"},
+		{plain, plain.url, plain.h1, ""},
+		{slow, slow.url, slow.h1, ""},
+	} {
+		req, err := http.NewRequest(http.MethodPost, tt.url+"/basalt.identity.v1.IdentityService/GetCurrentUser", strings.NewReader("{}"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+k.token(t, "user-1"))
+		req.Header.Set("X-Forwarded-Proto", "gopher")
+		resp, err := tt.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: %d", tt.url, resp.StatusCode)
+		}
+		if got := tt.f.upstreams[0].seen().Values("X-Forwarded-Proto"); strings.Join(got, ",") != tt.want {
+			t.Errorf("%s: the upstream saw X-Forwarded-Proto %q, want %q", tt.url, got, tt.want)
+		}
+	}
+}
+
+// selfSignedFiles writes a certificate for 127.0.0.1 and its key to files, and returns them
+// with a pool that trusts the certificate.
+func selfSignedFiles(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "gateway test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool = x509.NewCertPool()
+	pool.AddCert(cert)
+	return certFile, keyFile, pool
 }

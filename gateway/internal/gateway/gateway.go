@@ -485,9 +485,9 @@ func (g *Gateway) outboundHeader(r *http.Request, c *call) http.Header {
 		delete(h, "X-Forwarded-For")
 	}
 	if r.TLS != nil {
+		// The scheme goes upstream only when it is not the one the service sees on its own
+		// connection, which is plain HTTP (ADR-0043).
 		h["X-Forwarded-Proto"] = forwardedHTTPS
-	} else {
-		h["X-Forwarded-Proto"] = forwardedHTTP
 	}
 	h[requestid.Header] = c.value(c.id)
 	if c.subject != "" {
@@ -520,7 +520,6 @@ var droppedHeaders = [...]string{
 // Shared header values; the transports never modify header slices.
 var (
 	teTrailers     = []string{"trailers"}
-	forwardedHTTP  = []string{"http"}
 	forwardedHTTPS = []string{"https"}
 )
 
