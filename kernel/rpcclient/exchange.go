@@ -45,21 +45,17 @@ type Exchange struct {
 const deadlineSlack = 32
 
 // Answer is an upstream's answer to an Exchange. Its body must be read to the end and the
-// answer closed for its connection to be used again.
+// answer closed for its connection to be used again. Its headers are valid until Close.
 type Answer struct {
 	// Status is the HTTP status.
 	Status int
 	// ContentLength is the body's length, or -1 when it arrives in chunks or until the
 	// connection closes.
 	ContentLength int64
-
-	// fields holds the header lines as readHead parsed them, for Headers. It sits outside
-	// answerState so that its array is kept from one exchange to the next.
-	fields []answerField
 	answerState
 }
 
-// maxKeptFields is the most header fields an Answer keeps room for from one answer to the next.
+// maxKeptFields is the most header fields a connection remembers of its last answer.
 const maxKeptFields = 64
 
 // answerState is what an exchange sets anew in its answer.
@@ -69,6 +65,9 @@ type answerState struct {
 	chunks chunkedBody
 	conn   *h1Conn
 	t      *h1Transport
+	// fields are the answer's header fields: the connection's memo of them, which is the
+	// answer's until Close gives the connection back, rather than a copy.
+	fields []answerField
 	// start is when the exchange began, which the connection counts as idle since when it
 	// returns to the pool, rather than read the clock again.
 	start time.Time
@@ -174,13 +173,6 @@ func (a *Answer) readHead(c *h1Conn) error {
 		var te, cl [2]string
 		var nte, ncl int
 		closing := minor == 0
-		// The fields of the answer before are cleared, so that they keep nothing alive, and
-		// let go of if there were more than an answer usually has.
-		clear(a.fields)
-		a.fields = a.fields[:0]
-		if cap(a.fields) > maxKeptFields {
-			a.fields = nil
-		}
 		reuse := m.valid
 		m.valid = false
 		m.fields = resizeFields(m.fields, len(split)-1)
@@ -193,7 +185,6 @@ func (a *Answer) readHead(c *h1Conn) error {
 				}
 				*f = answerField{name: k, value: v, kind: kindOf(k)}
 			}
-			a.fields = append(a.fields, *f)
 			switch f.kind {
 			case contentLengthField:
 				if ncl < len(cl) {
@@ -209,6 +200,7 @@ func (a *Answer) readHead(c *h1Conn) error {
 				closing = closing || tokens([]string{f.value}, "close")
 			}
 		}
+		a.fields = m.fields
 		if cap(m.fields) > maxKeptFields {
 			// An answer with unusually many fields is not remembered.
 			m.fields = nil
@@ -350,7 +342,8 @@ func (a *Answer) Close() error {
 	}
 	a.done = true
 	c := a.conn
-	a.conn = nil
+	// The fields are the connection's, which another exchange may take once it is back.
+	a.conn, a.fields = nil, nil
 	if a.keep && a.eof {
 		a.t.put(c, a.start)
 		return nil

@@ -45,6 +45,13 @@ func (r *recordingRequest) attempts() []string {
 	return slices.Clone(r.hosts)
 }
 
+// exchangeOpen makes one exchange and returns the answer, its body unread and its headers
+// still readable.
+func exchangeOpen(c *Client, x *Exchange) (*Answer, error) {
+	a := new(Answer)
+	return a, c.Exchange(context.Background(), "echo", x, a)
+}
+
 // exchangeAll makes one exchange, reads its body to the end and closes the answer, returning
 // the answer (closed), the body and the first error.
 func exchangeAll(c *Client, x *Exchange) (*Answer, string, error) {
@@ -168,7 +175,7 @@ func TestExchangeRoundTripsAndReusesTheConnection(t *testing.T) {
 	c := staticClient(t, []string{srv.URL})
 	for i, body := range []string{"first call", "second, longer call"} {
 		x := &Exchange{Request: &recordingRequest{body: body}}
-		a, got, err := exchangeAll(c, x)
+		a, err := exchangeOpen(c, x)
 		if err != nil {
 			t.Fatalf("exchange %d: %v", i, err)
 		}
@@ -176,12 +183,14 @@ func TestExchangeRoundTripsAndReusesTheConnection(t *testing.T) {
 		if a.Status != http.StatusAccepted {
 			t.Errorf("exchange %d: status %d, want 202", i, a.Status)
 		}
-		if got != body {
-			t.Errorf("exchange %d: body %q, want %q", i, got, body)
+		b, err := io.ReadAll(a)
+		if got := string(b); err != nil || got != body {
+			t.Errorf("exchange %d: body %q, %v; want %q", i, got, err, body)
 		}
 		if a.ContentLength != int64(len(body)) {
 			t.Errorf("exchange %d: ContentLength %d, want %d", i, a.ContentLength, len(body))
 		}
+		// The headers are the answer's until Close gives its connection back.
 		var test string
 		var multi []string
 		a.Headers(func(k, v string) bool {
@@ -202,6 +211,12 @@ func TestExchangeRoundTripsAndReusesTheConnection(t *testing.T) {
 		a.Headers(func(string, string) bool { calls++; return false })
 		if calls != 1 {
 			t.Errorf("exchange %d: Headers called fn %d times after it returned false, want 1", i, calls)
+		}
+		a.Close()
+		calls = 0
+		a.Headers(func(string, string) bool { calls++; return true })
+		if calls != 0 {
+			t.Errorf("exchange %d: Headers walked %d fields after Close, want none", i, calls)
 		}
 		if n, err := a.Read(make([]byte, 1)); n != 0 || err == nil {
 			t.Errorf("exchange %d: Read after Close = %d, %v; want an error", i, n, err)
@@ -740,12 +755,16 @@ func TestExchangeHeadersInOrder(t *testing.T) {
 			head, want := answer(n, 0)
 			s := startRawServer(t, always(rawReply{data: head}))
 			c := staticClient(t, []string{s.url})
-			a, body, err := exchangeAll(c, &Exchange{Request: &recordingRequest{body: "x"}})
-			if err != nil || body != "ok" {
-				t.Fatalf("exchange = %q, %v", body, err)
+			a, err := exchangeOpen(c, &Exchange{Request: &recordingRequest{body: "x"}})
+			if err != nil {
+				t.Fatalf("exchange: %v", err)
 			}
+			defer a.Close()
 			if got := walk(a); !slices.Equal(got, want) {
 				t.Errorf("Headers yielded %q, want %q", got, want)
+			}
+			if body, err := io.ReadAll(a); err != nil || string(body) != "ok" {
+				t.Fatalf("body = %q, %v", body, err)
 			}
 		})
 	}
