@@ -201,7 +201,14 @@ func (f fastPath) Serve(w *h1.Response, r *h1.Request) {
 	}()
 
 	h := w.Header()
-	c.identify(h, k.requestID)
+	// The request id goes on the answer as a line of its own rather than through the header
+	// map, which then stays empty unless CORS or an error needs it; the relay leaves out an
+	// upstream's id (ownLine).
+	c.id = requestid.Sanitize(k.requestID)
+	if c.id == "" {
+		c.id = requestid.New()
+	}
+	w.AddLine(requestid.Header, c.id)
 	c.addr = clientAddrOf(r.RemoteAddr.Addr(), func() []string {
 		if !k.forwardedFor {
 			return nil
@@ -277,6 +284,8 @@ func (f fastPath) forward(ctx context.Context, w *h1.Response, fc *fastCall, x *
 	grpcStatus := ""
 	a.EndToEnd(func(k, v string) bool {
 		switch {
+		case len(k) == len(requestid.Header) && strings.EqualFold(k, requestid.Header):
+			// The gateway's own, already on the answer.
 		case len(k) == len("Grpc-Status") && strings.EqualFold(k, "Grpc-Status"):
 			grpcStatus = v
 			w.AddLine(k, v)
@@ -296,6 +305,8 @@ func (f fastPath) forward(ctx context.Context, w *h1.Response, fc *fastCall, x *
 			c.code, c.coded, c.cause = connect.CodeUnavailable, true, err
 			return proxy.Result{Code: c.code, Err: err, UpstreamFailed: true}
 		}
+		// Discard dropped the lines, the request id's among them.
+		w.AddLine(requestid.Header, c.id)
 		err = proxy.UpstreamError(err)
 		f.fail(w, fc, err)
 		return proxy.Result{Code: c.code, Err: err, UpstreamFailed: true}

@@ -189,12 +189,13 @@ func TestFastPathRelaysAnswerHeaders(t *testing.T) {
 
 // rawUpstream serves every request with answer, bytes as they are, and returns its base URL.
 func rawUpstream(t *testing.T, answer string) string {
-	url, _ := recordingUpstream(t, answer)
+	url, _ := recordingUpstream(t, answer, false)
 	return url
 }
 
-// recordingUpstream is rawUpstream that also returns the last request it read, its body read.
-func recordingUpstream(t *testing.T, answer string) (string, func() *http.Request) {
+// recordingUpstream is rawUpstream that also returns the last request it read, its body read;
+// with hangUp it closes each connection after its first answer.
+func recordingUpstream(t *testing.T, answer string, hangUp bool) (string, func() *http.Request) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -226,7 +227,7 @@ func recordingUpstream(t *testing.T, answer string) (string, func() *http.Reques
 					mu.Lock()
 					last = req
 					mu.Unlock()
-					if _, err := io.WriteString(nc, answer); err != nil {
+					if _, err := io.WriteString(nc, answer); err != nil || hangUp {
 						return
 					}
 				}
@@ -240,12 +241,36 @@ func recordingUpstream(t *testing.T, answer string) (string, func() *http.Reques
 	}
 }
 
+// TestAnAnswerCutShortBecomesAnError has an upstream hang up in the middle of its answer's
+// body: nothing of it has reached the client, so both of the gateway's paths answer with an
+// unavailable error instead, which carries the request id the client sent.
+func TestAnAnswerCutShortBecomesAnError(t *testing.T) {
+	t.Parallel()
+	url, _ := recordingUpstream(t, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Request-Id: upstream\r\nContent-Length: 100\r\n\r\n{\"user\"", true)
+	k := newKeys(t)
+	for _, disable := range []bool{false, true} {
+		f := newFixtureWithKeys(t, k, 1, func(c *config.Config) {
+			c.Upstreams["identity"] = []string{url}
+			c.Limits.DisableFastPath = disable
+		})
+		resp, body := f.do(t, http.MethodPost, "/basalt.identity.v1.IdentityService/GetCurrentUser", "{}", map[string]string{
+			"Content-Type": "application/json", "Authorization": "Bearer " + k.token(t, "user-1"), "X-Request-Id": "cut-1",
+		})
+		if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, `"code":"unavailable"`) {
+			t.Errorf("net/http only %t: %d %q, want 503 and unavailable", disable, resp.StatusCode, body)
+		}
+		if got := resp.Header.Values("X-Request-Id"); !slices.Equal(got, []string{"cut-1"}) {
+			t.Errorf("net/http only %t: X-Request-Id %q, want the client's, once", disable, got)
+		}
+	}
+}
+
 // TestUpstreamsSeeTheClientsHost sends calls with several Hosts on one connection through both
 // of the gateway's paths: each reaches the upstream with the client's Host, as Envoy forwards
 // it, and with no X-Forwarded-Host, even when the client sends one.
 func TestUpstreamsSeeTheClientsHost(t *testing.T) {
 	t.Parallel()
-	url, last := recordingUpstream(t, "HTTP/1.1 200 OK\r\nContent-Type: application/proto\r\nContent-Length: 0\r\n\r\n")
+	url, last := recordingUpstream(t, "HTTP/1.1 200 OK\r\nContent-Type: application/proto\r\nContent-Length: 0\r\n\r\n", false)
 	k := newKeys(t)
 	token := "Bearer " + k.token(t, "user-1")
 	for _, disable := range []bool{false, true} {
