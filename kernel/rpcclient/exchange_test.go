@@ -69,7 +69,10 @@ func exchangeAll(c *Client, x *Exchange) (*Answer, string, error) {
 func idleConns(c *Client, host string) int {
 	c.h1.mu.Lock()
 	defer c.h1.mu.Unlock()
-	return len(c.h1.idle[host])
+	if l := c.h1.idle[host]; l != nil {
+		return len(l.conns)
+	}
+	return 0
 }
 
 func hostOf(url string) string { return strings.TrimPrefix(url, "http://") }

@@ -28,9 +28,14 @@ type h1Transport struct {
 	idleTimeout time.Duration
 	now         func() time.Time
 
-	mu   sync.Mutex
-	idle map[string][]*h1Conn
+	mu sync.Mutex
+	// idle holds each host's pooled connections, the last one put first out. The lists are
+	// pointers so that a call that takes or puts a connection looks its host up once.
+	idle map[string]*hostIdle
 }
+
+// hostIdle is one host's pooled connections.
+type hostIdle struct{ conns []*h1Conn }
 
 type h1Conn struct {
 	nc        net.Conn
@@ -169,13 +174,14 @@ func (a stringAddr) String() string  { return string(a) }
 func (t *h1Transport) get(ctx context.Context, host string, deadline, now time.Time) (*h1Conn, bool, error) {
 	for {
 		t.mu.Lock()
-		list := t.idle[host]
-		if len(list) == 0 {
+		l := t.idle[host]
+		if l == nil || len(l.conns) == 0 {
 			t.mu.Unlock()
 			break
 		}
-		c := list[len(list)-1]
-		t.idle[host] = list[:len(list)-1]
+		c := l.conns[len(l.conns)-1]
+		l.conns[len(l.conns)-1] = nil
+		l.conns = l.conns[:len(l.conns)-1]
 		t.mu.Unlock()
 		age := now.Sub(c.idleSince)
 		if age > time.Second {
@@ -277,13 +283,18 @@ func (t *h1Transport) put(c *h1Conn, since time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.idle == nil {
-		t.idle = map[string][]*h1Conn{}
+		t.idle = map[string]*hostIdle{}
 	}
-	if len(t.idle[c.host]) >= t.maxIdle {
+	l := t.idle[c.host]
+	if l == nil {
+		l = &hostIdle{}
+		t.idle[c.host] = l
+	}
+	if len(l.conns) >= t.maxIdle {
 		c.nc.Close()
 		return
 	}
-	t.idle[c.host] = append(t.idle[c.host], c)
+	l.conns = append(l.conns, c)
 }
 
 // CloseIdleConnections closes every pooled connection.
@@ -292,8 +303,8 @@ func (t *h1Transport) CloseIdleConnections() {
 	idle := t.idle
 	t.idle = nil
 	t.mu.Unlock()
-	for _, list := range idle {
-		for _, c := range list {
+	for _, l := range idle {
+		for _, c := range l.conns {
 			c.nc.Close()
 		}
 	}

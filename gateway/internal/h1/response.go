@@ -66,7 +66,7 @@ func (w *Response) AddLine(name, value string) {
 		// As net/http writes such a value: a line break cannot reach the client.
 		value = strings.NewReplacer("\r", " ", "\n", " ").Replace(value)
 	}
-	if strings.EqualFold(name, "Date") {
+	if len(name) == len("Date") && strings.EqualFold(name, "Date") {
 		w.sawDate = true
 	}
 	w.lines = append(append(append(append(w.lines, name...), ": "...), value...), "\r\n"...)
