@@ -73,6 +73,7 @@ type options struct {
 	rounds       int
 	pairs        int
 	pairDuration time.Duration
+	instructions int
 	workDir      string
 	nginx        string
 }
@@ -86,6 +87,7 @@ func run(ctx context.Context, args []string) error {
 	fs.IntVar(&o.rounds, "rounds", 2, "rounds; each round measures every target")
 	fs.IntVar(&o.pairs, "pairs", 0, "after the rounds, pairs of back-to-back gateway and nginx throughput phases")
 	fs.DurationVar(&o.pairDuration, "pair-duration", 3*time.Second, "measured time of each phase of a pair")
+	fs.IntVar(&o.instructions, "instructions", 0, "instead of timing, count with callgrind the instructions per request of the gateway, nginx and the service behind each, over this many requests")
 	fs.StringVar(&o.workDir, "dir", ".bench/gateway", "folder for binaries, configuration and logs")
 	fs.StringVar(&o.nginx, "nginx", "nginx", "nginx binary")
 	if err := fs.Parse(args); err != nil {
@@ -123,46 +125,6 @@ func run(ctx context.Context, args []string) error {
 	if err := os.WriteFile(jwksPath, jwks, 0o644); err != nil {
 		return err
 	}
-	self, err := os.Executable()
-	if err != nil {
-		return err
-	}
-	up, upURL, err := startUpstream(ctx, self, jwksPath)
-	if err != nil {
-		return err
-	}
-	defer stopProcess(up)
-
-	gwPort, slowPort, nginxPort := freePort(), freePort(), freePort()
-	gwURL := fmt.Sprintf("http://127.0.0.1:%d", gwPort)
-	slowURL := fmt.Sprintf("http://127.0.0.1:%d", slowPort)
-	nginxURL := fmt.Sprintf("http://127.0.0.1:%d", nginxPort)
-	gw, err := startGateway(ctx, gatewayBin, dir, "gateway", gwPort, upURL, false)
-	if err != nil {
-		return err
-	}
-	defer stopProcess(gw)
-	// The same gateway with every request through net/http's server shows, in the same run, what
-	// the fast path (ADR-0036) is worth.
-	slow, err := startGateway(ctx, gatewayBin, dir, "gateway-nethttp", slowPort, upURL, true)
-	if err != nil {
-		return err
-	}
-	defer stopProcess(slow)
-	ng, err := startNginx(ctx, nginxBin, dir, nginxPort, upURL)
-	if err != nil {
-		return err
-	}
-	defer stopProcess(ng)
-	for _, u := range []string{upURL, gwURL, slowURL} {
-		if err := waitReady(ctx, u+"/readyz"); err != nil {
-			return err
-		}
-	}
-	if err := waitReady(ctx, nginxURL+"/healthz"); err != nil {
-		return err
-	}
-
 	now := time.Now()
 	token, err := authn.Issue(key, authn.AccessClaims{
 		Issuer: "basalt", Audience: "basalt", Subject: "bench-user", SessionID: uuid.NewString(),
@@ -187,6 +149,49 @@ func run(ctx context.Context, args []string) error {
 			Body: body,
 		}
 	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	if o.instructions > 0 {
+		return countInstructions(ctx, o, instructionRun{self: self, gateway: gatewayBin, nginx: nginxBin, dir: dir, jwks: jwksPath, request: request})
+	}
+	up, upURL, err := startUpstream(ctx, self, jwksPath)
+	if err != nil {
+		return err
+	}
+	defer stopProcess(up)
+
+	gwPort, slowPort, nginxPort := freePort(), freePort(), freePort()
+	gwURL := fmt.Sprintf("http://127.0.0.1:%d", gwPort)
+	slowURL := fmt.Sprintf("http://127.0.0.1:%d", slowPort)
+	nginxURL := fmt.Sprintf("http://127.0.0.1:%d", nginxPort)
+	gw, err := startGateway(ctx, gatewayBin, dir, "gateway", gwPort, upURL, false)
+	if err != nil {
+		return err
+	}
+	defer stopProcess(gw)
+	// The same gateway with every request through net/http's server shows, in the same run, what
+	// the fast path (ADR-0036) is worth.
+	slow, err := startGateway(ctx, gatewayBin, dir, "gateway-nethttp", slowPort, upURL, true)
+	if err != nil {
+		return err
+	}
+	defer stopProcess(slow)
+	ng, err := startNginx(ctx, nginxBin, dir, "nginx", nginxPort, upURL, false)
+	if err != nil {
+		return err
+	}
+	defer stopProcess(ng)
+	for _, u := range []string{upURL, gwURL, slowURL} {
+		if err := waitReady(ctx, u+"/readyz"); err != nil {
+			return err
+		}
+	}
+	if err := waitReady(ctx, nginxURL+"/healthz"); err != nil {
+		return err
+	}
+
 	targets := []struct {
 		name  string
 		req   loadgen.Request
@@ -436,9 +441,12 @@ func (benchIdentity) GetCurrentUser(context.Context, *connect.Request[identityv1
 	}}), nil
 }
 
-func startUpstream(ctx context.Context, self, jwksPath string) (*exec.Cmd, string, error) {
+func startUpstream(ctx context.Context, self, jwksPath string, wrap ...func(*exec.Cmd)) (*exec.Cmd, string, error) {
 	cmd := exec.CommandContext(ctx, self, "upstream", "-jwks", jwksPath)
 	cmd.Stderr = os.Stderr
+	for _, w := range wrap {
+		w(cmd)
+	}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, "", err
@@ -456,10 +464,11 @@ func startUpstream(ctx context.Context, self, jwksPath string) (*exec.Cmd, strin
 }
 
 // startGateway starts the gateway binary as name; netHTTP turns its fast path off. Only the
-// gateway with the fast path gets the admin listener (its profiles, at 127.0.0.1:9981).
-func startGateway(ctx context.Context, bin, dir, name string, port int, upURL string, netHTTP bool) (*exec.Cmd, error) {
+// gateway named "gateway" gets the admin listener (its profiles, at 127.0.0.1:9981). wrap may
+// change the command before it starts (to run it under a profiler).
+func startGateway(ctx context.Context, bin, dir, name string, port int, upURL string, netHTTP bool, wrap ...func(*exec.Cmd)) (*exec.Cmd, error) {
 	admin := "127.0.0.1:9981"
-	if netHTTP {
+	if netHTTP || name != "gateway" {
 		admin = ""
 	}
 	conf := fmt.Sprintf(`listen: 127.0.0.1:%d
@@ -485,17 +494,26 @@ limits:
 	cmd := exec.CommandContext(ctx, bin, "-config", path)
 	cmd.Env = append(os.Environ(), "BASALT_LOG_FORMAT=json", "BASALT_STATIC_ENDPOINTS=")
 	cmd.Stdout, cmd.Stderr = logFile, logFile
+	for _, w := range wrap {
+		w(cmd)
+	}
 	return cmd, cmd.Start()
 }
 
-func startNginx(ctx context.Context, bin, dir string, port int, upURL string) (*exec.Cmd, error) {
+// startNginx starts nginx as name with a worker per processor; single runs one worker in the
+// master's process, as a profiler needs it.
+func startNginx(ctx context.Context, bin, dir, name string, port int, upURL string, single bool, wrap ...func(*exec.Cmd)) (*exec.Cmd, error) {
 	upHost := strings.TrimPrefix(upURL, "http://")
-	conf := fmt.Sprintf(`worker_processes auto;
-pid %[1]s/nginx.pid;
-error_log %[1]s/nginx-error.log warn;
+	workers := "worker_processes auto;"
+	if single {
+		workers = "worker_processes 1;\nmaster_process off;"
+	}
+	conf := fmt.Sprintf(`%[4]s
+pid %[1]s/%[5]s.pid;
+error_log %[1]s/%[5]s-error.log warn;
 events { worker_connections 4096; }
 http {
-  access_log %[1]s/nginx-access.log combined buffer=64k flush=1s;
+  access_log %[1]s/%[5]s-access.log combined buffer=64k flush=1s;
   client_body_temp_path %[1]s/nginx-body;
   proxy_temp_path %[1]s/nginx-proxy;
   upstream backend {
@@ -513,13 +531,16 @@ http {
     }
   }
 }
-`, dir, upHost, port)
-	path := filepath.Join(dir, "nginx.conf")
+`, dir, upHost, port, workers, name)
+	path := filepath.Join(dir, name+".conf")
 	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 		return nil, err
 	}
 	cmd := exec.CommandContext(ctx, bin, "-c", path, "-p", dir, "-g", "daemon off;")
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	for _, w := range wrap {
+		w(cmd)
+	}
 	return cmd, cmd.Start()
 }
 

@@ -124,6 +124,58 @@ func Run(ctx context.Context, req Request, workers int, warmup, duration time.Du
 	return out, nil
 }
 
+// Send sends req n times, spread over workers concurrent connections, and returns how many
+// answers were not 200 and the first failure. It is for measurements that count work per
+// request rather than time it: the same requests every run.
+func Send(ctx context.Context, req Request, workers, n int) (failed int, first error, err error) {
+	if workers < 1 || n < workers {
+		return 0, nil, errors.New("loadgen: at least one worker, and a request for each")
+	}
+	addr, wire, err := encode(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	type workerResult struct {
+		errs  int
+		first error
+	}
+	results := make([]workerResult, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		count := n / workers
+		if w < n%workers {
+			count++
+		}
+		wg.Go(func() {
+			c := &client{addr: addr, request: wire}
+			defer c.close()
+			res := &results[w]
+			for range count {
+				if ctx.Err() != nil {
+					return
+				}
+				if err := c.do(time.Now()); err != nil {
+					res.errs++
+					if res.first == nil {
+						res.first = err
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return 0, nil, err
+	}
+	for _, r := range results {
+		failed += r.errs
+		if first == nil {
+			first = r.first
+		}
+	}
+	return failed, first, nil
+}
+
 // encode returns the address req goes to and its bytes on the wire.
 func encode(req Request) (string, []byte, error) {
 	u, err := url.Parse(req.URL)

@@ -47,6 +47,40 @@ func TestRunCountsWhatTheServerSaw(t *testing.T) {
 	}
 }
 
+// TestSendSendsExactlyN sends counts of requests that do and do not divide among the workers:
+// the server must see each count exactly, and non-200 answers must be counted as failures.
+func TestSendSendsExactlyN(t *testing.T) {
+	t.Parallel()
+	var served, failed atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("X-Fail") != "" {
+			failed.Add(1)
+			w.WriteHeader(http.StatusTeapot)
+			return
+		}
+		served.Add(1)
+		_, _ = w.Write([]byte("ok"))
+	}))
+	defer srv.Close()
+	for _, tt := range []struct{ workers, n int }{{1, 1}, {4, 100}, {3, 10}, {8, 13}} {
+		before := served.Load()
+		bad, first, err := Send(context.Background(), Request{Method: "POST", URL: srv.URL}, tt.workers, tt.n)
+		if err != nil || bad != 0 || first != nil {
+			t.Fatalf("%d over %d: %d failed (%v), %v", tt.n, tt.workers, bad, first, err)
+		}
+		if got := served.Load() - before; got != int64(tt.n) {
+			t.Errorf("%d over %d workers: the server served %d", tt.n, tt.workers, got)
+		}
+	}
+	bad, first, err := Send(context.Background(), Request{Method: "POST", URL: srv.URL, Header: http.Header{"X-Fail": {"1"}}}, 2, 5)
+	if err != nil || bad != 5 || first == nil || failed.Load() != 5 {
+		t.Errorf("non-200 answers: %d failed, first %v, %v; the server refused %d", bad, first, err, failed.Load())
+	}
+	if _, _, err := Send(context.Background(), Request{Method: "POST", URL: srv.URL}, 4, 3); err == nil {
+		t.Error("fewer requests than workers were accepted")
+	}
+}
+
 func TestRunRedialsWhenTheServerClosesAndReadsChunkedAnswers(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
