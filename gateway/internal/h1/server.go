@@ -278,8 +278,10 @@ type conn struct {
 	// the rest of its body (read bytes of it so far).
 	stage stage
 	read  int
-	// timed is true once the head being read is bounded by the header timeout.
-	timed bool
+	// timed is true once the head being read is bounded by the header timeout, and waiting
+	// once the wait for the next request is bounded by the idle timeout: a wait that step
+	// resumes after the socket became readable keeps the bound it set.
+	timed, waiting bool
 	// handOff is true when step left the connection to the fallback.
 	handOff bool
 }
@@ -369,14 +371,17 @@ func (c *conn) step() bool {
 			if s.shutting.Load() {
 				return true
 			}
-			if s.o.idleTimeout > 0 {
+			switch {
+			case c.waiting:
+			case s.o.idleTimeout > 0:
 				// An idle connection closes between the idle limit and a sixteenth more (at
 				// most a second more).
 				c.readBy(s.o.now().Add(s.o.idleTimeout), min(time.Second, s.o.idleTimeout/16))
-			} else {
+			default:
 				// No idle limit: the last request's header or body deadline must not apply.
 				c.readBy(time.Time{}, 0)
 			}
+			c.waiting = true
 			if _, err := c.br.Peek(1); err != nil {
 				return err != sockio.ErrWouldBlock
 			}
@@ -384,7 +389,7 @@ func (c *conn) step() bool {
 			if s.shutting.Load() {
 				return true
 			}
-			c.stage, c.timed = awaitHead, false
+			c.stage, c.timed, c.waiting = awaitHead, false, false
 		case awaitHead:
 			n, out := c.readHead()
 			switch {
