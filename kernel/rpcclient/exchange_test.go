@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -76,92 +75,6 @@ func idleConns(c *Client, host string) int {
 }
 
 func hostOf(url string) string { return strings.TrimPrefix(url, "http://") }
-
-// rawReply is what a raw server sends for one request: bytes, then optionally closing the
-// connection or never writing again.
-type rawReply struct {
-	data  string
-	close bool
-	hang  bool
-	// delay comes before the data.
-	delay time.Duration
-}
-
-// rawServer is a TCP server that reads HTTP/1.1 requests and answers each with whatever its
-// script returns, so tests can send answers net/http would never write.
-type rawServer struct {
-	url      string
-	conns    atomic.Int64
-	requests atomic.Int64
-}
-
-func startRawServer(t *testing.T, script func(request int) rawReply) *rawServer {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &rawServer{url: "http://" + ln.Addr().String()}
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var open []net.Conn
-	wg.Go(func() {
-		for {
-			nc, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s.conns.Add(1)
-			mu.Lock()
-			open = append(open, nc)
-			mu.Unlock()
-			wg.Go(func() {
-				defer nc.Close()
-				br := bufio.NewReader(nc)
-				for {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					if _, err := io.Copy(io.Discard, req.Body); err != nil {
-						return
-					}
-					reply := script(int(s.requests.Add(1)) - 1)
-					select {
-					case <-time.After(reply.delay):
-					case <-done:
-						return
-					}
-					if _, err := io.WriteString(nc, reply.data); err != nil {
-						return
-					}
-					if reply.hang {
-						<-done
-						return
-					}
-					if reply.close {
-						return
-					}
-				}
-			})
-		}
-	})
-	t.Cleanup(func() {
-		close(done)
-		ln.Close()
-		mu.Lock()
-		for _, nc := range open {
-			nc.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	return s
-}
-
-// always answers every request the same way.
-func always(r rawReply) func(int) rawReply { return func(int) rawReply { return r } }
 
 func TestExchangeRoundTripsAndReusesTheConnection(t *testing.T) {
 	t.Parallel()
@@ -241,10 +154,10 @@ func TestExchangeFramesAnswers(t *testing.T) {
 			return srv.URL, conns.Load
 		}
 	}
-	raw := func(r rawReply) func(t *testing.T) (string, func() int64) {
+	raw := func(r testkit.RawReply) func(t *testing.T) (string, func() int64) {
 		return func(t *testing.T) (string, func() int64) {
-			s := startRawServer(t, always(r))
-			return s.url, s.conns.Load
+			s := testkit.StartRawServer(t, testkit.AlwaysReply(r))
+			return s.URL, s.Conns.Load
 		}
 	}
 	tests := []struct {
@@ -276,7 +189,7 @@ func TestExchangeFramesAnswers(t *testing.T) {
 		},
 		{
 			name:       "not modified carries no body even with a length",
-			start:      raw(rawReply{data: "HTTP/1.1 304 Not Modified\r\nContent-Length: 7\r\n\r\n"}),
+			start:      raw(testkit.RawReply{Data: "HTTP/1.1 304 Not Modified\r\nContent-Length: 7\r\n\r\n"}),
 			wantStatus: 304, wantLength: 0, wantConns: 1,
 		},
 		{
@@ -289,29 +202,29 @@ func TestExchangeFramesAnswers(t *testing.T) {
 		},
 		{
 			name: "informational answers are skipped",
-			start: raw(rawReply{data: "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n" +
+			start: raw(testkit.RawReply{Data: "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n" +
 				"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"}),
 			wantStatus: 200, wantBody: "ok", wantLength: 2, wantConns: 1,
 		},
 		{
 			name: "chunks with a trailer",
-			start: raw(rawReply{data: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" +
+			start: raw(testkit.RawReply{Data: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" +
 				"3\r\nabc\r\n0\r\nGrpc-Status: 0\r\n\r\n"}),
 			wantStatus: 200, wantBody: "abc", wantLength: -1, wantConns: 1,
 		},
 		{
 			name:       "Connection: close is honoured",
-			start:      raw(rawReply{data: "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 3\r\n\r\nbye", close: true}),
+			start:      raw(testkit.RawReply{Data: "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 3\r\n\r\nbye", Close: true}),
 			wantStatus: 200, wantBody: "bye", wantLength: 3, wantConns: 3,
 		},
 		{
 			name:       "an HTTP/1.0 answer closes its connection",
-			start:      raw(rawReply{data: "HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\nold", close: true}),
+			start:      raw(testkit.RawReply{Data: "HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\nold", Close: true}),
 			wantStatus: 200, wantBody: "old", wantLength: 3, wantConns: 3,
 		},
 		{
 			name:       "a body without framing runs until the connection closes",
-			start:      raw(rawReply{data: "HTTP/1.1 200 OK\r\n\r\nuntil the end", close: true}),
+			start:      raw(testkit.RawReply{Data: "HTTP/1.1 200 OK\r\n\r\nuntil the end", Close: true}),
 			wantStatus: 200, wantBody: "until the end", wantLength: -1, wantConns: 3,
 		},
 	}
@@ -363,13 +276,13 @@ func TestExchangeRefusesAmbiguousFraming(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			s := startRawServer(t, func(request int) rawReply {
+			s := testkit.StartRawServer(t, func(request int) testkit.RawReply {
 				if request == 0 {
-					return rawReply{data: tt.first}
+					return testkit.RawReply{Data: tt.first}
 				}
-				return rawReply{data: good}
+				return testkit.RawReply{Data: good}
 			})
-			c := staticClient(t, []string{s.url})
+			c := staticClient(t, []string{s.URL})
 			// The deadline turns an answer read with the wrong framing, whose body would never
 			// end, into a failure rather than a hung test.
 			_, body, err := exchangeAll(c, &Exchange{Request: &recordingRequest{body: "x"}, Deadline: time.Now().Add(10 * time.Second)})
@@ -380,7 +293,7 @@ func TestExchangeRefusesAmbiguousFraming(t *testing.T) {
 			} else if err != nil || body != "ok" {
 				t.Fatalf("= %q, %v; want ok", body, err)
 			}
-			if n := idleConns(c, hostOf(s.url)); tt.wantErr && n != 0 {
+			if n := idleConns(c, hostOf(s.URL)); tt.wantErr && n != 0 {
 				t.Errorf("%d connections pooled after a refused answer, want 0", n)
 			}
 			// The next exchange must get the server's next, well-formed answer on a new
@@ -392,7 +305,7 @@ func TestExchangeRefusesAmbiguousFraming(t *testing.T) {
 			if tt.wantErr {
 				want = 2
 			}
-			if n := s.conns.Load(); n != want {
+			if n := s.Conns.Load(); n != want {
 				t.Errorf("two exchanges opened %d connections, want %d", n, want)
 			}
 		})
@@ -402,13 +315,13 @@ func TestExchangeRefusesAmbiguousFraming(t *testing.T) {
 func TestExchangeAnswerCutShort(t *testing.T) {
 	t.Parallel()
 	const good = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
-	s := startRawServer(t, func(request int) rawReply {
+	s := testkit.StartRawServer(t, func(request int) testkit.RawReply {
 		if request == 0 {
-			return rawReply{data: "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789", close: true}
+			return testkit.RawReply{Data: "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789", Close: true}
 		}
-		return rawReply{data: good}
+		return testkit.RawReply{Data: good}
 	})
-	c := staticClient(t, []string{s.url})
+	c := staticClient(t, []string{s.URL})
 	a := new(Answer)
 	if err := c.Exchange(context.Background(), "echo", &Exchange{Request: &recordingRequest{body: "x"}}, a); err != nil {
 		t.Fatalf("the head arrived whole, yet Exchange failed: %v", err)
@@ -423,14 +336,14 @@ func TestExchangeAnswerCutShort(t *testing.T) {
 		t.Errorf("reading the cut body = %q, %v; want its 10 bytes and io.ErrUnexpectedEOF", b, err)
 	}
 	_ = a.Close()
-	if n := idleConns(c, hostOf(s.url)); n != 0 {
+	if n := idleConns(c, hostOf(s.URL)); n != 0 {
 		t.Errorf("%d connections pooled after a cut answer, want 0", n)
 	}
 	// A pooled dead connection would make this non-idempotent exchange fail.
 	if _, body, err := exchangeAll(c, &Exchange{Request: &recordingRequest{body: "y"}}); err != nil || body != "ok" {
 		t.Fatalf("the exchange after = %q, %v; want ok", body, err)
 	}
-	if n := s.conns.Load(); n != 2 {
+	if n := s.Conns.Load(); n != 2 {
 		t.Errorf("%d connections, want 2", n)
 	}
 }
@@ -439,18 +352,18 @@ func TestExchangeDeadline(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name  string
-		reply rawReply
+		reply testkit.RawReply
 		// inBody says the deadline passes while the body is read, after Exchange returned.
 		inBody bool
 	}{
-		{"the upstream never answers", rawReply{hang: true}, false},
-		{"the upstream stops in the middle of the body", rawReply{data: "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", hang: true}, true},
+		{"the upstream never answers", testkit.RawReply{Hang: true}, false},
+		{"the upstream stops in the middle of the body", testkit.RawReply{Data: "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", Hang: true}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			s := startRawServer(t, always(tt.reply))
-			c := staticClient(t, []string{s.url})
+			s := testkit.StartRawServer(t, testkit.AlwaysReply(tt.reply))
+			c := staticClient(t, []string{s.URL})
 			start := time.Now()
 			x := &Exchange{Request: &recordingRequest{body: "x"}, Deadline: start.Add(300 * time.Millisecond)}
 			a := new(Answer)
@@ -469,7 +382,7 @@ func TestExchangeDeadline(t *testing.T) {
 			if d := time.Since(start); d > 5*time.Second {
 				t.Errorf("the call returned after %s with a 300ms deadline", d)
 			}
-			if n := idleConns(c, hostOf(s.url)); n != 0 {
+			if n := idleConns(c, hostOf(s.URL)); n != 0 {
 				t.Errorf("%d connections pooled after a timed-out call, want 0", n)
 			}
 		})
@@ -488,23 +401,23 @@ func TestExchangeDeadlineOfEachCallOnAReusedConnection(t *testing.T) {
 		// first and second are the calls' deadlines from their start; zero is none.
 		first, second time.Duration
 		// reply is the upstream's answer to the second call.
-		reply   rawReply
+		reply   testkit.RawReply
 		timeout bool
 	}{
-		{"a short deadline after a long one", 10 * time.Second, 300 * time.Millisecond, rawReply{hang: true}, true},
-		{"no deadline after a short one", 300 * time.Millisecond, 0, rawReply{data: ok, delay: 600 * time.Millisecond}, false},
-		{"a long deadline after a short one", 300 * time.Millisecond, 10 * time.Second, rawReply{data: ok, delay: 600 * time.Millisecond}, false},
+		{"a short deadline after a long one", 10 * time.Second, 300 * time.Millisecond, testkit.RawReply{Hang: true}, true},
+		{"no deadline after a short one", 300 * time.Millisecond, 0, testkit.RawReply{Data: ok, Delay: 600 * time.Millisecond}, false},
+		{"a long deadline after a short one", 300 * time.Millisecond, 10 * time.Second, testkit.RawReply{Data: ok, Delay: 600 * time.Millisecond}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			s := startRawServer(t, func(request int) rawReply {
+			s := testkit.StartRawServer(t, func(request int) testkit.RawReply {
 				if request == 0 {
-					return rawReply{data: ok}
+					return testkit.RawReply{Data: ok}
 				}
 				return tt.reply
 			})
-			c := staticClient(t, []string{s.url})
+			c := staticClient(t, []string{s.URL})
 			deadline := func(d time.Duration) time.Time {
 				if d == 0 {
 					return time.Time{}
@@ -524,7 +437,7 @@ func TestExchangeDeadlineOfEachCallOnAReusedConnection(t *testing.T) {
 			case !tt.timeout && (err != nil || body != "ok"):
 				t.Fatalf("second call = %q, %v; want ok after the upstream's delay", body, err)
 			}
-			if n := s.conns.Load(); n != 1 {
+			if n := s.Conns.Load(); n != 1 {
 				t.Errorf("%d connections, want the first one reused", n)
 			}
 		})
@@ -619,8 +532,8 @@ func TestExchangeRetries(t *testing.T) {
 				badURL = "http://127.0.0.1:" + strconv.Itoa(testkit.FreePort(t))
 				badRequests = func() int64 { return 0 }
 			} else {
-				s := startRawServer(t, always(rawReply{close: true}))
-				badURL, badRequests = s.url, s.requests.Load
+				s := testkit.StartRawServer(t, testkit.AlwaysReply(testkit.RawReply{Close: true}))
+				badURL, badRequests = s.URL, s.Requests.Load
 			}
 			goodHost, badHost := hostOf(good.URL), hostOf(badURL)
 			c := staticClient(t, []string{badURL, good.URL})
@@ -756,8 +669,8 @@ func TestExchangeHeadersInOrder(t *testing.T) {
 		t.Run(strconv.Itoa(n), func(t *testing.T) {
 			t.Parallel()
 			head, want := answer(n, 0)
-			s := startRawServer(t, always(rawReply{data: head}))
-			c := staticClient(t, []string{s.url})
+			s := testkit.StartRawServer(t, testkit.AlwaysReply(testkit.RawReply{Data: head}))
+			c := staticClient(t, []string{s.URL})
 			a, err := exchangeOpen(c, &Exchange{Request: &recordingRequest{body: "x"}})
 			if err != nil {
 				t.Fatalf("exchange: %v", err)
@@ -777,11 +690,11 @@ func TestExchangeHeadersInOrder(t *testing.T) {
 	t.Run("one connection", func(t *testing.T) {
 		t.Parallel()
 		shapes := [][2]int{{3, 0}, {3, 0}, {40, 0}, {1, 0}, {17, 0}, {17, 5}, {0, 0}, {17, 5}}
-		s := startRawServer(t, func(i int) rawReply {
+		s := testkit.StartRawServer(t, func(i int) testkit.RawReply {
 			head, _ := answer(shapes[i%len(shapes)][0], shapes[i%len(shapes)][1])
-			return rawReply{data: head}
+			return testkit.RawReply{Data: head}
 		})
-		c := staticClient(t, []string{s.url})
+		c := staticClient(t, []string{s.URL})
 		a := new(Answer)
 		for i, shape := range shapes {
 			_, want := answer(shape[0], shape[1])
@@ -796,7 +709,7 @@ func TestExchangeHeadersInOrder(t *testing.T) {
 			}
 			a.Close()
 		}
-		if n := s.conns.Load(); n != 1 {
+		if n := s.Conns.Load(); n != 1 {
 			t.Errorf("the answers came over %d connections, want 1", n)
 		}
 	})

@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bufio"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -18,7 +17,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -29,6 +27,7 @@ import (
 	identityv1 "github.com/basaltplatform/basalt/gen/go/basalt/identity/v1"
 	"github.com/basaltplatform/basalt/gen/go/basalt/identity/v1/identityv1connect"
 	"github.com/basaltplatform/basalt/kernel/telemetry"
+	"github.com/basaltplatform/basalt/kernel/testkit"
 
 	"github.com/basaltplatform/basalt/gateway/internal/config"
 )
@@ -126,21 +125,21 @@ func TestFastPathMatchesNetHTTP(t *testing.T) {
 // must agree on all of it.
 func TestFastPathRelaysAnswerHeaders(t *testing.T) {
 	t.Parallel()
-	raw := rawUpstream(t, "HTTP/1.1 200 OK\r\n"+
-		"Content-Type: application/proto\r\n"+
-		"content-length: 0\r\n"+
-		"x-request-id: from-the-upstream\r\n"+
-		"access-control-allow-origin: *\r\n"+
-		"Keep-Alive: timeout=5\r\n"+
-		"proxy-connection: keep-alive\r\n"+
-		"Trailer: X-Never\r\n"+
-		"Vary: Accept-Encoding\r\n"+
-		"X-Custom: kept\r\n"+
-		"x-lower-case: kept too\r\n"+
-		"\r\n")
+	raw := testkit.StartRawServer(t, testkit.AlwaysReply(testkit.RawReply{Data: "HTTP/1.1 200 OK\r\n" +
+		"Content-Type: application/proto\r\n" +
+		"content-length: 0\r\n" +
+		"x-request-id: from-the-upstream\r\n" +
+		"access-control-allow-origin: *\r\n" +
+		"Keep-Alive: timeout=5\r\n" +
+		"proxy-connection: keep-alive\r\n" +
+		"Trailer: X-Never\r\n" +
+		"Vary: Accept-Encoding\r\n" +
+		"X-Custom: kept\r\n" +
+		"x-lower-case: kept too\r\n" +
+		"\r\n"}))
 	useRaw := func(disable bool) func(*config.Config) {
 		return func(c *config.Config) {
-			c.Upstreams["identity"] = []string{raw}
+			c.Upstreams["identity"] = []string{raw.URL}
 			c.Limits.DisableFastPath = disable
 		}
 	}
@@ -187,70 +186,19 @@ func TestFastPathRelaysAnswerHeaders(t *testing.T) {
 	}
 }
 
-// rawUpstream serves every request with answer, bytes as they are, and returns its base URL.
-func rawUpstream(t *testing.T, answer string) string {
-	url, _ := recordingUpstream(t, answer, false)
-	return url
-}
-
-// recordingUpstream is rawUpstream that also returns the last request it read, its body read;
-// with hangUp it closes each connection after its first answer.
-func recordingUpstream(t *testing.T, answer string, hangUp bool) (string, func() *http.Request) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() {
-		ln.Close()
-		wg.Wait()
-	})
-	var mu sync.Mutex
-	var last *http.Request
-	wg.Go(func() {
-		for {
-			nc, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			context.AfterFunc(t.Context(), func() { nc.Close() })
-			wg.Go(func() {
-				defer nc.Close()
-				br := bufio.NewReader(nc)
-				for {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					_, _ = io.Copy(io.Discard, req.Body)
-					mu.Lock()
-					last = req
-					mu.Unlock()
-					if _, err := io.WriteString(nc, answer); err != nil || hangUp {
-						return
-					}
-				}
-			})
-		}
-	})
-	return "http://" + ln.Addr().String(), func() *http.Request {
-		mu.Lock()
-		defer mu.Unlock()
-		return last
-	}
-}
-
 // TestAnAnswerCutShortBecomesAnError has an upstream hang up in the middle of its answer's
 // body: nothing of it has reached the client, so both of the gateway's paths answer with an
 // unavailable error instead, which carries the request id the client sent.
 func TestAnAnswerCutShortBecomesAnError(t *testing.T) {
 	t.Parallel()
-	url, _ := recordingUpstream(t, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Request-Id: upstream\r\nContent-Length: 100\r\n\r\n{\"user\"", true)
+	cut := testkit.StartRawServer(t, testkit.AlwaysReply(testkit.RawReply{
+		Data:  "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Request-Id: upstream\r\nContent-Length: 100\r\n\r\n{\"user\"",
+		Close: true,
+	}))
 	k := newKeys(t)
 	for _, disable := range []bool{false, true} {
 		f := newFixtureWithKeys(t, k, 1, func(c *config.Config) {
-			c.Upstreams["identity"] = []string{url}
+			c.Upstreams["identity"] = []string{cut.URL}
 			c.Limits.DisableFastPath = disable
 		})
 		resp, body := f.do(t, http.MethodPost, "/basalt.identity.v1.IdentityService/GetCurrentUser", "{}", map[string]string{
@@ -270,12 +218,12 @@ func TestAnAnswerCutShortBecomesAnError(t *testing.T) {
 // it, and with no X-Forwarded-Host, even when the client sends one.
 func TestUpstreamsSeeTheClientsHost(t *testing.T) {
 	t.Parallel()
-	url, last := recordingUpstream(t, "HTTP/1.1 200 OK\r\nContent-Type: application/proto\r\nContent-Length: 0\r\n\r\n", false)
+	up := testkit.StartRawServer(t, testkit.AlwaysReply(testkit.RawReply{Data: "HTTP/1.1 200 OK\r\nContent-Type: application/proto\r\nContent-Length: 0\r\n\r\n"}))
 	k := newKeys(t)
 	token := "Bearer " + k.token(t, "user-1")
 	for _, disable := range []bool{false, true} {
 		f := newFixtureWithKeys(t, k, 1, func(c *config.Config) {
-			c.Upstreams["identity"] = []string{url}
+			c.Upstreams["identity"] = []string{up.URL}
 			c.Limits.DisableFastPath = disable
 		})
 		gatewayHost := strings.TrimPrefix(f.url, "http://")
@@ -296,7 +244,7 @@ func TestUpstreamsSeeTheClientsHost(t *testing.T) {
 				t.Fatal(err)
 			}
 			resp.Body.Close()
-			seen := last()
+			seen := up.Last()
 			if resp.StatusCode != http.StatusOK || seen == nil {
 				t.Fatalf("net/http only %t: %d", disable, resp.StatusCode)
 			}
