@@ -98,34 +98,32 @@ func countInstructions(ctx context.Context, o options, r instructionRun) error {
 		return err
 	}
 	defer stopProcess(up)
-	gwPort, ngPort := freePort(), freePort()
-	gwURL, ngURL := fmt.Sprintf("http://127.0.0.1:%d", gwPort), fmt.Sprintf("http://127.0.0.1:%d", ngPort)
-	gw, err := startGateway(ctx, r.gateway, r.dir, "gateway-callgrind", gwPort, upURL, false, under("gateway"))
+	// proxy counts a proxy under callgrind, started on port by start, ready at its health path.
+	proxy := func(name string, start func(port int) (*exec.Cmd, error), health string) (float64, error) {
+		port := freePort()
+		base := fmt.Sprintf("http://127.0.0.1:%d", port)
+		cmd, err := start(port)
+		if err != nil {
+			return 0, err
+		}
+		defer killProcess(cmd)
+		if err := waitReady(ctx, base+health); err != nil {
+			return 0, err
+		}
+		return measure(name, cmd.Process.Pid, base)
+	}
+	gateway, err := proxy("gateway", func(port int) (*exec.Cmd, error) {
+		return startGateway(ctx, r.gateway, r.dir, "gateway-callgrind", port, upURL, false, under("gateway"))
+	}, "/readyz")
 	if err != nil {
 		return err
 	}
-	defer killProcess(gw)
-	if err := waitReady(ctx, gwURL+"/readyz"); err != nil {
-		return err
-	}
-	gateway, err := measure("gateway", gw.Process.Pid, gwURL)
+	nginx, err := proxy("nginx", func(port int) (*exec.Cmd, error) {
+		return startNginx(ctx, r.nginx, r.dir, "nginx-callgrind", port, upURL, true, under("nginx"))
+	}, "/healthz")
 	if err != nil {
 		return err
 	}
-	killProcess(gw)
-	ng, err := startNginx(ctx, r.nginx, r.dir, "nginx-callgrind", ngPort, upURL, true, under("nginx"))
-	if err != nil {
-		return err
-	}
-	defer killProcess(ng)
-	if err := waitReady(ctx, ngURL+"/healthz"); err != nil {
-		return err
-	}
-	nginx, err := measure("nginx", ng.Process.Pid, ngURL)
-	if err != nil {
-		return err
-	}
-	killProcess(ng)
 	stopProcess(up)
 
 	svc, svcURL, err := startUpstream(ctx, r.self, r.jwks, under("service"))
@@ -133,14 +131,14 @@ func countInstructions(ctx context.Context, o options, r instructionRun) error {
 		return err
 	}
 	defer killProcess(svc)
-	gwPort, ngPort = freePort(), freePort()
-	gwURL, ngURL = fmt.Sprintf("http://127.0.0.1:%d", gwPort), fmt.Sprintf("http://127.0.0.1:%d", ngPort)
-	gw, err = startGateway(ctx, r.gateway, r.dir, "gateway-native", gwPort, svcURL, false, native)
+	gwPort, ngPort := freePort(), freePort()
+	gwURL, ngURL := fmt.Sprintf("http://127.0.0.1:%d", gwPort), fmt.Sprintf("http://127.0.0.1:%d", ngPort)
+	gw, err := startGateway(ctx, r.gateway, r.dir, "gateway-native", gwPort, svcURL, false, native)
 	if err != nil {
 		return err
 	}
 	defer stopProcess(gw)
-	ng, err = startNginx(ctx, r.nginx, r.dir, "nginx-native", ngPort, svcURL, false)
+	ng, err := startNginx(ctx, r.nginx, r.dir, "nginx-native", ngPort, svcURL, false)
 	if err != nil {
 		return err
 	}
