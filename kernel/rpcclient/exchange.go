@@ -237,15 +237,14 @@ func (a *Answer) readHead(c *h1Conn) error {
 // headMemo is what readHead parsed from a connection's last answer head, line by line, for the
 // next answer, whose lines mostly repeat: the status line's code and version, and each field
 // line's name, value and framing role. It is valid only when it describes every line of the
-// last head Lines split.
+// last head Lines found.
 type headMemo struct {
 	valid         bool
 	status, minor int
 	fields        []answerField
 }
 
-// answerField is one field line of an answer head, parsed. An empty name marks the empty line
-// that ends the head.
+// answerField is one field line of an answer head, parsed.
 type answerField struct {
 	name, value string
 	kind        fieldKind

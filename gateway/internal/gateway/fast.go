@@ -202,8 +202,8 @@ func (f fastPath) Serve(w *h1.Response, r *h1.Request) {
 
 	h := w.Header()
 	// The request id goes on the answer as a line of its own rather than through the header
-	// map, which then stays empty unless CORS or an error needs it; the relay leaves out an
-	// upstream's id (ownLine).
+	// map, which then stays empty unless CORS or an error needs it; forward leaves out an
+	// upstream's id.
 	c.id = requestid.Sanitize(k.requestID)
 	if c.id == "" {
 		c.id = requestid.New()
