@@ -32,6 +32,7 @@ type instructionRun struct {
 // cent or more from the next on a shared machine; it leaves out the kernel's work and what
 // waiting costs, which only timing shows. The Go processes run with GOGC=off, so that when the
 // collector happens to run does not move the count; allocations show in Go's own benchmarks.
+// The processes that are not counted run as they do in the timed phases.
 func countInstructions(ctx context.Context, o options, r instructionRun) error {
 	valgrind, err := exec.LookPath("valgrind")
 	if err != nil {
@@ -64,9 +65,6 @@ func countInstructions(ctx context.Context, o options, r instructionRun) error {
 			cmd.Env = append(cmd.Env, "GOGC=off", "GODEBUG=asyncpreemptoff=1")
 		}
 	}
-	native := func(cmd *exec.Cmd) {
-		cmd.Env = append(os.Environ(), "GOGC=off")
-	}
 	// measure sends n requests to base after a warm-up, with callgrind's counters of pid zeroed
 	// first, and returns the instructions per request of the dump it then asks for.
 	measure := func(name string, pid int, base string) (float64, error) {
@@ -93,7 +91,7 @@ func countInstructions(ctx context.Context, o options, r instructionRun) error {
 	}
 
 	fmt.Printf("counting instructions per request with callgrind, %d requests over %d connections each\n", n, instructionConns)
-	up, upURL, err := startUpstream(ctx, r.self, r.jwks, native)
+	up, upURL, err := startUpstream(ctx, r.self, r.jwks)
 	if err != nil {
 		return err
 	}
@@ -133,7 +131,7 @@ func countInstructions(ctx context.Context, o options, r instructionRun) error {
 	defer killProcess(svc)
 	gwPort, ngPort := freePort(), freePort()
 	gwURL, ngURL := fmt.Sprintf("http://127.0.0.1:%d", gwPort), fmt.Sprintf("http://127.0.0.1:%d", ngPort)
-	gw, err := startGateway(ctx, r.gateway, r.dir, "gateway-native", gwPort, svcURL, false, native)
+	gw, err := startGateway(ctx, r.gateway, r.dir, "gateway-native", gwPort, svcURL, false)
 	if err != nil {
 		return err
 	}
