@@ -45,13 +45,13 @@ type call struct {
 }
 
 // identify gives the call the request id the client sent, when it is plausible, or a new one,
-// and echoes it in the response header h.
-func (c *call) identify(h http.Header, sent string) {
+// and returns it for the answer.
+func (c *call) identify(sent string) string {
 	c.id = requestid.Sanitize(sent)
 	if c.id == "" {
 		c.id = requestid.New()
 	}
-	h[requestid.Header] = c.value(c.id)
+	return c.id
 }
 
 // clientIP returns the client's address as text ("" when unknown).

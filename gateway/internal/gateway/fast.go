@@ -204,11 +204,7 @@ func (f fastPath) Serve(w *h1.Response, r *h1.Request) {
 	// The request id goes on the answer as a line of its own rather than through the header
 	// map, which then stays empty unless CORS or an error needs it; forward leaves out an
 	// upstream's id.
-	c.id = requestid.Sanitize(k.requestID)
-	if c.id == "" {
-		c.id = requestid.New()
-	}
-	w.AddLine(requestid.Header, c.id)
+	w.AddLine(requestid.Header, c.identify(k.requestID))
 	c.addr = clientAddrOf(r.RemoteAddr.Addr(), func() []string {
 		if !k.forwardedFor {
 			return nil

@@ -302,7 +302,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}()
 
 	h := w.Header()
-	c.identify(h, r.Header.Get(requestid.Header))
+	h[requestid.Header] = c.value(c.identify(r.Header.Get(requestid.Header)))
 	c.addr = clientAddr(r, g.cfg.Trusted())
 	if origin := r.Header.Get("Origin"); origin != "" {
 		if cors.IsPreflight(r) {
