@@ -291,19 +291,10 @@ func resizeFields(f []answerField, n int) []answerField {
 	return grown
 }
 
-// Headers calls fn with each header of the answer, its key as sent and its value trimmed,
-// until fn returns false.
-func (a *Answer) Headers(fn func(k, v string) bool) {
-	for _, f := range a.fields {
-		if !fn(f.name, f.value) {
-			return
-		}
-	}
-}
-
-// EndToEnd is Headers for the headers a proxy passes on: all but the hop-by-hop ones (RFC
-// 9110, section 7.6.1) and Content-Length, since a proxy frames the body anew. Which kind a
-// header is was found when its line first arrived on the connection.
+// EndToEnd calls fn, until it returns false, with each header a proxy passes on, its key as
+// sent and its value trimmed: all but the hop-by-hop ones (RFC 9110, section 7.6.1) and
+// Content-Length, since a proxy frames the body anew. Which kind a header is was found when
+// its line first arrived on the connection.
 func (a *Answer) EndToEnd(fn func(k, v string) bool) {
 	for _, f := range a.fields {
 		if f.kind == endToEndField && !fn(f.name, f.value) {
