@@ -189,7 +189,7 @@ func TestLinesKeepNoLongBlock(t *testing.T) {
 	long := []byte(strings.Repeat("X-A: b\r\n", maxKept+1) + "\r\n")
 	var l Lines
 	if got := head3(l.Head(long)); len(got) != maxKept+1 || got[maxKept] != "X-A: b" {
-		t.Fatalf("Split returned %d lines", len(got))
+		t.Fatalf("Head returned %d lines", len(got))
 	}
 	if cap(l.lines)+cap(l.spans)+cap(l.same)+cap(l.last) != 0 {
 		t.Errorf("after a block of %d lines, Lines keeps room for %d lines, %d spans", maxKept+1, cap(l.lines), cap(l.spans))

@@ -11,10 +11,12 @@ import (
 	"time"
 )
 
-func TestRunCountsWhatTheServerSaw(t *testing.T) {
-	t.Parallel()
-	var served, failed atomic.Int64
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+// countingServer answers a POST with 200 and anything else, or a request carrying X-Fail, with
+// 418, counting each kind, so a test can compare what the generator reported with what arrived.
+func countingServer(t *testing.T) (srv *httptest.Server, served, failed *atomic.Int64) {
+	t.Helper()
+	served, failed = new(atomic.Int64), new(atomic.Int64)
+	srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("X-Fail") != "" || r.Method != http.MethodPost {
 			failed.Add(1)
 			w.WriteHeader(http.StatusTeapot)
@@ -23,7 +25,13 @@ func TestRunCountsWhatTheServerSaw(t *testing.T) {
 		served.Add(1)
 		_, _ = w.Write([]byte("ok"))
 	}))
-	defer srv.Close()
+	t.Cleanup(srv.Close)
+	return srv, served, failed
+}
+
+func TestRunCountsWhatTheServerSaw(t *testing.T) {
+	t.Parallel()
+	srv, served, _ := countingServer(t)
 
 	res, err := Run(context.Background(), Request{Method: "POST", URL: srv.URL, Body: []byte("x")}, 4, 50*time.Millisecond, 200*time.Millisecond)
 	if err != nil {
@@ -51,17 +59,7 @@ func TestRunCountsWhatTheServerSaw(t *testing.T) {
 // the server must see each count exactly, and non-200 answers must be counted as failures.
 func TestSendSendsExactlyN(t *testing.T) {
 	t.Parallel()
-	var served, failed atomic.Int64
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("X-Fail") != "" {
-			failed.Add(1)
-			w.WriteHeader(http.StatusTeapot)
-			return
-		}
-		served.Add(1)
-		_, _ = w.Write([]byte("ok"))
-	}))
-	defer srv.Close()
+	srv, served, failed := countingServer(t)
 	for _, tt := range []struct{ workers, n int }{{1, 1}, {4, 100}, {3, 10}, {8, 13}} {
 		before := served.Load()
 		bad, first, err := Send(context.Background(), Request{Method: "POST", URL: srv.URL}, tt.workers, tt.n)
