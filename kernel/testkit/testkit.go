@@ -13,9 +13,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -158,7 +160,8 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// FreePort returns a loopback TCP port that was free a moment ago.
+// FreePort returns a loopback TCP port that was free a moment ago, outside the range the kernel
+// hands out on its own where it can tell (see freePort).
 func FreePort(t testing.TB) int {
 	t.Helper()
 	port, err := freePort()
@@ -192,13 +195,52 @@ func InheritedSocket(t testing.TB) (string, listen.Inherited) {
 	return addr, listen.Inherited{addr: fd}
 }
 
+// freePort picks a loopback port below the kernel's ephemeral range that it could bind a
+// moment ago. The kernel hands out ports from the ephemeral range to every listener on port 0
+// and every outgoing connection, so between freePort's answer and the caller's bind, another
+// test could take such a port, or a test expecting nothing there could find a server. A port
+// below the range is taken only by a program that names it, and picking it at random makes two
+// test processes unlikely to name the same one. Where the range cannot be read, the kernel
+// picks.
 func freePort() (int, error) {
+	if lo, hi, ok := belowEphemeral(); ok {
+		for range 64 {
+			port := lo + rand.IntN(hi-lo)
+			ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+			if err != nil {
+				continue
+			}
+			_ = ln.Close()
+			return port, nil
+		}
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// ephemeralRange is where Linux publishes the range it picks ephemeral ports from.
+const ephemeralRange = "/proc/sys/net/ipv4/ip_local_port_range"
+
+// belowEphemeral returns the ports freePort picks from: from 10000 up to the ephemeral range's
+// start, when that leaves at least a thousand.
+func belowEphemeral() (lo, hi int, ok bool) {
+	b, err := os.ReadFile(ephemeralRange)
+	if err != nil {
+		return 0, 0, false
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return 0, 0, false
+	}
+	start, err := strconv.Atoi(f[0])
+	if err != nil || start < 11000 {
+		return 0, 0, false
+	}
+	return 10000, start, true
 }
 
 // RepoRoot returns the repository root: the nearest folder above the working directory that
