@@ -29,7 +29,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -302,64 +301,6 @@ func run(ctx context.Context, args []string) error {
 			g.throughput.RPS()/n.throughput.RPS(), float64(g.proxyCPU)/float64(n.proxyCPU),
 			us(g.proxyCPU-g.proxySys), us(g.proxySys), us(n.proxyCPU-n.proxySys), us(n.proxySys))
 	}
-	return nil
-}
-
-// runPairs measures the gateway and nginx in pairs of throughput phases back to back, taking
-// turns at going first, and prints each pair's ratios and their median. The rounds put seconds
-// and other targets between the gateway and nginx, and a shared machine drifts in that time as
-// much as the two differ; within a pair it drifts less, and the median of many pairs leaves out
-// the ones a burst of other work disturbed.
-func runPairs(ctx context.Context, o options, gwReq loadgen.Request, gw *exec.Cmd, ngReq loadgen.Request, ng *exec.Cmd, up *exec.Cmd) error {
-	type phase struct {
-		rps                 float64
-		proxy, proxySys, up time.Duration
-	}
-	measure := func(req loadgen.Request, proxy *exec.Cmd) (phase, error) {
-		upBefore, before := cpuTime(up.Process.Pid), cpuTime(proxy.Process.Pid)
-		warmup := o.pairDuration / 4
-		r, err := loadgen.Run(ctx, req, o.concurrency, warmup, o.pairDuration)
-		if err != nil {
-			return phase{}, err
-		}
-		if r.Errors > 0 {
-			return phase{}, fmt.Errorf("%d failed requests, first: %v", r.Errors, r.FirstError)
-		}
-		sent := float64(r.Requests) * float64(warmup+o.pairDuration) / float64(o.pairDuration)
-		used := cpuTime(proxy.Process.Pid).sub(before)
-		per := func(d time.Duration) time.Duration { return time.Duration(float64(d) / sent) }
-		return phase{r.RPS(), per(used.total()), per(used.system), per(cpuTime(up.Process.Pid).sub(upBefore).total())}, nil
-	}
-	fmt.Printf("\n%d pairs of %s phases, gateway and nginx back to back, %d connections\n", o.pairs, o.pairDuration, o.concurrency)
-	fmt.Printf("%-5s | %9s %9s %7s | %17s %17s | %9s %9s\n", "pair", "gateway", "nginx", "ratio", "gateway CPU", "nginx CPU", "svc gw", "svc ngx")
-	var ratios, cpuRatios []float64
-	for i := range o.pairs {
-		var g, n phase
-		var err error
-		if i%2 == 0 {
-			if g, err = measure(gwReq, gw); err == nil {
-				n, err = measure(ngReq, ng)
-			}
-		} else {
-			if n, err = measure(ngReq, ng); err == nil {
-				g, err = measure(gwReq, gw)
-			}
-		}
-		if err != nil {
-			return err
-		}
-		ratios = append(ratios, g.rps/n.rps)
-		cpuRatios = append(cpuRatios, float64(g.proxy)/float64(n.proxy))
-		fmt.Printf("%-5d | %9.0f %9.0f %6.2fx | %8s (%6s) %8s (%6s) | %9s %9s\n", i+1, g.rps, n.rps, g.rps/n.rps,
-			us(g.proxy), us(g.proxySys), us(n.proxy), us(n.proxySys), us(g.up), us(n.up))
-	}
-	slices.Sort(ratios)
-	slices.Sort(cpuRatios)
-	q := func(s []float64, p float64) float64 { return s[int(float64(len(s)-1)*p)] }
-	fmt.Printf("gateway/nginx throughput: median %.3fx, quartiles %.3f to %.3f, range %.3f to %.3f\n",
-		q(ratios, 0.5), q(ratios, 0.25), q(ratios, 0.75), ratios[0], ratios[len(ratios)-1])
-	fmt.Printf("gateway/nginx proxy CPU per request: median %.3fx, quartiles %.3f to %.3f\n",
-		q(cpuRatios, 0.5), q(cpuRatios, 0.25), q(cpuRatios, 0.75))
 	return nil
 }
 
