@@ -87,7 +87,7 @@ func startConsul() (*consulAgent, error) {
 func tryConsul(bin string) (*consulAgent, error) {
 	ports := make([]int, 4)
 	for i := range ports {
-		p, err := freePort()
+		p, err := PickPort()
 		if err != nil {
 			return nil, err
 		}

@@ -161,10 +161,10 @@ func (w testWriter) Write(p []byte) (int, error) {
 }
 
 // FreePort returns a loopback TCP port that was free a moment ago, outside the range the kernel
-// hands out on its own where it can tell (see freePort).
+// hands out on its own where it can tell (see PickPort).
 func FreePort(t testing.TB) int {
 	t.Helper()
-	port, err := freePort()
+	port, err := PickPort()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,14 +195,15 @@ func InheritedSocket(t testing.TB) (string, listen.Inherited) {
 	return addr, listen.Inherited{addr: fd}
 }
 
-// freePort picks a loopback port below the kernel's ephemeral range that it could bind a
-// moment ago. The kernel hands out ports from the ephemeral range to every listener on port 0
-// and every outgoing connection, so between freePort's answer and the caller's bind, another
-// test could take such a port, or a test expecting nothing there could find a server. A port
-// below the range is taken only by a program that names it, and picking it at random makes two
-// test processes unlikely to name the same one. Where the range cannot be read, the kernel
-// picks.
-func freePort() (int, error) {
+// PickPort picks a loopback TCP port below the kernel's ephemeral range that it could bind a
+// moment ago, for a program that must name a port before the process that listens on it
+// starts. The kernel hands out ports from the ephemeral range to every listener on port 0 and
+// every outgoing connection, so between PickPort's answer and the caller's bind, another
+// process could take such a port, or a test expecting nothing there could find a server. A
+// port below the range is taken only by a program that names it, and picking it at random
+// makes two processes unlikely to name the same one. Where the range cannot be read, the
+// kernel picks.
+func PickPort() (int, error) {
 	if lo, hi, ok := belowEphemeral(); ok {
 		for range 64 {
 			port := lo + rand.IntN(hi-lo)
@@ -225,7 +226,7 @@ func freePort() (int, error) {
 // ephemeralRange is where Linux publishes the range it picks ephemeral ports from.
 const ephemeralRange = "/proc/sys/net/ipv4/ip_local_port_range"
 
-// belowEphemeral returns the ports freePort picks from: from 10000 up to the ephemeral range's
+// belowEphemeral returns the ports PickPort picks from: from 10000 up to the ephemeral range's
 // start, when that leaves at least a thousand.
 func belowEphemeral() (lo, hi int, ok bool) {
 	b, err := os.ReadFile(ephemeralRange)

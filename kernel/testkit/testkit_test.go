@@ -6,7 +6,8 @@ import (
 	"testing"
 )
 
-// TestFreePortIsBelowTheEphemeralRange takes ports many times: each must be bindable and, where
+// TestFreePortIsBelowTheEphemeralRange takes ports many times, through FreePort and so
+// PickPort: each must be bindable and, where
 // the kernel publishes its ephemeral range, below it, where no listener on port 0 and no
 // outgoing connection can be given it.
 func TestFreePortIsBelowTheEphemeralRange(t *testing.T) {

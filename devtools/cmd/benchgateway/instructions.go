@@ -98,7 +98,11 @@ func countInstructions(ctx context.Context, o options, r instructionRun) error {
 	defer stopProcess(up)
 	// proxy counts a proxy under callgrind, started on port by start, ready at its health path.
 	proxy := func(name string, start func(port int) (*exec.Cmd, error), health string) (float64, error) {
-		port := freePort()
+		ports, err := pickPorts(1)
+		if err != nil {
+			return 0, err
+		}
+		port := ports[0]
 		base := fmt.Sprintf("http://127.0.0.1:%d", port)
 		cmd, err := start(port)
 		if err != nil {
@@ -129,7 +133,11 @@ func countInstructions(ctx context.Context, o options, r instructionRun) error {
 		return err
 	}
 	defer killProcess(svc)
-	gwPort, ngPort := freePort(), freePort()
+	ports, err := pickPorts(2)
+	if err != nil {
+		return err
+	}
+	gwPort, ngPort := ports[0], ports[1]
 	gwURL, ngURL := fmt.Sprintf("http://127.0.0.1:%d", gwPort), fmt.Sprintf("http://127.0.0.1:%d", ngPort)
 	gw, err := startGateway(ctx, r.gateway, r.dir, "gateway-native", gwPort, svcURL, false)
 	if err != nil {

@@ -22,13 +22,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -161,7 +161,11 @@ func run(ctx context.Context, args []string) error {
 	}
 	defer stopProcess(up)
 
-	gwPort, slowPort, nginxPort := freePort(), freePort(), freePort()
+	ports, err := pickPorts(3)
+	if err != nil {
+		return err
+	}
+	gwPort, slowPort, nginxPort := ports[0], ports[1], ports[2]
 	gwURL := fmt.Sprintf("http://127.0.0.1:%d", gwPort)
 	slowURL := fmt.Sprintf("http://127.0.0.1:%d", slowPort)
 	nginxURL := fmt.Sprintf("http://127.0.0.1:%d", nginxPort)
@@ -520,11 +524,18 @@ func waitReady(ctx context.Context, url string) error {
 	return errors.New("not ready: " + url)
 }
 
-func freePort() int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0
+// pickPorts picks n distinct loopback ports for the processes the benchmark starts, below the
+// kernel's ephemeral range, from which the load generator's connections take theirs.
+func pickPorts(n int) ([]int, error) {
+	ports := make([]int, 0, n)
+	for len(ports) < n {
+		p, err := testkit.PickPort()
+		if err != nil {
+			return nil, err
+		}
+		if !slices.Contains(ports, p) {
+			ports = append(ports, p)
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return ports, nil
 }
