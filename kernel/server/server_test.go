@@ -14,6 +14,7 @@ import (
 
 	"connectrpc.com/connect"
 	"connectrpc.com/grpchealth"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -29,6 +30,7 @@ import (
 	"github.com/basaltplatform/basalt/kernel/errs"
 	"github.com/basaltplatform/basalt/kernel/internal/echo"
 	"github.com/basaltplatform/basalt/kernel/server"
+	"github.com/basaltplatform/basalt/kernel/telemetry"
 	"github.com/basaltplatform/basalt/kernel/testkit"
 )
 
@@ -286,6 +288,45 @@ func TestDeadlineAndRequestIDReachTheHandler(t *testing.T) {
 			s = <-got
 			if len(s.id) != 32 || res.Header().Get("X-Request-Id") != s.id {
 				t.Fatalf("generated request id %q, response %q", s.id, res.Header().Get("X-Request-Id"))
+			}
+		})
+	}
+}
+
+// TestCallsStartTheirOwnTraceWithoutTraceContext calls a server with the telemetry every
+// service runs with and no exporter: a call without trace context gets a trace of its own, so
+// its log lines carry a trace id even when the gateway, which sends none unless it traces
+// (ADR-0043), is in front; a call with trace context joins the caller's trace.
+func TestCallsStartTheirOwnTraceWithoutTraceContext(t *testing.T) {
+	t.Parallel()
+	tel, err := telemetry.New(context.Background(), "echo", "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tel.Shutdown(context.Background()) })
+	got := make(chan trace.SpanContext, 8)
+	handler := func(ctx context.Context, req *connect.Request[wrapperspb.StringValue]) (*connect.Response[wrapperspb.StringValue], error) {
+		got <- trace.SpanContextFromContext(ctx)
+		return connect.NewResponse(req.Msg), nil
+	}
+	srv := start(t, httpConfig(), handler, server.WithTelemetry(tel))
+	const callerTrace = "4bf92f3577b34da6a3ce929d0e0e4736"
+	for _, p := range protocols {
+		t.Run(p.name, func(t *testing.T) {
+			client := echo.NewClient(httpClient(t, p.h2c), srv.URL(), p.opts...)
+			if _, err := client.Echo(context.Background(), connect.NewRequest(wrapperspb.String("x"))); err != nil {
+				t.Fatal(err)
+			}
+			if sc := <-got; !sc.IsValid() || sc.TraceID().String() == callerTrace {
+				t.Errorf("without trace context the handler saw %v, want a trace of its own", sc.TraceID())
+			}
+			req := connect.NewRequest(wrapperspb.String("x"))
+			req.Header().Set("Traceparent", "00-"+callerTrace+"-00f067aa0ba902b7-01")
+			if _, err := client.Echo(context.Background(), req); err != nil {
+				t.Fatal(err)
+			}
+			if sc := <-got; sc.TraceID().String() != callerTrace {
+				t.Errorf("with the caller's trace context the handler saw trace %v, want %s", sc.TraceID(), callerTrace)
 			}
 		})
 	}
