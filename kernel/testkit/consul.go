@@ -29,11 +29,11 @@ var (
 func Consul(t testing.TB) string {
 	t.Helper()
 	consulOnce.Do(func() {
-		var agent *consulAgent
+		var agent *ConsulAgent
 		agent, consulErr = startConsul()
 		if consulErr == nil {
 			consulAddr = agent.addr
-			atExit(t, agent.stop)
+			atExit(t, agent.Stop)
 		}
 	})
 	Require(t, "Consul", consulErr)
@@ -59,14 +59,68 @@ func ConsulBinary() (string, error) {
 	return bin, nil
 }
 
-type consulAgent struct {
-	addr string
-	cmd  *exec.Cmd
-	done chan struct{}
-	out  *bytes.Buffer
+// ConsulAgent is a Consul dev agent of a test's own, which the test may stop and start again
+// on the same ports: a restarted dev agent has forgotten every registration, as an agent
+// that lost its state would have.
+type ConsulAgent struct {
+	bin   string
+	ports []int
+	addr  string
+
+	mu      sync.Mutex
+	cmd     *exec.Cmd
+	done    chan struct{}
+	out     *bytes.Buffer
+	dataDir string
 }
 
-func startConsul() (*consulAgent, error) {
+// StartConsulAgent starts a Consul dev agent for t alone and stops it when t ends.
+func StartConsulAgent(t testing.TB) *ConsulAgent {
+	t.Helper()
+	agent, err := startConsul()
+	Require(t, "Consul", err)
+	t.Cleanup(agent.Stop)
+	return agent
+}
+
+// Addr is the agent's HTTP address (127.0.0.1:port); it stays the same across restarts.
+func (a *ConsulAgent) Addr() string { return a.addr }
+
+// Stop stops the agent and waits for it to exit; it is a no-op on a stopped agent.
+func (a *ConsulAgent) Stop() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.stopLocked()
+}
+
+// Start starts a stopped agent again on its ports, with no state, and waits for it to lead.
+func (a *ConsulAgent) Start(t testing.TB) {
+	t.Helper()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.cmd != nil {
+		t.Fatal("testkit: the Consul agent is running")
+	}
+	var err error
+	// A port of the stopped agent may be taken meanwhile by a short-lived connection; give it
+	// a few tries before failing.
+	for range 10 {
+		if err = a.launch(); err == nil {
+			return
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	t.Fatalf("testkit: restart consul: %v", err)
+}
+
+// Restart stops the agent and starts it again.
+func (a *ConsulAgent) Restart(t testing.TB) {
+	t.Helper()
+	a.Stop()
+	a.Start(t)
+}
+
+func startConsul() (*ConsulAgent, error) {
 	bin, err := ConsulBinary()
 	if err != nil {
 		return nil, err
@@ -75,35 +129,33 @@ func startConsul() (*consulAgent, error) {
 	// failed start is retried with new ports.
 	var lastErr error
 	for range 3 {
-		agent, err := tryConsul(bin)
-		if err == nil {
-			return agent, nil
+		a := &ConsulAgent{bin: bin, ports: make([]int, 4)}
+		for i := range a.ports {
+			if a.ports[i], err = PickPort(); err != nil {
+				return nil, err
+			}
 		}
-		lastErr = err
+		a.addr = "127.0.0.1:" + strconv.Itoa(a.ports[0])
+		if lastErr = a.launch(); lastErr == nil {
+			return a, nil
+		}
 	}
 	return nil, lastErr
 }
 
-func tryConsul(bin string) (*consulAgent, error) {
-	ports := make([]int, 4)
-	for i := range ports {
-		p, err := PickPort()
-		if err != nil {
-			return nil, err
-		}
-		ports[i] = p
-	}
+// launch starts the agent process on a's ports and waits until it leads; a must be stopped.
+func (a *ConsulAgent) launch() error {
 	dataDir, err := os.MkdirTemp("", "basalt-consul-")
 	if err != nil {
-		return nil, err
+		return err
 	}
 	out := &bytes.Buffer{}
-	cmd := exec.Command(bin, "agent", "-dev",
+	cmd := exec.Command(a.bin, "agent", "-dev",
 		"-bind", "127.0.0.1", "-client", "127.0.0.1",
-		"-http-port", strconv.Itoa(ports[0]),
-		"-server-port", strconv.Itoa(ports[1]),
-		"-serf-lan-port", strconv.Itoa(ports[2]),
-		"-serf-wan-port", strconv.Itoa(ports[3]),
+		"-http-port", strconv.Itoa(a.ports[0]),
+		"-server-port", strconv.Itoa(a.ports[1]),
+		"-serf-lan-port", strconv.Itoa(a.ports[2]),
+		"-serf-wan-port", strconv.Itoa(a.ports[3]),
 		"-dns-port", "-1", "-grpc-port", "-1", "-grpc-tls-port", "-1",
 		"-data-dir", dataDir,
 		"-log-level", "warn",
@@ -114,23 +166,24 @@ func tryConsul(bin string) (*consulAgent, error) {
 	childproc.Bind(cmd, syscall.SIGKILL, childproc.OwnGroup())
 	if err := cmd.Start(); err != nil {
 		os.RemoveAll(dataDir)
-		return nil, fmt.Errorf("start consul: %w", err)
+		return fmt.Errorf("start consul: %w", err)
 	}
-	a := &consulAgent{addr: "127.0.0.1:" + strconv.Itoa(ports[0]), cmd: cmd, done: make(chan struct{}), out: out}
+	done := make(chan struct{})
 	go func() {
 		_ = cmd.Wait()
 		os.RemoveAll(dataDir)
-		close(a.done)
+		close(done)
 	}()
+	a.cmd, a.done, a.out, a.dataDir = cmd, done, out, dataDir
 	if err := a.waitForLeader(30 * time.Second); err != nil {
-		a.stop()
-		return nil, fmt.Errorf("%w\nconsul output:\n%s", err, out.String())
+		a.stopLocked()
+		return fmt.Errorf("%w\nconsul output:\n%s", err, out.String())
 	}
-	return a, nil
+	return nil
 }
 
 // waitForLeader waits until the agent has elected itself leader and can take registrations.
-func (a *consulAgent) waitForLeader(timeout time.Duration) error {
+func (a *ConsulAgent) waitForLeader(timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	client := &http.Client{Timeout: time.Second}
 	defer client.CloseIdleConnections()
@@ -153,7 +206,10 @@ func (a *consulAgent) waitForLeader(timeout time.Duration) error {
 	return fmt.Errorf("consul did not elect a leader within %s", timeout)
 }
 
-func (a *consulAgent) stop() {
+func (a *ConsulAgent) stopLocked() {
+	if a.cmd == nil {
+		return
+	}
 	_ = a.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-a.done:
@@ -161,4 +217,5 @@ func (a *consulAgent) stop() {
 		_ = childproc.SignalGroup(a.cmd.Process, syscall.SIGKILL)
 		<-a.done
 	}
+	a.cmd = nil
 }
