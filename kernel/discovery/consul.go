@@ -14,7 +14,8 @@ import (
 	"github.com/hashicorp/consul/api"
 )
 
-// Consul registers instances with a Consul agent and resolves services through it.
+// Consul registers instances with a Consul agent, keeps them registered while they run, and
+// resolves services through it.
 //
 // Resolution keeps one blocking query per service running in the background, over the passing
 // instances only, and answers Endpoints from the last result. If the agent becomes unreachable
@@ -29,9 +30,11 @@ type Consul struct {
 
 	mu       sync.Mutex
 	watchers map[string]*watcher
-	ctx      context.Context
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup
+	// kept stops the loop that keeps an instance registered, by instance id.
+	kept   map[string]func()
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 }
 
 var (
@@ -110,6 +113,7 @@ func NewConsul(addr string, opts ...ConsulOption) (*Consul, error) {
 		log:       o.log,
 		opts:      o,
 		watchers:  map[string]*watcher{},
+		kept:      map[string]func(){},
 		ctx:       ctx,
 		cancel:    cancel,
 	}, nil
@@ -118,9 +122,42 @@ func NewConsul(addr string, opts ...ConsulOption) (*Consul, error) {
 // Client returns the underlying Consul API client.
 func (c *Consul) Client() *api.Client { return c.client }
 
-// Register registers inst with an HTTP health check against its HealthURL. The instance starts
-// as passing: it is registered only once it listens and its dependencies answered.
+// Register registers inst with an HTTP health check against its HealthURL, and keeps it
+// registered until Deregister or Close. The instance starts as passing: it is registered only
+// once it listens and its dependencies answered.
+//
+// Consul forgets registrations while a process runs: an agent that restarts loses those made
+// through its API (all of them in dev mode), and an instance critical for longer than the
+// deregistration period is removed. A process registered once would then be gone for good
+// while it still serves. So a background loop watches the agent's entry for inst with
+// blocking queries and registers it again, with backoff, whenever the agent no longer has it;
+// the instance and check ids stay the same.
 func (c *Consul) Register(ctx context.Context, inst Instance) error {
+	if err := c.register(ctx, inst, api.HealthPassing); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ctx.Err() != nil {
+		return errors.New("discovery: consul registrar is closed")
+	}
+	if stop, ok := c.kept[inst.ID]; ok {
+		stop()
+	}
+	kctx, cancel := context.WithCancel(c.ctx)
+	done := make(chan struct{})
+	c.kept[inst.ID] = func() { cancel(); <-done }
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		defer close(done)
+		c.keep(kctx, inst)
+	}()
+	return nil
+}
+
+// register sends inst's registration to the agent with its check in the given initial status.
+func (c *Consul) register(ctx context.Context, inst Instance, status string) error {
 	reg := &api.AgentServiceRegistration{
 		ID:      inst.ID,
 		Name:    inst.Service,
@@ -129,14 +166,14 @@ func (c *Consul) Register(ctx context.Context, inst Instance) error {
 		Tags:    inst.Tags,
 		Meta:    inst.Meta,
 		Check: &api.AgentServiceCheck{
-			CheckID:                        inst.ID + ":ready",
+			CheckID:                        CheckID(inst),
 			Name:                           inst.Service + " readiness",
 			HTTP:                           inst.HealthURL,
 			Method:                         http.MethodGet,
 			Interval:                       c.opts.checkInterval.String(),
 			Timeout:                        c.opts.checkTimeout.String(),
 			DeregisterCriticalServiceAfter: c.opts.deregisterAfter.String(),
-			Status:                         api.HealthPassing,
+			Status:                         status,
 		},
 	}
 	opts := api.ServiceRegisterOpts{ReplaceExistingChecks: true}
@@ -146,8 +183,62 @@ func (c *Consul) Register(ctx context.Context, inst Instance) error {
 	return nil
 }
 
-// Deregister removes inst from the agent.
+// CheckID is the id of inst's readiness check in Consul.
+func CheckID(inst Instance) string { return inst.ID + ":ready" }
+
+// keep registers inst again whenever the agent no longer has it, until ctx ends. It waits on
+// the agent's entry for inst with hash-based blocking queries, so a loss is noticed as soon as
+// the agent drops the entry, or as soon as a restarted agent answers.
+func (c *Consul) keep(ctx context.Context, inst Instance) {
+	var hash string
+	backoff := minBackoff
+	for ctx.Err() == nil {
+		q := (&api.QueryOptions{WaitHash: hash, WaitTime: c.opts.waitTime}).WithContext(ctx)
+		_, meta, err := c.client.Agent().Service(inst.ID, q)
+		if err == nil {
+			hash, backoff = meta.LastContentHash, minBackoff
+			continue
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		hash = ""
+		if statusErr := (api.StatusError{}); errors.As(err, &statusErr) && statusErr.Code == http.StatusNotFound {
+			status := api.HealthPassing
+			if inst.Ready != nil && !inst.Ready(ctx) {
+				status = api.HealthCritical
+			}
+			if err = c.register(ctx, inst, status); err == nil {
+				c.log.Warn("consul had lost this instance's registration; registered it again", "instance", inst.ID, "status", status)
+				backoff = minBackoff
+				continue
+			}
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		c.log.Warn("cannot confirm this instance's registration with consul; retrying", "instance", inst.ID, "error", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, c.opts.maxBackoff)
+	}
+}
+
+// minBackoff is the first wait after a failed query to Consul.
+const minBackoff = 100 * time.Millisecond
+
+// Deregister stops keeping inst registered and removes it from the agent.
 func (c *Consul) Deregister(ctx context.Context, inst Instance) error {
+	c.mu.Lock()
+	stop := c.kept[inst.ID]
+	delete(c.kept, inst.ID)
+	c.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
 	q := (&api.QueryOptions{}).WithContext(ctx)
 	if err := c.client.Agent().ServiceDeregisterOpts(inst.ID, q); err != nil {
 		return fmt.Errorf("discovery: deregister %s from consul: %w", inst.ID, err)
@@ -173,7 +264,8 @@ func (c *Consul) Endpoints(ctx context.Context, service string) ([]Endpoint, err
 	return w.current(), nil
 }
 
-// Close stops every watch and releases connections.
+// Close stops every watch and every loop keeping an instance registered, and releases
+// connections. It does not deregister anything.
 func (c *Consul) Close() {
 	c.mu.Lock()
 	c.cancel()
@@ -204,7 +296,7 @@ func (c *Consul) watch(service string) (*watcher, error) {
 // run keeps w up to date with blocking queries until the resolver is closed.
 func (c *Consul) run(w *watcher) {
 	var index uint64
-	backoff := 100 * time.Millisecond
+	backoff := minBackoff
 	for c.ctx.Err() == nil {
 		q := (&api.QueryOptions{WaitIndex: index, WaitTime: c.opts.waitTime}).WithContext(c.ctx)
 		entries, meta, err := c.client.Health().Service(w.service, "", true, q)
@@ -222,7 +314,7 @@ func (c *Consul) run(w *watcher) {
 			backoff = min(backoff*2, c.opts.maxBackoff)
 			continue
 		}
-		backoff = 100 * time.Millisecond
+		backoff = minBackoff
 		// Consul's index can go backwards (after a snapshot restore, say); the documented
 		// answer is to start over from zero.
 		if meta.LastIndex < index {

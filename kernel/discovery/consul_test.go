@@ -1,14 +1,19 @@
 package discovery
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -222,4 +227,140 @@ func (p *proxy) stop() {
 	p.conns = nil
 	p.mu.Unlock()
 	p.wg.Wait()
+}
+
+// checkStatus returns the status of inst's readiness check in the agent's catalogue, or "" when
+// the agent does not have the instance.
+func checkStatus(t *testing.T, c *Consul, inst Instance) string {
+	t.Helper()
+	entries, _, err := c.Client().Health().Service(inst.Service, "", false, nil)
+	if err != nil {
+		return ""
+	}
+	for _, e := range entries {
+		if e.Service.ID != inst.ID {
+			continue
+		}
+		for _, check := range e.Checks {
+			if check.CheckID == CheckID(inst) {
+				return check.Status
+			}
+		}
+	}
+	return ""
+}
+
+func TestRegistrationComesBackAfterTheAgentRestarts(t *testing.T) {
+	t.Parallel()
+	agent := testkit.StartConsulAgent(t)
+	// The registrar talks to the agent through a recorder, to see the state each registration
+	// asks for: a check's first run may change it before the test can look.
+	rec := newRegistrations(t, agent.Addr())
+	c := newConsul(t, rec.addr)
+	ctx := context.Background()
+	_, ready := instance(t, "restart-ready")
+	// An instance that is not ready when the agent comes back must come back critical, not as
+	// a passing instance that callers would send traffic to.
+	srv, unready := instance(t, "restart-unready")
+	var up atomic.Bool
+	unready.Ready = func(context.Context) bool { return up.Load() }
+	srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if !up.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	})
+	for _, inst := range []Instance{ready, unready} {
+		if err := c.Register(ctx, inst); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testkit.Eventually(t, 15*time.Second, "the ready instance resolves", func() bool {
+		return slices.Equal(ids(t, c, "restart-ready"), []string{ready.ID})
+	})
+
+	agent.Restart(t)
+	if s := checkStatus(t, c, ready); s != "" {
+		t.Fatalf("the restarted dev agent still has the instance (%s); the test proves nothing", s)
+	}
+	testkit.Eventually(t, 15*time.Second, "the ready instance is registered again and passing, with the same check", func() bool {
+		return checkStatus(t, c, ready) == api.HealthPassing
+	})
+	testkit.Eventually(t, 15*time.Second, "the resolver's watch sees it again", func() bool {
+		return slices.Equal(ids(t, c, "restart-ready"), []string{ready.ID})
+	})
+	testkit.Eventually(t, 15*time.Second, "the unready instance is registered again", func() bool {
+		return checkStatus(t, c, unready) != ""
+	})
+	if got, want := rec.statuses(ready.ID), []string{api.HealthPassing, api.HealthPassing}; !slices.Equal(got, want) {
+		t.Fatalf("the ready instance was registered as %v, want %v", got, want)
+	}
+	if got, want := rec.statuses(unready.ID), []string{api.HealthPassing, api.HealthCritical}; !slices.Equal(got, want) {
+		t.Fatalf("the unready instance was registered as %v, want %v", got, want)
+	}
+	up.Store(true)
+	testkit.Eventually(t, 15*time.Second, "its check passes once it is ready", func() bool {
+		return checkStatus(t, c, unready) == api.HealthPassing
+	})
+}
+
+// registrations is an HTTP proxy to a Consul agent that notes the initial check status of every
+// registration passing through, by instance id.
+type registrations struct {
+	addr string
+	mu   sync.Mutex
+	seen map[string][]string
+}
+
+func newRegistrations(t *testing.T, agent string) *registrations {
+	t.Helper()
+	r := &registrations{seen: map[string][]string{}}
+	target, _ := url.Parse("http://" + agent)
+	rp := httputil.NewSingleHostReverseProxy(target)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.Method == http.MethodPut && req.URL.Path == "/v1/agent/service/register" {
+			body, _ := io.ReadAll(req.Body)
+			var reg api.AgentServiceRegistration
+			if err := json.Unmarshal(body, &reg); err == nil && reg.Check != nil {
+				r.mu.Lock()
+				r.seen[reg.ID] = append(r.seen[reg.ID], reg.Check.Status)
+				r.mu.Unlock()
+			}
+			req.Body = io.NopCloser(bytes.NewReader(body))
+		}
+		rp.ServeHTTP(w, req)
+	}))
+	t.Cleanup(srv.Close)
+	r.addr = srv.Listener.Addr().String()
+	return r
+}
+
+func (r *registrations) statuses(id string) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.seen[id])
+}
+
+func TestDeregisterStopsKeepingTheRegistration(t *testing.T) {
+	t.Parallel()
+	agent := testkit.StartConsulAgent(t)
+	c := newConsul(t, agent.Addr())
+	ctx := context.Background()
+	_, inst := instance(t, "leaving")
+	if err := c.Register(ctx, inst); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Deregister(ctx, inst); err != nil {
+		t.Fatal(err)
+	}
+	// Deregister returns only after the loop keeping the instance has stopped, so nothing can
+	// register it again behind the caller's back; a restarted agent then stays without it.
+	c.mu.Lock()
+	kept := len(c.kept)
+	c.mu.Unlock()
+	if kept != 0 {
+		t.Fatalf("%d registrations are still kept after Deregister", kept)
+	}
+	if s := checkStatus(t, c, inst); s != "" {
+		t.Fatalf("the deregistered instance is still registered (%s)", s)
+	}
 }

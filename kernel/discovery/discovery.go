@@ -26,6 +26,11 @@ type Instance struct {
 	// Tags and Meta are published with the instance.
 	Tags []string
 	Meta map[string]string
+	// Ready reports whether the instance can take traffic now. A registrar that must register
+	// the instance again while it runs (its agent lost the registration) publishes it in that
+	// state, so an instance whose dependencies are down does not come back as passing. Nil
+	// counts as ready.
+	Ready func(context.Context) bool
 }
 
 // Addr returns host:port.
@@ -54,7 +59,10 @@ func (e Endpoint) URL() string { return e.Scheme + "://" + e.Host }
 
 // Registrar announces this process to discovery and withdraws it on shutdown.
 type Registrar interface {
+	// Register announces inst and keeps it announced until Deregister: a registration that
+	// discovery loses while the process runs is made again.
 	Register(ctx context.Context, inst Instance) error
+	// Deregister withdraws inst and stops keeping it announced.
 	Deregister(ctx context.Context, inst Instance) error
 }
 
