@@ -317,6 +317,7 @@ func (s *Server) describe(addr *net.TCPAddr) (discovery.Instance, error) {
 		HealthURL: base + "/readyz",
 		Tags:      []string{"connect", "grpc", "grpc-web"},
 		Meta:      map[string]string{"version": s.o.version},
+		Ready:     s.isReady,
 	}, nil
 }
 
@@ -360,7 +361,22 @@ func (s *Server) serveReadyz(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte(`{"status":"draining"}`))
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	if failing := s.failing(r.Context()); len(failing) > 0 {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte(`{"status":"not ready","failing":[` + strings.Join(failing, ",") + `]}`))
+		return
+	}
+	_, _ = w.Write([]byte(`{"status":"ready"}`))
+}
+
+// isReady reports what /readyz would: not draining and every readiness check passing.
+func (s *Server) isReady(ctx context.Context) bool {
+	return !s.draining.Load() && len(s.failing(ctx)) == 0
+}
+
+// failing runs the readiness checks and returns the names of those that fail, quoted for JSON.
+func (s *Server) failing(ctx context.Context) []string {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	var failing []string
 	for _, c := range s.o.checks {
@@ -369,10 +385,5 @@ func (s *Server) serveReadyz(w http.ResponseWriter, r *http.Request) {
 			failing = append(failing, strconv.Quote(c.name))
 		}
 	}
-	if len(failing) > 0 {
-		w.WriteHeader(http.StatusServiceUnavailable)
-		_, _ = w.Write([]byte(`{"status":"not ready","failing":[` + strings.Join(failing, ",") + `]}`))
-		return
-	}
-	_, _ = w.Write([]byte(`{"status":"ready"}`))
+	return failing
 }

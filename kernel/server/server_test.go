@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -530,4 +531,56 @@ func TestGRPCGoMetadataAndTrailers(t *testing.T) {
 	if id, got := <-seen, header.Get("x-request-id"); len(id) != 32 || len(got) != 1 || got[0] != id {
 		t.Fatalf("the handler saw request id %q, the client got x-request-id %v", id, got)
 	}
+}
+
+// TestAnInstanceRemovedWhileCriticalComesBackWhenReady makes an instance critical for longer
+// than Consul's deregistration period (one minute, Consul's minimum; its reaper runs every 30
+// s), as a database outage does: Consul removes it, the server registers it again as critical,
+// and it is passing again once its dependency is back, with no restart.
+func TestAnInstanceRemovedWhileCriticalComesBackWhenReady(t *testing.T) {
+	t.Parallel()
+	agent := testkit.StartConsulAgent(t)
+	consul, err := discovery.NewConsul(agent.Addr(), discovery.WithCheck(500*time.Millisecond, 400*time.Millisecond, time.Minute), discovery.WithMaxBackoff(500*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer consul.Close()
+	var down atomic.Bool
+	srv := start(t, httpConfig(), nil, server.WithRegistrar(consul), server.WithReadinessCheck("database", func(context.Context) error {
+		if down.Load() {
+			return errors.New("connection refused")
+		}
+		return nil
+	}))
+	inst := srv.Instance()
+	// status is the instance's check status in the catalogue ("" while it is not registered)
+	// and the catalogue index its registration was made at, which a new registration changes.
+	status := func() (string, uint64) {
+		entries, _, err := consul.Client().Health().Service("echo", "", false, nil)
+		if err != nil {
+			return "unknown", 0
+		}
+		for _, e := range entries {
+			for _, c := range e.Checks {
+				if e.Service.ID == inst.ID && c.CheckID == discovery.CheckID(inst) {
+					return c.Status, e.Service.CreateIndex
+				}
+			}
+		}
+		return "", 0
+	}
+	first, created := status()
+	if first != "passing" {
+		t.Fatalf("a new instance is %q, want passing", first)
+	}
+	down.Store(true)
+	testkit.Eventually(t, 10*time.Second, "the instance turns critical", func() bool { s, _ := status(); return s == "critical" })
+	// Consul removes it after a minute critical, at its next reap; the server notices and
+	// registers it again, still critical, so no caller is sent to it.
+	testkit.Eventually(t, 150*time.Second, "Consul removes the instance and the server registers it again as critical", func() bool {
+		s, index := status()
+		return s == "critical" && index != created
+	})
+	down.Store(false)
+	testkit.Eventually(t, 15*time.Second, "the instance is passing once its dependency is back", func() bool { s, _ := status(); return s == "passing" })
 }
