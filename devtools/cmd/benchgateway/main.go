@@ -419,15 +419,18 @@ func startGateway(ctx context.Context, bin, dir, name string, port int, upURL st
 	conf := fmt.Sprintf(`listen: 127.0.0.1:%d
 admin_listen: %q
 upstreams:
-  identity: [%q]
-  auth: [%q]
+  identity: [%[4]q]
+  auth: [%[4]q]
+  authz: [%[4]q]
+  audit: [%[4]q]
+  blog: [%[4]q]
 rate_limits:
   authenticated: {rate: 1000000000, burst: 1000000000}
   public: {rate: 1000000000, burst: 1000000000}
 limits:
   max_in_flight: 100000
-  disable_fast_path: %t
-`, port, admin, upURL, upURL, netHTTP)
+  disable_fast_path: %[3]t
+`, port, admin, netHTTP, upURL)
 	path := filepath.Join(dir, name+".yaml")
 	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 		return nil, err

@@ -260,7 +260,7 @@ func newFixtureWithKeys(t testing.TB, k keys, n int, edit func(*config.Config), 
 	}
 	cfg := config.Defaults()
 	cfg.Auth.Issuer, cfg.Auth.Audience = testIssuer, testAudience
-	cfg.Upstreams = map[string][]string{"auth": urls, "identity": urls, "audit": urls, "authz": urls}
+	cfg.Upstreams = map[string][]string{"auth": urls, "identity": urls, "audit": urls, "authz": urls, "blog": urls}
 	// The gateway serves on sockets handed down as a parent process would, the way the
 	// launcher starts it.
 	var admin listen.Inherited

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -45,9 +46,12 @@ import (
 
 // Gateway serves external traffic.
 type Gateway struct {
-	cfg       config.Config
-	o         options
-	table     *routes.Table
+	cfg   config.Config
+	o     options
+	table *routes.Table
+	// services are the discovery names every route leads to and the auth service's, each once:
+	// the gateway is ready only while each has an instance.
+	services  []string
 	upstreams []proxy.Upstream
 	baseURLs  []string
 	rc        *rpcclient.Client
@@ -189,7 +193,14 @@ func New(cfg config.Config, opts ...Option) (*Gateway, error) {
 	for _, r := range table.Routes() {
 		g.upstreams = append(g.upstreams, rc.HTTPClient(r.Upstream))
 		g.baseURLs = append(g.baseURLs, rpcclient.BaseURL(r.Upstream))
+		if !slices.Contains(g.services, r.Upstream) {
+			g.services = append(g.services, r.Upstream)
+		}
 	}
+	if !slices.Contains(g.services, cfg.Auth.Service) {
+		g.services = append(g.services, cfg.Auth.Service)
+	}
+	slices.Sort(g.services)
 	keys := o.keys
 	if keys == nil {
 		g.jwks = authn.NewJWKS(

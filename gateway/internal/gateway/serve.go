@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,7 +13,6 @@ import (
 	"net/http/pprof"
 	"os"
 	"strconv"
-	"strings"
 	"time"
 
 	"connectrpc.com/connect"
@@ -228,6 +228,7 @@ func (g *Gateway) instance(addr *net.TCPAddr) (discovery.Instance, error) {
 		HealthURL: scheme + "://" + net.JoinHostPort(host, strconv.Itoa(port)) + "/readyz",
 		Tags:      []string{"gateway"},
 		Meta:      map[string]string{"version": g.o.version},
+		Ready:     g.isReady,
 	}, nil
 }
 
@@ -261,8 +262,10 @@ func (g *Gateway) serveHealthz(w http.ResponseWriter, _ *http.Request) {
 	_, _ = w.Write([]byte(`{"status":"ok"}`))
 }
 
-// serveReadyz answers 200 once the gateway can authenticate and route: the auth service's
-// keys are loaded and discovery answers. It answers 503 while draining.
+// serveReadyz answers 200 while the gateway can authenticate and route: the auth service's keys
+// are loaded, discovery answers, and every service a route leads to has an instance to call
+// (passing, or last known while discovery is unreachable). Otherwise it answers 503 naming what
+// fails and which services have no instance; while draining, 503 as well.
 func (g *Gateway) serveReadyz(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	if g.draining.Load() {
@@ -270,25 +273,60 @@ func (g *Gateway) serveReadyz(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write([]byte(`{"status":"draining"}`))
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	failing, empty := g.unready(r.Context())
+	if len(failing) > 0 || len(empty) > 0 {
+		body, _ := json.Marshal(struct {
+			Status  string   `json:"status"`
+			Failing []string `json:"failing,omitempty"`
+			Empty   []string `json:"empty_services,omitempty"`
+		}{"not ready", failing, empty})
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write(body)
+		return
+	}
+	_, _ = w.Write([]byte(`{"status":"ready"}`))
+}
+
+// isReady reports what /readyz would; it is the state the gateway's registration is made again
+// in when discovery lost it.
+func (g *Gateway) isReady(ctx context.Context) bool {
+	if g.draining.Load() {
+		return false
+	}
+	failing, empty := g.unready(ctx)
+	return len(failing) == 0 && len(empty) == 0
+}
+
+// unready returns the failing readiness checks ("discovery", "jwks") and the routed services
+// that have no instance to call. The checks share one bound of two seconds, so an unreachable
+// discovery costs that once, not once per service.
+func (g *Gateway) unready(ctx context.Context) (failing, empty []string) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	var failing []string
-	if _, err := g.rc.Resolver().Endpoints(ctx, g.cfg.Auth.Service); err != nil {
-		g.o.log.WarnContext(ctx, "readiness: discovery failed", "error", err)
-		failing = append(failing, `"discovery"`)
+	var discoveryErr error
+	for _, name := range g.services {
+		eps, err := g.rc.Resolver().Endpoints(ctx, name)
+		if err != nil && discoveryErr == nil {
+			discoveryErr = err
+		}
+		if len(eps) == 0 {
+			empty = append(empty, name)
+		}
+	}
+	if discoveryErr != nil {
+		g.o.log.WarnContext(ctx, "readiness: discovery failed", "error", discoveryErr)
+		failing = append(failing, "discovery")
+	}
+	if len(empty) > 0 {
+		g.o.log.WarnContext(ctx, "readiness: services without an instance", "services", empty)
 	}
 	if g.jwks != nil {
 		if err := g.jwks.Ready(ctx); err != nil {
 			g.o.log.WarnContext(ctx, "readiness: no signing keys yet", "error", err)
-			failing = append(failing, `"jwks"`)
+			failing = append(failing, "jwks")
 		}
 	}
-	if len(failing) > 0 {
-		w.WriteHeader(http.StatusServiceUnavailable)
-		_, _ = w.Write([]byte(`{"status":"not ready","failing":[` + strings.Join(failing, ",") + `]}`))
-		return
-	}
-	_, _ = w.Write([]byte(`{"status":"ready"}`))
+	return failing, empty
 }
 
 // serveNotFound answers a path that is neither a procedure nor a REST route.
