@@ -371,7 +371,7 @@ func killInstanceUnderTraffic(t *testing.T, p *platform, gw string) {
 		})
 	}
 	time.Sleep(1500 * time.Millisecond)
-	if err := kill(second.PID); err != nil {
+	if err := kill(second.PID()); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(3 * time.Second)

@@ -61,7 +61,7 @@ func (e *buildError) Error() string { return e.err.Error() + ": " + e.out }
 // launch runs `up` as `go tool task up` does, from the repository root, and waits for its
 // state file. It returns the processes and a function that interrupts the launcher as Ctrl-C
 // does and returns its exit error.
-func launch(t *testing.T, dataDir string, env ...string) (map[string]launcher.Process, func() error) {
+func launch(t *testing.T, dataDir string, env ...string) (map[string]launcher.State, func() error) {
 	t.Helper()
 	bin, err := upBinary()
 	if err != nil {
@@ -191,7 +191,7 @@ func recordThrough(t *testing.T, url, dataDir string) {
 // then read the new user back with the access token (auth calls identity, identity has authz
 // grant the member role, the gateway and identity both verify the token with the keys auth
 // publishes). Then the bootstrap administrator logs in and lists users.
-func journey(t *testing.T, procs map[string]launcher.Process, dataDir string) {
+func journey(t *testing.T, procs map[string]launcher.State, dataDir string) {
 	t.Helper()
 	ctx := context.Background()
 	gw, ok := procs["gateway"]
@@ -244,7 +244,7 @@ func consoleServed(t *testing.T, gateway string) {
 }
 
 // assertStopped checks that the launcher exited cleanly and left nothing running.
-func assertStopped(t *testing.T, stop func() error, procs map[string]launcher.Process) {
+func assertStopped(t *testing.T, stop func() error, procs map[string]launcher.State) {
 	t.Helper()
 	if err := stop(); err != nil {
 		t.Fatalf("the launcher exited with %v after Ctrl-C, want a clean exit", err)
@@ -260,6 +260,34 @@ func assertStopped(t *testing.T, stop func() error, procs map[string]launcher.Pr
 	}
 }
 
+// restartedAfterKill kills name's process as the kernel's OOM killer would and waits for the
+// launcher to run it again: a new pid in the state file, serving at the same address.
+func restartedAfterKill(t *testing.T, dataDir, name string) {
+	t.Helper()
+	before, err := launcher.ReadState(dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := before[name]
+	if err := syscall.Kill(old.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	client := &http.Client{Timeout: time.Second}
+	defer client.CloseIdleConnections()
+	testkit.Eventually(t, 60*time.Second, name+" runs again under a new pid and is ready", func() bool {
+		now, err := launcher.ReadState(dataDir)
+		if err != nil || now[name].PID == old.PID || now[name].URL != old.URL {
+			return false
+		}
+		resp, err := client.Get(old.URL + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+}
+
 func TestEmbeddedDefault(t *testing.T) {
 	t.Parallel()
 	dataDir := t.TempDir()
@@ -271,6 +299,9 @@ func TestEmbeddedDefault(t *testing.T) {
 	recordThrough(t, audit.URL, dataDir)
 	journey(t, procs, dataDir)
 	t.Run("console", func(t *testing.T) { consoleServed(t, procs["gateway"].URL) })
+	t.Run("a killed service is restarted", func(t *testing.T) { restartedAfterKill(t, dataDir, "audit") })
+	procs, _ = launcher.ReadState(dataDir)
+	recordThrough(t, procs["audit"].URL, dataDir)
 	if _, err := os.Stat(filepath.Join(dataDir, "audit.db")); err != nil {
 		t.Fatalf("the embedded default keeps audit in SQLite under the data dir: %v", err)
 	}

@@ -6,7 +6,8 @@
 // others through a static table the launcher hands to all of them. When DATABASE_URL and
 // CONSUL_HTTP_ADDR are set, the services inherit them and use their own PostgreSQL schemas and
 // Consul instead. Logs are prefixed with the process name; the launcher waits until every
-// process is ready, prints where to connect, and on Ctrl-C stops them all and waits for them.
+// process is ready, prints where to connect, restarts a process that exits (with backoff), and
+// on Ctrl-C stops them all and waits for them.
 package launcher
 
 import (
@@ -26,6 +27,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -55,12 +57,12 @@ type Options struct {
 
 // Process is one launched program.
 type Process struct {
-	Name string `json:"name"`
-	URL  string `json:"url"`
-	PID  int    `json:"pid"`
-
+	// Name names the program's binary and its log lines.
+	Name string
+	// URL is where the program serves.
+	URL string
 	// AdminURL serves the gateway's metrics; empty for services.
-	AdminURL string `json:"admin_url,omitempty"`
+	AdminURL string
 
 	pkg  string
 	port int
@@ -69,9 +71,26 @@ type Process struct {
 	// address; AssignPorts binds them so that nobody else takes a port before the process
 	// serves on it.
 	held map[string]*net.TCPListener
+	// run is the process's latest start, replaced by each Start: a supervisor restarts a
+	// process while others ask whether it runs.
+	run atomic.Pointer[run]
+}
+
+// run is one start of a process.
+type run struct {
 	cmd  *exec.Cmd
+	pid  int
 	done chan struct{}
-	err  error
+	// err is how the run ended; it is set before done closes.
+	err error
+}
+
+// State is what the state file says of a process.
+type State struct {
+	Name     string `json:"name"`
+	URL      string `json:"url"`
+	PID      int    `json:"pid"`
+	AdminURL string `json:"admin_url,omitempty"`
 }
 
 // StateFile is written into the data folder once everything is ready, and removed on exit, so
@@ -121,8 +140,8 @@ func Discover(root string) ([]*Process, error) {
 }
 
 // Run builds and starts every program, waits until all are ready, and keeps them running until
-// ctx is done or one of them exits; then it stops the rest. It returns nil after a clean stop
-// requested through ctx.
+// ctx is done, restarting any that exits (Supervise); then it stops them all. It returns nil
+// after a clean stop.
 func Run(ctx context.Context, o Options) error {
 	procs, err := Discover(o.Root)
 	if err != nil {
@@ -163,23 +182,77 @@ func Run(ctx context.Context, o Options) error {
 	defer os.Remove(statePath)
 	printReady(o, env, procs, console)
 
-	exited := make(chan *Process, len(procs))
-	for _, p := range procs {
-		go func() {
-			<-p.done
-			exited <- p
-		}()
-	}
-	select {
-	case <-ctx.Done():
-		fmt.Fprintln(o.Out, "basalt: stopping")
-		err := StopAll(procs, o.StopTimeout)
-		if err == nil {
-			fmt.Fprintln(o.Out, "basalt: stopped")
+	superviseCtx, stopSupervising := context.WithCancel(ctx)
+	supervised := Supervise(superviseCtx, procs, o.Out, func(p *Process) error {
+		if err := p.Start(binDir, env, logs); err != nil {
+			return err
 		}
+		return writeState(statePath, procs)
+	})
+	<-ctx.Done()
+	stopSupervising()
+	supervised.Wait()
+	fmt.Fprintln(o.Out, "basalt: stopping")
+	if err := StopAll(procs, o.StopTimeout); err != nil {
 		return err
-	case p := <-exited:
-		return fmt.Errorf("launcher: %s exited unexpectedly: %v", p.Name, p.err)
+	}
+	fmt.Fprintln(o.Out, "basalt: stopped")
+	return nil
+}
+
+// Restart backoff: the first restart after a crash waits minRestartDelay, each further one
+// twice as long up to maxRestartDelay; a process that ran for healthyUptime before it exited
+// starts again at the first delay.
+const (
+	minRestartDelay = 500 * time.Millisecond
+	maxRestartDelay = 30 * time.Second
+	healthyUptime   = 30 * time.Second
+)
+
+// Supervise restarts every process of procs that exits while ctx is live, with start, after a
+// backoff, and says so on out; a platform on one machine should outlive one crashed process as
+// a cluster would. It returns at once; Wait on the result, after ctx ends, to know that no
+// restart is under way, so that stopping the processes cannot race one.
+func Supervise(ctx context.Context, procs []*Process, out io.Writer, start func(*Process) error) *sync.WaitGroup {
+	var wg sync.WaitGroup
+	for _, p := range procs {
+		wg.Go(func() { supervise(ctx, p, out, start) })
+	}
+	return &wg
+}
+
+func supervise(ctx context.Context, p *Process, out io.Writer, start func(*Process) error) {
+	delay := minRestartDelay
+	started := time.Now()
+	for {
+		r := p.run.Load()
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.done:
+		}
+		if time.Since(started) >= healthyUptime {
+			delay = minRestartDelay
+		}
+		fmt.Fprintf(out, "basalt: %s exited (%v); restarting it in %s\n", p.Name, r.err, delay)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, maxRestartDelay)
+		started = time.Now()
+		if err := start(p); err != nil {
+			// A process that cannot even start is tried again after the next delay.
+			fmt.Fprintf(out, "basalt: %s could not be restarted: %v\n", p.Name, err)
+			if p.run.Load() == r {
+				failed := &run{done: make(chan struct{}), err: err}
+				close(failed.done)
+				p.run.Store(failed)
+			}
+			continue
+		}
+		fmt.Fprintf(out, "basalt: %s restarted (pid %d)\n", p.Name, p.PID())
 	}
 }
 
@@ -330,7 +403,7 @@ func lookupEnv(env []string, key string) (string, bool) {
 // (listen.CanHand).
 func (p *Process) Start(binDir string, env []string, logs *Logs) error {
 	defer p.release()
-	p.cmd = exec.Command(filepath.Join(binDir, p.Name))
+	cmd := exec.Command(filepath.Join(binDir, p.Name))
 	// An empty BASALT_LISTEN_FDS overrides one the launcher itself may have inherited.
 	var inherited listen.Inherited
 	if !listen.CanHand {
@@ -339,40 +412,47 @@ func (p *Process) Start(binDir string, env []string, logs *Logs) error {
 	}
 	if len(p.held) > 0 {
 		var err error
-		if inherited, err = listen.Hand(p.cmd, p.held); err != nil {
+		if inherited, err = listen.Hand(cmd, p.held); err != nil {
 			return fmt.Errorf("launcher: start %s: %w", p.Name, err)
 		}
 		defer func() {
-			for _, f := range p.cmd.ExtraFiles {
+			for _, f := range cmd.ExtraFiles {
 				f.Close()
 			}
 		}()
 	}
-	p.cmd.Env = append(append(append([]string{}, env...), p.env...),
+	cmd.Env = append(append(append([]string{}, env...), p.env...),
 		"BASALT_LISTEN_ADDR="+strings.TrimPrefix(p.URL, "http://"),
 		"BASALT_LISTEN_FDS="+inherited.String())
-	stdout, err := p.cmd.StdoutPipe()
+	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		return err
 	}
-	p.cmd.Stderr = p.cmd.Stdout
+	cmd.Stderr = cmd.Stdout
 	// Its own process group keeps a terminal's Ctrl-C away from the process, so the launcher
 	// stops everything in order; Bind stops it even if the launcher is killed.
-	childproc.Bind(p.cmd, syscall.SIGTERM, childproc.OwnGroup())
-	if err := p.cmd.Start(); err != nil {
+	childproc.Bind(cmd, syscall.SIGTERM, childproc.OwnGroup())
+	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("launcher: start %s: %w", p.Name, err)
 	}
-	p.PID = p.cmd.Process.Pid
-	p.done = make(chan struct{})
-	p.err = nil
+	r := &run{cmd: cmd, pid: cmd.Process.Pid, done: make(chan struct{})}
+	p.run.Store(r)
 	var copied sync.WaitGroup
 	copied.Go(func() { logs.copyLines(p.Name, stdout) })
 	go func() {
 		copied.Wait()
-		p.err = p.cmd.Wait()
-		close(p.done)
+		r.err = cmd.Wait()
+		close(r.done)
 	}()
 	return nil
+}
+
+// PID is the process id of the latest start, 0 before the first.
+func (p *Process) PID() int {
+	if r := p.run.Load(); r != nil {
+		return r.pid
+	}
+	return 0
 }
 
 // release closes the sockets still held for the process.
@@ -385,14 +465,29 @@ func (p *Process) release() {
 
 // Running reports whether the process was started and has not exited.
 func (p *Process) Running() bool {
-	if p.done == nil {
+	r := p.run.Load()
+	if r == nil {
 		return false
 	}
 	select {
-	case <-p.done:
+	case <-r.done:
 		return false
 	default:
 		return true
+	}
+}
+
+// Err is how the latest start ended; nil while it runs or before the first start.
+func (p *Process) Err() error {
+	r := p.run.Load()
+	if r == nil {
+		return nil
+	}
+	select {
+	case <-r.done:
+		return r.err
+	default:
+		return nil
 	}
 }
 
@@ -400,15 +495,16 @@ func (p *Process) Running() bool {
 func (p *Process) Stop(timeout time.Duration) error {
 	if !p.Running() {
 		p.release()
-		return p.err
+		return p.Err()
 	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	r := p.run.Load()
+	_ = r.cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-p.done:
-		return p.err
+	case <-r.done:
+		return r.err
 	case <-time.After(timeout):
-		_ = p.cmd.Process.Kill()
-		<-p.done
+		_ = r.cmd.Process.Kill()
+		<-r.done
 		return fmt.Errorf("%s did not stop within %s and was killed", p.Name, timeout)
 	}
 }
@@ -425,7 +521,7 @@ func WaitReady(ctx context.Context, procs []*Process, timeout time.Duration) err
 	for len(pending) > 0 {
 		for _, p := range pending {
 			if !p.Running() {
-				return fmt.Errorf("launcher: %s exited during start-up: %v", p.Name, p.err)
+				return fmt.Errorf("launcher: %s exited during start-up: %v", p.Name, p.Err())
 			}
 		}
 		select {
@@ -470,30 +566,46 @@ func StopAll(procs []*Process, timeout time.Duration) error {
 }
 
 func writeState(path string, procs []*Process) error {
-	b, err := json.MarshalIndent(map[string]any{"processes": procs}, "", "  ")
+	states := make([]State, len(procs))
+	for i, p := range procs {
+		states[i] = State{Name: p.Name, URL: p.URL, PID: p.PID(), AdminURL: p.AdminURL}
+	}
+	b, err := json.MarshalIndent(map[string]any{"processes": states}, "", "  ")
 	if err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+	// Each writer has its own temporary file: supervisors of two processes may write at once.
+	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".*.tmp")
+	if err != nil {
 		return err
 	}
-	return os.Rename(tmp, path)
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
 }
 
 // ReadState reads the state file of a running launcher.
-func ReadState(dataDir string) (map[string]Process, error) {
+func ReadState(dataDir string) (map[string]State, error) {
 	b, err := os.ReadFile(filepath.Join(dataDir, StateFile))
 	if err != nil {
 		return nil, err
 	}
 	var st struct {
-		Processes []Process `json:"processes"`
+		Processes []State `json:"processes"`
 	}
 	if err := json.Unmarshal(b, &st); err != nil {
 		return nil, err
 	}
-	out := make(map[string]Process, len(st.Processes))
+	out := make(map[string]State, len(st.Processes))
 	for _, p := range st.Processes {
 		out[p.Name] = p
 	}

@@ -1,6 +1,7 @@
 package launcher
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -120,7 +122,7 @@ func TestPortsAreHeldFromAssignmentUntilTheProcessServes(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, u := range urls {
-		if got, want := answer(t, u), strconv.Itoa(procs[min(i, 1)].PID); got != want {
+		if got, want := answer(t, u), strconv.Itoa(procs[min(i, 1)].PID()); got != want {
 			t.Fatalf("%s answered from pid %s, want %s", u, got, want)
 		}
 	}
@@ -142,7 +144,7 @@ func TestPortsAreHeldFromAssignmentUntilTheProcessServes(t *testing.T) {
 	if err := WaitReady(context.Background(), procs[:1], time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := answer(t, audit.URL), strconv.Itoa(audit.PID); got != want {
+	if got, want := answer(t, audit.URL), strconv.Itoa(audit.PID()); got != want {
 		t.Fatalf("restarted: answered from pid %s, want %s", got, want)
 	}
 }
@@ -175,4 +177,79 @@ func TestStopLetsGoOfThePortsOfProcessesNeverStarted(t *testing.T) {
 			t.Fatalf("%s is still held: Accept = %v", ln.Addr(), err)
 		}
 	}
+}
+
+func TestSupervisedProcessesAreRestartedUntilTheContextEnds(t *testing.T) {
+	t.Parallel()
+	procs := []*Process{{Name: "blog"}, {Name: "identity"}}
+	if err := AssignPorts(procs, "127.0.0.1", true); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = StopAll(procs, 10*time.Second) })
+	dir := binDir(t, "blog", "identity")
+	env := append(os.Environ(), childEnv+"=1")
+	logs := NewLogs(io.Discard, procs)
+	for _, p := range procs {
+		if err := p.Start(dir, env, logs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := WaitReady(context.Background(), procs, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	var out syncBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	supervised := Supervise(ctx, procs, &out, func(p *Process) error { return p.Start(dir, env, logs) })
+	t.Cleanup(func() { cancel(); supervised.Wait() })
+
+	blog, identity := procs[0], procs[1]
+	killed, untouched := blog.PID(), identity.PID()
+	if err := syscall.Kill(killed, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, 30*time.Second, "the killed process runs again under a new pid and serves", func() bool {
+		if !blog.Running() || blog.PID() == killed {
+			return false
+		}
+		return WaitReady(context.Background(), procs[:1], time.Second) == nil
+	})
+	if got := answer(t, blog.URL); got != strconv.Itoa(blog.PID()) {
+		t.Fatalf("blog answers from pid %s, want the restarted %d", got, blog.PID())
+	}
+	if identity.PID() != untouched || !identity.Running() {
+		t.Fatal("the process that did not exit was restarted")
+	}
+	for _, want := range []string{"basalt: blog exited (signal: killed); restarting it in 500ms", "basalt: blog restarted (pid " + strconv.Itoa(blog.PID()) + ")"} {
+		if !strings.Contains(out.String(), want) {
+			t.Fatalf("the launcher's output lacks %q:\n%s", want, out.String())
+		}
+	}
+
+	// Once the context ends nothing is restarted: a stop is a stop.
+	cancel()
+	supervised.Wait()
+	if err := blog.Stop(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Count(out.String(), "restarted") != 1 {
+		t.Fatalf("a process was restarted after supervision ended:\n%s", out.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent writers.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
