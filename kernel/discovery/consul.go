@@ -48,6 +48,7 @@ type consulOptions struct {
 	deregisterAfter time.Duration
 	waitTime        time.Duration
 	maxBackoff      time.Duration
+	recoveryGrace   time.Duration
 	log             *slog.Logger
 	token           string
 }
@@ -71,6 +72,13 @@ func WithMaxBackoff(d time.Duration) ConsulOption {
 	return func(o *consulOptions) { o.maxBackoff = d }
 }
 
+// WithRecoveryGrace bounds how long, after the agent answers again following failures or
+// with an index that went backwards, an answer with no instances leaves the last known ones
+// in place (default 10s): long enough for registrars to register again with their backoff.
+func WithRecoveryGrace(d time.Duration) ConsulOption {
+	return func(o *consulOptions) { o.recoveryGrace = d }
+}
+
 // WithConsulLogger sets the logger.
 func WithConsulLogger(l *slog.Logger) ConsulOption { return func(o *consulOptions) { o.log = l } }
 
@@ -85,6 +93,7 @@ func NewConsul(addr string, opts ...ConsulOption) (*Consul, error) {
 		deregisterAfter: time.Minute,
 		waitTime:        5 * time.Minute,
 		maxBackoff:      5 * time.Second,
+		recoveryGrace:   10 * time.Second,
 		log:             slog.New(slog.DiscardHandler),
 	}
 	for _, opt := range opts {
@@ -294,17 +303,32 @@ func (c *Consul) watch(service string) (*watcher, error) {
 }
 
 // run keeps w up to date with blocking queries until the resolver is closed.
+//
+// An agent that answers again after queries failed, or whose index went backwards, may have
+// lost its state (a restart): the instances register again within moments, since every
+// registrar keeps its registration, but until they do the agent answers with none. So in that
+// window an empty answer does not replace the last known instances, for the recovery grace at
+// most; any answer with instances does.
 func (c *Consul) run(w *watcher) {
-	var index uint64
+	var (
+		index      uint64
+		recovering time.Time // when the agent came back, zero while it is trusted
+	)
 	backoff := minBackoff
 	for c.ctx.Err() == nil {
-		q := (&api.QueryOptions{WaitIndex: index, WaitTime: c.opts.waitTime}).WithContext(c.ctx)
+		wait := c.opts.waitTime
+		if !recovering.IsZero() {
+			wait = max(c.opts.recoveryGrace-time.Since(recovering), time.Second)
+		}
+		q := (&api.QueryOptions{WaitIndex: index, WaitTime: wait}).WithContext(c.ctx)
 		entries, meta, err := c.client.Health().Service(w.service, "", true, q)
 		if err != nil {
 			if c.ctx.Err() != nil {
 				return
 			}
 			w.fail(err)
+			recovering = time.Time{}
+			index = 0
 			c.log.Warn("consul query failed; serving last known instances", "service", w.service, "error", err, "retry_in", backoff)
 			select {
 			case <-c.ctx.Done():
@@ -314,9 +338,12 @@ func (c *Consul) run(w *watcher) {
 			backoff = min(backoff*2, c.opts.maxBackoff)
 			continue
 		}
+		if backoff > minBackoff || meta.LastIndex < index {
+			// The agent is back after failures, or its index went backwards (after a restart
+			// or a snapshot restore, say; the documented answer is to start over from zero).
+			recovering = time.Now()
+		}
 		backoff = minBackoff
-		// Consul's index can go backwards (after a snapshot restore, say); the documented
-		// answer is to start over from zero.
 		if meta.LastIndex < index {
 			index = 0
 		} else {
@@ -329,6 +356,13 @@ func (c *Consul) run(w *watcher) {
 				host = e.Node.Address
 			}
 			eps = append(eps, Endpoint{ID: e.Service.ID, Scheme: "http", Host: net.JoinHostPort(host, strconv.Itoa(e.Service.Port))})
+		}
+		if !recovering.IsZero() {
+			if len(eps) == 0 && len(w.current()) > 0 && time.Since(recovering) < c.opts.recoveryGrace {
+				w.answered()
+				continue
+			}
+			recovering = time.Time{}
 		}
 		w.update(eps)
 	}
@@ -350,6 +384,13 @@ func (w *watcher) update(eps []Endpoint) {
 	w.eps, w.err = eps, nil
 	w.mu.Unlock()
 	w.once.Do(func() { close(w.ready) })
+}
+
+// answered notes that the agent answers again, keeping the last known endpoints.
+func (w *watcher) answered() {
+	w.mu.Lock()
+	w.err = nil
+	w.mu.Unlock()
 }
 
 func (w *watcher) fail(err error) {

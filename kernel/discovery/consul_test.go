@@ -364,3 +364,45 @@ func TestDeregisterStopsKeepingTheRegistration(t *testing.T) {
 		t.Fatalf("the deregistered instance is still registered (%s)", s)
 	}
 }
+
+func TestResolverKeepsInstancesWhileARestartedAgentRelearnsThem(t *testing.T) {
+	t.Parallel()
+	agent := testkit.StartConsulAgent(t)
+	resolver, err := NewConsul(agent.Addr(), WithWaitTime(10*time.Second), WithMaxBackoff(200*time.Millisecond), WithRecoveryGrace(3*time.Second), WithConsulLogger(testkit.Logger(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(resolver.Close)
+	ctx := context.Background()
+	_, inst := instance(t, "relearned")
+	// The instance is registered by a registrar that is gone before the agent restarts, so that
+	// nothing registers it again until the test does.
+	once := newConsul(t, agent.Addr())
+	if err := once.Register(ctx, inst); err != nil {
+		t.Fatal(err)
+	}
+	once.Close()
+	testkit.Eventually(t, 15*time.Second, "the instance resolves", func() bool {
+		return slices.Equal(ids(t, resolver, "relearned"), []string{inst.ID})
+	})
+
+	agent.Restart(t)
+	w, _ := resolver.watch("relearned")
+	// The watch fails while the agent is down and then hears from the new agent, which has no
+	// instance: the last known one stays for the grace.
+	testkit.Eventually(t, 15*time.Second, "the watch hears from the restarted agent", func() bool { return w.lastError() == nil })
+	if got := ids(t, resolver, "relearned"); !slices.Equal(got, []string{inst.ID}) {
+		t.Fatalf("right after the agent restarted the resolver returned %v, want the last known %v", got, []string{inst.ID})
+	}
+	// An instance that does not come back within the grace is gone.
+	testkit.Eventually(t, 15*time.Second, "an instance not registered again leaves after the grace", func() bool {
+		return len(ids(t, resolver, "relearned")) == 0
+	})
+	again := newConsul(t, agent.Addr())
+	if err := again.Register(ctx, inst); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, 15*time.Second, "it resolves once registered again", func() bool {
+		return slices.Equal(ids(t, resolver, "relearned"), []string{inst.ID})
+	})
+}
