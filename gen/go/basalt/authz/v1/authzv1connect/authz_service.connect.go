@@ -66,6 +66,9 @@ const (
 	AuthzServiceListSubjectPermissionsProcedure = "/basalt.authz.v1.AuthzService/ListSubjectPermissions"
 	// AuthzServiceGrantRoleProcedure is the fully-qualified name of the AuthzService's GrantRole RPC.
 	AuthzServiceGrantRoleProcedure = "/basalt.authz.v1.AuthzService/GrantRole"
+	// AuthzServiceListAdministratorsProcedure is the fully-qualified name of the AuthzService's
+	// ListAdministrators RPC.
+	AuthzServiceListAdministratorsProcedure = "/basalt.authz.v1.AuthzService/ListAdministrators"
 	// AuthzServiceSyncProcedure is the fully-qualified name of the AuthzService's Sync RPC.
 	AuthzServiceSyncProcedure = "/basalt.authz.v1.AuthzService/Sync"
 )
@@ -101,6 +104,9 @@ type AuthzServiceClient interface {
 	// service gives a registered user the member role, and the identity service gives the
 	// bootstrap administrator the admin role.
 	GrantRole(context.Context, *connect.Request[v1.GrantRoleRequest]) (*connect.Response[v1.GrantRoleResponse], error)
+	// ListAdministrators lists the users who hold the admin role everywhere. The identity service
+	// asks before it disables or deletes a user, and refuses to take the last active one.
+	ListAdministrators(context.Context, *connect.Request[v1.ListAdministratorsRequest]) (*connect.Response[v1.ListAdministratorsResponse], error)
 	// Sync makes an authz instance catch up with the stored roles and bindings up to a revision.
 	// An instance that changed them calls every other instance before it answers, so a check on
 	// any instance sees the change.
@@ -200,6 +206,13 @@ func NewAuthzServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			connect.WithIdempotency(connect.IdempotencyIdempotent),
 			connect.WithClientOptions(opts...),
 		),
+		listAdministrators: connect.NewClient[v1.ListAdministratorsRequest, v1.ListAdministratorsResponse](
+			httpClient,
+			baseURL+AuthzServiceListAdministratorsProcedure,
+			connect.WithSchema(authzServiceMethods.ByName("ListAdministrators")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 		sync: connect.NewClient[v1.SyncRequest, v1.SyncResponse](
 			httpClient,
 			baseURL+AuthzServiceSyncProcedure,
@@ -224,6 +237,7 @@ type authzServiceClient struct {
 	batchCheck             *connect.Client[v1.BatchCheckRequest, v1.BatchCheckResponse]
 	listSubjectPermissions *connect.Client[v1.ListSubjectPermissionsRequest, v1.ListSubjectPermissionsResponse]
 	grantRole              *connect.Client[v1.GrantRoleRequest, v1.GrantRoleResponse]
+	listAdministrators     *connect.Client[v1.ListAdministratorsRequest, v1.ListAdministratorsResponse]
 	sync                   *connect.Client[v1.SyncRequest, v1.SyncResponse]
 }
 
@@ -287,6 +301,11 @@ func (c *authzServiceClient) GrantRole(ctx context.Context, req *connect.Request
 	return c.grantRole.CallUnary(ctx, req)
 }
 
+// ListAdministrators calls basalt.authz.v1.AuthzService.ListAdministrators.
+func (c *authzServiceClient) ListAdministrators(ctx context.Context, req *connect.Request[v1.ListAdministratorsRequest]) (*connect.Response[v1.ListAdministratorsResponse], error) {
+	return c.listAdministrators.CallUnary(ctx, req)
+}
+
 // Sync calls basalt.authz.v1.AuthzService.Sync.
 func (c *authzServiceClient) Sync(ctx context.Context, req *connect.Request[v1.SyncRequest]) (*connect.Response[v1.SyncResponse], error) {
 	return c.sync.CallUnary(ctx, req)
@@ -323,6 +342,9 @@ type AuthzServiceHandler interface {
 	// service gives a registered user the member role, and the identity service gives the
 	// bootstrap administrator the admin role.
 	GrantRole(context.Context, *connect.Request[v1.GrantRoleRequest]) (*connect.Response[v1.GrantRoleResponse], error)
+	// ListAdministrators lists the users who hold the admin role everywhere. The identity service
+	// asks before it disables or deletes a user, and refuses to take the last active one.
+	ListAdministrators(context.Context, *connect.Request[v1.ListAdministratorsRequest]) (*connect.Response[v1.ListAdministratorsResponse], error)
 	// Sync makes an authz instance catch up with the stored roles and bindings up to a revision.
 	// An instance that changed them calls every other instance before it answers, so a check on
 	// any instance sees the change.
@@ -418,6 +440,13 @@ func NewAuthzServiceHandler(svc AuthzServiceHandler, opts ...connect.HandlerOpti
 		connect.WithIdempotency(connect.IdempotencyIdempotent),
 		connect.WithHandlerOptions(opts...),
 	)
+	authzServiceListAdministratorsHandler := connect.NewUnaryHandler(
+		AuthzServiceListAdministratorsProcedure,
+		svc.ListAdministrators,
+		connect.WithSchema(authzServiceMethods.ByName("ListAdministrators")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	authzServiceSyncHandler := connect.NewUnaryHandler(
 		AuthzServiceSyncProcedure,
 		svc.Sync,
@@ -451,6 +480,8 @@ func NewAuthzServiceHandler(svc AuthzServiceHandler, opts ...connect.HandlerOpti
 			authzServiceListSubjectPermissionsHandler.ServeHTTP(w, r)
 		case AuthzServiceGrantRoleProcedure:
 			authzServiceGrantRoleHandler.ServeHTTP(w, r)
+		case AuthzServiceListAdministratorsProcedure:
+			authzServiceListAdministratorsHandler.ServeHTTP(w, r)
 		case AuthzServiceSyncProcedure:
 			authzServiceSyncHandler.ServeHTTP(w, r)
 		default:
@@ -508,6 +539,10 @@ func (UnimplementedAuthzServiceHandler) ListSubjectPermissions(context.Context, 
 
 func (UnimplementedAuthzServiceHandler) GrantRole(context.Context, *connect.Request[v1.GrantRoleRequest]) (*connect.Response[v1.GrantRoleResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("basalt.authz.v1.AuthzService.GrantRole is not implemented"))
+}
+
+func (UnimplementedAuthzServiceHandler) ListAdministrators(context.Context, *connect.Request[v1.ListAdministratorsRequest]) (*connect.Response[v1.ListAdministratorsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("basalt.authz.v1.AuthzService.ListAdministrators is not implemented"))
 }
 
 func (UnimplementedAuthzServiceHandler) Sync(context.Context, *connect.Request[v1.SyncRequest]) (*connect.Response[v1.SyncResponse], error) {
