@@ -482,7 +482,8 @@ type UpdateUserRequest struct {
 	// display_name, when set, becomes the user's display name (1 to 100 characters).
 	DisplayName *string `protobuf:"bytes,2,opt,name=display_name,json=displayName,proto3,oneof" json:"display_name,omitempty"`
 	// status, when set, becomes the user's status; needs identity.users.manage. Disabling a
-	// user this way ends their sessions, as DisableUser does.
+	// user this way ends their sessions, and is refused for the last active administrator, as
+	// DisableUser does.
 	Status        *UserStatus `protobuf:"varint,3,opt,name=status,proto3,enum=basalt.identity.v1.UserStatus,oneof" json:"status,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

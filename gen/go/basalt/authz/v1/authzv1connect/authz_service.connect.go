@@ -89,6 +89,8 @@ type AuthzServiceClient interface {
 	// that exists returns it. When it returns, every authz instance answers checks with it.
 	AssignRole(context.Context, *connect.Request[v1.AssignRoleRequest]) (*connect.Response[v1.AssignRoleResponse], error)
 	// RevokeRole removes a binding. When it returns, every authz instance answers without it.
+	// Revoking the admin role everywhere from the last active user who holds it answers
+	// failed_precondition and changes nothing.
 	RevokeRole(context.Context, *connect.Request[v1.RevokeRoleRequest]) (*connect.Response[v1.RevokeRoleResponse], error)
 	// ListRoleBindings lists bindings of a subject, or of a role.
 	ListRoleBindings(context.Context, *connect.Request[v1.ListRoleBindingsRequest]) (*connect.Response[v1.ListRoleBindingsResponse], error)
@@ -327,6 +329,8 @@ type AuthzServiceHandler interface {
 	// that exists returns it. When it returns, every authz instance answers checks with it.
 	AssignRole(context.Context, *connect.Request[v1.AssignRoleRequest]) (*connect.Response[v1.AssignRoleResponse], error)
 	// RevokeRole removes a binding. When it returns, every authz instance answers without it.
+	// Revoking the admin role everywhere from the last active user who holds it answers
+	// failed_precondition and changes nothing.
 	RevokeRole(context.Context, *connect.Request[v1.RevokeRoleRequest]) (*connect.Response[v1.RevokeRoleResponse], error)
 	// ListRoleBindings lists bindings of a subject, or of a role.
 	ListRoleBindings(context.Context, *connect.Request[v1.ListRoleBindingsRequest]) (*connect.Response[v1.ListRoleBindingsResponse], error)

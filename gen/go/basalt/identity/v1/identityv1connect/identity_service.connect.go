@@ -83,9 +83,11 @@ type IdentityServiceClient interface {
 	// ListUsers lists users in creation order, filtered by email prefix and status. Pages are
 	// stable while users are added: a page token continues after the last user returned.
 	ListUsers(context.Context, *connect.Request[v1.ListUsersRequest]) (*connect.Response[v1.ListUsersResponse], error)
-	// DisableUser stops a user from logging in and ends every session of theirs.
+	// DisableUser stops a user from logging in and ends every session of theirs. It answers
+	// failed_precondition, changing nothing, for the last active user who holds the admin role.
 	DisableUser(context.Context, *connect.Request[v1.DisableUserRequest]) (*connect.Response[v1.DisableUserResponse], error)
-	// DeleteUser deletes a user and ends every session of theirs.
+	// DeleteUser deletes a user and ends every session of theirs. It answers failed_precondition,
+	// changing nothing, for the last active user who holds the admin role.
 	DeleteUser(context.Context, *connect.Request[v1.DeleteUserRequest]) (*connect.Response[v1.DeleteUserResponse], error)
 	// ChangePassword replaces the caller's password, given the current one, and ends every
 	// session of theirs: the caller logs in again with the new password.
@@ -274,9 +276,11 @@ type IdentityServiceHandler interface {
 	// ListUsers lists users in creation order, filtered by email prefix and status. Pages are
 	// stable while users are added: a page token continues after the last user returned.
 	ListUsers(context.Context, *connect.Request[v1.ListUsersRequest]) (*connect.Response[v1.ListUsersResponse], error)
-	// DisableUser stops a user from logging in and ends every session of theirs.
+	// DisableUser stops a user from logging in and ends every session of theirs. It answers
+	// failed_precondition, changing nothing, for the last active user who holds the admin role.
 	DisableUser(context.Context, *connect.Request[v1.DisableUserRequest]) (*connect.Response[v1.DisableUserResponse], error)
-	// DeleteUser deletes a user and ends every session of theirs.
+	// DeleteUser deletes a user and ends every session of theirs. It answers failed_precondition,
+	// changing nothing, for the last active user who holds the admin role.
 	DeleteUser(context.Context, *connect.Request[v1.DeleteUserRequest]) (*connect.Response[v1.DeleteUserResponse], error)
 	// ChangePassword replaces the caller's password, given the current one, and ends every
 	// session of theirs: the caller logs in again with the new password.

@@ -895,6 +895,8 @@ export const AuthzService: GenService<{
   },
   /**
    * RevokeRole removes a binding. When it returns, every authz instance answers without it.
+   * Revoking the admin role everywhere from the last active user who holds it answers
+   * failed_precondition and changes nothing.
    *
    * @generated from rpc basalt.authz.v1.AuthzService.RevokeRole
    */

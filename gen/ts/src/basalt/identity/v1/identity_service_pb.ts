@@ -245,7 +245,8 @@ export type UpdateUserRequest = Message<"basalt.identity.v1.UpdateUserRequest"> 
 
   /**
    * status, when set, becomes the user's status; needs identity.users.manage. Disabling a
-   * user this way ends their sessions, as DisableUser does.
+   * user this way ends their sessions, and is refused for the last active administrator, as
+   * DisableUser does.
    *
    * @generated from field: optional basalt.identity.v1.UserStatus status = 3;
    */
@@ -712,7 +713,8 @@ export const IdentityService: GenService<{
     output: typeof ListUsersResponseSchema;
   },
   /**
-   * DisableUser stops a user from logging in and ends every session of theirs.
+   * DisableUser stops a user from logging in and ends every session of theirs. It answers
+   * failed_precondition, changing nothing, for the last active user who holds the admin role.
    *
    * @generated from rpc basalt.identity.v1.IdentityService.DisableUser
    */
@@ -722,7 +724,8 @@ export const IdentityService: GenService<{
     output: typeof DisableUserResponseSchema;
   },
   /**
-   * DeleteUser deletes a user and ends every session of theirs.
+   * DeleteUser deletes a user and ends every session of theirs. It answers failed_precondition,
+   * changing nothing, for the last active user who holds the admin role.
    *
    * @generated from rpc basalt.identity.v1.IdentityService.DeleteUser
    */
