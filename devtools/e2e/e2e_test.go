@@ -20,6 +20,8 @@ import (
 	"github.com/basaltplatform/basalt/gen/go/basalt/audit/v1/auditv1connect"
 	authv1 "github.com/basaltplatform/basalt/gen/go/basalt/auth/v1"
 	"github.com/basaltplatform/basalt/gen/go/basalt/auth/v1/authv1connect"
+	authzv1 "github.com/basaltplatform/basalt/gen/go/basalt/authz/v1"
+	"github.com/basaltplatform/basalt/gen/go/basalt/authz/v1/authzv1connect"
 	identityv1 "github.com/basaltplatform/basalt/gen/go/basalt/identity/v1"
 	"github.com/basaltplatform/basalt/gen/go/basalt/identity/v1/identityv1connect"
 	"github.com/basaltplatform/basalt/kernel/authn"
@@ -140,6 +142,10 @@ func (p *platform) identity(t *testing.T, token string, opts ...connect.ClientOp
 	return identityv1connect.NewIdentityServiceClient(testkit.H2CClient(t), p.url("identity"), append(opts, connect.WithInterceptors(authn.Bearer(token)))...)
 }
 
+func (p *platform) authz(t *testing.T, token string, opts ...connect.ClientOption) authzv1connect.AuthzServiceClient {
+	return authzv1connect.NewAuthzServiceClient(testkit.H2CClient(t), p.url("authz"), append(opts, connect.WithInterceptors(authn.Bearer(token)))...)
+}
+
 func (p *platform) audit(t *testing.T, token string, opts ...connect.ClientOption) auditv1connect.AuditServiceClient {
 	return auditv1connect.NewAuditServiceClient(testkit.H2CClient(t), p.url("audit"), append(opts, connect.WithInterceptors(authn.Bearer(token)))...)
 }
@@ -163,6 +169,45 @@ func TestPlatform(t *testing.T) {
 	testkit.Eventually(t, 30*time.Second, "the administrator holds the admin role", func() bool {
 		_, err := p.identity(t, admin).ListUsers(ctx, connect.NewRequest(&identityv1.ListUsersRequest{}))
 		return err == nil
+	})
+
+	t.Run("the last active administrator cannot be disabled, deleted or lose the admin role", func(t *testing.T) {
+		me, err := p.identity(t, admin).GetCurrentUser(ctx, connect.NewRequest(&identityv1.GetCurrentUserRequest{}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		root := me.Msg.GetUser().GetId()
+		// A second administrator, disabled: identity asks authz who the administrators are, and
+		// lets this one go because the bootstrap administrator is active.
+		reg, err := p.auth(t).Register(ctx, connect.NewRequest(&authv1.RegisterRequest{Email: "second-admin@example.com", Password: "a second administrator", DisplayName: "S"}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		second := reg.Msg.GetUser().GetId()
+		if _, err := p.authz(t, admin).AssignRole(ctx, connect.NewRequest(&authzv1.AssignRoleRequest{Subject: second, Role: "admin"})); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.identity(t, admin).DisableUser(ctx, connect.NewRequest(&identityv1.DisableUserRequest{UserId: second})); err != nil {
+			t.Fatalf("disabling a second administrator: %v", err)
+		}
+		for name, opts := range protocols {
+			refused := func(what string, err error) {
+				t.Helper()
+				if connect.CodeOf(err) != connect.CodeFailedPrecondition {
+					t.Fatalf("%s: %s of the bootstrap administrator: %v, want failed_precondition", name, what, err)
+				}
+			}
+			_, err := p.identity(t, admin, opts...).DisableUser(ctx, connect.NewRequest(&identityv1.DisableUserRequest{UserId: root}))
+			refused("DisableUser", err)
+			_, err = p.identity(t, admin, opts...).DeleteUser(ctx, connect.NewRequest(&identityv1.DeleteUserRequest{UserId: root}))
+			refused("DeleteUser", err)
+			// authz asks identity who is active: the second administrator is not.
+			_, err = p.authz(t, admin, opts...).RevokeRole(ctx, connect.NewRequest(&authzv1.RevokeRoleRequest{Subject: root, Role: "admin"}))
+			refused("RevokeRole", err)
+		}
+		if _, err := p.identity(t, admin).ListUsers(ctx, connect.NewRequest(&identityv1.ListUsersRequest{})); err != nil {
+			t.Fatalf("the bootstrap administrator after the refusals: %v", err)
+		}
 	})
 
 	t.Run("a password change ends every session at once", func(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -45,8 +46,9 @@ const (
 // Authority stands in for the platform's other services in one test server, so that one
 // service can be tested through its real wiring (kernel/service): as auth it publishes a JWKS,
 // issues access tokens and answers session checks and revocations; as authz it answers
-// permission checks from a table; as audit it collects events; as identity it keeps accounts
-// in memory. Services talk to it over real HTTP/2 with real
+// permission checks from a table and lists who holds the admin role; as audit it collects
+// events; as identity it keeps accounts in memory and says which users are active (all but
+// those SetActive turned off). Fail makes any of its methods answer unavailable. Services talk to it over real HTTP/2 with real
 // service credentials; the end-to-end tests run the real services together.
 type Authority struct {
 	authv1connect.UnimplementedAuthServiceHandler
@@ -66,7 +68,8 @@ type Authority struct {
 	roles       map[string][]string
 	ended       map[string]bool // session ids
 	revocations []*authv1.RevokeUserSessionsRequest
-	failRevoke  bool
+	failing     map[string]bool // procedures
+	inactive    map[string]bool // user ids
 	events      map[string]*auditv1.Event
 	order       []string
 	users       map[string]*account // by email
@@ -103,7 +106,8 @@ func New(t testing.TB) *Authority {
 		t.Fatal(err)
 	}
 	a := &Authority{key: key, public: set, services: tokens, grants: map[string]bool{}, roles: map[string][]string{},
-		ended: map[string]bool{}, events: map[string]*auditv1.Event{}, users: map[string]*account{}}
+		ended: map[string]bool{}, events: map[string]*auditv1.Event{}, users: map[string]*account{},
+		failing: map[string]bool{}, inactive: map[string]bool{}}
 
 	// A real kernel server with the kernel's authentication, so internal methods need service
 	// credentials here as they do in the real services.
@@ -152,8 +156,36 @@ func (a *Authority) EndSession(sid string) {
 
 // FailRevocations makes RevokeUserSessions fail (or succeed again).
 func (a *Authority) FailRevocations(fail bool) {
+	a.Fail(authv1connect.AuthServiceRevokeUserSessionsProcedure, fail)
+}
+
+// Fail makes calls of procedure ("/basalt.auth.v1.AuthService/RevokeUserSessions", as the
+// generated constants name it) answer unavailable, as a service that is down would, or answer
+// again.
+func (a *Authority) Fail(procedure string, fail bool) {
 	a.mu.Lock()
-	a.failRevoke = fail
+	a.failing[procedure] = fail
+	a.mu.Unlock()
+}
+
+func (a *Authority) fails(procedure string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.failing[procedure]
+}
+
+// Bind gives subject role, as GrantRole would.
+func (a *Authority) Bind(subject, role string) {
+	a.mu.Lock()
+	a.roles[subject] = append(a.roles[subject], role)
+	a.mu.Unlock()
+}
+
+// SetActive makes FilterActiveUsers count the user id as active or not; every id is active
+// until it is turned off.
+func (a *Authority) SetActive(userID string, active bool) {
+	a.mu.Lock()
+	a.inactive[userID] = !active
 	a.mu.Unlock()
 }
 
@@ -228,9 +260,6 @@ func (a *Authority) CheckSession(_ context.Context, req *connect.Request[authv1.
 func (a *Authority) RevokeUserSessions(_ context.Context, req *connect.Request[authv1.RevokeUserSessionsRequest]) (*connect.Response[authv1.RevokeUserSessionsResponse], error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.failRevoke {
-		return nil, errs.Unavailable(nil, "auth is down")
-	}
 	a.revocations = append(a.revocations, req.Msg)
 	return connect.NewResponse(&authv1.RevokeUserSessionsResponse{Revoked: 1}), nil
 }
@@ -250,6 +279,35 @@ func (a *Authority) GrantRole(_ context.Context, req *connect.Request[authzv1.Gr
 	defer a.mu.Unlock()
 	a.roles[req.Msg.GetSubject()] = append(a.roles[req.Msg.GetSubject()], req.Msg.GetRole())
 	return connect.NewResponse(&authzv1.GrantRoleResponse{Binding: &authzv1.RoleBinding{Subject: req.Msg.GetSubject(), Role: req.Msg.GetRole()}}), nil
+}
+
+// ListAdministrators lists the subjects that hold the admin role, sorted.
+func (a *Authority) ListAdministrators(_ context.Context, _ *connect.Request[authzv1.ListAdministratorsRequest]) (*connect.Response[authzv1.ListAdministratorsResponse], error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	res := &authzv1.ListAdministratorsResponse{}
+	for subject, roles := range a.roles {
+		if slices.Contains(roles, "admin") {
+			res.UserIds = append(res.UserIds, subject)
+		}
+	}
+	slices.Sort(res.UserIds)
+	return connect.NewResponse(res), nil
+}
+
+// FilterActiveUsers answers every asked id that SetActive has not turned off, each once, sorted.
+func (a *Authority) FilterActiveUsers(_ context.Context, req *connect.Request[identityv1.FilterActiveUsersRequest]) (*connect.Response[identityv1.FilterActiveUsersResponse], error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	res := &identityv1.FilterActiveUsersResponse{}
+	for _, id := range req.Msg.GetUserIds() {
+		if !a.inactive[id] {
+			res.UserIds = append(res.UserIds, id)
+		}
+	}
+	slices.Sort(res.UserIds)
+	res.UserIds = slices.Compact(res.UserIds)
+	return connect.NewResponse(res), nil
 }
 
 // Record collects events, deduplicating by id as the audit service does.
@@ -311,7 +369,7 @@ func (a *Authority) serveJWKS(w http.ResponseWriter, _ *http.Request) {
 func newAuthorityServer(a *Authority) (*server.Server, error) {
 	keys := authn.NewStaticKeys(a.public)
 	verifier := authn.NewVerifier(keys, Issuer, Audience)
-	srv, err := server.New("authority", testkit.HTTPConfig(), server.WithInterceptors(authn.NewInterceptor(verifier, a.services)))
+	srv, err := server.New("authority", testkit.HTTPConfig(), server.WithInterceptors(authn.NewInterceptor(verifier, a.services), outage{a}))
 	if err != nil {
 		return nil, err
 	}
@@ -321,4 +379,24 @@ func newAuthorityServer(a *Authority) (*server.Server, error) {
 	srv.Mount(identityv1connect.NewIdentityServiceHandler(a, srv.HandlerOptions()...))
 	srv.Handle("GET "+authn.JWKSPath, http.HandlerFunc(a.serveJWKS))
 	return srv, nil
+}
+
+// outage answers the procedures Fail names with unavailable.
+type outage struct{ a *Authority }
+
+func (o outage) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		if o.a.fails(req.Spec().Procedure) {
+			return nil, errs.Unavailable(nil, "the service is down")
+		}
+		return next(ctx, req)
+	}
+}
+
+func (o outage) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return next
+}
+
+func (o outage) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return next
 }

@@ -8,9 +8,11 @@ import (
 	"time"
 
 	"github.com/basaltplatform/basalt/gen/go/basalt/authz/v1/authzv1connect"
+	"github.com/basaltplatform/basalt/gen/go/basalt/identity/v1/identityv1connect"
 	"github.com/basaltplatform/basalt/kernel/config"
 	"github.com/basaltplatform/basalt/kernel/migrate"
 	"github.com/basaltplatform/basalt/kernel/permission"
+	"github.com/basaltplatform/basalt/kernel/rpcclient"
 	"github.com/basaltplatform/basalt/kernel/service"
 	"github.com/basaltplatform/basalt/services/authz/internal/handler"
 	"github.com/basaltplatform/basalt/services/authz/internal/index"
@@ -62,7 +64,9 @@ func main() {
 		svc.Go(syncer.Run)
 		// The authz service checks its own methods' permissions against its own index.
 		svc.UseChecker(permission.CheckerFunc(ix.Allowed))
-		svc.Server.Mount(authzv1connect.NewAuthzServiceHandler(handler.New(st, ix, syncer, svc.Outbox), svc.Server.HandlerOptions()...))
+		// The identity service says which administrators are active before the admin role is revoked.
+		users := rpcclient.For(svc.RPC, "identity", identityv1connect.NewIdentityServiceClient)
+		svc.Server.Mount(authzv1connect.NewAuthzServiceHandler(handler.New(st, ix, syncer, svc.Outbox, users), svc.Server.HandlerOptions()...))
 		return nil
 	}, service.WithVersion(version))
 }

@@ -16,6 +16,7 @@ import (
 	auditv1 "github.com/basaltplatform/basalt/gen/go/basalt/audit/v1"
 	authzv1 "github.com/basaltplatform/basalt/gen/go/basalt/authz/v1"
 	"github.com/basaltplatform/basalt/gen/go/basalt/authz/v1/authzv1connect"
+	identityv1 "github.com/basaltplatform/basalt/gen/go/basalt/identity/v1"
 	"github.com/basaltplatform/basalt/kernel/authn"
 	"github.com/basaltplatform/basalt/kernel/errs"
 	"github.com/basaltplatform/basalt/kernel/outbox"
@@ -28,20 +29,26 @@ import (
 // PermManageRoles is the permission every role administration method needs.
 const PermManageRoles = "authz.roles.manage"
 
+// Users says which users are active; the generated IdentityService client has it.
+type Users interface {
+	FilterActiveUsers(context.Context, *connect.Request[identityv1.FilterActiveUsersRequest]) (*connect.Response[identityv1.FilterActiveUsersResponse], error)
+}
+
 // Server implements basalt.authz.v1.AuthzService.
 type Server struct {
 	store  *store.Store
 	index  *index.Index
 	sync   *index.Syncer
 	outbox *outbox.Outbox
+	users  Users
 	now    func() time.Time
 }
 
 var _ authzv1connect.AuthzServiceHandler = (*Server)(nil)
 
-// New returns the API.
-func New(st *store.Store, ix *index.Index, sync *index.Syncer, ob *outbox.Outbox) *Server {
-	return &Server{store: st, index: ix, sync: sync, outbox: ob, now: time.Now}
+// New returns the API. users is the identity service, asked before the admin role is revoked.
+func New(st *store.Store, ix *index.Index, sync *index.Syncer, ob *outbox.Outbox, users Users) *Server {
+	return &Server{store: st, index: ix, sync: sync, outbox: ob, users: users, now: time.Now}
 }
 
 var (
@@ -174,7 +181,7 @@ func (s *Server) UpdateRole(ctx context.Context, req *connect.Request[authzv1.Up
 			case "description":
 				upd.SetDescription(r.GetDescription())
 			case "permissions":
-				if cur.ID == "admin" {
+				if cur.ID == store.AdminRole {
 					// Changing admin could leave nobody able to administer anything.
 					return errs.FailedPrecondition("the admin role's permissions cannot be changed")
 				}
@@ -263,7 +270,11 @@ func (s *Server) RevokeRole(ctx context.Context, req *connect.Request[authzv1.Re
 	if err := v.Err(); err != nil {
 		return nil, err
 	}
-	rev, err := s.store.Revoke(ctx, req.Msg.GetSubject(), req.Msg.GetRole(), req.Msg.GetResource(), func(b *ent.RoleBinding) []*auditv1.Event {
+	var keep store.Keep
+	if req.Msg.GetRole() == store.AdminRole && req.Msg.GetResource() == "" && userPattern.MatchString(req.Msg.GetSubject()) {
+		keep = s.keepAnAdministrator(req.Msg.GetSubject())
+	}
+	rev, err := s.store.Revoke(ctx, req.Msg.GetSubject(), req.Msg.GetRole(), req.Msg.GetResource(), keep, func(b *ent.RoleBinding) []*auditv1.Event {
 		return []*auditv1.Event{s.outbox.Event(ctx, "authz.role.revoked", outbox.Success, "subject", b.Subject,
 			map[string]string{"role": b.Role, "resource": b.Resource})}
 	})
@@ -274,6 +285,73 @@ func (s *Server) RevokeRole(ctx context.Context, req *connect.Request[authzv1.Re
 		return nil, err
 	}
 	return connect.NewResponse(&authzv1.RevokeRoleResponse{}), nil
+}
+
+// ErrLastAdministrator refuses to revoke the admin role from the last active user holding it.
+var ErrLastAdministrator = errs.FailedPrecondition("the last active administrator cannot lose the admin role; give it to another active user first")
+
+// maxUserIDs is the most user ids one FilterActiveUsers call may carry, as the contract says.
+const maxUserIDs = 1000
+
+// keepAnAdministrator guards revoking the admin role everywhere from subject, a user: it
+// refuses when subject is active and none of the role's other holders is an active user.
+// Services bound to the role do not count, nor do users the identity service does not know or
+// has disabled; revoking from such a user loses no active administrator and is allowed.
+func (s *Server) keepAnAdministrator(subject string) store.Keep {
+	return func(ctx context.Context, others []string) error {
+		ids := []string{subject}
+		for _, o := range others {
+			if userPattern.MatchString(o) {
+				ids = append(ids, o)
+			}
+		}
+		active, err := s.activeUsers(ctx, ids)
+		if err != nil {
+			return err
+		}
+		if !active[subject] || len(active) > 1 {
+			return nil
+		}
+		return ErrLastAdministrator
+	}
+}
+
+// activeUsers asks the identity service which of ids are active users. It fails closed: when
+// identity cannot answer, neither can the caller.
+func (s *Server) activeUsers(ctx context.Context, ids []string) (map[string]bool, error) {
+	asked := map[string]bool{}
+	for _, id := range ids {
+		asked[id] = true
+	}
+	active := map[string]bool{}
+	for chunk := range slices.Chunk(ids, maxUserIDs) {
+		res, err := s.users.FilterActiveUsers(ctx, connect.NewRequest(&identityv1.FilterActiveUsersRequest{UserIds: chunk}))
+		if err != nil {
+			return nil, errs.Unavailable(err, "whether the administrators are active could not be checked; retry later")
+		}
+		for _, id := range res.Msg.GetUserIds() {
+			if asked[id] {
+				active[id] = true
+			}
+		}
+	}
+	return active, nil
+}
+
+// ListAdministrators lists the users bound to the admin role everywhere, from the stored
+// bindings, for the identity service's guard on disabling and deleting users.
+func (s *Server) ListAdministrators(ctx context.Context, _ *connect.Request[authzv1.ListAdministratorsRequest]) (*connect.Response[authzv1.ListAdministratorsResponse], error) {
+	subjects, err := s.store.Holders(ctx, store.AdminRole)
+	if err != nil {
+		return nil, err
+	}
+	res := &authzv1.ListAdministratorsResponse{}
+	for _, subject := range subjects {
+		if userPattern.MatchString(subject) {
+			res.UserIds = append(res.UserIds, subject)
+		}
+	}
+	return connect.NewResponse(res), nil
 }
 
 // ListRoleBindings lists bindings of a subject and/or a role.

@@ -8,13 +8,16 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/google/uuid"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	authzv1 "github.com/basaltplatform/basalt/gen/go/basalt/authz/v1"
 	"github.com/basaltplatform/basalt/gen/go/basalt/authz/v1/authzv1connect"
+	"github.com/basaltplatform/basalt/gen/go/basalt/identity/v1/identityv1connect"
 	"github.com/basaltplatform/basalt/kernel/authn"
 	"github.com/basaltplatform/basalt/kernel/config"
 	"github.com/basaltplatform/basalt/kernel/permission"
+	"github.com/basaltplatform/basalt/kernel/rpcclient"
 	"github.com/basaltplatform/basalt/kernel/service"
 	"github.com/basaltplatform/basalt/kernel/testkit"
 	"github.com/basaltplatform/basalt/kernel/testkit/authority"
@@ -91,7 +94,8 @@ func startInstance(t testing.TB, cfg config.Service, broadcast bool) {
 	}
 	svc.Go(syncer.Run)
 	svc.UseChecker(permission.CheckerFunc(ix.Allowed))
-	svc.Server.Mount(authzv1connect.NewAuthzServiceHandler(handler.New(st, ix, syncer, svc.Outbox), svc.Server.HandlerOptions()...))
+	users := rpcclient.For(svc.RPC, "identity", identityv1connect.NewIdentityServiceClient)
+	svc.Server.Mount(authzv1connect.NewAuthzServiceHandler(handler.New(st, ix, syncer, svc.Outbox, users), svc.Server.HandlerOptions()...))
 	testkit.Serve(t, svc)
 }
 
@@ -99,10 +103,10 @@ func startInstance(t testing.TB, cfg config.Service, broadcast bool) {
 // Authority) or a service name.
 func (c *cluster) as(t testing.TB, i int, who string, opts ...connect.ClientOption) authzv1connect.AuthzServiceClient {
 	t.Helper()
-	switch who {
-	case adminID, memberID, otherID:
+	switch {
+	case uuid.Validate(who) == nil:
 		opts = append(opts, connect.WithInterceptors(authn.Bearer(c.auth.Token(t, who))))
-	case "":
+	case who == "":
 	default:
 		tokens, err := authn.NewServiceTokens(who, []byte(authority.InternalSecret))
 		if err != nil {

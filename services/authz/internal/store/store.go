@@ -27,9 +27,12 @@ import (
 // Channel is the notification channel of changes; the payload is the new revision.
 const Channel = "basalt_authz"
 
+// AdminRole is the builtin role that grants everything.
+const AdminRole = "admin"
+
 // Builtin roles, seeded at start-up and never deleted.
 var Builtin = []*ent.Role{
-	{ID: "admin", Description: "Everything, everywhere.", Permissions: []string{"*"}, Builtin: true},
+	{ID: AdminRole, Description: "Everything, everywhere.", Permissions: []string{"*"}, Builtin: true},
 	{ID: "member", Description: "What every signed-up user may do for themselves.", Permissions: []string{"blog.posts.create"}, Builtin: true},
 }
 
@@ -276,9 +279,21 @@ func (s *Store) binding(ctx context.Context, c *ent.Client, subject, roleName, r
 	return b, database.Translate(err)
 }
 
-// Revoke removes a binding.
-func (s *Store) Revoke(ctx context.Context, subject, roleName, resource string, events func(*ent.RoleBinding) []*auditv1.Event) (int64, error) {
+// Keep decides whether a binding everywhere may be revoked, given the other subjects bound to
+// the same role everywhere; an error refuses the revocation.
+type Keep func(ctx context.Context, others []string) error
+
+// Revoke removes a binding. keep, when set, guards a binding everywhere: the revocation first
+// takes a lock that every guarded revocation of the role takes, so that each sees the outcome
+// of the one before it (two revocations cannot both count the other's subject as a holder),
+// then keep sees the role's other holders and may refuse.
+func (s *Store) Revoke(ctx context.Context, subject, roleName, resource string, keep Keep, events func(*ent.RoleBinding) []*auditv1.Event) (int64, error) {
 	return s.change(ctx, func(tx *ent.Tx) ([]*auditv1.Event, error) {
+		if keep != nil {
+			if err := s.db.LockTx(ctx, tx, "revoke."+roleName); err != nil {
+				return nil, err
+			}
+		}
 		b, err := tx.RoleBinding.Query().Where(rolebinding.Subject(subject), rolebinding.Role(roleName), rolebinding.Resource(resource)).Only(ctx)
 		if ent.IsNotFound(err) {
 			return nil, ErrBindingNotFound
@@ -286,11 +301,36 @@ func (s *Store) Revoke(ctx context.Context, subject, roleName, resource string, 
 		if err != nil {
 			return nil, err
 		}
+		if keep != nil {
+			others, err := holders(ctx, tx.RoleBinding, roleName, subject)
+			if err != nil {
+				return nil, err
+			}
+			if err := keep(ctx, others); err != nil {
+				return nil, err
+			}
+		}
 		if err := tx.RoleBinding.DeleteOne(b).Exec(ctx); err != nil {
 			return nil, err
 		}
 		return events(b), nil
 	})
+}
+
+// Holders returns the subjects bound to roleName everywhere, sorted. It reads the stored
+// bindings rather than the index, so a caller deciding on them sees every committed change.
+func (s *Store) Holders(ctx context.Context, roleName string) ([]string, error) {
+	hs, err := holders(ctx, s.client.RoleBinding, roleName, "")
+	return hs, database.Translate(err)
+}
+
+// holders returns the subjects bound to roleName everywhere other than except, sorted.
+func holders(ctx context.Context, c *ent.RoleBindingClient, roleName, except string) ([]string, error) {
+	q := c.Query().Where(rolebinding.Role(roleName), rolebinding.Resource(""))
+	if except != "" {
+		q = q.Where(rolebinding.SubjectNEQ(except))
+	}
+	return q.Order(ent.Asc(rolebinding.FieldSubject)).Select(rolebinding.FieldSubject).Strings(ctx)
 }
 
 // Bindings returns up to limit bindings of subject and/or role with ids after after, and

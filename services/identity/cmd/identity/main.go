@@ -62,7 +62,7 @@ func main() {
 		}
 		auth := rpcclient.For(svc.RPC, "auth", authv1connect.NewAuthServiceClient)
 		authz := rpcclient.For(svc.RPC, "authz", authzv1connect.NewAuthzServiceClient)
-		api := handler.New(st, password.NewHasher(password.Default, cfg.HashConcurrency), svc.Guard, svc.Outbox, auth,
+		api := handler.New(st, password.NewHasher(password.Default, cfg.HashConcurrency), svc.Guard, svc.Outbox, auth, authz,
 			handler.WithLockout(cfg.Lockout),
 			handler.WithGrantDelivery(func(ctx context.Context) error { return grants.DeliverDue(ctx, st, authz, svc.Log) }))
 		if cfg.AdminEmail != "" {

@@ -14,6 +14,7 @@ import (
 
 	auditv1 "github.com/basaltplatform/basalt/gen/go/basalt/audit/v1"
 	authv1 "github.com/basaltplatform/basalt/gen/go/basalt/auth/v1"
+	authzv1 "github.com/basaltplatform/basalt/gen/go/basalt/authz/v1"
 	identityv1 "github.com/basaltplatform/basalt/gen/go/basalt/identity/v1"
 	"github.com/basaltplatform/basalt/gen/go/basalt/identity/v1/identityv1connect"
 	"github.com/basaltplatform/basalt/kernel/authn"
@@ -37,6 +38,12 @@ type SessionRevoker interface {
 	RevokeUserSessions(context.Context, *connect.Request[authv1.RevokeUserSessionsRequest]) (*connect.Response[authv1.RevokeUserSessionsResponse], error)
 }
 
+// Administrators lists the users who hold the admin role everywhere; the generated
+// AuthzService client has it.
+type Administrators interface {
+	ListAdministrators(context.Context, *connect.Request[authzv1.ListAdministratorsRequest]) (*connect.Response[authzv1.ListAdministratorsResponse], error)
+}
+
 // Guard checks permissions; *permission.Guard has it.
 type Guard interface {
 	Allowed(ctx context.Context, permission, resource string) (bool, error)
@@ -57,6 +64,7 @@ type Server struct {
 	guard    Guard
 	outbox   *outbox.Outbox
 	sessions SessionRevoker
+	admins   Administrators
 	lockout  store.Lockout
 	now      func() time.Time
 	deliver  func(context.Context) error
@@ -79,10 +87,11 @@ func WithGrantDelivery(deliver func(context.Context) error) Option {
 // WithLockout sets the brute-force policy (default: 5 failures in 15 minutes lock for 15).
 func WithLockout(l store.Lockout) Option { return func(s *Server) { s.lockout = l } }
 
-// New returns the API over its collaborators.
-func New(st *store.Store, hasher Hasher, guard Guard, ob *outbox.Outbox, sessions SessionRevoker, opts ...Option) *Server {
+// New returns the API over its collaborators: sessions is the auth service, which ends a
+// user's sessions; admins is the authz service, asked before a user is disabled or deleted.
+func New(st *store.Store, hasher Hasher, guard Guard, ob *outbox.Outbox, sessions SessionRevoker, admins Administrators, opts ...Option) *Server {
 	s := &Server{
-		store: st, hasher: hasher, guard: guard, outbox: ob, sessions: sessions,
+		store: st, hasher: hasher, guard: guard, outbox: ob, sessions: sessions, admins: admins,
 		lockout: store.Lockout{MaxFailures: 5, Window: 15 * time.Minute, Duration: 15 * time.Minute},
 		now:     time.Now,
 	}
@@ -254,6 +263,10 @@ func (s *Server) DisableUser(ctx context.Context, req *connect.Request[identityv
 func (s *Server) update(ctx context.Context, id string, name *string, status string) (*ent.User, error) {
 	var changed []string
 	var disabling, enabling bool
+	var administrators func(context.Context) ([]string, error)
+	if status == "disabled" {
+		administrators = s.administrators
+	}
 	return s.store.Update(ctx, id, func(cur *ent.User, upd *ent.UserUpdateOne) error {
 		if name != nil && *name != cur.DisplayName {
 			upd.SetDisplayName(*name)
@@ -284,6 +297,7 @@ func (s *Server) update(ctx context.Context, id string, name *string, status str
 			}
 			return s.revokeSessions(ctx, u.ID, "user_disabled")
 		},
+		Administrators: administrators,
 	})
 }
 
@@ -297,7 +311,8 @@ func (s *Server) DeleteUser(ctx context.Context, req *connect.Request[identityv1
 		Events: func(u *ent.User) []*auditv1.Event {
 			return []*auditv1.Event{s.outbox.Event(ctx, "identity.user.deleted", outbox.Success, "user", u.ID, nil)}
 		},
-		BeforeCommit: func(ctx context.Context, u *ent.User) error { return s.revokeSessions(ctx, u.ID, "user_deleted") },
+		BeforeCommit:   func(ctx context.Context, u *ent.User) error { return s.revokeSessions(ctx, u.ID, "user_deleted") },
+		Administrators: s.administrators,
 	})
 	if err != nil {
 		return nil, err
@@ -485,6 +500,38 @@ func (s *Server) selfOr(ctx context.Context, id, perm string) error {
 		return nil
 	}
 	return s.guard.Require(ctx, perm, "identity/user/"+id)
+}
+
+// administrators asks the authz service who holds the admin role everywhere. It fails closed:
+// when authz cannot answer, no user is disabled or deleted.
+func (s *Server) administrators(ctx context.Context) ([]string, error) {
+	res, err := s.admins.ListAdministrators(ctx, connect.NewRequest(&authzv1.ListAdministratorsRequest{}))
+	if err != nil {
+		return nil, errs.Unavailable(err, "the administrators could not be listed, so nothing was changed; retry later")
+	}
+	return res.Msg.GetUserIds(), nil
+}
+
+// maxUserIDs is the most ids one FilterActiveUsers call may carry, as the contract says.
+const maxUserIDs = 1000
+
+// FilterActiveUsers returns those of the given users who exist and are active, for the authz
+// service's guard on revoking the admin role.
+func (s *Server) FilterActiveUsers(ctx context.Context, req *connect.Request[identityv1.FilterActiveUsersRequest]) (*connect.Response[identityv1.FilterActiveUsersResponse], error) {
+	ids := req.Msg.GetUserIds()
+	if len(ids) == 0 || len(ids) > maxUserIDs {
+		return nil, errs.Invalid("user_ids", fmt.Sprintf("must hold 1 to %d user ids", maxUserIDs))
+	}
+	for i, id := range ids {
+		if checkID(id) != nil {
+			return nil, errs.Invalid(fmt.Sprintf("user_ids[%d]", i), "must be a user id (a UUID)")
+		}
+	}
+	active, err := s.store.ActiveAmong(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&identityv1.FilterActiveUsersResponse{UserIds: active}), nil
 }
 
 func (s *Server) revokeSessions(ctx context.Context, userID, reason string) error {

@@ -82,7 +82,7 @@ func start(t *testing.T) *env {
 	}
 	e := &env{auth: a, clock: &clock{t: time.Now()}, hasher: &countingHasher{Hasher: password.NewHasher(password.Default, 4)}, svc: svc}
 	authz := rpcclient.For(svc.RPC, "authz", authzv1connect.NewAuthzServiceClient)
-	api := handler.New(st, e.hasher, svc.Guard, svc.Outbox, rpcclient.For(svc.RPC, "auth", authv1connect.NewAuthServiceClient),
+	api := handler.New(st, e.hasher, svc.Guard, svc.Outbox, rpcclient.For(svc.RPC, "auth", authv1connect.NewAuthServiceClient), authz,
 		handler.WithClock(e.clock.now), handler.WithLockout(store.Lockout{MaxFailures: 3, Window: time.Minute, Duration: 5 * time.Minute}),
 		handler.WithGrantDelivery(func(ctx context.Context) error { return grants.DeliverDue(ctx, st, authz, testkit.Logger(t)) }))
 	svc.Server.Mount(identityv1connect.NewIdentityServiceHandler(api, svc.Server.HandlerOptions()...))
@@ -579,7 +579,7 @@ func TestBootstrapCreatesTheAdministratorOnce(t *testing.T) {
 	e := start(t)
 	ctx := authn.WithCaller(context.Background(), "identity")
 	st := store.New(e.svc.DB, e.svc.Outbox)
-	api := handler.New(st, e.hasher, e.svc.Guard, e.svc.Outbox, nil)
+	api := handler.New(st, e.hasher, e.svc.Guard, e.svc.Outbox, nil, nil)
 	u, created, err := api.Bootstrap(ctx, "Root@Example.com", "the bootstrap password")
 	if err != nil || !created || u.Email != "root@example.com" || !u.EmailVerified {
 		t.Fatalf("first Bootstrap = %+v, %v, %v", u, created, err)

@@ -4,6 +4,7 @@ package store
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"time"
 
@@ -45,6 +46,60 @@ type Change struct {
 	// Roles are roles the authz service must give the user; they are queued with the change
 	// and delivered by the grant relay.
 	Roles []string
+	// Administrators, when set, marks a change that may end a user's being active (disabling
+	// or deleting them); it returns the users who hold the admin role everywhere. The store
+	// serialises such changes and refuses one that would leave no active administrator.
+	Administrators func(context.Context) ([]string, error)
+}
+
+// administratorsLock is the key of the lock every change with Administrators takes before it
+// reads anything, so that two such changes cannot both count the other's user as active.
+const administratorsLock = "administrators"
+
+// keepAnAdministrator refuses, with a message naming what (disabled, deleted), to take the
+// user id out of the active users when they hold the admin role and no other holder is active.
+// It runs under the administrators lock, before anything else the change does outside the
+// database (ending sessions), so a refusal leaves no trace.
+func (s *Store) keepAnAdministrator(ctx context.Context, tx *ent.Tx, id, what string, c Change) error {
+	admins, err := c.Administrators(ctx)
+	if err != nil {
+		return err
+	}
+	if !slices.Contains(admins, id) {
+		return nil
+	}
+	others := slices.DeleteFunc(slices.Clone(admins), func(a string) bool { return a == id })
+	active, err := activeAmong(ctx, tx.User, others)
+	if err != nil {
+		return err
+	}
+	if len(active) == 0 {
+		return errs.FailedPrecondition("the last active administrator cannot be %s; give the admin role to another active user first", what)
+	}
+	return nil
+}
+
+// activeAmong returns those of ids that are active users, each once, sorted.
+func activeAmong(ctx context.Context, c *ent.UserClient, ids []string) ([]string, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	return c.Query().Where(user.IDIn(ids...), user.StatusEQ(user.StatusActive)).
+		Order(ent.Asc(user.FieldID)).Select(user.FieldID).Strings(ctx)
+}
+
+// ActiveAmong returns those of ids that are active users, each once, sorted.
+func (s *Store) ActiveAmong(ctx context.Context, ids []string) ([]string, error) {
+	active, err := activeAmong(ctx, s.client.User, ids)
+	return active, translate(err)
+}
+
+// lockAdministrators takes the administrators lock when the change may take an administrator.
+func (s *Store) lockAdministrators(ctx context.Context, tx *ent.Tx, c Change) error {
+	if c.Administrators == nil {
+		return nil
+	}
+	return s.db.LockTx(ctx, tx, administratorsLock)
 }
 
 func (s *Store) finish(ctx context.Context, tx *ent.Tx, u *ent.User, c Change) error {
@@ -122,6 +177,9 @@ func (s *Store) ByEmail(ctx context.Context, email string) (*ent.User, error) {
 func (s *Store) Update(ctx context.Context, id string, apply func(*ent.User, *ent.UserUpdateOne) error, c Change) (*ent.User, error) {
 	var out *ent.User
 	err := database.WithTx(ctx, s.client.Tx, func(tx *ent.Tx) error {
+		if err := s.lockAdministrators(ctx, tx, c); err != nil {
+			return err
+		}
 		q := tx.User.Query().Where(user.ID(id))
 		if s.db.Dialect() == "postgres" {
 			q = q.ForUpdate()
@@ -138,6 +196,11 @@ func (s *Store) Update(ctx context.Context, id string, apply func(*ent.User, *en
 		if err != nil {
 			return translate(err)
 		}
+		if c.Administrators != nil && cur.Status == user.StatusActive && u.Status != user.StatusActive {
+			if err := s.keepAnAdministrator(ctx, tx, u.ID, "disabled", c); err != nil {
+				return err
+			}
+		}
 		out = u
 		return s.finish(ctx, tx, u, c)
 	})
@@ -147,9 +210,17 @@ func (s *Store) Update(ctx context.Context, id string, apply func(*ent.User, *en
 // Delete removes the user with id.
 func (s *Store) Delete(ctx context.Context, id string, c Change) error {
 	return database.WithTx(ctx, s.client.Tx, func(tx *ent.Tx) error {
+		if err := s.lockAdministrators(ctx, tx, c); err != nil {
+			return err
+		}
 		u, err := tx.User.Get(ctx, id)
 		if err != nil {
 			return translate(err)
+		}
+		if c.Administrators != nil && u.Status == user.StatusActive {
+			if err := s.keepAnAdministrator(ctx, tx, u.ID, "deleted", c); err != nil {
+				return err
+			}
 		}
 		if err := tx.User.DeleteOne(u).Exec(ctx); err != nil {
 			return translate(err)

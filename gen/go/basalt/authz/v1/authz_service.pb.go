@@ -1473,6 +1473,90 @@ func (x *GrantRoleResponse) GetBinding() *RoleBinding {
 	return nil
 }
 
+// ListAdministratorsRequest has no fields: the answer is every administrator.
+type ListAdministratorsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAdministratorsRequest) Reset() {
+	*x = ListAdministratorsRequest{}
+	mi := &file_basalt_authz_v1_authz_service_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAdministratorsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAdministratorsRequest) ProtoMessage() {}
+
+func (x *ListAdministratorsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_basalt_authz_v1_authz_service_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAdministratorsRequest.ProtoReflect.Descriptor instead.
+func (*ListAdministratorsRequest) Descriptor() ([]byte, []int) {
+	return file_basalt_authz_v1_authz_service_proto_rawDescGZIP(), []int{27}
+}
+
+// ListAdministratorsResponse carries the administrators.
+type ListAdministratorsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// user_ids of the users bound to the admin role everywhere, sorted. Other subjects
+	// (services) and bindings on one resource are left out.
+	UserIds       []string `protobuf:"bytes,1,rep,name=user_ids,json=userIds,proto3" json:"user_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAdministratorsResponse) Reset() {
+	*x = ListAdministratorsResponse{}
+	mi := &file_basalt_authz_v1_authz_service_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAdministratorsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAdministratorsResponse) ProtoMessage() {}
+
+func (x *ListAdministratorsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_basalt_authz_v1_authz_service_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAdministratorsResponse.ProtoReflect.Descriptor instead.
+func (*ListAdministratorsResponse) Descriptor() ([]byte, []int) {
+	return file_basalt_authz_v1_authz_service_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *ListAdministratorsResponse) GetUserIds() []string {
+	if x != nil {
+		return x.UserIds
+	}
+	return nil
+}
+
 // SyncRequest names the revision to catch up with.
 type SyncRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1484,7 +1568,7 @@ type SyncRequest struct {
 
 func (x *SyncRequest) Reset() {
 	*x = SyncRequest{}
-	mi := &file_basalt_authz_v1_authz_service_proto_msgTypes[27]
+	mi := &file_basalt_authz_v1_authz_service_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1496,7 +1580,7 @@ func (x *SyncRequest) String() string {
 func (*SyncRequest) ProtoMessage() {}
 
 func (x *SyncRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_basalt_authz_v1_authz_service_proto_msgTypes[27]
+	mi := &file_basalt_authz_v1_authz_service_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1509,7 +1593,7 @@ func (x *SyncRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncRequest.ProtoReflect.Descriptor instead.
 func (*SyncRequest) Descriptor() ([]byte, []int) {
-	return file_basalt_authz_v1_authz_service_proto_rawDescGZIP(), []int{27}
+	return file_basalt_authz_v1_authz_service_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *SyncRequest) GetRevision() int64 {
@@ -1530,7 +1614,7 @@ type SyncResponse struct {
 
 func (x *SyncResponse) Reset() {
 	*x = SyncResponse{}
-	mi := &file_basalt_authz_v1_authz_service_proto_msgTypes[28]
+	mi := &file_basalt_authz_v1_authz_service_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1542,7 +1626,7 @@ func (x *SyncResponse) String() string {
 func (*SyncResponse) ProtoMessage() {}
 
 func (x *SyncResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_basalt_authz_v1_authz_service_proto_msgTypes[28]
+	mi := &file_basalt_authz_v1_authz_service_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1555,7 +1639,7 @@ func (x *SyncResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SyncResponse.ProtoReflect.Descriptor instead.
 func (*SyncResponse) Descriptor() ([]byte, []int) {
-	return file_basalt_authz_v1_authz_service_proto_rawDescGZIP(), []int{28}
+	return file_basalt_authz_v1_authz_service_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *SyncResponse) GetRevision() int64 {
@@ -1655,11 +1739,14 @@ const file_basalt_authz_v1_authz_service_proto_rawDesc = "" +
 	"\asubject\x18\x01 \x01(\tR\asubject\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\"K\n" +
 	"\x11GrantRoleResponse\x126\n" +
-	"\abinding\x18\x01 \x01(\v2\x1c.basalt.authz.v1.RoleBindingR\abinding\")\n" +
+	"\abinding\x18\x01 \x01(\v2\x1c.basalt.authz.v1.RoleBindingR\abinding\"\x1b\n" +
+	"\x19ListAdministratorsRequest\"7\n" +
+	"\x1aListAdministratorsResponse\x12\x19\n" +
+	"\buser_ids\x18\x01 \x03(\tR\auserIds\")\n" +
 	"\vSyncRequest\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x03R\brevision\"*\n" +
 	"\fSyncResponse\x12\x1a\n" +
-	"\brevision\x18\x01 \x01(\x03R\brevision2\xfb\r\n" +
+	"\brevision\x18\x01 \x01(\x03R\brevision2\x80\x0f\n" +
 	"\fAuthzService\x12\x88\x01\n" +
 	"\n" +
 	"CreateRole\x12\".basalt.authz.v1.CreateRoleRequest\x1a#.basalt.authz.v1.CreateRoleResponse\"1\xc2\xf3\x18\x16\b\x02\x12\x12authz.roles.manage\x82\xd3\xe4\x93\x02\x11:\x04role\"\t/v1/roles\x12\x83\x01\n" +
@@ -1678,7 +1765,8 @@ const file_basalt_authz_v1_authz_service_proto_rawDesc = "" +
 	"\n" +
 	"BatchCheck\x12\".basalt.authz.v1.BatchCheckRequest\x1a#.basalt.authz.v1.BatchCheckResponse\"(\xc2\xf3\x18\x02\b\x02\x82\xd3\xe4\x93\x02\x19:\x01*\"\x14/v1/authz:batchCheck\x90\x02\x01\x12\xae\x01\n" +
 	"\x16ListSubjectPermissions\x12..basalt.authz.v1.ListSubjectPermissionsRequest\x1a/.basalt.authz.v1.ListSubjectPermissionsResponse\"3\xc2\xf3\x18\x02\b\x02\x82\xd3\xe4\x93\x02$\x12\"/v1/subjects/{subject}/permissions\x90\x02\x01\x12m\n" +
-	"\tGrantRole\x12!.basalt.authz.v1.GrantRoleRequest\x1a\".basalt.authz.v1.GrantRoleResponse\"\x19\xc2\xf3\x18\x12\b\x03\x1a\x04auth\x1a\bidentity\x90\x02\x02\x12U\n" +
+	"\tGrantRole\x12!.basalt.authz.v1.GrantRoleRequest\x1a\".basalt.authz.v1.GrantRoleResponse\"\x19\xc2\xf3\x18\x12\b\x03\x1a\x04auth\x1a\bidentity\x90\x02\x02\x12\x82\x01\n" +
+	"\x12ListAdministrators\x12*.basalt.authz.v1.ListAdministratorsRequest\x1a+.basalt.authz.v1.ListAdministratorsResponse\"\x13\xc2\xf3\x18\f\b\x03\x1a\bidentity\x90\x02\x01\x12U\n" +
 	"\x04Sync\x12\x1c.basalt.authz.v1.SyncRequest\x1a\x1d.basalt.authz.v1.SyncResponse\"\x10\xc2\xf3\x18\t\b\x03\x1a\x05authz\x90\x02\x02BAZ?github.com/basaltplatform/basalt/gen/go/basalt/authz/v1;authzv1b\x06proto3"
 
 var (
@@ -1693,7 +1781,7 @@ func file_basalt_authz_v1_authz_service_proto_rawDescGZIP() []byte {
 	return file_basalt_authz_v1_authz_service_proto_rawDescData
 }
 
-var file_basalt_authz_v1_authz_service_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_basalt_authz_v1_authz_service_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_basalt_authz_v1_authz_service_proto_goTypes = []any{
 	(*Role)(nil),                           // 0: basalt.authz.v1.Role
 	(*RoleBinding)(nil),                    // 1: basalt.authz.v1.RoleBinding
@@ -1722,21 +1810,23 @@ var file_basalt_authz_v1_authz_service_proto_goTypes = []any{
 	(*ListSubjectPermissionsResponse)(nil), // 24: basalt.authz.v1.ListSubjectPermissionsResponse
 	(*GrantRoleRequest)(nil),               // 25: basalt.authz.v1.GrantRoleRequest
 	(*GrantRoleResponse)(nil),              // 26: basalt.authz.v1.GrantRoleResponse
-	(*SyncRequest)(nil),                    // 27: basalt.authz.v1.SyncRequest
-	(*SyncResponse)(nil),                   // 28: basalt.authz.v1.SyncResponse
-	(*timestamppb.Timestamp)(nil),          // 29: google.protobuf.Timestamp
-	(*fieldmaskpb.FieldMask)(nil),          // 30: google.protobuf.FieldMask
+	(*ListAdministratorsRequest)(nil),      // 27: basalt.authz.v1.ListAdministratorsRequest
+	(*ListAdministratorsResponse)(nil),     // 28: basalt.authz.v1.ListAdministratorsResponse
+	(*SyncRequest)(nil),                    // 29: basalt.authz.v1.SyncRequest
+	(*SyncResponse)(nil),                   // 30: basalt.authz.v1.SyncResponse
+	(*timestamppb.Timestamp)(nil),          // 31: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil),          // 32: google.protobuf.FieldMask
 }
 var file_basalt_authz_v1_authz_service_proto_depIdxs = []int32{
-	29, // 0: basalt.authz.v1.Role.create_time:type_name -> google.protobuf.Timestamp
-	29, // 1: basalt.authz.v1.Role.update_time:type_name -> google.protobuf.Timestamp
-	29, // 2: basalt.authz.v1.RoleBinding.create_time:type_name -> google.protobuf.Timestamp
+	31, // 0: basalt.authz.v1.Role.create_time:type_name -> google.protobuf.Timestamp
+	31, // 1: basalt.authz.v1.Role.update_time:type_name -> google.protobuf.Timestamp
+	31, // 2: basalt.authz.v1.RoleBinding.create_time:type_name -> google.protobuf.Timestamp
 	0,  // 3: basalt.authz.v1.CreateRoleRequest.role:type_name -> basalt.authz.v1.Role
 	0,  // 4: basalt.authz.v1.CreateRoleResponse.role:type_name -> basalt.authz.v1.Role
 	0,  // 5: basalt.authz.v1.GetRoleResponse.role:type_name -> basalt.authz.v1.Role
 	0,  // 6: basalt.authz.v1.ListRolesResponse.roles:type_name -> basalt.authz.v1.Role
 	0,  // 7: basalt.authz.v1.UpdateRoleRequest.role:type_name -> basalt.authz.v1.Role
-	30, // 8: basalt.authz.v1.UpdateRoleRequest.update_mask:type_name -> google.protobuf.FieldMask
+	32, // 8: basalt.authz.v1.UpdateRoleRequest.update_mask:type_name -> google.protobuf.FieldMask
 	0,  // 9: basalt.authz.v1.UpdateRoleResponse.role:type_name -> basalt.authz.v1.Role
 	1,  // 10: basalt.authz.v1.AssignRoleResponse.binding:type_name -> basalt.authz.v1.RoleBinding
 	1,  // 11: basalt.authz.v1.ListRoleBindingsResponse.bindings:type_name -> basalt.authz.v1.RoleBinding
@@ -1756,22 +1846,24 @@ var file_basalt_authz_v1_authz_service_proto_depIdxs = []int32{
 	20, // 25: basalt.authz.v1.AuthzService.BatchCheck:input_type -> basalt.authz.v1.BatchCheckRequest
 	22, // 26: basalt.authz.v1.AuthzService.ListSubjectPermissions:input_type -> basalt.authz.v1.ListSubjectPermissionsRequest
 	25, // 27: basalt.authz.v1.AuthzService.GrantRole:input_type -> basalt.authz.v1.GrantRoleRequest
-	27, // 28: basalt.authz.v1.AuthzService.Sync:input_type -> basalt.authz.v1.SyncRequest
-	3,  // 29: basalt.authz.v1.AuthzService.CreateRole:output_type -> basalt.authz.v1.CreateRoleResponse
-	5,  // 30: basalt.authz.v1.AuthzService.GetRole:output_type -> basalt.authz.v1.GetRoleResponse
-	7,  // 31: basalt.authz.v1.AuthzService.ListRoles:output_type -> basalt.authz.v1.ListRolesResponse
-	9,  // 32: basalt.authz.v1.AuthzService.UpdateRole:output_type -> basalt.authz.v1.UpdateRoleResponse
-	11, // 33: basalt.authz.v1.AuthzService.DeleteRole:output_type -> basalt.authz.v1.DeleteRoleResponse
-	13, // 34: basalt.authz.v1.AuthzService.AssignRole:output_type -> basalt.authz.v1.AssignRoleResponse
-	15, // 35: basalt.authz.v1.AuthzService.RevokeRole:output_type -> basalt.authz.v1.RevokeRoleResponse
-	17, // 36: basalt.authz.v1.AuthzService.ListRoleBindings:output_type -> basalt.authz.v1.ListRoleBindingsResponse
-	19, // 37: basalt.authz.v1.AuthzService.Check:output_type -> basalt.authz.v1.CheckResponse
-	21, // 38: basalt.authz.v1.AuthzService.BatchCheck:output_type -> basalt.authz.v1.BatchCheckResponse
-	24, // 39: basalt.authz.v1.AuthzService.ListSubjectPermissions:output_type -> basalt.authz.v1.ListSubjectPermissionsResponse
-	26, // 40: basalt.authz.v1.AuthzService.GrantRole:output_type -> basalt.authz.v1.GrantRoleResponse
-	28, // 41: basalt.authz.v1.AuthzService.Sync:output_type -> basalt.authz.v1.SyncResponse
-	29, // [29:42] is the sub-list for method output_type
-	16, // [16:29] is the sub-list for method input_type
+	27, // 28: basalt.authz.v1.AuthzService.ListAdministrators:input_type -> basalt.authz.v1.ListAdministratorsRequest
+	29, // 29: basalt.authz.v1.AuthzService.Sync:input_type -> basalt.authz.v1.SyncRequest
+	3,  // 30: basalt.authz.v1.AuthzService.CreateRole:output_type -> basalt.authz.v1.CreateRoleResponse
+	5,  // 31: basalt.authz.v1.AuthzService.GetRole:output_type -> basalt.authz.v1.GetRoleResponse
+	7,  // 32: basalt.authz.v1.AuthzService.ListRoles:output_type -> basalt.authz.v1.ListRolesResponse
+	9,  // 33: basalt.authz.v1.AuthzService.UpdateRole:output_type -> basalt.authz.v1.UpdateRoleResponse
+	11, // 34: basalt.authz.v1.AuthzService.DeleteRole:output_type -> basalt.authz.v1.DeleteRoleResponse
+	13, // 35: basalt.authz.v1.AuthzService.AssignRole:output_type -> basalt.authz.v1.AssignRoleResponse
+	15, // 36: basalt.authz.v1.AuthzService.RevokeRole:output_type -> basalt.authz.v1.RevokeRoleResponse
+	17, // 37: basalt.authz.v1.AuthzService.ListRoleBindings:output_type -> basalt.authz.v1.ListRoleBindingsResponse
+	19, // 38: basalt.authz.v1.AuthzService.Check:output_type -> basalt.authz.v1.CheckResponse
+	21, // 39: basalt.authz.v1.AuthzService.BatchCheck:output_type -> basalt.authz.v1.BatchCheckResponse
+	24, // 40: basalt.authz.v1.AuthzService.ListSubjectPermissions:output_type -> basalt.authz.v1.ListSubjectPermissionsResponse
+	26, // 41: basalt.authz.v1.AuthzService.GrantRole:output_type -> basalt.authz.v1.GrantRoleResponse
+	28, // 42: basalt.authz.v1.AuthzService.ListAdministrators:output_type -> basalt.authz.v1.ListAdministratorsResponse
+	30, // 43: basalt.authz.v1.AuthzService.Sync:output_type -> basalt.authz.v1.SyncResponse
+	30, // [30:44] is the sub-list for method output_type
+	16, // [16:30] is the sub-list for method input_type
 	16, // [16:16] is the sub-list for extension type_name
 	16, // [16:16] is the sub-list for extension extendee
 	0,  // [0:16] is the sub-list for field type_name
@@ -1788,7 +1880,7 @@ func file_basalt_authz_v1_authz_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_basalt_authz_v1_authz_service_proto_rawDesc), len(file_basalt_authz_v1_authz_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   29,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -482,7 +482,8 @@ type UpdateUserRequest struct {
 	// display_name, when set, becomes the user's display name (1 to 100 characters).
 	DisplayName *string `protobuf:"bytes,2,opt,name=display_name,json=displayName,proto3,oneof" json:"display_name,omitempty"`
 	// status, when set, becomes the user's status; needs identity.users.manage. Disabling a
-	// user this way ends their sessions, as DisableUser does.
+	// user this way ends their sessions, and is refused for the last active administrator, as
+	// DisableUser does.
 	Status        *UserStatus `protobuf:"varint,3,opt,name=status,proto3,enum=basalt.identity.v1.UserStatus,oneof" json:"status,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1191,6 +1192,98 @@ func (x *RegisterUserResponse) GetUser() *User {
 	return nil
 }
 
+// FilterActiveUsersRequest names users.
+type FilterActiveUsersRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// user_ids to look up, 1 to 1000; an id may appear more than once.
+	UserIds       []string `protobuf:"bytes,1,rep,name=user_ids,json=userIds,proto3" json:"user_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FilterActiveUsersRequest) Reset() {
+	*x = FilterActiveUsersRequest{}
+	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FilterActiveUsersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FilterActiveUsersRequest) ProtoMessage() {}
+
+func (x *FilterActiveUsersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FilterActiveUsersRequest.ProtoReflect.Descriptor instead.
+func (*FilterActiveUsersRequest) Descriptor() ([]byte, []int) {
+	return file_basalt_identity_v1_identity_service_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *FilterActiveUsersRequest) GetUserIds() []string {
+	if x != nil {
+		return x.UserIds
+	}
+	return nil
+}
+
+// FilterActiveUsersResponse carries the active ones.
+type FilterActiveUsersResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// user_ids of the users that exist and are active, each once, sorted.
+	UserIds       []string `protobuf:"bytes,1,rep,name=user_ids,json=userIds,proto3" json:"user_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FilterActiveUsersResponse) Reset() {
+	*x = FilterActiveUsersResponse{}
+	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FilterActiveUsersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FilterActiveUsersResponse) ProtoMessage() {}
+
+func (x *FilterActiveUsersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FilterActiveUsersResponse.ProtoReflect.Descriptor instead.
+func (*FilterActiveUsersResponse) Descriptor() ([]byte, []int) {
+	return file_basalt_identity_v1_identity_service_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *FilterActiveUsersResponse) GetUserIds() []string {
+	if x != nil {
+		return x.UserIds
+	}
+	return nil
+}
+
 var File_basalt_identity_v1_identity_service_proto protoreflect.FileDescriptor
 
 const file_basalt_identity_v1_identity_service_proto_rawDesc = "" +
@@ -1258,13 +1351,16 @@ const file_basalt_identity_v1_identity_service_proto_rawDesc = "" +
 	"\bpassword\x18\x02 \x01(\tR\bpassword\x12!\n" +
 	"\fdisplay_name\x18\x03 \x01(\tR\vdisplayName\"D\n" +
 	"\x14RegisterUserResponse\x12,\n" +
-	"\x04user\x18\x01 \x01(\v2\x18.basalt.identity.v1.UserR\x04user*[\n" +
+	"\x04user\x18\x01 \x01(\v2\x18.basalt.identity.v1.UserR\x04user\"5\n" +
+	"\x18FilterActiveUsersRequest\x12\x19\n" +
+	"\buser_ids\x18\x01 \x03(\tR\auserIds\"6\n" +
+	"\x19FilterActiveUsersResponse\x12\x19\n" +
+	"\buser_ids\x18\x01 \x03(\tR\auserIds*[\n" +
 	"\n" +
 	"UserStatus\x12\x1b\n" +
 	"\x17USER_STATUS_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12USER_STATUS_ACTIVE\x10\x01\x12\x18\n" +
-	"\x14USER_STATUS_DISABLED\x10\x022\xf0\n" +
-	"\n" +
+	"\x14USER_STATUS_DISABLED\x10\x022\xf5\v\n" +
 	"\x0fIdentityService\x12\x8e\x01\n" +
 	"\n" +
 	"CreateUser\x12%.basalt.identity.v1.CreateUserRequest\x1a&.basalt.identity.v1.CreateUserResponse\"1\xc2\xf3\x18\x19\b\x02\x12\x15identity.users.create\x82\xd3\xe4\x93\x02\x0e:\x01*\"\t/v1/users\x12x\n" +
@@ -1277,7 +1373,8 @@ const file_basalt_identity_v1_identity_service_proto_rawDesc = "" +
 	"\n" +
 	"DeleteUser\x12%.basalt.identity.v1.DeleteUserRequest\x1a&.basalt.identity.v1.DeleteUserResponse\";\xc2\xf3\x18\x19\b\x02\x12\x15identity.users.manage\x82\xd3\xe4\x93\x02\x15*\x13/v1/users/{user_id}\x90\x02\x02\x12\x89\x01\n" +
 	"\x0eChangePassword\x12).basalt.identity.v1.ChangePasswordRequest\x1a*.basalt.identity.v1.ChangePasswordResponse\" \xc2\xf3\x18\x02\b\x02\x82\xd3\xe4\x93\x02\x14:\x01*\"\x0f/v1/me/password\x12~\n" +
-	"\x11VerifyCredentials\x12,.basalt.identity.v1.VerifyCredentialsRequest\x1a-.basalt.identity.v1.VerifyCredentialsResponse\"\f\xc2\xf3\x18\b\b\x03\x1a\x04auth\x12o\n" +
+	"\x11VerifyCredentials\x12,.basalt.identity.v1.VerifyCredentialsRequest\x1a-.basalt.identity.v1.VerifyCredentialsResponse\"\f\xc2\xf3\x18\b\b\x03\x1a\x04auth\x12\x82\x01\n" +
+	"\x11FilterActiveUsers\x12,.basalt.identity.v1.FilterActiveUsersRequest\x1a-.basalt.identity.v1.FilterActiveUsersResponse\"\x10\xc2\xf3\x18\t\b\x03\x1a\x05authz\x90\x02\x01\x12o\n" +
 	"\fRegisterUser\x12'.basalt.identity.v1.RegisterUserRequest\x1a(.basalt.identity.v1.RegisterUserResponse\"\f\xc2\xf3\x18\b\b\x03\x1a\x04authBGZEgithub.com/basaltplatform/basalt/gen/go/basalt/identity/v1;identityv1b\x06proto3"
 
 var (
@@ -1293,7 +1390,7 @@ func file_basalt_identity_v1_identity_service_proto_rawDescGZIP() []byte {
 }
 
 var file_basalt_identity_v1_identity_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_basalt_identity_v1_identity_service_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_basalt_identity_v1_identity_service_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_basalt_identity_v1_identity_service_proto_goTypes = []any{
 	(UserStatus)(0),                   // 0: basalt.identity.v1.UserStatus
 	(*User)(nil),                      // 1: basalt.identity.v1.User
@@ -1317,12 +1414,14 @@ var file_basalt_identity_v1_identity_service_proto_goTypes = []any{
 	(*VerifyCredentialsResponse)(nil), // 19: basalt.identity.v1.VerifyCredentialsResponse
 	(*RegisterUserRequest)(nil),       // 20: basalt.identity.v1.RegisterUserRequest
 	(*RegisterUserResponse)(nil),      // 21: basalt.identity.v1.RegisterUserResponse
-	(*timestamppb.Timestamp)(nil),     // 22: google.protobuf.Timestamp
+	(*FilterActiveUsersRequest)(nil),  // 22: basalt.identity.v1.FilterActiveUsersRequest
+	(*FilterActiveUsersResponse)(nil), // 23: basalt.identity.v1.FilterActiveUsersResponse
+	(*timestamppb.Timestamp)(nil),     // 24: google.protobuf.Timestamp
 }
 var file_basalt_identity_v1_identity_service_proto_depIdxs = []int32{
 	0,  // 0: basalt.identity.v1.User.status:type_name -> basalt.identity.v1.UserStatus
-	22, // 1: basalt.identity.v1.User.create_time:type_name -> google.protobuf.Timestamp
-	22, // 2: basalt.identity.v1.User.update_time:type_name -> google.protobuf.Timestamp
+	24, // 1: basalt.identity.v1.User.create_time:type_name -> google.protobuf.Timestamp
+	24, // 2: basalt.identity.v1.User.update_time:type_name -> google.protobuf.Timestamp
 	1,  // 3: basalt.identity.v1.CreateUserResponse.user:type_name -> basalt.identity.v1.User
 	1,  // 4: basalt.identity.v1.GetUserResponse.user:type_name -> basalt.identity.v1.User
 	1,  // 5: basalt.identity.v1.GetCurrentUserResponse.user:type_name -> basalt.identity.v1.User
@@ -1342,19 +1441,21 @@ var file_basalt_identity_v1_identity_service_proto_depIdxs = []int32{
 	14, // 19: basalt.identity.v1.IdentityService.DeleteUser:input_type -> basalt.identity.v1.DeleteUserRequest
 	16, // 20: basalt.identity.v1.IdentityService.ChangePassword:input_type -> basalt.identity.v1.ChangePasswordRequest
 	18, // 21: basalt.identity.v1.IdentityService.VerifyCredentials:input_type -> basalt.identity.v1.VerifyCredentialsRequest
-	20, // 22: basalt.identity.v1.IdentityService.RegisterUser:input_type -> basalt.identity.v1.RegisterUserRequest
-	3,  // 23: basalt.identity.v1.IdentityService.CreateUser:output_type -> basalt.identity.v1.CreateUserResponse
-	5,  // 24: basalt.identity.v1.IdentityService.GetUser:output_type -> basalt.identity.v1.GetUserResponse
-	7,  // 25: basalt.identity.v1.IdentityService.GetCurrentUser:output_type -> basalt.identity.v1.GetCurrentUserResponse
-	9,  // 26: basalt.identity.v1.IdentityService.UpdateUser:output_type -> basalt.identity.v1.UpdateUserResponse
-	11, // 27: basalt.identity.v1.IdentityService.ListUsers:output_type -> basalt.identity.v1.ListUsersResponse
-	13, // 28: basalt.identity.v1.IdentityService.DisableUser:output_type -> basalt.identity.v1.DisableUserResponse
-	15, // 29: basalt.identity.v1.IdentityService.DeleteUser:output_type -> basalt.identity.v1.DeleteUserResponse
-	17, // 30: basalt.identity.v1.IdentityService.ChangePassword:output_type -> basalt.identity.v1.ChangePasswordResponse
-	19, // 31: basalt.identity.v1.IdentityService.VerifyCredentials:output_type -> basalt.identity.v1.VerifyCredentialsResponse
-	21, // 32: basalt.identity.v1.IdentityService.RegisterUser:output_type -> basalt.identity.v1.RegisterUserResponse
-	23, // [23:33] is the sub-list for method output_type
-	13, // [13:23] is the sub-list for method input_type
+	22, // 22: basalt.identity.v1.IdentityService.FilterActiveUsers:input_type -> basalt.identity.v1.FilterActiveUsersRequest
+	20, // 23: basalt.identity.v1.IdentityService.RegisterUser:input_type -> basalt.identity.v1.RegisterUserRequest
+	3,  // 24: basalt.identity.v1.IdentityService.CreateUser:output_type -> basalt.identity.v1.CreateUserResponse
+	5,  // 25: basalt.identity.v1.IdentityService.GetUser:output_type -> basalt.identity.v1.GetUserResponse
+	7,  // 26: basalt.identity.v1.IdentityService.GetCurrentUser:output_type -> basalt.identity.v1.GetCurrentUserResponse
+	9,  // 27: basalt.identity.v1.IdentityService.UpdateUser:output_type -> basalt.identity.v1.UpdateUserResponse
+	11, // 28: basalt.identity.v1.IdentityService.ListUsers:output_type -> basalt.identity.v1.ListUsersResponse
+	13, // 29: basalt.identity.v1.IdentityService.DisableUser:output_type -> basalt.identity.v1.DisableUserResponse
+	15, // 30: basalt.identity.v1.IdentityService.DeleteUser:output_type -> basalt.identity.v1.DeleteUserResponse
+	17, // 31: basalt.identity.v1.IdentityService.ChangePassword:output_type -> basalt.identity.v1.ChangePasswordResponse
+	19, // 32: basalt.identity.v1.IdentityService.VerifyCredentials:output_type -> basalt.identity.v1.VerifyCredentialsResponse
+	23, // 33: basalt.identity.v1.IdentityService.FilterActiveUsers:output_type -> basalt.identity.v1.FilterActiveUsersResponse
+	21, // 34: basalt.identity.v1.IdentityService.RegisterUser:output_type -> basalt.identity.v1.RegisterUserResponse
+	24, // [24:35] is the sub-list for method output_type
+	13, // [13:24] is the sub-list for method input_type
 	13, // [13:13] is the sub-list for extension type_name
 	13, // [13:13] is the sub-list for extension extendee
 	0,  // [0:13] is the sub-list for field type_name
@@ -1372,7 +1473,7 @@ func file_basalt_identity_v1_identity_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_basalt_identity_v1_identity_service_proto_rawDesc), len(file_basalt_identity_v1_identity_service_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   21,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

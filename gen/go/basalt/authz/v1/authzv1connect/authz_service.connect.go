@@ -66,6 +66,9 @@ const (
 	AuthzServiceListSubjectPermissionsProcedure = "/basalt.authz.v1.AuthzService/ListSubjectPermissions"
 	// AuthzServiceGrantRoleProcedure is the fully-qualified name of the AuthzService's GrantRole RPC.
 	AuthzServiceGrantRoleProcedure = "/basalt.authz.v1.AuthzService/GrantRole"
+	// AuthzServiceListAdministratorsProcedure is the fully-qualified name of the AuthzService's
+	// ListAdministrators RPC.
+	AuthzServiceListAdministratorsProcedure = "/basalt.authz.v1.AuthzService/ListAdministrators"
 	// AuthzServiceSyncProcedure is the fully-qualified name of the AuthzService's Sync RPC.
 	AuthzServiceSyncProcedure = "/basalt.authz.v1.AuthzService/Sync"
 )
@@ -86,6 +89,8 @@ type AuthzServiceClient interface {
 	// that exists returns it. When it returns, every authz instance answers checks with it.
 	AssignRole(context.Context, *connect.Request[v1.AssignRoleRequest]) (*connect.Response[v1.AssignRoleResponse], error)
 	// RevokeRole removes a binding. When it returns, every authz instance answers without it.
+	// Revoking the admin role everywhere from the last active user who holds it answers
+	// failed_precondition and changes nothing.
 	RevokeRole(context.Context, *connect.Request[v1.RevokeRoleRequest]) (*connect.Response[v1.RevokeRoleResponse], error)
 	// ListRoleBindings lists bindings of a subject, or of a role.
 	ListRoleBindings(context.Context, *connect.Request[v1.ListRoleBindingsRequest]) (*connect.Response[v1.ListRoleBindingsResponse], error)
@@ -101,6 +106,9 @@ type AuthzServiceClient interface {
 	// service gives a registered user the member role, and the identity service gives the
 	// bootstrap administrator the admin role.
 	GrantRole(context.Context, *connect.Request[v1.GrantRoleRequest]) (*connect.Response[v1.GrantRoleResponse], error)
+	// ListAdministrators lists the users who hold the admin role everywhere. The identity service
+	// asks before it disables or deletes a user, and refuses to take the last active one.
+	ListAdministrators(context.Context, *connect.Request[v1.ListAdministratorsRequest]) (*connect.Response[v1.ListAdministratorsResponse], error)
 	// Sync makes an authz instance catch up with the stored roles and bindings up to a revision.
 	// An instance that changed them calls every other instance before it answers, so a check on
 	// any instance sees the change.
@@ -200,6 +208,13 @@ func NewAuthzServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			connect.WithIdempotency(connect.IdempotencyIdempotent),
 			connect.WithClientOptions(opts...),
 		),
+		listAdministrators: connect.NewClient[v1.ListAdministratorsRequest, v1.ListAdministratorsResponse](
+			httpClient,
+			baseURL+AuthzServiceListAdministratorsProcedure,
+			connect.WithSchema(authzServiceMethods.ByName("ListAdministrators")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 		sync: connect.NewClient[v1.SyncRequest, v1.SyncResponse](
 			httpClient,
 			baseURL+AuthzServiceSyncProcedure,
@@ -224,6 +239,7 @@ type authzServiceClient struct {
 	batchCheck             *connect.Client[v1.BatchCheckRequest, v1.BatchCheckResponse]
 	listSubjectPermissions *connect.Client[v1.ListSubjectPermissionsRequest, v1.ListSubjectPermissionsResponse]
 	grantRole              *connect.Client[v1.GrantRoleRequest, v1.GrantRoleResponse]
+	listAdministrators     *connect.Client[v1.ListAdministratorsRequest, v1.ListAdministratorsResponse]
 	sync                   *connect.Client[v1.SyncRequest, v1.SyncResponse]
 }
 
@@ -287,6 +303,11 @@ func (c *authzServiceClient) GrantRole(ctx context.Context, req *connect.Request
 	return c.grantRole.CallUnary(ctx, req)
 }
 
+// ListAdministrators calls basalt.authz.v1.AuthzService.ListAdministrators.
+func (c *authzServiceClient) ListAdministrators(ctx context.Context, req *connect.Request[v1.ListAdministratorsRequest]) (*connect.Response[v1.ListAdministratorsResponse], error) {
+	return c.listAdministrators.CallUnary(ctx, req)
+}
+
 // Sync calls basalt.authz.v1.AuthzService.Sync.
 func (c *authzServiceClient) Sync(ctx context.Context, req *connect.Request[v1.SyncRequest]) (*connect.Response[v1.SyncResponse], error) {
 	return c.sync.CallUnary(ctx, req)
@@ -308,6 +329,8 @@ type AuthzServiceHandler interface {
 	// that exists returns it. When it returns, every authz instance answers checks with it.
 	AssignRole(context.Context, *connect.Request[v1.AssignRoleRequest]) (*connect.Response[v1.AssignRoleResponse], error)
 	// RevokeRole removes a binding. When it returns, every authz instance answers without it.
+	// Revoking the admin role everywhere from the last active user who holds it answers
+	// failed_precondition and changes nothing.
 	RevokeRole(context.Context, *connect.Request[v1.RevokeRoleRequest]) (*connect.Response[v1.RevokeRoleResponse], error)
 	// ListRoleBindings lists bindings of a subject, or of a role.
 	ListRoleBindings(context.Context, *connect.Request[v1.ListRoleBindingsRequest]) (*connect.Response[v1.ListRoleBindingsResponse], error)
@@ -323,6 +346,9 @@ type AuthzServiceHandler interface {
 	// service gives a registered user the member role, and the identity service gives the
 	// bootstrap administrator the admin role.
 	GrantRole(context.Context, *connect.Request[v1.GrantRoleRequest]) (*connect.Response[v1.GrantRoleResponse], error)
+	// ListAdministrators lists the users who hold the admin role everywhere. The identity service
+	// asks before it disables or deletes a user, and refuses to take the last active one.
+	ListAdministrators(context.Context, *connect.Request[v1.ListAdministratorsRequest]) (*connect.Response[v1.ListAdministratorsResponse], error)
 	// Sync makes an authz instance catch up with the stored roles and bindings up to a revision.
 	// An instance that changed them calls every other instance before it answers, so a check on
 	// any instance sees the change.
@@ -418,6 +444,13 @@ func NewAuthzServiceHandler(svc AuthzServiceHandler, opts ...connect.HandlerOpti
 		connect.WithIdempotency(connect.IdempotencyIdempotent),
 		connect.WithHandlerOptions(opts...),
 	)
+	authzServiceListAdministratorsHandler := connect.NewUnaryHandler(
+		AuthzServiceListAdministratorsProcedure,
+		svc.ListAdministrators,
+		connect.WithSchema(authzServiceMethods.ByName("ListAdministrators")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	authzServiceSyncHandler := connect.NewUnaryHandler(
 		AuthzServiceSyncProcedure,
 		svc.Sync,
@@ -451,6 +484,8 @@ func NewAuthzServiceHandler(svc AuthzServiceHandler, opts ...connect.HandlerOpti
 			authzServiceListSubjectPermissionsHandler.ServeHTTP(w, r)
 		case AuthzServiceGrantRoleProcedure:
 			authzServiceGrantRoleHandler.ServeHTTP(w, r)
+		case AuthzServiceListAdministratorsProcedure:
+			authzServiceListAdministratorsHandler.ServeHTTP(w, r)
 		case AuthzServiceSyncProcedure:
 			authzServiceSyncHandler.ServeHTTP(w, r)
 		default:
@@ -508,6 +543,10 @@ func (UnimplementedAuthzServiceHandler) ListSubjectPermissions(context.Context, 
 
 func (UnimplementedAuthzServiceHandler) GrantRole(context.Context, *connect.Request[v1.GrantRoleRequest]) (*connect.Response[v1.GrantRoleResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("basalt.authz.v1.AuthzService.GrantRole is not implemented"))
+}
+
+func (UnimplementedAuthzServiceHandler) ListAdministrators(context.Context, *connect.Request[v1.ListAdministratorsRequest]) (*connect.Response[v1.ListAdministratorsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("basalt.authz.v1.AuthzService.ListAdministrators is not implemented"))
 }
 
 func (UnimplementedAuthzServiceHandler) Sync(context.Context, *connect.Request[v1.SyncRequest]) (*connect.Response[v1.SyncResponse], error) {

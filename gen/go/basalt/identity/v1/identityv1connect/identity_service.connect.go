@@ -61,6 +61,9 @@ const (
 	// IdentityServiceVerifyCredentialsProcedure is the fully-qualified name of the IdentityService's
 	// VerifyCredentials RPC.
 	IdentityServiceVerifyCredentialsProcedure = "/basalt.identity.v1.IdentityService/VerifyCredentials"
+	// IdentityServiceFilterActiveUsersProcedure is the fully-qualified name of the IdentityService's
+	// FilterActiveUsers RPC.
+	IdentityServiceFilterActiveUsersProcedure = "/basalt.identity.v1.IdentityService/FilterActiveUsers"
 	// IdentityServiceRegisterUserProcedure is the fully-qualified name of the IdentityService's
 	// RegisterUser RPC.
 	IdentityServiceRegisterUserProcedure = "/basalt.identity.v1.IdentityService/RegisterUser"
@@ -80,9 +83,11 @@ type IdentityServiceClient interface {
 	// ListUsers lists users in creation order, filtered by email prefix and status. Pages are
 	// stable while users are added: a page token continues after the last user returned.
 	ListUsers(context.Context, *connect.Request[v1.ListUsersRequest]) (*connect.Response[v1.ListUsersResponse], error)
-	// DisableUser stops a user from logging in and ends every session of theirs.
+	// DisableUser stops a user from logging in and ends every session of theirs. It answers
+	// failed_precondition, changing nothing, for the last active user who holds the admin role.
 	DisableUser(context.Context, *connect.Request[v1.DisableUserRequest]) (*connect.Response[v1.DisableUserResponse], error)
-	// DeleteUser deletes a user and ends every session of theirs.
+	// DeleteUser deletes a user and ends every session of theirs. It answers failed_precondition,
+	// changing nothing, for the last active user who holds the admin role.
 	DeleteUser(context.Context, *connect.Request[v1.DeleteUserRequest]) (*connect.Response[v1.DeleteUserResponse], error)
 	// ChangePassword replaces the caller's password, given the current one, and ends every
 	// session of theirs: the caller logs in again with the new password.
@@ -92,6 +97,10 @@ type IdentityServiceClient interface {
 	// answer resource_exhausted with a retry delay until the window passes, even for the right
 	// password. Used by the auth service only.
 	VerifyCredentials(context.Context, *connect.Request[v1.VerifyCredentialsRequest]) (*connect.Response[v1.VerifyCredentialsResponse], error)
+	// FilterActiveUsers returns those of the given users who exist and are active. The authz
+	// service asks before it revokes the admin role, and refuses to take it from the last active
+	// administrator.
+	FilterActiveUsers(context.Context, *connect.Request[v1.FilterActiveUsersRequest]) (*connect.Response[v1.FilterActiveUsersResponse], error)
 	// RegisterUser creates an active user for self-registration. Used by the auth service's
 	// Register only.
 	RegisterUser(context.Context, *connect.Request[v1.RegisterUserRequest]) (*connect.Response[v1.RegisterUserResponse], error)
@@ -167,6 +176,13 @@ func NewIdentityServiceClient(httpClient connect.HTTPClient, baseURL string, opt
 			connect.WithSchema(identityServiceMethods.ByName("VerifyCredentials")),
 			connect.WithClientOptions(opts...),
 		),
+		filterActiveUsers: connect.NewClient[v1.FilterActiveUsersRequest, v1.FilterActiveUsersResponse](
+			httpClient,
+			baseURL+IdentityServiceFilterActiveUsersProcedure,
+			connect.WithSchema(identityServiceMethods.ByName("FilterActiveUsers")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 		registerUser: connect.NewClient[v1.RegisterUserRequest, v1.RegisterUserResponse](
 			httpClient,
 			baseURL+IdentityServiceRegisterUserProcedure,
@@ -187,6 +203,7 @@ type identityServiceClient struct {
 	deleteUser        *connect.Client[v1.DeleteUserRequest, v1.DeleteUserResponse]
 	changePassword    *connect.Client[v1.ChangePasswordRequest, v1.ChangePasswordResponse]
 	verifyCredentials *connect.Client[v1.VerifyCredentialsRequest, v1.VerifyCredentialsResponse]
+	filterActiveUsers *connect.Client[v1.FilterActiveUsersRequest, v1.FilterActiveUsersResponse]
 	registerUser      *connect.Client[v1.RegisterUserRequest, v1.RegisterUserResponse]
 }
 
@@ -235,6 +252,11 @@ func (c *identityServiceClient) VerifyCredentials(ctx context.Context, req *conn
 	return c.verifyCredentials.CallUnary(ctx, req)
 }
 
+// FilterActiveUsers calls basalt.identity.v1.IdentityService.FilterActiveUsers.
+func (c *identityServiceClient) FilterActiveUsers(ctx context.Context, req *connect.Request[v1.FilterActiveUsersRequest]) (*connect.Response[v1.FilterActiveUsersResponse], error) {
+	return c.filterActiveUsers.CallUnary(ctx, req)
+}
+
 // RegisterUser calls basalt.identity.v1.IdentityService.RegisterUser.
 func (c *identityServiceClient) RegisterUser(ctx context.Context, req *connect.Request[v1.RegisterUserRequest]) (*connect.Response[v1.RegisterUserResponse], error) {
 	return c.registerUser.CallUnary(ctx, req)
@@ -254,9 +276,11 @@ type IdentityServiceHandler interface {
 	// ListUsers lists users in creation order, filtered by email prefix and status. Pages are
 	// stable while users are added: a page token continues after the last user returned.
 	ListUsers(context.Context, *connect.Request[v1.ListUsersRequest]) (*connect.Response[v1.ListUsersResponse], error)
-	// DisableUser stops a user from logging in and ends every session of theirs.
+	// DisableUser stops a user from logging in and ends every session of theirs. It answers
+	// failed_precondition, changing nothing, for the last active user who holds the admin role.
 	DisableUser(context.Context, *connect.Request[v1.DisableUserRequest]) (*connect.Response[v1.DisableUserResponse], error)
-	// DeleteUser deletes a user and ends every session of theirs.
+	// DeleteUser deletes a user and ends every session of theirs. It answers failed_precondition,
+	// changing nothing, for the last active user who holds the admin role.
 	DeleteUser(context.Context, *connect.Request[v1.DeleteUserRequest]) (*connect.Response[v1.DeleteUserResponse], error)
 	// ChangePassword replaces the caller's password, given the current one, and ends every
 	// session of theirs: the caller logs in again with the new password.
@@ -266,6 +290,10 @@ type IdentityServiceHandler interface {
 	// answer resource_exhausted with a retry delay until the window passes, even for the right
 	// password. Used by the auth service only.
 	VerifyCredentials(context.Context, *connect.Request[v1.VerifyCredentialsRequest]) (*connect.Response[v1.VerifyCredentialsResponse], error)
+	// FilterActiveUsers returns those of the given users who exist and are active. The authz
+	// service asks before it revokes the admin role, and refuses to take it from the last active
+	// administrator.
+	FilterActiveUsers(context.Context, *connect.Request[v1.FilterActiveUsersRequest]) (*connect.Response[v1.FilterActiveUsersResponse], error)
 	// RegisterUser creates an active user for self-registration. Used by the auth service's
 	// Register only.
 	RegisterUser(context.Context, *connect.Request[v1.RegisterUserRequest]) (*connect.Response[v1.RegisterUserResponse], error)
@@ -337,6 +365,13 @@ func NewIdentityServiceHandler(svc IdentityServiceHandler, opts ...connect.Handl
 		connect.WithSchema(identityServiceMethods.ByName("VerifyCredentials")),
 		connect.WithHandlerOptions(opts...),
 	)
+	identityServiceFilterActiveUsersHandler := connect.NewUnaryHandler(
+		IdentityServiceFilterActiveUsersProcedure,
+		svc.FilterActiveUsers,
+		connect.WithSchema(identityServiceMethods.ByName("FilterActiveUsers")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	identityServiceRegisterUserHandler := connect.NewUnaryHandler(
 		IdentityServiceRegisterUserProcedure,
 		svc.RegisterUser,
@@ -363,6 +398,8 @@ func NewIdentityServiceHandler(svc IdentityServiceHandler, opts ...connect.Handl
 			identityServiceChangePasswordHandler.ServeHTTP(w, r)
 		case IdentityServiceVerifyCredentialsProcedure:
 			identityServiceVerifyCredentialsHandler.ServeHTTP(w, r)
+		case IdentityServiceFilterActiveUsersProcedure:
+			identityServiceFilterActiveUsersHandler.ServeHTTP(w, r)
 		case IdentityServiceRegisterUserProcedure:
 			identityServiceRegisterUserHandler.ServeHTTP(w, r)
 		default:
@@ -408,6 +445,10 @@ func (UnimplementedIdentityServiceHandler) ChangePassword(context.Context, *conn
 
 func (UnimplementedIdentityServiceHandler) VerifyCredentials(context.Context, *connect.Request[v1.VerifyCredentialsRequest]) (*connect.Response[v1.VerifyCredentialsResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("basalt.identity.v1.IdentityService.VerifyCredentials is not implemented"))
+}
+
+func (UnimplementedIdentityServiceHandler) FilterActiveUsers(context.Context, *connect.Request[v1.FilterActiveUsersRequest]) (*connect.Response[v1.FilterActiveUsersResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("basalt.identity.v1.IdentityService.FilterActiveUsers is not implemented"))
 }
 
 func (UnimplementedIdentityServiceHandler) RegisterUser(context.Context, *connect.Request[v1.RegisterUserRequest]) (*connect.Response[v1.RegisterUserResponse], error) {
