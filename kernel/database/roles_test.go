@@ -49,6 +49,16 @@ var loginSetups = []loginSetup{
 		cfg.OwnerURL, cfg.URL = testkit.LoginURL(t, cfg.OwnerRole), testkit.LoginURL(t, cfg.AppRole)
 		return cfg
 	}},
+	{name: "members of the owner and runtime roles without CREATEROLE, as the playbook makes them", cfg: func(t *testing.T) config.Database {
+		cfg := testkit.Database(t, "playbook")
+		cfg.OwnerRole = testkit.Role(t, "owner", "NOLOGIN")
+		cfg.AppRole = testkit.Role(t, "app", "NOLOGIN")
+		owner := testkit.Role(t, "owner_login", "LOGIN IN ROLE "+cfg.OwnerRole)
+		app := testkit.Role(t, "app_login", "LOGIN IN ROLE "+cfg.AppRole)
+		testkit.Exec(t, `DO $$ BEGIN EXECUTE format('GRANT CREATE ON DATABASE %I TO `+owner+`', current_database()); END $$`)
+		cfg.OwnerURL, cfg.URL = testkit.LoginURL(t, owner), testkit.LoginURL(t, app)
+		return cfg
+	}},
 }
 
 // TestRuntimeRoleCannotChangeItsTables checks, for every way of logging in, that the service's
@@ -214,6 +224,11 @@ func TestProvisionExplainsRolesThatWouldNotHold(t *testing.T) {
 			cfg.AppRole = testkit.Role(t, "app", "NOLOGIN IN ROLE "+cfg.OwnerRole)
 			return cfg
 		}, []string{"is a member of the owner role"}},
+		{"runtime role a superuser", func(t *testing.T) config.Database {
+			cfg := testkit.Database(t, "superrole")
+			cfg.AppRole = testkit.Role(t, "app", "NOLOGIN SUPERUSER")
+			return cfg
+		}, []string{"is a superuser"}},
 		{"runtime login a superuser beside an owner login", func(t *testing.T) config.Database {
 			cfg := testkit.Database(t, "superapp")
 			cfg.OwnerURL = cfg.URL
