@@ -171,8 +171,12 @@ func checkRoles(ctx context.Context, conn *pgx.Conn, rs roles, p provisioning, l
 		return Translate(err)
 	}
 	if len(missing) > 0 {
-		return fmt.Errorf("database: the role %s does not exist, and %s may not create roles: create the owner role %s and the runtime role %s (docs/playbook.md, production database roles), or provision with a login that has CREATEROLE",
-			strings.Join(missing, " and "), rs.ownerLogin, rs.owner, rs.app)
+		what := "the role " + missing[0] + " does not exist"
+		if len(missing) > 1 {
+			what = "the roles " + strings.Join(missing, " and ") + " do not exist"
+		}
+		return fmt.Errorf("database: %s, and %s may not create roles: create the owner role %s and the runtime role %s (docs/playbook.md, production database roles), or provision with a login that has CREATEROLE",
+			what, rs.ownerLogin, rs.owner, rs.app)
 	}
 	var appSuper, appActsAsOwner, loginActsAsOwner bool
 	if err := conn.QueryRow(ctx, `SELECT rolsuper, pg_has_role($1, $2, 'MEMBER'), pg_has_role(session_user, $2, 'MEMBER') FROM pg_roles WHERE rolname = $1`, rs.app, rs.owner).

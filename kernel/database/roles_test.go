@@ -217,7 +217,7 @@ func TestProvisionExplainsRolesThatWouldNotHold(t *testing.T) {
 			cfg := testkit.Database(t, "missing")
 			cfg.URL = testkit.LoginURL(t, testkit.Role(t, "plain", "LOGIN"))
 			return cfg
-		}, []string{"does not exist", "may not create roles", "basalt_missing_", "playbook"}},
+		}, []string{"the roles basalt_missing_", "do not exist", "may not create roles", "playbook"}},
 		{"runtime role a member of the owner", func(t *testing.T) config.Database {
 			cfg := testkit.Database(t, "nested")
 			cfg.OwnerRole = testkit.Role(t, "owner", "NOLOGIN")
