@@ -78,7 +78,7 @@ func TestSessionsRunInTheServiceSchemaAsItsRuntimeRole(t *testing.T) {
 	}
 	migrateSQL(t, db, `CREATE TABLE notes (id int PRIMARY KEY)`)
 	var schema, owner string
-	if err := db.SQL().QueryRow(`SELECT schemaname, tableowner FROM pg_tables WHERE tablename = 'notes'`).Scan(&schema, &owner); err != nil || schema != db.Schema() || owner != db.OwnerRole() {
+	if err := db.SQL().QueryRow(`SELECT relnamespace::regnamespace::text, pg_get_userbyid(relowner) FROM pg_class WHERE oid = 'notes'::regclass`).Scan(&schema, &owner); err != nil || schema != db.Schema() || owner != db.OwnerRole() {
 		t.Fatalf("notes created in %q owned by %q (%v), want %s owned by %s", schema, owner, err, db.Schema(), db.OwnerRole())
 	}
 	exec(t, db, `INSERT INTO notes VALUES (1)`)

@@ -14,6 +14,12 @@ import (
 	"github.com/basaltplatform/basalt/kernel/testkit"
 )
 
+// grantCreateOnDatabase lets role create schemas in the package's database.
+func grantCreateOnDatabase(t *testing.T, role string) {
+	t.Helper()
+	testkit.Exec(t, testkit.LockACL+`; DO $$ BEGIN EXECUTE format('GRANT CREATE ON DATABASE %I TO `+role+`', current_database()); END $$`)
+}
+
 // loginSetup is a way of logging in that a deployment may choose.
 type loginSetup struct {
 	name string
@@ -45,7 +51,7 @@ var loginSetups = []loginSetup{
 		cfg := testkit.Database(t, "prod")
 		cfg.OwnerRole = testkit.Role(t, "owner", "LOGIN")
 		cfg.AppRole = testkit.Role(t, "app", "LOGIN")
-		testkit.Exec(t, `DO $$ BEGIN EXECUTE format('GRANT CREATE ON DATABASE %I TO `+cfg.OwnerRole+`', current_database()); END $$`)
+		grantCreateOnDatabase(t, cfg.OwnerRole)
 		cfg.OwnerURL, cfg.URL = testkit.LoginURL(t, cfg.OwnerRole), testkit.LoginURL(t, cfg.AppRole)
 		return cfg
 	}},
@@ -55,7 +61,7 @@ var loginSetups = []loginSetup{
 		cfg.AppRole = testkit.Role(t, "app", "NOLOGIN")
 		owner := testkit.Role(t, "owner_login", "LOGIN IN ROLE "+cfg.OwnerRole)
 		app := testkit.Role(t, "app_login", "LOGIN IN ROLE "+cfg.AppRole)
-		testkit.Exec(t, `DO $$ BEGIN EXECUTE format('GRANT CREATE ON DATABASE %I TO `+owner+`', current_database()); END $$`)
+		grantCreateOnDatabase(t, owner)
 		cfg.OwnerURL, cfg.URL = testkit.LoginURL(t, owner), testkit.LoginURL(t, app)
 		return cfg
 	}},

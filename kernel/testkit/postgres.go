@@ -93,9 +93,15 @@ func Role(t testing.TB, base, attributes string) string {
 	_, _ = rand.Read(b[:])
 	name := "t_" + base + "_" + hex.EncodeToString(b[:])
 	Exec(t, `CREATE ROLE `+name+` `+attributes)
-	t.Cleanup(func() { Exec(t, `DROP OWNED BY `+name+` CASCADE; DROP ROLE `+name) })
+	t.Cleanup(func() { Exec(t, LockACL+`; DROP OWNED BY `+name+` CASCADE; DROP ROLE `+name) })
 	return name
 }
+
+// LockACL is a statement that serialises, until its transaction ends, the tests of a package
+// that change the database's own privileges: PostgreSQL fails two concurrent changes of one
+// object's privileges with "tuple concurrently updated". Run it first in the same transaction
+// (one Exec of several statements is one).
+const LockACL = `SELECT pg_advisory_xact_lock(hashtextextended('basalt.testkit.acl', 0))`
 
 // LoginURL returns the URL of this package's database with user as the login, for tests of
 // what a service's sessions may do when they log in as a role of their own.
