@@ -171,7 +171,8 @@ var overlays = []struct {
 	{Dir: "base"},
 	{Dir: "overlays/dev", Deployable: true},
 	{Dir: "overlays/prod", Deployable: true, Extra: map[string]string{"secrets.env": strings.Join([]string{
-		"database-url=postgres://basalt:test-password@postgres.example.internal:5432/basalt?sslmode=verify-full",
+		"database-url=postgres://basalt_app:test-password@postgres.example.internal:5432/basalt?sslmode=verify-full",
+		"database-owner-url=postgres://basalt_owner:test-password@postgres.example.internal:5432/basalt?sslmode=verify-full",
 		"internal-secret=prod-test-internal-secret-of-32-bytes-or-more",
 		"auth-key-secret=cHJvZC10ZXN0LWF1dGgta2V5LXNlY3JldC0zMmJ5dGU=",
 		"audit-checkpoint-key=cHJvZC10ZXN0LWF1ZGl0LWNoZWNrcG9pbnQta2V5LTM=",

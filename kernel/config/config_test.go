@@ -124,6 +124,10 @@ func TestServiceDefaultsAndValidation(t *testing.T) {
 		{"bad listen", map[string]string{"BASALT_LISTEN_ADDR": "nope"}, "BASALT_LISTEN_ADDR: must be host:port"},
 		{"bad database", map[string]string{"DATABASE_URL": "mysql://x"}, "DATABASE_URL: must start with"},
 		{"bad schema", map[string]string{"BASALT_DB_SCHEMA": "Drop Table"}, "BASALT_DB_SCHEMA"},
+		{"owner url without a postgres database", map[string]string{"BASALT_DATABASE_OWNER_URL": "postgres://o@h/db"}, "BASALT_DATABASE_OWNER_URL: needs a postgres:// DATABASE_URL"},
+		{"owner url not postgres", map[string]string{"DATABASE_URL": "postgres://a@h/db", "BASALT_DATABASE_OWNER_URL": "sqlite:///x.db"}, "BASALT_DATABASE_OWNER_URL: must be a postgres://"},
+		{"bad app role", map[string]string{"BASALT_DB_APP_ROLE": "App Role"}, "BASALT_DB_APP_ROLE: must be a lower-case identifier"},
+		{"app role owns the schema", map[string]string{"BASALT_DB_ROLE": "basalt_x", "BASALT_DB_APP_ROLE": "basalt_x"}, "BASALT_DB_APP_ROLE: must differ from BASALT_DB_ROLE"},
 		{"deregister below consul minimum", map[string]string{"BASALT_DEREGISTER_AFTER": "30s"}, "BASALT_DEREGISTER_AFTER"},
 		{"wildcard listen with consul needs advertise", map[string]string{"BASALT_LISTEN_ADDR": "0.0.0.0:80", "CONSUL_HTTP_ADDR": "127.0.0.1:8500"}, "BASALT_ADVERTISE_ADDR"},
 		{"bad static endpoint", map[string]string{"BASALT_STATIC_ENDPOINTS": "audit=ftp://x"}, "BASALT_STATIC_ENDPOINTS"},
@@ -147,13 +151,48 @@ func TestServiceDefaultsAndValidation(t *testing.T) {
 
 func TestDatabaseURLNeverInErrors(t *testing.T) {
 	t.Parallel()
+	for _, env := range []map[string]string{
+		{"DATABASE_URL": "mysql://u:topsecret@h/db"},
+		{"DATABASE_URL": "postgres://u@h/db", "BASALT_DATABASE_OWNER_URL": "mysql://owner:topsecret@h/db"},
+		{"BASALT_DATABASE_OWNER_URL": "postgres://owner:topsecret@h/db"},
+	} {
+		var s config.Service
+		l := config.NewLoader("svc", nil, config.MapLookup(env))
+		s.Bind(l, "audit")
+		_ = l.Load()
+		s.Check(l)
+		if err := l.Err(); err == nil || strings.Contains(err.Error(), "topsecret") {
+			t.Fatalf("%v: error = %v", env, err)
+		}
+	}
+}
+
+func TestDatabaseRolesAndOwnerURL(t *testing.T) {
+	t.Parallel()
 	var s config.Service
-	l := config.NewLoader("svc", nil, config.MapLookup(map[string]string{"DATABASE_URL": "mysql://u:topsecret@h/db"}))
+	l := config.NewLoader("svc", nil, config.MapLookup(map[string]string{
+		"BASALT_INTERNAL_SECRET":    strings.Repeat("x", 32),
+		"DATABASE_URL":              "postgres://audit_app:pw@db/basalt",
+		"BASALT_DATABASE_OWNER_URL": "postgres://audit_owner:ownerpw@db/basalt",
+		"BASALT_DB_ROLE":            "audit_owner",
+		"BASALT_DB_APP_ROLE":        "audit_app",
+	}))
 	s.Bind(l, "audit")
-	_ = l.Load()
+	if err := l.Load(); err != nil {
+		t.Fatal(err)
+	}
 	s.Check(l)
-	if err := l.Err(); err == nil || strings.Contains(err.Error(), "topsecret") {
-		t.Fatalf("error = %v", err)
+	if err := l.Err(); err != nil {
+		t.Fatal(err)
+	}
+	d := s.Database
+	if d.OwnerURL.Reveal() != "postgres://audit_owner:ownerpw@db/basalt" || d.OwnerRole != "audit_owner" || d.AppRole != "audit_app" {
+		t.Fatalf("database settings = owner URL set %v, owner role %q, app role %q", d.OwnerURL.IsSet(), d.OwnerRole, d.AppRole)
+	}
+	var logged strings.Builder
+	slog.New(slog.NewJSONHandler(&logged, nil)).Info("cfg", "database", fmt.Sprintf("%+v", d))
+	if strings.Contains(logged.String(), "ownerpw") {
+		t.Fatalf("the owner URL was printed: %s", logged.String())
 	}
 }
 

@@ -92,12 +92,20 @@ type HTTP struct {
 // Database configures the service's own pool of database connections.
 type Database struct {
 	// URL is a postgres:// URL, or sqlite:// followed by a file path for the embedded default.
+	// On PostgreSQL the service's sessions log in with it and run as AppRole.
 	URL Secret
+	// OwnerURL, when set, is the postgres:// URL that provisioning and migrations log in with,
+	// as OwnerRole; URL then logs in as a member of AppRole only, so the service's sessions
+	// cannot become the owner. Empty means URL, whose login must then be able to act as both.
+	OwnerURL Secret
 	// Schema is the PostgreSQL schema the service owns; it defaults to the service name.
 	Schema string
-	// Role is the PostgreSQL role every session runs as. Empty means basalt_<schema> when the
-	// login user may create roles, and the login user itself otherwise.
-	Role string
+	// OwnerRole owns the schema and every object in it; migrations run as it and the
+	// service's sessions never do. Empty means basalt_<schema>.
+	OwnerRole string
+	// AppRole is the role the service's sessions run as: it may read and write the schema's
+	// tables but neither change nor drop them. Empty means basalt_<schema>_app.
+	AppRole string
 	// MaxConns and MinConns bound the pool.
 	MaxConns int
 	MinConns int
@@ -173,8 +181,10 @@ func (s *Service) Bind(l *Loader, name string) {
 	l.Duration(&s.HTTP.DrainDelay, "drain-delay", "BASALT_DRAIN_DELAY", 0, "time to keep serving after deregistration")
 
 	l.Secret(&s.Database.URL, "database-url", "DATABASE_URL", "postgres:// URL; empty means SQLite under the data dir")
+	l.Secret(&s.Database.OwnerURL, "database-owner-url", "BASALT_DATABASE_OWNER_URL", "postgres:// URL of the login that provisions the schema and migrates it; empty means DATABASE_URL")
 	l.String(&s.Database.Schema, "db-schema", "BASALT_DB_SCHEMA", name, "PostgreSQL schema owned by this service")
-	l.String(&s.Database.Role, "db-role", "BASALT_DB_ROLE", "", "PostgreSQL role the sessions run as")
+	l.String(&s.Database.OwnerRole, "db-role", "BASALT_DB_ROLE", "", "PostgreSQL role that owns the schema and runs migrations; empty means basalt_<schema>")
+	l.String(&s.Database.AppRole, "db-app-role", "BASALT_DB_APP_ROLE", "", "PostgreSQL role the service's sessions run as; empty means basalt_<schema>_app")
 	l.Int(&s.Database.MaxConns, "db-max-conns", "BASALT_DB_MAX_CONNS", 10, "largest pool size")
 	l.Int(&s.Database.MinConns, "db-min-conns", "BASALT_DB_MIN_CONNS", 0, "connections kept open when idle")
 	l.Duration(&s.Database.MaxConnLifetime, "db-max-conn-lifetime", "BASALT_DB_MAX_CONN_LIFETIME", time.Hour, "connection recycling age")
@@ -232,7 +242,14 @@ func (s *Service) Check(l *Loader) {
 		l.Check(false, "DATABASE_URL", "must start with postgres://, postgresql:// or sqlite://")
 	}
 	l.Check(namePattern.MatchString(s.Database.Schema), "BASALT_DB_SCHEMA", "must be a lower-case identifier, not %q", s.Database.Schema)
-	l.Check(s.Database.Role == "" || rolePattern.MatchString(s.Database.Role), "BASALT_DB_ROLE", "must be a lower-case identifier, not %q", s.Database.Role)
+	if s.Database.OwnerURL.IsSet() {
+		u, err := url.Parse(s.Database.OwnerURL.Reveal())
+		l.Check(err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql"), "BASALT_DATABASE_OWNER_URL", "must be a postgres:// or postgresql:// URL")
+		l.Check(s.Database.IsPostgres(), "BASALT_DATABASE_OWNER_URL", "needs a postgres:// DATABASE_URL; SQLite has no roles")
+	}
+	l.Check(s.Database.OwnerRole == "" || rolePattern.MatchString(s.Database.OwnerRole), "BASALT_DB_ROLE", "must be a lower-case identifier, not %q", s.Database.OwnerRole)
+	l.Check(s.Database.AppRole == "" || rolePattern.MatchString(s.Database.AppRole), "BASALT_DB_APP_ROLE", "must be a lower-case identifier, not %q", s.Database.AppRole)
+	l.Check(s.Database.AppRole == "" || s.Database.AppRole != s.Database.OwnerRole, "BASALT_DB_APP_ROLE", "must differ from BASALT_DB_ROLE: the sessions' role must not own the schema")
 	l.Check(s.Database.MaxConns >= 1 && s.Database.MaxConns <= 1000, "BASALT_DB_MAX_CONNS", "must be between 1 and 1000")
 	l.Check(s.Database.MinConns >= 0 && s.Database.MinConns <= s.Database.MaxConns, "BASALT_DB_MIN_CONNS", "must be between 0 and BASALT_DB_MAX_CONNS")
 	l.Check(s.Database.ConnectTimeout > 0, "BASALT_DB_CONNECT_TIMEOUT", "must be positive")

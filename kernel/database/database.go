@@ -1,11 +1,20 @@
 // Package database opens a service's own pool of database connections and gives Ent a driver
-// over it: PostgreSQL through pgx, with the service's own schema and role, or SQLite through a
+// over it: PostgreSQL through pgx, with the service's own schema and roles, or SQLite through a
 // pure-Go driver for the embedded default.
 //
-// On PostgreSQL every session runs with search_path set to the service's schema and, when the
-// login user may create roles, as a role of its own (basalt_<schema>) that owns that schema and
-// nothing else. That makes schema isolation a property of the database, not of convention: a
-// service's sessions get "permission denied" on another service's tables.
+// On PostgreSQL each service has a schema and two roles of its own. The owner role
+// (basalt_<schema>) owns the schema and every object in it, and migrations run as it. The
+// runtime role (basalt_<schema>_app) is what the service's sessions run as: it may use the
+// schema and read and write its tables, but it owns nothing, so it can neither alter, drop nor
+// truncate a table, nor disable a trigger, nor grant itself a privilege a migration took away.
+// Every session's search_path is the service's schema, and the schema is closed to everyone
+// else, so a service's sessions get "permission denied" on another service's tables.
+//
+// How far the split holds depends on the login. When one login does everything (the
+// development default), the sessions' login may also act as the owner, so a session that
+// leaves the runtime role (SET ROLE NONE) can; the split then guards against the service's
+// own mistakes. With a separate owner login (config.Database.OwnerURL) whose runtime login is
+// a member of the runtime role only, nothing a session does can reach the owner's rights.
 package database
 
 import (
@@ -38,7 +47,10 @@ type DB struct {
 	pool    *pgxpool.Pool
 	dialect string
 	schema  string
-	role    string
+	roles   roles
+	// owner is how Migrate connects on PostgreSQL: the owner login, running as the owner role
+	// in the service's schema.
+	owner *pgx.ConnConfig
 }
 
 type options struct {
@@ -55,7 +67,7 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 // WithApplicationName sets the application_name PostgreSQL shows in pg_stat_activity.
 func WithApplicationName(name string) Option { return func(o *options) { o.application = name } }
 
-// Open connects to the database cfg names, provisions the service's schema (and role) on
+// Open connects to the database cfg names, provisions the service's schema and roles on
 // PostgreSQL, and returns a handle whose sessions are confined to that schema.
 func Open(ctx context.Context, cfg config.Database, opts ...Option) (*DB, error) {
 	o := options{log: slog.New(slog.DiscardHandler)}
@@ -87,18 +99,25 @@ func openPostgres(ctx context.Context, cfg config.Database, o options) (*DB, err
 	pcfg.HealthCheckPeriod = 30 * time.Second
 	pcfg.ConnConfig.ConnectTimeout = cfg.ConnectTimeout
 
-	role, err := provision(ctx, pcfg.ConnConfig.Copy(), cfg.Schema, cfg.Role, o.log)
+	owner := pcfg.ConnConfig.Copy()
+	if cfg.OwnerURL.IsSet() {
+		if owner, err = pgx.ParseConfig(cfg.OwnerURL.Reveal()); err != nil {
+			return nil, errors.New("database: BASALT_DATABASE_OWNER_URL is not a valid PostgreSQL URL")
+		}
+		owner.ConnectTimeout = cfg.ConnectTimeout
+	}
+	rs, err := provision(ctx, owner.Copy(), provisioning{
+		schema:      cfg.Schema,
+		owner:       cfg.OwnerRole,
+		app:         cfg.AppRole,
+		appLogin:    pcfg.ConnConfig.User,
+		ownLoginApp: !cfg.OwnerURL.IsSet(),
+	}, o.log)
 	if err != nil {
 		return nil, err
 	}
-	params := pcfg.ConnConfig.RuntimeParams
-	params["search_path"] = cfg.Schema
-	if role != "" {
-		params["role"] = role
-	}
-	if o.application != "" {
-		params["application_name"] = o.application
-	}
+	sessionParams(owner, cfg.Schema, rs.owner, rs.ownerLogin, o.application)
+	sessionParams(pcfg.ConnConfig, cfg.Schema, rs.app, pcfg.ConnConfig.User, o.application)
 	// When the server ends one of our sessions (pg_terminate_backend, a restart, a fail-over),
 	// the others are usually gone too, but each would only find out when next used, failing
 	// one more request. Resetting the pool on the first such error closes them all at once;
@@ -118,7 +137,7 @@ func openPostgres(ctx context.Context, cfg config.Database, o options) (*DB, err
 	if err != nil {
 		return nil, Translate(err)
 	}
-	db := &DB{sql: stdlib.OpenDBFromPool(pool), pool: pool, dialect: dialect.Postgres, schema: cfg.Schema, role: role}
+	db := &DB{sql: stdlib.OpenDBFromPool(pool), pool: pool, dialect: dialect.Postgres, schema: cfg.Schema, roles: rs, owner: owner}
 	if err := db.Ping(ctx); err != nil {
 		db.Close()
 		return nil, err
@@ -126,62 +145,16 @@ func openPostgres(ctx context.Context, cfg config.Database, o options) (*DB, err
 	return db, nil
 }
 
-// provision creates the schema and, where allowed, the role that owns it. It returns the role
-// the service's sessions should run as ("" for the login user itself).
-func provision(ctx context.Context, cc *pgx.ConnConfig, schema, role string, log *slog.Logger) (string, error) {
-	conn, err := pgx.ConnectConfig(ctx, cc)
-	if err != nil {
-		return "", Translate(err)
+// sessionParams makes every session of cc start in schema, as role unless the login is that
+// role already. Startup parameters cost no round trip.
+func sessionParams(cc *pgx.ConnConfig, schema, role, login, application string) {
+	cc.RuntimeParams["search_path"] = schema
+	if role != login {
+		cc.RuntimeParams["role"] = role
 	}
-	defer conn.Close(context.WithoutCancel(ctx))
-
-	var canCreateRoles bool
-	if err := conn.QueryRow(ctx, `SELECT rolsuper OR rolcreaterole FROM pg_roles WHERE rolname = current_user`).Scan(&canCreateRoles); err != nil {
-		return "", Translate(err)
+	if application != "" {
+		cc.RuntimeParams["application_name"] = application
 	}
-	if role == "" && canCreateRoles {
-		role = "basalt_" + schema
-	}
-	if role != "" && canCreateRoles {
-		// Roles are cluster-wide while advisory locks are per database, so two databases may
-		// race to create the same role; losing that race is success.
-		_, err := conn.Exec(ctx, `CREATE ROLE `+pgx.Identifier{role}.Sanitize()+` NOLOGIN`)
-		if err != nil && !isPgCode(err, "42710", "23505") {
-			return "", Translate(err)
-		}
-		// A login user with CREATEROLE but not SUPERUSER must be a member of the role to run
-		// its sessions as that role.
-		if role != cc.User {
-			if _, err := conn.Exec(ctx, `GRANT `+pgx.Identifier{role}.Sanitize()+` TO CURRENT_USER`); err != nil && !isPgCode(err, "42710", "0LP01", "23505") {
-				return "", Translate(err)
-			}
-		}
-	}
-	tx, err := conn.Begin(ctx)
-	if err != nil {
-		return "", Translate(err)
-	}
-	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // A rollback after commit is a no-op.
-	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('basalt.provision', 0))`); err != nil {
-		return "", Translate(err)
-	}
-	ident := pgx.Identifier{schema}.Sanitize()
-	if _, err := tx.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS `+ident); err != nil {
-		return "", Translate(err)
-	}
-	if role != "" && role != cc.User {
-		if _, err := tx.Exec(ctx, `GRANT USAGE, CREATE ON SCHEMA `+ident+` TO `+pgx.Identifier{role}.Sanitize()); err != nil {
-			return "", Translate(err)
-		}
-	}
-	if _, err := tx.Exec(ctx, `REVOKE ALL ON SCHEMA `+ident+` FROM PUBLIC`); err != nil {
-		return "", Translate(err)
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return "", Translate(err)
-	}
-	log.Debug("database schema provisioned", "schema", schema, "role", role)
-	return role, nil
 }
 
 func openSQLite(ctx context.Context, path string, cfg config.Database) (*DB, error) {
@@ -220,8 +193,12 @@ func (db *DB) Dialect() string { return db.dialect }
 // Schema returns the schema the service owns.
 func (db *DB) Schema() string { return db.schema }
 
-// Role returns the PostgreSQL role the sessions run as ("" for the login user).
-func (db *DB) Role() string { return db.role }
+// Role returns the PostgreSQL role the service's sessions run as ("" on SQLite).
+func (db *DB) Role() string { return db.roles.app }
+
+// OwnerRole returns the PostgreSQL role that owns the schema and runs migrations ("" on
+// SQLite).
+func (db *DB) OwnerRole() string { return db.roles.owner }
 
 // Ping checks that the database answers.
 func (db *DB) Ping(ctx context.Context) error {
@@ -243,27 +220,34 @@ func (db *DB) Close() {
 var migrateMu sync.Mutex
 
 // Migrate runs fn while holding a lock that only one process per schema can hold, so that
-// several replicas starting at once migrate one after another instead of racing.
-func (db *DB) Migrate(ctx context.Context, fn func(context.Context) error) error {
+// several replicas starting at once migrate one after another instead of racing. fn gets owner,
+// a handle whose sessions run as the schema's owner role, for what the service's own sessions
+// may not do: creating and changing tables, granting and revoking. On PostgreSQL owner logs in
+// for the call only and is closed when fn returns; on SQLite it is the service's own handle.
+func (db *DB) Migrate(ctx context.Context, fn func(ctx context.Context, owner *sql.DB) error) error {
 	migrateMu.Lock()
 	defer migrateMu.Unlock()
 	if db.pool == nil {
 		// One process owns a SQLite file; there is nobody to race with.
-		return fn(ctx)
+		return fn(ctx, db.sql)
 	}
-	conn, err := db.pool.Acquire(ctx)
+	owner := stdlib.OpenDB(*db.owner.Copy())
+	defer owner.Close()
+	// One connection holds the lock, the others do fn's work; migrations need one at a time.
+	owner.SetMaxOpenConns(4)
+	conn, err := owner.Conn(ctx)
 	if err != nil {
 		return Translate(err)
 	}
-	defer conn.Release()
+	defer conn.Close()
 	key := "basalt.migrate." + db.schema
-	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock(hashtextextended($1, 0))`, key); err != nil {
+	if _, err := conn.ExecContext(ctx, `SELECT pg_advisory_lock(hashtextextended($1, 0))`, key); err != nil {
 		return Translate(err)
 	}
 	defer func() {
-		_, _ = conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(hashtextextended($1, 0))`, key)
+		_, _ = conn.ExecContext(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(hashtextextended($1, 0))`, key)
 	}()
-	return fn(ctx)
+	return fn(ctx, owner)
 }
 
 // Execer is what LockTx needs of a transaction: Ent's Tx has it with the sql/execquery feature.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"os"
 	osexec "os/exec"
 	"path/filepath"
@@ -40,6 +41,23 @@ func exec(t *testing.T, db *database.DB, query string, args ...any) {
 	}
 }
 
+// migrateSQL runs statements as the schema's owner, under the migration lock, as a
+// migration does: the service's own sessions may not create or change tables.
+func migrateSQL(t *testing.T, db *database.DB, stmts ...string) {
+	t.Helper()
+	err := db.Migrate(context.Background(), func(ctx context.Context, owner *sql.DB) error {
+		for _, stmt := range stmts {
+			if _, err := owner.ExecContext(ctx, stmt); err != nil {
+				return fmt.Errorf("%s: %w", stmt, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 func pgCode(err error) string {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
@@ -48,21 +66,22 @@ func pgCode(err error) string {
 	return ""
 }
 
-func TestSessionsRunInTheServiceSchemaAsItsRole(t *testing.T) {
+func TestSessionsRunInTheServiceSchemaAsItsRuntimeRole(t *testing.T) {
 	t.Parallel()
 	db := open(t, testkit.Database(t, "own"))
 	var user, searchPath string
 	if err := db.SQL().QueryRow(`SELECT current_user, current_setting('search_path')`).Scan(&user, &searchPath); err != nil {
 		t.Fatal(err)
 	}
-	if user != "basalt_"+db.Schema() || searchPath != db.Schema() || db.Role() != user {
-		t.Fatalf("current_user=%q search_path=%q role=%q", user, searchPath, db.Role())
+	if user != "basalt_"+db.Schema()+"_app" || searchPath != db.Schema() || db.Role() != user || db.OwnerRole() != "basalt_"+db.Schema() {
+		t.Fatalf("current_user=%q search_path=%q role=%q owner role=%q", user, searchPath, db.Role(), db.OwnerRole())
 	}
-	exec(t, db, `CREATE TABLE notes (id int PRIMARY KEY)`)
-	var schema string
-	if err := db.SQL().QueryRow(`SELECT table_schema FROM information_schema.tables WHERE table_name = 'notes'`).Scan(&schema); err != nil || schema != db.Schema() {
-		t.Fatalf("notes created in %q (%v), want %s", schema, err, db.Schema())
+	migrateSQL(t, db, `CREATE TABLE notes (id int PRIMARY KEY)`)
+	var schema, owner string
+	if err := db.SQL().QueryRow(`SELECT relnamespace::regnamespace::text, pg_get_userbyid(relowner) FROM pg_class WHERE oid = 'notes'::regclass`).Scan(&schema, &owner); err != nil || schema != db.Schema() || owner != db.OwnerRole() {
+		t.Fatalf("notes created in %q owned by %q (%v), want %s owned by %s", schema, owner, err, db.Schema(), db.OwnerRole())
 	}
+	exec(t, db, `INSERT INTO notes VALUES (1)`)
 }
 
 func TestServicesCannotReadEachOthersTables(t *testing.T) {
@@ -70,7 +89,7 @@ func TestServicesCannotReadEachOthersTables(t *testing.T) {
 	a := open(t, testkit.Database(t, "iso_a"))
 	b := open(t, testkit.Database(t, "iso_b"))
 	other := a.Schema()
-	exec(t, a, `CREATE TABLE secrets (id int PRIMARY KEY, v text)`)
+	migrateSQL(t, a, `CREATE TABLE secrets (id int PRIMARY KEY, v text)`)
 	exec(t, a, `INSERT INTO secrets VALUES (1, 'only for a')`)
 
 	tests := []struct {
@@ -101,8 +120,7 @@ func TestServicesCannotReadEachOthersTables(t *testing.T) {
 func TestTranslatePostgresErrors(t *testing.T) {
 	t.Parallel()
 	db := open(t, testkit.Database(t, "translate"))
-	exec(t, db, `CREATE TABLE parents (id int PRIMARY KEY)`)
-	exec(t, db, `CREATE TABLE children (id int PRIMARY KEY, parent int REFERENCES parents(id))`)
+	migrateSQL(t, db, `CREATE TABLE parents (id int PRIMARY KEY)`, `CREATE TABLE children (id int PRIMARY KEY, parent int REFERENCES parents(id))`)
 	exec(t, db, `INSERT INTO parents VALUES (1)`)
 
 	tests := []struct {
@@ -146,7 +164,7 @@ func TestRecoversFromTerminatedConnections(t *testing.T) {
 	cfg := testkit.Database(t, "terminated")
 	cfg.MinConns = 2
 	db := open(t, cfg, database.WithApplicationName("basalt-terminated"))
-	exec(t, db, `CREATE TABLE counter (n int)`)
+	migrateSQL(t, db, `CREATE TABLE counter (n int)`)
 	exec(t, db, `INSERT INTO counter VALUES (0)`)
 
 	if n := terminate(t, "basalt-terminated"); n == 0 {
@@ -194,7 +212,7 @@ func beginSQL(db *database.DB) func(context.Context) (*sql.Tx, error) {
 func TestWithTx(t *testing.T) {
 	t.Parallel()
 	db := open(t, testkit.Database(t, "withtx"))
-	exec(t, db, `CREATE TABLE items (id int PRIMARY KEY)`)
+	migrateSQL(t, db, `CREATE TABLE items (id int PRIMARY KEY)`)
 	ctx := context.Background()
 	count := func() int {
 		var n int
@@ -250,7 +268,7 @@ func TestWithTx(t *testing.T) {
 func TestWithTxRetriesSerializationFailures(t *testing.T) {
 	t.Parallel()
 	db := open(t, testkit.Database(t, "serial"))
-	exec(t, db, `CREATE TABLE balance (n int)`)
+	migrateSQL(t, db, `CREATE TABLE balance (n int)`)
 	exec(t, db, `INSERT INTO balance VALUES (0)`)
 	ctx := context.Background()
 	serializable := func(ctx context.Context) (*sql.Tx, error) {
@@ -309,9 +327,7 @@ func TestMigrateRunsOneReplicaAtATime(t *testing.T) {
 	t.Parallel()
 	cfg := testkit.Database(t, "migrate")
 	setup := open(t, cfg)
-	exec(t, setup, `CREATE TABLE running (pid int PRIMARY KEY)`)
-	exec(t, setup, `CREATE TABLE overlap_seen (pid int, seen int)`)
-	exec(t, setup, `CREATE TABLE finished (pid int PRIMARY KEY)`)
+	migrateSQL(t, setup, `CREATE TABLE running (pid int PRIMARY KEY)`, `CREATE TABLE overlap_seen (pid int, seen int)`, `CREATE TABLE finished (pid int PRIMARY KEY)`)
 
 	const replicas = 4
 	var wg sync.WaitGroup
@@ -342,7 +358,7 @@ func TestMigrateHelperProcess(t *testing.T) {
 	}
 	db := open(t, config.Database{URL: config.NewSecret(url), Schema: os.Getenv("BASALT_MIGRATE_HELPER_SCHEMA"), MaxConns: 2, ConnectTimeout: 5 * time.Second})
 	pid := os.Getpid()
-	err := db.Migrate(context.Background(), func(ctx context.Context) error {
+	err := db.Migrate(context.Background(), func(ctx context.Context, _ *sql.DB) error {
 		exec(t, db, `INSERT INTO overlap_seen SELECT $1, pid FROM running`, pid)
 		exec(t, db, `INSERT INTO running VALUES ($1)`, pid)
 		// Staying inside a moment gives the other replicas every chance to overlap if the
@@ -364,7 +380,7 @@ func TestSQLite(t *testing.T) {
 	if db.Dialect() != "sqlite3" {
 		t.Fatalf("dialect = %q", db.Dialect())
 	}
-	exec(t, db, `CREATE TABLE items (id integer PRIMARY KEY, parent integer REFERENCES items(id))`)
+	migrateSQL(t, db, `CREATE TABLE items (id integer PRIMARY KEY, parent integer REFERENCES items(id))`)
 	ctx := context.Background()
 	err := database.WithTx(ctx, beginSQL(db), func(tx *sql.Tx) error {
 		if err := db.LockTx(ctx, tx, "items"); err != nil {

@@ -12,6 +12,12 @@
 // changes nor its record behind. Everything happens under DB.Migrate's lock, a PostgreSQL
 // advisory lock per schema, so replicas that start together apply each version exactly once.
 //
+// On PostgreSQL migrations run as the schema's owner role, through the handle DB.Migrate gives,
+// so the objects they make belong to the owner, and the service's runtime role gets on them
+// only what the database package's default privileges give it. The runtime role may read the
+// table of applied migrations but not write it, so the service's sessions cannot make a
+// migration run again.
+//
 // Apply refuses to run, naming the file, when history and files disagree: an applied file was
 // changed or removed, a file's version is older than the newest applied one, or two files
 // share a version. Such a database needs a person, not a guess.
@@ -20,6 +26,7 @@ package migrate
 import (
 	"context"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -30,6 +37,8 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/basaltplatform/basalt/kernel/database"
 )
@@ -141,11 +150,11 @@ func Apply(ctx context.Context, db *database.DB, component string, files fs.FS, 
 	if err != nil {
 		return fmt.Errorf("%s: %w", component, err)
 	}
-	return db.Migrate(ctx, func(ctx context.Context) error {
-		if _, err := db.SQL().ExecContext(ctx, createTable(db.Dialect())); err != nil {
-			return fmt.Errorf("migrate: create %s: %w", Table, database.Translate(err))
+	return db.Migrate(ctx, func(ctx context.Context, owner *sql.DB) error {
+		if err := createTable(ctx, db, owner); err != nil {
+			return err
 		}
-		applied, err := Applied(ctx, db, component)
+		applied, err := applied(ctx, db, owner, component)
 		if err != nil {
 			return err
 		}
@@ -154,7 +163,7 @@ func Apply(ctx context.Context, db *database.DB, component string, files fs.FS, 
 			return err
 		}
 		for _, m := range pending {
-			if err := run(ctx, db, component, m); err != nil {
+			if err := run(ctx, db, owner, component, m); err != nil {
 				return fmt.Errorf("migrate: %s: %s: %w%s", component, path.Join(dir, m.File), err, hint(applied, err))
 			}
 			o.log.Info("schema migration applied", "component", component, "version", m.Version, "name", m.Name, "schema", db.Schema())
@@ -215,9 +224,9 @@ func canonical(v string) string {
 	return n.String()
 }
 
-// run applies one migration and records it in the same transaction.
-func run(ctx context.Context, db *database.DB, component string, m Migration) error {
-	tx, err := db.SQL().BeginTx(ctx, nil)
+// run applies one migration as the owner and records it in the same transaction.
+func run(ctx context.Context, db *database.DB, owner *sql.DB, component string, m Migration) error {
+	tx, err := owner.BeginTx(ctx, nil)
 	if err != nil {
 		return database.Translate(err)
 	}
@@ -235,9 +244,14 @@ func run(ctx context.Context, db *database.DB, component string, m Migration) er
 // Applied returns the migrations of component recorded in db, oldest first. It returns none
 // when the table of applied migrations does not exist yet.
 func Applied(ctx context.Context, db *database.DB, component string) ([]Record, error) {
-	rows, err := db.SQL().QueryContext(ctx, db.Rebind(`SELECT component, version, name, checksum FROM `+Table+` WHERE component = ?`), component)
+	return applied(ctx, db, db.SQL(), component)
+}
+
+// applied reads the records of component in db through q.
+func applied(ctx context.Context, db *database.DB, q *sql.DB, component string) ([]Record, error) {
+	rows, err := q.QueryContext(ctx, db.Rebind(`SELECT component, version, name, checksum FROM `+Table+` WHERE component = ?`), component)
 	if err != nil {
-		if missingTable(ctx, db) {
+		if missingTable(ctx, db, q) {
 			return nil, nil
 		}
 		return nil, fmt.Errorf("migrate: read %s: %w", Table, database.Translate(err))
@@ -259,28 +273,39 @@ func Applied(ctx context.Context, db *database.DB, component string) ([]Record, 
 }
 
 // missingTable reports whether the table of applied migrations is absent from db's schema.
-func missingTable(ctx context.Context, db *database.DB) bool {
+func missingTable(ctx context.Context, db *database.DB, q *sql.DB) bool {
 	query := `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?`
 	if db.Dialect() == "postgres" {
-		query = `SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = ?`
+		query = `SELECT count(*) FROM pg_tables WHERE schemaname = current_schema() AND tablename = ?`
 	}
 	var n int
-	err := db.SQL().QueryRowContext(ctx, db.Rebind(query), Table).Scan(&n)
+	err := q.QueryRowContext(ctx, db.Rebind(query), Table).Scan(&n)
 	return err == nil && n == 0
 }
 
-// createTable returns the statement that creates the table of applied migrations.
-func createTable(dialect string) string {
+// createTable makes the table of applied migrations if it is missing, as the owner, and leaves
+// the runtime role only reading it: the default privileges gave it more, and a schema adopted
+// from before the runtime role existed gave it what the owner holds.
+func createTable(ctx context.Context, db *database.DB, owner *sql.DB) error {
 	appliedAt := `applied_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))`
-	if dialect == "postgres" {
+	if db.Dialect() == "postgres" {
 		appliedAt = `applied_at timestamptz NOT NULL DEFAULT now()`
 	}
-	return `CREATE TABLE IF NOT EXISTS ` + Table + ` (
+	stmts := []string{`CREATE TABLE IF NOT EXISTS ` + Table + ` (
 		component text NOT NULL,
 		version text NOT NULL,
 		name text NOT NULL,
 		checksum text NOT NULL,
 		` + appliedAt + `,
 		PRIMARY KEY (component, version)
-	)`
+	)`}
+	if db.Dialect() == "postgres" {
+		stmts = append(stmts, `REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON `+Table+` FROM `+pgx.Identifier{db.Role()}.Sanitize())
+	}
+	for _, stmt := range stmts {
+		if _, err := owner.ExecContext(ctx, stmt); err != nil {
+			return fmt.Errorf("migrate: create %s: %w", Table, database.Translate(err))
+		}
+	}
+	return nil
 }

@@ -2,6 +2,8 @@ package migrate_test
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -13,9 +15,12 @@ import (
 	"testing/fstest"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"github.com/basaltplatform/basalt/kernel/config"
 	"github.com/basaltplatform/basalt/kernel/database"
 	"github.com/basaltplatform/basalt/kernel/migrate"
+	"github.com/basaltplatform/basalt/kernel/outbox"
 	"github.com/basaltplatform/basalt/kernel/testkit"
 )
 
@@ -180,10 +185,14 @@ func TestAFailedMigrationLeavesNothingBehind(t *testing.T) {
 func TestASchemaMadeWithoutMigrationsIsExplained(t *testing.T) {
 	t.Parallel()
 	onEachBackend(t, func(t *testing.T, ctx context.Context, db *database.DB) {
-		if _, err := db.SQL().ExecContext(ctx, `CREATE TABLE items (id integer PRIMARY KEY)`); err != nil {
+		err := db.Migrate(ctx, func(ctx context.Context, owner *sql.DB) error {
+			_, err := owner.ExecContext(ctx, `CREATE TABLE items (id integer PRIMARY KEY)`)
+			return err
+		})
+		if err != nil {
 			t.Fatal(err)
 		}
-		err := migrate.Apply(ctx, db, "svc", both(map[string]string{"1_init.sql": `CREATE TABLE items (id integer PRIMARY KEY);`}))
+		err = migrate.Apply(ctx, db, "svc", both(map[string]string{"1_init.sql": `CREATE TABLE items (id integer PRIMARY KEY);`}))
 		if err == nil || !strings.Contains(err.Error(), "1_init.sql") || !strings.Contains(err.Error(), "before migrations were versioned") {
 			t.Fatalf("apply = %v, want an error naming 1_init.sql and the likely cause", err)
 		}
@@ -286,18 +295,52 @@ var replicaFiles = both(map[string]string{
 // TestReplicasStartingTogetherMigrateOnce starts several processes that migrate the same fresh
 // schema at the same moment, as replicas of a service starting together do: every one must
 // succeed, and every migration must have run exactly once. Only separate processes show this,
-// since within one process a mutex already serialises migrations.
+// since within one process a mutex already serialises migrations. The replicas log in once with
+// one login for everything, and once with an owner login beside a runtime login of their own.
 func TestReplicasStartingTogetherMigrateOnce(t *testing.T) {
 	t.Parallel()
-	cfg := testkit.Database(t, "replicas")
-	const replicas = 4
+	for _, split := range []bool{false, true} {
+		t.Run(fmt.Sprintf("owner login %v", split), func(t *testing.T) {
+			t.Parallel()
+			cfg := testkit.Database(t, "replicas")
+			if split {
+				cfg.AppRole = testkit.Role(t, "app", "LOGIN")
+				cfg.OwnerURL, cfg.URL = cfg.URL, testkit.LoginURL(t, cfg.AppRole)
+			}
+			startReplicas(t, cfg, 4)
+			db := open(t, cfg)
+			if got := versions(t, db, "svc"); got != "1_users,2_posts,3_seed,4_counts" {
+				t.Fatalf("applied = %q", got)
+			}
+			var rows, count int
+			if err := db.SQL().QueryRow(`SELECT (SELECT count(*) FROM `+migrate.Table+`), (SELECT n FROM counts)`).Scan(&rows, &count); err != nil {
+				t.Fatal(err)
+			}
+			if rows != 4 || count != 1 {
+				t.Fatalf("%d records (want 4), counts saw %d users (want 1)", rows, count)
+			}
+			if n := testkit.QueryInt(t, `SELECT count(*) FROM pg_tables WHERE schemaname = $1 AND tableowner <> $2`, cfg.Schema, db.OwnerRole()); n != 0 {
+				t.Fatalf("%d tables not owned by %s", n, db.OwnerRole())
+			}
+		})
+	}
+}
+
+// startReplicas runs n replica processes that connect with cfg, wait until all are connected,
+// and then migrate at once; it returns when all have finished.
+func startReplicas(t *testing.T, cfg config.Database, n int) {
+	t.Helper()
 	var (
 		ready, done sync.WaitGroup
 		gates       []io.WriteCloser
 	)
-	for range replicas {
+	for range n {
 		cmd := osexec.Command(os.Args[0], "-test.run=^TestReplicaHelperProcess$", "-test.count=1", "-test.v")
-		cmd.Env = append(os.Environ(), "BASALT_MIGRATE_REPLICA_URL="+cfg.URL.Reveal(), "BASALT_MIGRATE_REPLICA_SCHEMA="+cfg.Schema)
+		cmd.Env = append(os.Environ(),
+			"BASALT_MIGRATE_REPLICA_URL="+cfg.URL.Reveal(),
+			"BASALT_MIGRATE_REPLICA_OWNER_URL="+cfg.OwnerURL.Reveal(),
+			"BASALT_MIGRATE_REPLICA_APP_ROLE="+cfg.AppRole,
+			"BASALT_MIGRATE_REPLICA_SCHEMA="+cfg.Schema)
 		gate, err := cmd.StdinPipe()
 		if err != nil {
 			t.Fatal(err)
@@ -327,17 +370,6 @@ func TestReplicasStartingTogetherMigrateOnce(t *testing.T) {
 		_ = gate.Close()
 	}
 	done.Wait()
-	db := open(t, cfg)
-	if got := versions(t, db, "svc"); got != "1_users,2_posts,3_seed,4_counts" {
-		t.Fatalf("applied = %q", got)
-	}
-	var rows, count int
-	if err := db.SQL().QueryRow(`SELECT (SELECT count(*) FROM `+migrate.Table+`), (SELECT n FROM counts)`).Scan(&rows, &count); err != nil {
-		t.Fatal(err)
-	}
-	if rows != 4 || count != 1 {
-		t.Fatalf("%d records (want 4), counts saw %d users (want 1)", rows, count)
-	}
 }
 
 // readyReader passes a replica's output through and calls ready once, when the replica's
@@ -368,12 +400,81 @@ func TestReplicaHelperProcess(t *testing.T) {
 	if url == "" {
 		t.Skip("runs only as a replica started by TestReplicasStartingTogetherMigrateOnce")
 	}
-	db := open(t, config.Database{URL: config.NewSecret(url), Schema: os.Getenv("BASALT_MIGRATE_REPLICA_SCHEMA"), MaxConns: 2, ConnectTimeout: 5 * time.Second})
+	db := open(t, config.Database{
+		URL:            config.NewSecret(url),
+		OwnerURL:       config.NewSecret(os.Getenv("BASALT_MIGRATE_REPLICA_OWNER_URL")),
+		AppRole:        os.Getenv("BASALT_MIGRATE_REPLICA_APP_ROLE"),
+		Schema:         os.Getenv("BASALT_MIGRATE_REPLICA_SCHEMA"),
+		MaxConns:       2,
+		ConnectTimeout: 5 * time.Second,
+	})
 	fmt.Println("ready")
 	if _, err := io.Copy(io.Discard, os.Stdin); err != nil {
 		t.Fatal(err)
 	}
 	if err := migrate.Apply(context.Background(), db, "svc", replicaFiles); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestMigratedTablesBelongToTheOwner applies a component's migrations and the outbox's, as a
+// service does at start, and checks what the service's sessions may then do: read and write
+// every table's rows, but neither change nor drop a table, nor write the history of applied
+// migrations, which would make a migration run again. It runs with one login for everything and
+// with a runtime login of the service's own.
+func TestMigratedTablesBelongToTheOwner(t *testing.T) {
+	t.Parallel()
+	for _, split := range []bool{false, true} {
+		t.Run(fmt.Sprintf("owner login %v", split), func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			cfg := testkit.Database(t, "owned")
+			if split {
+				cfg.AppRole = testkit.Role(t, "app", "LOGIN")
+				cfg.OwnerURL, cfg.URL = cfg.URL, testkit.LoginURL(t, cfg.AppRole)
+			}
+			db := open(t, cfg)
+			if err := migrate.Apply(ctx, db, "svc", replicaFiles); err != nil {
+				t.Fatal(err)
+			}
+			if err := outbox.New(db, "svc").Migrate(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if n := testkit.QueryInt(t, `SELECT count(*) FROM pg_tables WHERE schemaname = $1 AND tableowner = $2`, cfg.Schema, db.OwnerRole()); n != 5 {
+				t.Fatalf("%d tables owned by %s, want 5 (users, posts, counts, the outbox, the history)", n, db.OwnerRole())
+			}
+			for _, stmt := range []string{
+				`INSERT INTO users (id) VALUES (2)`,
+				`UPDATE users SET id = 3 WHERE id = 2`,
+				`DELETE FROM users WHERE id = 3`,
+				`INSERT INTO basalt_outbox (event_id, payload, created_at, next_attempt_at) VALUES ('e', '\x01', 0, 0)`,
+				`UPDATE basalt_outbox SET attempts = attempts + 1`,
+				`SELECT seq FROM basalt_outbox FOR UPDATE SKIP LOCKED`,
+				`DELETE FROM basalt_outbox`,
+			} {
+				if _, err := db.SQL().ExecContext(ctx, stmt); err != nil {
+					t.Errorf("%s: %v", stmt, err)
+				}
+			}
+			if got := versions(t, db, "svc"); got != "1_users,2_posts,3_seed,4_counts" {
+				t.Errorf("the service's sessions read the history as %q", got)
+			}
+			for _, stmt := range []string{
+				`ALTER TABLE users ADD COLUMN x int`,
+				`DROP TABLE posts`,
+				`TRUNCATE counts`,
+				`ALTER TABLE basalt_outbox DROP COLUMN dead`,
+				`DROP TABLE basalt_outbox`,
+				`DELETE FROM ` + migrate.Table,
+				`UPDATE ` + migrate.Table + ` SET checksum = ''`,
+				`INSERT INTO ` + migrate.Table + ` (component, version, name, checksum) VALUES ('svc', '5', 'forged', '')`,
+			} {
+				_, err := db.SQL().ExecContext(ctx, stmt)
+				var pgErr *pgconn.PgError
+				if !errors.As(err, &pgErr) || pgErr.Code != "42501" {
+					t.Errorf("%s: error %v, want insufficient_privilege", stmt, err)
+				}
+			}
+		})
 	}
 }

@@ -129,7 +129,11 @@ func TestMigrateIsVersionedAndAdoptsTheOldTable(t *testing.T) {
 					created_at bigint NOT NULL, attempts integer NOT NULL DEFAULT 0, next_attempt_at bigint NOT NULL,
 					dead boolean NOT NULL DEFAULT false, last_error text NOT NULL DEFAULT '')`
 			}
-			if _, err := db.SQL().ExecContext(ctx, old); err != nil {
+			// The old code made it as the role that owned the schema, which migrations run as.
+			if err := db.Migrate(ctx, func(ctx context.Context, owner *sql.DB) error {
+				_, err := owner.ExecContext(ctx, old)
+				return err
+			}); err != nil {
 				t.Fatal(err)
 			}
 			if _, err := db.SQL().ExecContext(ctx, db.Rebind(`INSERT INTO basalt_outbox (event_id, payload, created_at, next_attempt_at) VALUES (?, ?, 0, 0)`), "e1", []byte{1}); err != nil {

@@ -84,6 +84,34 @@ func QueryInt(t testing.TB, sql string, args ...any) int64 {
 	return n
 }
 
+// Role creates a cluster-wide role for one test, named t_<base>_ and a random suffix, with
+// attributes such as "LOGIN" or "NOLOGIN IN ROLE other", and drops it when the test ends, with
+// whatever it owns or was granted in this package's database.
+func Role(t testing.TB, base, attributes string) string {
+	t.Helper()
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	name := "t_" + base + "_" + hex.EncodeToString(b[:])
+	Exec(t, `CREATE ROLE `+name+` `+attributes)
+	t.Cleanup(func() { Exec(t, LockACL+`; DROP OWNED BY `+name+` CASCADE; DROP ROLE `+name) })
+	return name
+}
+
+// LockACL is a statement that serialises, until its transaction ends, the tests of a package
+// that change the database's own privileges: PostgreSQL fails two concurrent changes of one
+// object's privileges with "tuple concurrently updated". Run it first in the same transaction
+// (one Exec of several statements is one).
+const LockACL = `SELECT pg_advisory_xact_lock(hashtextextended('basalt.testkit.acl', 0))`
+
+// LoginURL returns the URL of this package's database with user as the login, for tests of
+// what a service's sessions may do when they log in as a role of their own.
+func LoginURL(t testing.TB, user string) config.Secret {
+	t.Helper()
+	u := mustParse(DatabaseURL(t))
+	u.User = url.User(user)
+	return config.NewSecret(u.String())
+}
+
 func withAdmin(t testing.TB, fn func(context.Context, *pgx.Conn) error, sql string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

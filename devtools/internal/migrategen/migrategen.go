@@ -16,6 +16,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"database/sql"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -86,9 +87,9 @@ func Pending(ctx context.Context, db *database.DB, svc Service) ([]byte, error) 
 	var out []byte
 	// The migration lock's process-wide mutex keeps two diffs of one service's Tables, which
 	// Ent mutates while planning, from overlapping.
-	err := db.Migrate(ctx, func(ctx context.Context) error {
+	err := db.Migrate(ctx, func(ctx context.Context, owner *sql.DB) error {
 		dir := &atlasmigrate.MemDir{}
-		m, err := schema.NewMigrate(entsql.OpenDB(db.Dialect(), db.SQL()),
+		m, err := schema.NewMigrate(entsql.OpenDB(db.Dialect(), owner),
 			schema.WithDir(dir),
 			schema.WithFormatter(atlasmigrate.DefaultFormatter),
 			schema.WithDropColumn(true),

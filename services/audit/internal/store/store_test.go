@@ -163,8 +163,8 @@ func TestConcurrentAppendsFromManyInstancesKeepTheChain(t *testing.T) {
 }
 
 // TestMigrateAppliesTheVersionedMigrationsOnce checks that a restart, which migrates again,
-// changes nothing and that the log's history holds the generated schema and the hand-written
-// append-only triggers, in that order.
+// changes nothing and that the log's history holds the generated schema, the hand-written
+// append-only triggers and the privileges taken from the runtime role, in that order.
 func TestMigrateAppliesTheVersionedMigrationsOnce(t *testing.T) {
 	t.Parallel()
 	for backend, cfg := range backends(t, "versioned") {
@@ -183,8 +183,8 @@ func TestMigrateAppliesTheVersionedMigrationsOnce(t *testing.T) {
 			for _, r := range records {
 				names = append(names, r.Name)
 			}
-			if got := strings.Join(names, ","); got != "init,append_only" {
-				t.Fatalf("applied = %s, want init,append_only", got)
+			if got := strings.Join(names, ","); got != "init,append_only,runtime_role" {
+				t.Fatalf("applied = %s, want init,append_only,runtime_role", got)
 			}
 		})
 	}

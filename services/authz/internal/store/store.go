@@ -5,6 +5,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"strconv"
 	"time"
@@ -56,7 +57,8 @@ func (s *Store) Migrate(ctx context.Context, opts ...migrate.Option) error {
 	if err := migrate.Apply(ctx, s.db, "authz", migrations.Files, opts...); err != nil {
 		return err
 	}
-	return s.db.Migrate(ctx, func(ctx context.Context) error {
+	// The seeds are rows, which the service's own sessions write; the owner's handle is not needed.
+	return s.db.Migrate(ctx, func(ctx context.Context, _ *sql.DB) error {
 		// The migration lock makes check-then-create safe across replicas.
 		if ok, err := s.client.Revision.Query().Where(revision.ID(1)).Exist(ctx); err != nil {
 			return fmt.Errorf("authz: migrate: %w", database.Translate(err))
