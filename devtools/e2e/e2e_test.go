@@ -34,7 +34,7 @@ func TestMain(m *testing.M) { testkit.Main(m) }
 // registered in the package's Consul agent.
 type platform struct {
 	// output keeps every process's log lines, for scenarios that check what a process logged.
-	output  *lockedBuffer
+	output  *testkit.Buffer
 	procs   map[string]*launcher.Process
 	binDir  string
 	env     []string
@@ -73,7 +73,7 @@ func startPlatform(t *testing.T) *platform {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.output = &lockedBuffer{}
+	p.output = &testkit.Buffer{}
 	p.logs = launcher.NewLogs(io.MultiWriter(testkit.LogWriter(t), p.output), procs)
 	for _, proc := range procs {
 		p.procs[proc.Name] = proc
@@ -89,24 +89,6 @@ func startPlatform(t *testing.T) *platform {
 }
 
 func (p *platform) url(name string) string { return p.procs[name].URL }
-
-// lockedBuffer is a bytes.Buffer safe for concurrent writers.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 func gatewayConfigFile(t *testing.T) string {
 	t.Helper()

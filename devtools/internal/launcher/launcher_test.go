@@ -1,7 +1,6 @@
 package launcher
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -12,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -197,7 +195,7 @@ func TestSupervisedProcessesAreRestartedUntilTheContextEnds(t *testing.T) {
 	if err := WaitReady(context.Background(), procs, time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	var out syncBuffer
+	var out testkit.Buffer
 	ctx, cancel := context.WithCancel(context.Background())
 	supervised := Supervise(ctx, procs, &out, func(p *Process) error { return p.Start(dir, env, logs) })
 	t.Cleanup(func() { cancel(); supervised.Wait() })
@@ -234,22 +232,4 @@ func TestSupervisedProcessesAreRestartedUntilTheContextEnds(t *testing.T) {
 	if strings.Count(out.String(), "restarted") != 1 {
 		t.Fatalf("a process was restarted after supervision ended:\n%s", out.String())
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent writers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

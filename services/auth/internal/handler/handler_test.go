@@ -47,25 +47,11 @@ func (c *clock) add(d time.Duration) {
 	c.mu.Unlock()
 }
 
-// syncBuffer collects the service's log output safely across goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
-
 type env struct {
 	auth   *authority.Authority
 	url    string
 	clock  *clock
-	logs   *syncBuffer
+	logs   *testkit.Buffer
 	schema string
 }
 
@@ -75,7 +61,7 @@ func start(t testing.TB) *env {
 	t.Helper()
 	a := authority.New(t)
 	ctx := context.Background()
-	logs := &syncBuffer{}
+	logs := &testkit.Buffer{}
 	cfg := a.ServiceConfig(t, "auth")
 	cfg.Log.Level = -4 // debug: the no-secrets check reads everything that is logged
 	svc, err := service.New(ctx, cfg, io.MultiWriter(logs, testkit.LogWriter(t)))
