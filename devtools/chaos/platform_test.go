@@ -37,7 +37,7 @@ type platform struct {
 
 	mu         sync.Mutex
 	supervised map[string]func() // stops a process's supervision, by name
-	events     lockedBuffer      // the supervisors' lines: exits and restarts
+	events     testkit.Buffer    // the supervisors' lines: exits and restarts
 }
 
 // seconds are the processes that run a second instance of a service, and the service.
@@ -87,12 +87,12 @@ func startPlatform(t *testing.T, databaseURL, consulAddr string) *platform {
 		t.Fatal(err)
 	}
 	// The processes' lines go to a file: minutes of traffic make more than a test log should
-	// hold. A failing run prints the warnings and errors from it.
-	p.logPath = filepath.Join(t.TempDir(), "platform.log")
-	logFile, err := os.Create(p.logPath)
+	// hold. A failing run prints the warnings and errors from it and keeps the file.
+	logFile, err := os.CreateTemp("", "basalt-chaos-*.log")
 	if err != nil {
 		t.Fatal(err)
 	}
+	p.logPath = logFile.Name()
 	p.logs = launcher.NewLogs(logFile, p.all)
 	for _, proc := range p.all {
 		p.byName[proc.Name] = proc
@@ -110,6 +110,8 @@ func startPlatform(t *testing.T, databaseURL, consulAddr string) *platform {
 		logFile.Close()
 		if t.Failed() {
 			p.printProblems(t)
+		} else {
+			os.Remove(p.logPath)
 		}
 	})
 	if err := launcher.WaitReady(context.Background(), p.all, 3*time.Minute); err != nil {
@@ -203,22 +205,4 @@ func ready(client *http.Client, url string) bool {
 	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	return resp.StatusCode == http.StatusOK
-}
-
-// lockedBuffer is a bytes.Buffer safe for concurrent writers.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
