@@ -488,11 +488,12 @@ func TestClientAddressFollowsEachCallOfAConnection(t *testing.T) {
 		t.Fatal(err)
 	}
 	f := newFixture(t, 1, func(c *config.Config) {
-		// The loaded configuration carries the parsed trusted networks; the fixture's auth and
-		// upstreams stay.
-		auth, upstreams := c.Auth, c.Upstreams
+		// The loaded configuration carries the parsed trusted networks; the fixture's auth,
+		// upstreams and sockets stay. The loaded one's listen addresses are the defaults' fixed
+		// ports, which another gateway on the machine (go tool task up) may hold.
+		loaded.Auth, loaded.Upstreams = c.Auth, c.Upstreams
+		loaded.Listen, loaded.AdminListen, loaded.Inherited = c.Listen, c.AdminListen, c.Inherited
 		*c = loaded
-		c.Auth, c.Upstreams = auth, upstreams
 	})
 	identity := identityv1connect.NewIdentityServiceClient(f.h1, f.url)
 	token := f.keys.token(t, "user-1")
