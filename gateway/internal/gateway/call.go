@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -12,6 +13,7 @@ import (
 	"github.com/basaltplatform/basalt/kernel/requestid"
 
 	"github.com/basaltplatform/basalt/gateway/internal/accesslog"
+	"github.com/basaltplatform/basalt/gateway/internal/proxy"
 	"github.com/basaltplatform/basalt/gateway/internal/tokens"
 )
 
@@ -31,6 +33,9 @@ type call struct {
 	coded bool
 	// cause is why the gateway failed the call, for the log only.
 	cause error
+	// tooLarge is true once the call was refused for the size of its body, which a REST
+	// answer then says with 413 (see restWriter).
+	tooLarge bool
 	// ip is addr as text, made once for the upstream's X-Forwarded-For and the access log.
 	ip string
 	// values backs the one-value header slices the gateway adds upstream, so that a call
@@ -91,8 +96,9 @@ func (c *call) fail(g *Gateway, w http.ResponseWriter, r *http.Request, err erro
 		if c.cause == nil {
 			c.cause = err
 		}
+		c.tooLarge = c.tooLarge || errors.Is(err, proxy.ErrTooLarge)
 	}
-	_ = g.errors.Write(w, r, err)
+	_ = proxy.WriteError(g.errors, w, r, err)
 }
 
 // finish records the request in the metrics and the access log.
@@ -225,6 +231,21 @@ func (w *responseWriter) Flush() {
 
 // Unwrap returns the underlying writer.
 func (w *responseWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// restWriter is the writer of a REST request's answer. The transcoder gives
+// resource_exhausted HTTP 429, which says "later"; a request refused for its size is answered
+// with 413, as the other protocols' are (see proxy.WriteError).
+type restWriter struct {
+	*responseWriter
+	c *call
+}
+
+func (w restWriter) WriteHeader(code int) {
+	if code == http.StatusTooManyRequests && w.c.tooLarge {
+		code = http.StatusRequestEntityTooLarge
+	}
+	w.responseWriter.WriteHeader(code)
+}
 
 // memo keeps, for the calls of one connection, what a call would otherwise work out anew: the
 // client's address as text, the address's rate-limit key, the caller's bucket key and the last

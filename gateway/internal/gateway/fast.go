@@ -121,6 +121,7 @@ func (fc *fastCall) sync(r *h1.Request) {
 type known struct {
 	contentType, requestID, origin, authorization string
 	connectTimeout, grpcTimeout, protocolVersion  string
+	contentEncoding                               string
 	forwardedFor                                  bool
 }
 
@@ -166,6 +167,10 @@ func knownOf(fields []h1.Field) known {
 			}
 		case len("X-Forwarded-For"):
 			k.forwardedFor = k.forwardedFor || is("X-Forwarded-For")
+		case len("Content-Encoding"):
+			if is("Content-Encoding") {
+				take(128, &k.contentEncoding, v)
+			}
 		}
 	}
 	return k
@@ -238,6 +243,13 @@ func (f fastPath) Serve(w *h1.Response, r *h1.Request) {
 	if c.subject != "" && !httpwire.SafeValue(c.subject) {
 		f.fail(w, fc, errInvalidToken)
 		return
+	}
+	if k.contentEncoding != "" {
+		// As on the net/http path: a compressed body is bounded by what it inflates to.
+		if err := proxy.CheckCompressed(k.contentEncoding, r.Body, g.cfg.Limits.MaxRequestBytes); err != nil {
+			f.fail(w, fc, err)
+			return
+		}
 	}
 
 	var span trace.Span

@@ -82,6 +82,9 @@ func TestFastPathMatchesNetHTTP(t *testing.T) {
 		{name: "a body that is not a message", path: getCurrentUser, body: "not json", header: map[string]string{
 			"Content-Type": "application/json", "Authorization": "Bearer " + token,
 		}},
+		{name: "a compressed body that inflates past the limit", path: getCurrentUser, body: string(gzipBomb(t, 8<<20)), header: map[string]string{
+			"Content-Type": "application/json", "Authorization": "Bearer " + token, "Content-Encoding": "gzip",
+		}},
 	}
 	for _, tt := range tests {
 		// The cases run in order: each compares what the upstreams saw last.

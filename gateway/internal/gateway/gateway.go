@@ -340,7 +340,29 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		c.fail(g, rw, r, errNotFound)
 		return
 	}
-	g.rest.ServeHTTP(rw, r.WithContext(withCall(r.Context(), c)))
+	g.serveREST(rw, r, c)
+}
+
+// serveREST has the transcoder serve a REST request. Its body is bounded here: the transcoder
+// inflates a gzip body without a bound, and refuses a large one with a 429, so the gateway
+// inflates it (within limits.max_request_bytes, counted while inflating) and refuses what
+// passes the limit itself, which restWriter answers with 413.
+func (g *Gateway) serveREST(rw *responseWriter, r *http.Request, c *call) {
+	if r.Body != nil && r.Body != http.NoBody {
+		limit := g.cfg.Limits.MaxRequestBytes
+		encoding := r.Header.Get("Content-Encoding")
+		if encoding == "gzip" {
+			r.Header.Del("Content-Encoding")
+			r.ContentLength = -1
+		}
+		if r.ContentLength > limit {
+			// The transcoder would refuse it before reading; the bounded body refuses it as it
+			// reads the first byte past the limit.
+			r.ContentLength = -1
+		}
+		r.Body = proxy.Limited(r.Body, encoding, limit, func() { c.tooLarge = true })
+	}
+	g.rest.ServeHTTP(restWriter{rw, c}, r.WithContext(withCall(r.Context(), c)))
 }
 
 // enter counts a request in flight and returns how many are; leave counts it out.
@@ -399,6 +421,7 @@ func (g *Gateway) rpc(w http.ResponseWriter, r *http.Request, c *call, route *ro
 	})
 	c.code, c.cause = res.Code, res.Err
 	c.coded = true
+	c.tooLarge = c.tooLarge || errors.Is(res.Err, proxy.ErrTooLarge)
 	if res.UpstreamFailed {
 		g.metrics.UpstreamError(route.Index)
 	}
