@@ -201,11 +201,21 @@ func protocolName(ct string, connectVersion bool) string {
 }
 
 // responseWriter notes the status and size of a response. It unwraps for
-// http.ResponseController, so flushing, deadlines and full duplex reach the connection.
+// http.ResponseController, so flushing, deadlines and full duplex reach the connection. With
+// stall set, each write and flush must complete within it (an HTTP/2 stream's write deadline
+// is set around it), so a client that stops reading a stream ends it.
 type responseWriter struct {
 	http.ResponseWriter
 	status  int
 	written int64
+	stall   time.Duration
+}
+
+// bound sets the stream's write deadline for a write, and returns what lifts it after.
+func (w *responseWriter) bound() *http.ResponseController {
+	rc := http.NewResponseController(w.ResponseWriter)
+	_ = rc.SetWriteDeadline(time.Now().Add(w.stall))
+	return rc
 }
 
 func (w *responseWriter) WriteHeader(code int) {
@@ -219,6 +229,9 @@ func (w *responseWriter) Write(b []byte) (int, error) {
 	if w.status == 0 {
 		w.status = http.StatusOK
 	}
+	if w.stall > 0 {
+		defer w.bound().SetWriteDeadline(time.Time{})
+	}
 	n, err := w.ResponseWriter.Write(b)
 	w.written += int64(n)
 	return n, err
@@ -226,7 +239,18 @@ func (w *responseWriter) Write(b []byte) (int, error) {
 
 // Flush implements http.Flusher for code that asserts it rather than using a controller.
 func (w *responseWriter) Flush() {
+	if w.stall > 0 {
+		defer w.bound().SetWriteDeadline(time.Time{})
+	}
 	_ = http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+// FlushError is Flush that reports its error, which http.ResponseController prefers.
+func (w *responseWriter) FlushError() error {
+	if w.stall > 0 {
+		defer w.bound().SetWriteDeadline(time.Time{})
+	}
+	return http.NewResponseController(w.ResponseWriter).Flush()
 }
 
 // Unwrap returns the underlying writer.

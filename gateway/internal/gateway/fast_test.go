@@ -337,29 +337,7 @@ func TestFastPathLeavesTheRestToNetHTTP(t *testing.T) {
 // fastServed reads the gateway's count of requests served on the fast path.
 func fastServed(t *testing.T, f *fixture) int {
 	t.Helper()
-	resp, err := http.Get(f.adminURL + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for line := range strings.Lines(string(b)) {
-		if v, ok := strings.CutPrefix(line, "basalt_gateway_fast_path_requests_total "); ok {
-			n := 0
-			for _, c := range strings.TrimSpace(v) {
-				if c < '0' || c > '9' {
-					t.Fatalf("fast path counter %q", v)
-				}
-				n = n*10 + int(c-'0')
-			}
-			return n
-		}
-	}
-	t.Fatal("no fast path counter in the metrics")
-	return 0
+	return metricValue(t, f, "basalt_gateway_fast_path_requests_total")
 }
 
 // headerDiff lists the differences between a and b, but for the keys in skip.

@@ -63,6 +63,8 @@ type Gateway struct {
 	health    *grpchealth.StaticChecker
 	tracer    trace.Tracer
 	inFlight  atomic.Int64
+	// conns counts the open client connections (see clientListener).
+	conns     atomic.Int64
 	draining  atomic.Bool
 	ready     chan struct{}
 	addr      atomic.Pointer[net.TCPAddr]
@@ -185,7 +187,7 @@ func New(cfg config.Config, opts ...Option) (*Gateway, error) {
 		local:  map[string]http.Handler{},
 		ready:  make(chan struct{}),
 	}
-	g.metrics = metrics.New(routeNames(table), g.inFlight.Load)
+	g.metrics = metrics.New(routeNames(table), g.inFlight.Load, g.conns.Load)
 	for _, r := range table.Routes() {
 		g.upstreams = append(g.upstreams, rc.HTTPClient(r.Upstream))
 		g.baseURLs = append(g.baseURLs, rpcclient.BaseURL(r.Upstream))
@@ -295,6 +297,20 @@ var (
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c := &call{start: time.Now(), route: g.metrics.Unrouted()}
 	rw := &responseWriter{ResponseWriter: w}
+	if r.ProtoMajor == 1 {
+		if r.ContentLength != 0 {
+			// net/http's server sets no deadline on a request's body (its ReadTimeout would end
+			// long streams too), so a body that stops coming, read here or discarded by
+			// net/http after an answer that did not need it, would hold the connection for
+			// good. It fails by the body timeout instead; Forward lifts the deadline for a
+			// stream's body, which the call's deadline bounds.
+			_ = http.NewResponseController(w).SetReadDeadline(c.start.Add(time.Duration(g.cfg.Limits.BodyTimeout)))
+		}
+	} else {
+		// An HTTP/2 client that stops reading one stream stalls its writes by flow control,
+		// not on the socket, which clientConn bounds.
+		rw.stall = time.Duration(g.cfg.Limits.WriteTimeout)
+	}
 	n := g.enter()
 	defer func() {
 		g.leave()

@@ -162,7 +162,11 @@ func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request, c *Call) Result 
 		if r.ProtoMajor == 1 {
 			// Streams over HTTP/1.1 are half duplex, but the upstream may answer before it has
 			// read everything, and net/http would close the body once the answer starts.
-			_ = http.NewResponseController(w).EnableFullDuplex()
+			rc := http.NewResponseController(w)
+			_ = rc.EnableFullDuplex()
+			// A stream's body comes for as long as the call lasts, which its deadline bounds,
+			// not the body timeout.
+			_ = rc.SetReadDeadline(time.Time{})
 		}
 		sb := newStreamBody(r.Body, r.Header, p.maxBody)
 		out.Body = sb
@@ -399,7 +403,6 @@ func (p *Proxy) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error)
 	rc := http.NewResponseController(w)
 	if p.bodyTimeout > 0 {
 		_ = rc.SetReadDeadline(time.Now().Add(p.bodyTimeout))
-		defer func() { _ = rc.SetReadDeadline(time.Time{}) }()
 	}
 	size := r.ContentLength
 	if size < 0 {
@@ -419,6 +422,12 @@ func (p *Proxy) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error)
 			return nil, ErrTooLarge
 		}
 		if err == io.EOF {
+			if p.bodyTimeout > 0 {
+				// Read whole, the body no longer needs a deadline; net/http's read that watches
+				// for the client going away must not fail by it. A body that failed keeps it, so
+				// that net/http's discard of the rest of it fails by it too.
+				_ = rc.SetReadDeadline(time.Time{})
+			}
 			return buf, nil
 		}
 		if err != nil {
