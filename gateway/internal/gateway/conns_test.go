@@ -296,3 +296,45 @@ func metricValue(t *testing.T, f *fixture, name string) int {
 	t.Fatalf("no %s in the metrics", name)
 	return 0
 }
+
+// TestAmbiguousFramingClosesTheConnection sends, on every path, a request with both
+// Content-Length and Transfer-Encoding, and one whose Transfer-Encoding is folded onto a second
+// line: each is answered, and the connection closes after the answer (RFC 9112, section 6.1),
+// so that a request the client sends after it is never read on it.
+func TestAmbiguousFramingClosesTheConnection(t *testing.T) {
+	t.Parallel()
+	const body = `{"email":"a@example.com","password":"right"}`
+	chunked := strconv.FormatInt(int64(len(body)), 16) + "\r\n" + body + "\r\n0\r\n\r\n"
+	head := "POST /basalt.auth.v1.AuthService/Login HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\n"
+	requests := []struct{ name, request string }{
+		{"Content-Length and Transfer-Encoding", head + "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked},
+		{"Transfer-Encoding and Content-Length", head + "Transfer-Encoding: chunked\r\nContent-Length: 500\r\n\r\n" + chunked},
+		{"a folded Transfer-Encoding", head + "Transfer-Encoding:\r\n chunked\r\n\r\n" + chunked},
+	}
+	for _, p := range routesIn(t, func(*config.Config) {}) {
+		f := newFixture(t, 1, p.edit)
+		for _, r := range requests {
+			t.Run(p.name+"/"+r.name, func(t *testing.T) {
+				t.Parallel()
+				c := p.dial(t, f)
+				// The second request follows at once; only a connection kept open would answer it.
+				if _, err := io.WriteString(c, r.request+"GET /healthz HTTP/1.1\r\nHost: gw\r\n\r\n"); err != nil {
+					t.Fatal(err)
+				}
+				br := bufio.NewReader(c)
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK || !resp.Close {
+					t.Errorf("answered %d %q (Connection %q), want 200 and the connection closed", resp.StatusCode, got, resp.Header.Get("Connection"))
+				}
+				if rest, err := io.ReadAll(br); len(rest) != 0 || err != nil {
+					t.Errorf("after the answer the connection gave %q, %v; want its end", rest, err)
+				}
+			})
+		}
+	}
+}

@@ -318,6 +318,15 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}()
 
 	h := w.Header()
+	if r.ProtoMajor == 1 && len(r.TransferEncoding) > 0 {
+		// A request with both Content-Length and Transfer-Encoding, or whose Transfer-Encoding
+		// was folded over lines, may be framed one way here and another by a proxy in front,
+		// so the connection must close after the answer (RFC 9112, section 6.1). net/http
+		// drops the Content-Length of such a request and joins folded lines, so it cannot be
+		// told from a chunked one: every chunked request closes its connection. (The fast path
+		// leaves every request with Transfer-Encoding to net/http.)
+		h["Connection"] = connectionClose
+	}
 	h[requestid.Header] = c.value(c.identify(r.Header.Get(requestid.Header)))
 	c.addr = clientAddr(r, g.cfg.Trusted())
 	if origin := r.Header.Get("Origin"); origin != "" {
@@ -558,8 +567,9 @@ var droppedHeaders = [...]string{
 
 // Shared header values; the transports never modify header slices.
 var (
-	teTrailers     = []string{"trailers"}
-	forwardedHTTPS = []string{"https"}
+	teTrailers      = []string{"trailers"}
+	forwardedHTTPS  = []string{"https"}
+	connectionClose = []string{"close"}
 )
 
 // listed reports whether the header name k is one of the comma-separated tokens in values (a
