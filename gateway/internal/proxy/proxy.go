@@ -94,11 +94,17 @@ var (
 	ErrDeadline        = connect.NewError(connect.CodeDeadlineExceeded, errors.New("the call did not complete in time"))
 	ErrCanceled        = connect.NewError(connect.CodeCanceled, errors.New("the client canceled the call"))
 	errUpstreamAborted = errors.New("proxy: the upstream broke off its response")
+	errInvalidQuery    = connect.NewError(connect.CodeInvalidArgument, errors.New("the request's query holds a space, a control character or a byte that is not ASCII; escape them (RFC 3986)"))
 	errUnreadableBody  = connect.NewError(connect.CodeInvalidArgument, errors.New("the request body could not be read"))
 )
 
 // Forward sends r to the upstream and relays the answer to w.
 func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request, c *Call) Result {
+	if !httpwire.ValidTarget(r.URL.RawQuery) {
+		// The query goes upstream as it came, on an HTTP/1.1 request line, where such bytes
+		// would end or break it; HTTP/2's :path and lenient HTTP/1.1 servers let them in.
+		return p.fail(w, r, errInvalidQuery, false)
+	}
 	ctx := r.Context()
 	var cancel context.CancelFunc
 	if d, fromClient, ok := Deadline(c.Timeout, r.Header.Get("Connect-Timeout-Ms"), r.Header.Get("Grpc-Timeout")); ok {
