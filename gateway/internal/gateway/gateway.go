@@ -329,13 +329,12 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	h[requestid.Header] = c.value(c.identify(r.Header.Get(requestid.Header)))
 	c.addr = clientAddr(r, g.cfg.Trusted())
-	if origin := r.Header.Get("Origin"); origin != "" {
-		if cors.IsPreflight(r) {
-			g.cors.Preflight(rw, r)
-			return
-		}
-		g.cors.Decorate(h, origin)
+	origin := r.Header.Get("Origin")
+	if origin != "" && cors.IsPreflight(r) {
+		g.cors.Preflight(rw, r)
+		return
 	}
+	g.cors.Decorate(h, origin)
 	if n > int64(g.cfg.Limits.MaxInFlight) {
 		h.Set("Retry-After", "1")
 		c.fail(g, rw, r, errOverloaded)
