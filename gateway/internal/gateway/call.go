@@ -211,7 +211,8 @@ type responseWriter struct {
 	stall   time.Duration
 }
 
-// bound sets the stream's write deadline for a write, and returns what lifts it after.
+// bound sets the stream's write deadline for a write, and returns the controller that lifts
+// it after.
 func (w *responseWriter) bound() *http.ResponseController {
 	rc := http.NewResponseController(w.ResponseWriter)
 	_ = rc.SetWriteDeadline(time.Now().Add(w.stall))

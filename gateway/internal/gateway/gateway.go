@@ -307,8 +307,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			_ = http.NewResponseController(w).SetReadDeadline(c.start.Add(time.Duration(g.cfg.Limits.BodyTimeout)))
 		}
 	} else {
-		// An HTTP/2 client that stops reading one stream stalls its writes by flow control,
-		// not on the socket, which clientConn bounds.
+		// A write to an HTTP/2 stream whose client stops reading it waits on flow control,
+		// not on the socket (which clientConn bounds), so each has the write timeout as the
+		// stream's deadline.
 		rw.stall = time.Duration(g.cfg.Limits.WriteTimeout)
 	}
 	n := g.enter()

@@ -334,9 +334,11 @@ func (c *conn) releaseWriter() {
 func (c *conn) serve() {
 	s := c.s
 	c.br = readers.Get().(*bufio.Reader)
-	c.in, c.out = sockio.NewReader(c.nc), sockio.NewWriter(c.nc)
+	c.in = sockio.NewReader(c.nc)
 	if s.o.writeTimeout > 0 {
 		c.out = sockio.NewStallingWriter(c.nc, s.o.writeTimeout)
+	} else {
+		c.out = sockio.NewWriter(c.nc)
 	}
 	c.br.Reset(c.in)
 	c.resp.now = s.o.now
