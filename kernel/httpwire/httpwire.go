@@ -54,6 +54,19 @@ func SafeValue(v string) bool {
 	return true
 }
 
+// ValidTarget reports whether t may stand on an HTTP/1.1 request line as it is, as its
+// request-target: visible ASCII only. A space would end the target early, and a control
+// character or a byte from 0x80 up is not part of a URI (RFC 3986), though HTTP/2's :path
+// carries them and lenient servers take them.
+func ValidTarget(t string) bool {
+	for i := 0; i < len(t); i++ {
+		if c := t[i]; c <= ' ' || c >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
 // HopByHop reports the headers that describe one connection (RFC 9110, section 7.6.1), which
 // a proxy must not pass on; name may be in any case. Proxy-Connection is among them, as
 // browsers once sent it.

@@ -153,3 +153,19 @@ func TestHopByHop(t *testing.T) {
 		}
 	}
 }
+
+// TestValidTargetTakesVisibleASCIIOnly checks every byte value alone and inside a query.
+func TestValidTargetTakesVisibleASCIIOnly(t *testing.T) {
+	t.Parallel()
+	for c := range 256 {
+		want := c > ' ' && c < 0x7f
+		for _, target := range []string{string([]byte{byte(c)}), "a=1&b=" + string([]byte{byte(c)}) + "&c=3"} {
+			if got := httpwire.ValidTarget(target); got != want {
+				t.Errorf("ValidTarget(%q) = %t; want %t", target, got, want)
+			}
+		}
+	}
+	if !httpwire.ValidTarget("") || !httpwire.ValidTarget("connect=v1&encoding=json&message=%7B%7D") {
+		t.Error("an empty or escaped query is refused")
+	}
+}

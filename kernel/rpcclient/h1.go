@@ -318,8 +318,13 @@ func requestHost(req *http.Request) string {
 	return req.URL.Host
 }
 
-// checkHeader refuses a request whose Host or header values would end their lines.
+// checkHeader refuses a request whose target, Host or header values would end or break their
+// lines.
 func checkHeader(req *http.Request) error {
+	if !httpwire.ValidTarget(req.URL.RawQuery) {
+		// The path is escaped as it is written (RequestURI); the query goes as it is.
+		return fmt.Errorf("rpcclient: invalid query %q", req.URL.RawQuery)
+	}
 	if host := requestHost(req); !httpwire.SafeValue(host) {
 		return fmt.Errorf("rpcclient: invalid Host %q", host)
 	}

@@ -20,6 +20,7 @@ import (
 	"os"
 	"sync"
 	"syscall"
+	"time"
 )
 
 // Reader reads from a connection's socket. It is safe for concurrent use, as the connection is,
@@ -44,7 +45,15 @@ type Reader struct {
 var ErrWouldBlock = errors.New("sockio: nothing to read yet")
 
 // Writer writes to a connection's socket. It is safe for concurrent use, as the connection is.
-type Writer struct{ op }
+type Writer struct {
+	op
+	// stall bounds how long a write waits while the socket takes none of it (0: no bound).
+	stall time.Duration
+	// armed is true while a write has a stall deadline set, made when it had written mark
+	// bytes.
+	armed bool
+	mark  int
+}
 
 // op is the state one read or write shares with its callback, which is made once per reader or
 // writer so that a call allocates nothing.
@@ -83,20 +92,60 @@ func NewWriter(nc net.Conn) io.Writer {
 	if rc == nil {
 		return nc
 	}
-	w := &Writer{op{nc: nc, rc: rc}}
+	w := &Writer{op: op{nc: nc, rc: rc}}
 	w.fn = w.attempt
 	return w
 }
 
+// NewStallingWriter is NewWriter for a peer that may stop reading: a write fails once the
+// socket has taken none of it for stall. Only a write that finds the socket's send buffer full
+// sets nc's write deadline, stall ahead, afresh each time the socket takes more, and clears it
+// when done, so a write that never waits reads no clock. Where nc has no socket to write
+// directly, each write goes through WriteWithin.
+func NewStallingWriter(nc net.Conn, stall time.Duration) io.Writer {
+	rc := rawConn(nc)
+	if rc == nil {
+		return stallingConn{nc, stall}
+	}
+	w := &Writer{op: op{nc: nc, rc: rc}, stall: stall}
+	w.fn = w.attempt
+	return w
+}
+
+// WriteWithin writes p to nc, failing once nc has taken none of it for stall: the write
+// deadline is set stall ahead for each write and again after each partial one. It leaves the
+// deadline set, so every write to nc must be made through it.
+func WriteWithin(nc net.Conn, p []byte, stall time.Duration) (int, error) {
+	written := 0
+	for {
+		_ = nc.SetWriteDeadline(time.Now().Add(stall))
+		n, err := nc.Write(p[written:])
+		written += n
+		var ne net.Error
+		if err == nil || n == 0 || !errors.As(err, &ne) || !ne.Timeout() {
+			return written, err
+		}
+	}
+}
+
+type stallingConn struct {
+	nc    net.Conn
+	stall time.Duration
+}
+
+func (s stallingConn) Write(p []byte) (int, error) { return WriteWithin(s.nc, p, s.stall) }
+
+// rawConn returns the raw connection of nc's socket, when it has one sockio can use: nc, or
+// what wraps it, gives it through syscall.Conn.
 func rawConn(nc net.Conn) syscall.RawConn {
 	if !supported {
 		return nil
 	}
-	tc, ok := nc.(*net.TCPConn)
+	sc, ok := nc.(syscall.Conn)
 	if !ok {
 		return nil
 	}
-	rc, err := tc.SyscallConn()
+	rc, err := sc.SyscallConn()
 	if err != nil {
 		return nil
 	}
@@ -232,6 +281,17 @@ func (w *Writer) Write(p []byte) (int, error) {
 	defer w.mu.Unlock()
 	w.buf, w.n, w.err = p, 0, nil
 	err := w.rc.Write(w.fn)
+	for err == nil && w.err == nil && w.n < len(w.buf) {
+		// The socket is full and the write has a stall bound (attempt stops then): the
+		// deadline goes stall ahead of now, when the socket first filled or took more since.
+		_ = w.nc.SetWriteDeadline(time.Now().Add(w.stall))
+		w.armed, w.mark = true, w.n
+		err = w.rc.Write(w.fn)
+	}
+	if w.armed {
+		w.armed = false
+		_ = w.nc.SetWriteDeadline(time.Time{})
+	}
 	w.buf = nil
 	if err != nil && w.err == nil {
 		w.err = opError("write", w.nc, err)
@@ -249,7 +309,9 @@ func (w *Writer) attempt(fd uintptr) bool {
 			w.n += n
 		case syscall.EINTR:
 		case syscall.EAGAIN:
-			return false
+			// With a stall bound, Write sets the deadline before the wait: when none is set, or
+			// the socket took more since it was.
+			return w.stall > 0 && (!w.armed || w.n > w.mark)
 		default:
 			w.err = opError("write", w.nc, os.NewSyscallError("write", errno))
 			return true

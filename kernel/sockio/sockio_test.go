@@ -343,3 +343,116 @@ func BenchmarkPingPong(b *testing.B) {
 		})
 	}
 }
+
+// wrapped is a connection that wraps a TCP connection and gives its socket through
+// syscall.Conn, as a server's connection with bookkeeping of its own does.
+type wrapped struct{ *net.TCPConn }
+
+// TestAWrappedConnectionsSocketIsUsed checks that a connection that gives its socket through
+// syscall.Conn is read and written directly, as a TCP connection is.
+func TestAWrappedConnectionsSocketIsUsed(t *testing.T) {
+	t.Parallel()
+	c, s := pair(t)
+	w, r := sockio.NewStallingWriter(wrapped{c}, time.Second), sockio.NewReader(wrapped{s})
+	if _, ok := w.(*sockio.Writer); ok != direct() {
+		t.Errorf("NewStallingWriter(wrapped) = %T on %s", w, runtime.GOOS)
+	}
+	if _, ok := r.(*sockio.Reader); ok != direct() {
+		t.Errorf("NewReader(wrapped) = %T on %s", r, runtime.GOOS)
+	}
+	if _, err := w.Write([]byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, 4)
+	if _, err := io.ReadFull(r, got); err != nil || string(got) != "ping" {
+		t.Fatalf("read %q, %v", got, err)
+	}
+}
+
+// TestStallingWriteFailsWhenThePeerStopsReading writes far more than the socket buffers hold to
+// a peer that reads nothing: the write fails as a timeout once the socket has taken nothing for
+// the stall bound, through sockio and through WriteWithin alike.
+func TestStallingWriteFailsWhenThePeerStopsReading(t *testing.T) {
+	t.Parallel()
+	for name, writer := range map[string]func(*net.TCPConn) io.Writer{
+		"sockio":      func(c *net.TCPConn) io.Writer { return sockio.NewStallingWriter(c, 100*time.Millisecond) },
+		"WriteWithin": func(c *net.TCPConn) io.Writer { return writeWithin{c, 100 * time.Millisecond} },
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			c, _ := pair(t)
+			if err := c.SetWriteBuffer(16 << 10); err != nil {
+				t.Fatal(err)
+			}
+			n, err := writer(c).Write(make([]byte, 64<<20))
+			var ne net.Error
+			if !errors.As(err, &ne) || !ne.Timeout() || !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("Write to a peer that does not read = %v; want a timeout", err)
+			}
+			if n <= 0 || n >= 64<<20 {
+				t.Errorf("Write reported %d bytes written; want the part the buffers took", n)
+			}
+		})
+	}
+}
+
+type writeWithin struct {
+	c     net.Conn
+	stall time.Duration
+}
+
+func (w writeWithin) Write(p []byte) (int, error) { return sockio.WriteWithin(w.c, p, w.stall) }
+
+// TestStallingWriteLastsWhileThePeerReads writes to a peer that reads in bites with pauses
+// shorter than the stall bound, for longer in all than the bound: the write succeeds, since
+// the bound is on a stall, not on the write; and a later write, after the bound has passed
+// again, is not held to the deadline of the one before.
+func TestStallingWriteLastsWhileThePeerReads(t *testing.T) {
+	t.Parallel()
+	const stall = time.Second
+	for name, writer := range map[string]func(*net.TCPConn) io.Writer{
+		"sockio":      func(c *net.TCPConn) io.Writer { return sockio.NewStallingWriter(c, stall) },
+		"WriteWithin": func(c *net.TCPConn) io.Writer { return writeWithin{c, stall} },
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			c, s := pair(t)
+			if err := c.SetWriteBuffer(16 << 10); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.SetReadBuffer(16 << 10); err != nil {
+				t.Fatal(err)
+			}
+			// A write that fails leaves the reads below waiting for what never comes.
+			if err := s.SetReadDeadline(time.Now().Add(20 * time.Second)); err != nil {
+				t.Fatal(err)
+			}
+			w := writer(c)
+			payload := make([]byte, 4<<20)
+			done := make(chan error, 1)
+			go func() {
+				_, err := w.Write(payload)
+				done <- err
+			}()
+			// Eight bites a quarter of the bound apart: twice the bound in all.
+			start := time.Now()
+			got := 0
+			for bite := range 8 {
+				time.Sleep(stall / 4)
+				n, err := io.ReadFull(s, make([]byte, (len(payload)-got)/(8-bite)))
+				if err != nil {
+					t.Fatalf("read: %v; the write ended with %v", err, <-done)
+				}
+				got += n
+			}
+			if err := <-done; err != nil {
+				t.Fatalf("a write to a reading peer failed after %v: %v", time.Since(start), err)
+			}
+			time.Sleep(stall + stall/2)
+			go func() { _, _ = io.Copy(io.Discard, s) }()
+			if _, err := w.Write([]byte("later")); err != nil {
+				t.Fatalf("a write after the bound passed: %v", err)
+			}
+		})
+	}
+}

@@ -113,6 +113,18 @@ var fixedPorts = map[string]int{
 	"blog":     7105,
 }
 
+// FixedPorts returns the ports the platform takes on the embedded default, in increasing order:
+// every process's and the gateway's admin port. Tests must never listen on them, since `go tool
+// task up` may hold them; the test task's port guard holds them while the tests run.
+func FixedPorts() []int {
+	ports := []int{gatewayAdminPort}
+	for _, p := range fixedPorts {
+		ports = append(ports, p)
+	}
+	slices.Sort(ports)
+	return ports
+}
+
 // Discover lists the programs to launch: every services/<name>/cmd/<name>, then the gateway
 // when it exists.
 func Discover(root string) ([]*Process, error) {

@@ -115,8 +115,13 @@ type Limits struct {
 	// BodyTimeout bounds how long a client may take to send a unary request's body.
 	BodyTimeout Duration `yaml:"body_timeout"`
 	IdleTimeout Duration `yaml:"idle_timeout"`
+	// WriteTimeout bounds how long a write to a client may wait while the client takes none
+	// of it.
+	WriteTimeout Duration `yaml:"write_timeout"`
 	// MaxInFlight bounds concurrent requests; past it the gateway answers 503.
 	MaxInFlight int `yaml:"max_in_flight"`
+	// MaxConnections bounds open client connections; past it a new one is closed at once.
+	MaxConnections int `yaml:"max_connections"`
 	// Timeout bounds a unary call, retries included, unless its route says otherwise.
 	Timeout Duration `yaml:"timeout"`
 	// ShutdownTimeout bounds the drain on shutdown.
@@ -183,7 +188,9 @@ func Defaults() Config {
 			ReadHeaderTimeout: Duration(5 * time.Second),
 			BodyTimeout:       Duration(30 * time.Second),
 			IdleTimeout:       Duration(2 * time.Minute),
+			WriteTimeout:      Duration(30 * time.Second),
 			MaxInFlight:       4096,
+			MaxConnections:    4096,
 			Timeout:           Duration(30 * time.Second),
 			ShutdownTimeout:   Duration(15 * time.Second),
 		},
@@ -311,7 +318,9 @@ func (c *Config) check(l *kconfig.Loader) {
 	l.Check(c.Limits.MaxRequestBytes >= 1<<10, "limits.max_request_bytes", "must be at least 1024")
 	l.Check(c.Limits.ReadHeaderTimeout > 0, "limits.read_header_timeout", "must be positive")
 	l.Check(c.Limits.BodyTimeout > 0, "limits.body_timeout", "must be positive")
+	l.Check(c.Limits.WriteTimeout > 0, "limits.write_timeout", "must be positive")
 	l.Check(c.Limits.MaxInFlight >= 1, "limits.max_in_flight", "must be at least 1")
+	l.Check(c.Limits.MaxConnections >= 1, "limits.max_connections", "must be at least 1")
 	l.Check(c.Limits.Timeout > 0, "limits.timeout", "must be positive")
 	l.Check(c.Limits.ShutdownTimeout > 0, "limits.shutdown_timeout", "must be positive")
 	checkRate(l, "rate_limits.public", c.RateLimits.Public)

@@ -83,6 +83,8 @@ auth:
 limits:
   timeout: 10s
   max_in_flight: 64
+  max_connections: 10000
+  write_timeout: 1m
   disable_fast_path: true
 rate_limits:
   redis_prefix: "deploy-a:"
@@ -137,6 +139,7 @@ func TestLoadLayers(t *testing.T) {
 			// What only the file sets is there in every case.
 			if cfg.AdminListen != "" || cfg.Auth.TokenCacheSize != 5000 || cfg.Auth.Audience != "basalt" ||
 				cfg.Limits.Timeout != Duration(10*time.Second) || cfg.Limits.MaxInFlight != 64 || !cfg.Limits.DisableFastPath ||
+				cfg.Limits.MaxConnections != 10000 || cfg.Limits.WriteTimeout != Duration(time.Minute) ||
 				cfg.Limits.BodyTimeout != Duration(30*time.Second) || cfg.CORS.MaxAge != Duration(10*time.Minute) ||
 				cfg.RateLimits.RedisPrefix != "deploy-a:" || cfg.RateLimits.Public != (Rate{Rate: 1.5, Burst: 3}) ||
 				cfg.RateLimits.Authenticated != (Rate{Rate: 50, Burst: 100}) {
@@ -310,6 +313,8 @@ func TestValidationNamesTheField(t *testing.T) {
 		{"no header timeout", "limits:\n  read_header_timeout: 0s\n", nil, nil, "limits.read_header_timeout"},
 		{"no body timeout", "limits:\n  body_timeout: 0s\n", nil, nil, "limits.body_timeout"},
 		{"no requests in flight", "limits:\n  max_in_flight: 0\n", nil, nil, "limits.max_in_flight"},
+		{"no connections", "limits:\n  max_connections: 0\n", nil, nil, "limits.max_connections"},
+		{"no write timeout", "limits:\n  write_timeout: 0s\n", nil, nil, "limits.write_timeout"},
 		{"no call timeout", "limits:\n  timeout: 0s\n", nil, nil, "limits.timeout"},
 		{"a negative shutdown timeout", "limits:\n  shutdown_timeout: -1s\n", nil, nil, "limits.shutdown_timeout"},
 		{"a zero public rate", "rate_limits:\n  public: {rate: 0, burst: 5}\n", nil, nil, "rate_limits.public.rate"},

@@ -126,18 +126,34 @@ func (p *Policy) headersAllowed(values []string) bool {
 }
 
 // Decorate adds the CORS response headers for an actual (non-preflight) request from an
-// allowed origin. Requests from other origins are served without them, so the browser keeps
-// the response from the page. Every response, also to a request without Origin, says that it
-// varies by Origin, so that no cache hands a response made for one origin (or for none) to a
-// request from another (Fetch standard, "CORS protocol and HTTP caches").
+// allowed origin (origin is "" for a request without one). Requests from other origins are
+// served without them, so the browser keeps the response from the page. Every response, also
+// to a request without Origin, says that it varies by Origin, so that no cache hands a response
+// made for one origin (or for none) to a request from another (Fetch standard, "CORS protocol
+// and HTTP caches"): call Decorate for every answer.
 func (p *Policy) Decorate(h http.Header, origin string) {
-	h.Add("Vary", "Origin")
+	if _, set := h["Vary"]; set {
+		h.Add("Vary", VaryOrigin)
+	} else {
+		// A shared one-value slice: appending to it copies it.
+		h["Vary"] = varyOrigin
+	}
+	p.Allow(h, origin)
+}
+
+// Allow is Decorate for a caller that writes the Vary line itself ("Vary: " + VaryOrigin).
+func (p *Policy) Allow(h http.Header, origin string) {
 	if !p.Allowed(origin) {
 		return
 	}
 	p.allowOrigin(h, origin)
 	h.Set("Access-Control-Expose-Headers", p.exposeHeaders)
 }
+
+// VaryOrigin is the Vary value of every answer.
+const VaryOrigin = "Origin"
+
+var varyOrigin = []string{VaryOrigin}
 
 func (p *Policy) allowOrigin(h http.Header, origin string) {
 	if p.any && !p.credentials {

@@ -295,3 +295,20 @@ func TestPreflightWithAnyOrigin(t *testing.T) {
 		t.Fatalf("Access-Control-Max-Age = %q, want 600", got)
 	}
 }
+
+// TestDecorateVariesByOriginWithoutOne checks that an answer to a request without Origin says
+// it varies by Origin too, and that what one answer adds to its Vary reaches no other.
+func TestDecorateVariesByOriginWithoutOne(t *testing.T) {
+	t.Parallel()
+	p := cors.New([]string{"http://localhost:*"}, true, time.Hour)
+	first, second := http.Header{}, http.Header{}
+	p.Decorate(first, "")
+	first.Add("Vary", "Accept-Encoding")
+	p.Decorate(second, "")
+	if got := second.Values("Vary"); !slices.Equal(got, []string{"Origin"}) || second.Get("Access-Control-Allow-Origin") != "" {
+		t.Fatalf("Vary %q, Access-Control-Allow-Origin %q; want Origin and none", got, second.Get("Access-Control-Allow-Origin"))
+	}
+	if got := first.Values("Vary"); !slices.Equal(got, []string{"Origin", "Accept-Encoding"}) {
+		t.Fatalf("Vary %q, want Origin and Accept-Encoding", got)
+	}
+}

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -12,6 +13,7 @@ import (
 	"github.com/basaltplatform/basalt/kernel/requestid"
 
 	"github.com/basaltplatform/basalt/gateway/internal/accesslog"
+	"github.com/basaltplatform/basalt/gateway/internal/proxy"
 	"github.com/basaltplatform/basalt/gateway/internal/tokens"
 )
 
@@ -31,6 +33,9 @@ type call struct {
 	coded bool
 	// cause is why the gateway failed the call, for the log only.
 	cause error
+	// tooLarge is true once the call was refused for the size of its body, which a REST
+	// answer then says with 413 (see restWriter).
+	tooLarge bool
 	// ip is addr as text, made once for the upstream's X-Forwarded-For and the access log.
 	ip string
 	// values backs the one-value header slices the gateway adds upstream, so that a call
@@ -91,8 +96,9 @@ func (c *call) fail(g *Gateway, w http.ResponseWriter, r *http.Request, err erro
 		if c.cause == nil {
 			c.cause = err
 		}
+		c.tooLarge = c.tooLarge || errors.Is(err, proxy.ErrTooLarge)
 	}
-	_ = g.errors.Write(w, r, err)
+	_ = proxy.WriteError(g.errors, w, r, err)
 }
 
 // finish records the request in the metrics and the access log.
@@ -195,11 +201,22 @@ func protocolName(ct string, connectVersion bool) string {
 }
 
 // responseWriter notes the status and size of a response. It unwraps for
-// http.ResponseController, so flushing, deadlines and full duplex reach the connection.
+// http.ResponseController, so flushing, deadlines and full duplex reach the connection. With
+// stall set, each write and flush must complete within it (an HTTP/2 stream's write deadline
+// is set around it), so a client that stops reading a stream ends it.
 type responseWriter struct {
 	http.ResponseWriter
 	status  int
 	written int64
+	stall   time.Duration
+}
+
+// bound sets the stream's write deadline for a write, and returns the controller that lifts
+// it after.
+func (w *responseWriter) bound() *http.ResponseController {
+	rc := http.NewResponseController(w.ResponseWriter)
+	_ = rc.SetWriteDeadline(time.Now().Add(w.stall))
+	return rc
 }
 
 func (w *responseWriter) WriteHeader(code int) {
@@ -213,6 +230,9 @@ func (w *responseWriter) Write(b []byte) (int, error) {
 	if w.status == 0 {
 		w.status = http.StatusOK
 	}
+	if w.stall > 0 {
+		defer w.bound().SetWriteDeadline(time.Time{})
+	}
 	n, err := w.ResponseWriter.Write(b)
 	w.written += int64(n)
 	return n, err
@@ -220,11 +240,37 @@ func (w *responseWriter) Write(b []byte) (int, error) {
 
 // Flush implements http.Flusher for code that asserts it rather than using a controller.
 func (w *responseWriter) Flush() {
+	if w.stall > 0 {
+		defer w.bound().SetWriteDeadline(time.Time{})
+	}
 	_ = http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+// FlushError is Flush that reports its error, which http.ResponseController prefers.
+func (w *responseWriter) FlushError() error {
+	if w.stall > 0 {
+		defer w.bound().SetWriteDeadline(time.Time{})
+	}
+	return http.NewResponseController(w.ResponseWriter).Flush()
 }
 
 // Unwrap returns the underlying writer.
 func (w *responseWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// restWriter is the writer of a REST request's answer. The transcoder gives
+// resource_exhausted HTTP 429, which says "later"; a request refused for its size is answered
+// with 413, as the other protocols' are (see proxy.WriteError).
+type restWriter struct {
+	*responseWriter
+	c *call
+}
+
+func (w restWriter) WriteHeader(code int) {
+	if code == http.StatusTooManyRequests && w.c.tooLarge {
+		code = http.StatusRequestEntityTooLarge
+	}
+	w.responseWriter.WriteHeader(code)
+}
 
 // memo keeps, for the calls of one connection, what a call would otherwise work out anew: the
 // client's address as text, the address's rate-limit key, the caller's bucket key and the last

@@ -18,6 +18,7 @@ import (
 	"github.com/basaltplatform/basalt/kernel/requestid"
 	"github.com/basaltplatform/basalt/kernel/rpcclient"
 
+	"github.com/basaltplatform/basalt/gateway/internal/cors"
 	"github.com/basaltplatform/basalt/gateway/internal/h1"
 	"github.com/basaltplatform/basalt/gateway/internal/proxy"
 	"github.com/basaltplatform/basalt/gateway/internal/routes"
@@ -121,6 +122,7 @@ func (fc *fastCall) sync(r *h1.Request) {
 type known struct {
 	contentType, requestID, origin, authorization string
 	connectTimeout, grpcTimeout, protocolVersion  string
+	contentEncoding                               string
 	forwardedFor                                  bool
 }
 
@@ -166,6 +168,10 @@ func knownOf(fields []h1.Field) known {
 			}
 		case len("X-Forwarded-For"):
 			k.forwardedFor = k.forwardedFor || is("X-Forwarded-For")
+		case len("Content-Encoding"):
+			if is("Content-Encoding") {
+				take(128, &k.contentEncoding, v)
+			}
 		}
 	}
 	return k
@@ -201,10 +207,10 @@ func (f fastPath) Serve(w *h1.Response, r *h1.Request) {
 	}()
 
 	h := w.Header()
-	// The request id goes on the answer as a line of its own rather than through the header
-	// map, which then stays empty unless CORS or an error needs it; forward leaves out an
-	// upstream's id.
-	w.AddLine(requestid.Header, c.identify(k.requestID))
+	// The request id and Vary go on the answer as lines of their own rather than through the
+	// header map, which then stays empty unless CORS or an error needs it; forward leaves out
+	// an upstream's id.
+	ownLines(w, c.identify(k.requestID))
 	c.addr = clientAddrOf(r.RemoteAddr.Addr(), func() []string {
 		if !k.forwardedFor {
 			return nil
@@ -212,7 +218,7 @@ func (f fastPath) Serve(w *h1.Response, r *h1.Request) {
 		return r.Values("X-Forwarded-For")
 	}, g.cfg.Trusted())
 	if k.origin != "" {
-		g.cors.Decorate(h, k.origin)
+		g.cors.Allow(h, k.origin)
 	}
 	if n > int64(g.cfg.Limits.MaxInFlight) {
 		h.Set("Retry-After", "1")
@@ -238,6 +244,13 @@ func (f fastPath) Serve(w *h1.Response, r *h1.Request) {
 	if c.subject != "" && !httpwire.SafeValue(c.subject) {
 		f.fail(w, fc, errInvalidToken)
 		return
+	}
+	if k.contentEncoding != "" {
+		// As on the net/http path: a compressed body is bounded by what it inflates to.
+		if err := proxy.CheckCompressed(k.contentEncoding, r.Body, g.cfg.Limits.MaxRequestBytes); err != nil {
+			f.fail(w, fc, err)
+			return
+		}
 	}
 
 	var span trace.Span
@@ -301,14 +314,21 @@ func (f fastPath) forward(ctx context.Context, w *h1.Response, fc *fastCall, x *
 			c.code, c.coded, c.cause = connect.CodeUnavailable, true, err
 			return proxy.Result{Code: c.code, Err: err, UpstreamFailed: true}
 		}
-		// Discard dropped the lines, the request id's among them.
-		w.AddLine(requestid.Header, c.id)
+		// Discard dropped the lines, the gateway's own among them.
+		ownLines(w, c.id)
 		err = proxy.UpstreamError(err)
 		f.fail(w, fc, err)
 		return proxy.Result{Code: c.code, Err: err, UpstreamFailed: true}
 	}
 	c.code, c.coded = proxy.CodeOf(a.Status, grpcStatus), true
 	return proxy.Result{Code: c.code, Status: a.Status}
+}
+
+// ownLines adds the lines the gateway puts on every answer of the fast path: the request id,
+// and "Vary: Origin", which every answer carries, with or without an Origin (see cors.Decorate).
+func ownLines(w *h1.Response, id string) {
+	w.AddLine(requestid.Header, id)
+	w.AddLine("Vary", cors.VaryOrigin)
 }
 
 // ownHeader reports whether the gateway set the header named k (in any case) on its answer

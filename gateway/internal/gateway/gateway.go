@@ -67,6 +67,8 @@ type Gateway struct {
 	health    *grpchealth.StaticChecker
 	tracer    trace.Tracer
 	inFlight  atomic.Int64
+	// conns counts the open client connections (see clientListener).
+	conns     atomic.Int64
 	draining  atomic.Bool
 	ready     chan struct{}
 	addr      atomic.Pointer[net.TCPAddr]
@@ -189,7 +191,7 @@ func New(cfg config.Config, opts ...Option) (*Gateway, error) {
 		local:  map[string]http.Handler{},
 		ready:  make(chan struct{}),
 	}
-	g.metrics = metrics.New(routeNames(table), g.inFlight.Load)
+	g.metrics = metrics.New(routeNames(table), g.inFlight.Load, g.conns.Load)
 	for _, r := range table.Routes() {
 		g.upstreams = append(g.upstreams, rc.HTTPClient(r.Upstream))
 		g.baseURLs = append(g.baseURLs, rpcclient.BaseURL(r.Upstream))
@@ -306,6 +308,21 @@ var (
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c := &call{start: time.Now(), route: g.metrics.Unrouted()}
 	rw := &responseWriter{ResponseWriter: w}
+	if r.ProtoMajor == 1 {
+		if r.ContentLength != 0 {
+			// net/http's server sets no deadline on a request's body (its ReadTimeout would end
+			// long streams too), so a body that stops coming, read here or discarded by
+			// net/http after an answer that did not need it, would hold the connection for
+			// good. It fails by the body timeout instead; Forward lifts the deadline for a
+			// stream's body, which the call's deadline bounds.
+			_ = http.NewResponseController(w).SetReadDeadline(c.start.Add(time.Duration(g.cfg.Limits.BodyTimeout)))
+		}
+	} else {
+		// A write to an HTTP/2 stream whose client stops reading it waits on flow control,
+		// not on the socket (which clientConn bounds), so each has the write timeout as the
+		// stream's deadline.
+		rw.stall = time.Duration(g.cfg.Limits.WriteTimeout)
+	}
 	n := g.enter()
 	defer func() {
 		g.leave()
@@ -313,15 +330,23 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}()
 
 	h := w.Header()
+	if r.ProtoMajor == 1 && len(r.TransferEncoding) > 0 {
+		// A request with both Content-Length and Transfer-Encoding, or whose Transfer-Encoding
+		// was folded over lines, may be framed one way here and another by a proxy in front,
+		// so the connection must close after the answer (RFC 9112, section 6.1). net/http
+		// drops the Content-Length of such a request and joins folded lines, so it cannot be
+		// told from a chunked one: every chunked request closes its connection. (The fast path
+		// leaves every request with Transfer-Encoding to net/http.)
+		h["Connection"] = connectionClose
+	}
 	h[requestid.Header] = c.value(c.identify(r.Header.Get(requestid.Header)))
 	c.addr = clientAddr(r, g.cfg.Trusted())
-	if origin := r.Header.Get("Origin"); origin != "" {
-		if cors.IsPreflight(r) {
-			g.cors.Preflight(rw, r)
-			return
-		}
-		g.cors.Decorate(h, origin)
+	origin := r.Header.Get("Origin")
+	if origin != "" && cors.IsPreflight(r) {
+		g.cors.Preflight(rw, r)
+		return
 	}
+	g.cors.Decorate(h, origin)
 	if n > int64(g.cfg.Limits.MaxInFlight) {
 		h.Set("Retry-After", "1")
 		c.fail(g, rw, r, errOverloaded)
@@ -351,7 +376,29 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		c.fail(g, rw, r, errNotFound)
 		return
 	}
-	g.rest.ServeHTTP(rw, r.WithContext(withCall(r.Context(), c)))
+	g.serveREST(rw, r, c)
+}
+
+// serveREST has the transcoder serve a REST request. Its body is bounded here: the transcoder
+// inflates a gzip body without a bound, and refuses a large one with a 429, so the gateway
+// inflates it (within limits.max_request_bytes, counted while inflating) and refuses what
+// passes the limit itself, which restWriter answers with 413.
+func (g *Gateway) serveREST(rw *responseWriter, r *http.Request, c *call) {
+	if r.Body != nil && r.Body != http.NoBody {
+		limit := g.cfg.Limits.MaxRequestBytes
+		encoding := r.Header.Get("Content-Encoding")
+		if encoding == "gzip" {
+			r.Header.Del("Content-Encoding")
+			r.ContentLength = -1
+		}
+		if r.ContentLength > limit {
+			// The transcoder would refuse it before reading; the bounded body refuses it as it
+			// reads the first byte past the limit.
+			r.ContentLength = -1
+		}
+		r.Body = proxy.Limited(r.Body, encoding, limit, func() { c.tooLarge = true })
+	}
+	g.rest.ServeHTTP(restWriter{rw, c}, r.WithContext(withCall(r.Context(), c)))
 }
 
 // enter counts a request in flight and returns how many are; leave counts it out.
@@ -410,6 +457,7 @@ func (g *Gateway) rpc(w http.ResponseWriter, r *http.Request, c *call, route *ro
 	})
 	c.code, c.cause = res.Code, res.Err
 	c.coded = true
+	c.tooLarge = c.tooLarge || errors.Is(res.Err, proxy.ErrTooLarge)
 	if res.UpstreamFailed {
 		g.metrics.UpstreamError(route.Index)
 	}
@@ -530,8 +578,9 @@ var droppedHeaders = [...]string{
 
 // Shared header values; the transports never modify header slices.
 var (
-	teTrailers     = []string{"trailers"}
-	forwardedHTTPS = []string{"https"}
+	teTrailers      = []string{"trailers"}
+	forwardedHTTPS  = []string{"https"}
+	connectionClose = []string{"close"}
 )
 
 // listed reports whether the header name k is one of the comma-separated tokens in values (a

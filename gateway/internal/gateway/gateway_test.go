@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -413,6 +414,60 @@ func TestCORS(t *testing.T) {
 	}
 	if n := f.upstreams[0].hits.Load(); n != 1 {
 		t.Errorf("%d calls reached the upstream, want only the actual request", n)
+	}
+}
+
+// TestEveryAnswerVariesByOrigin sends requests with an allowed origin, a refused one and none,
+// to both of the gateway's paths: calls that succeed and fail (the gateway's own errors, the
+// upstream's, REST's), preflights, unknown paths and health: every answer says "Vary: Origin"
+// once, since any of them could carry CORS headers for some request, and a cache must not hand
+// one made for a request without Origin to a browser.
+func TestEveryAnswerVariesByOrigin(t *testing.T) {
+	t.Parallel()
+	k := newKeys(t)
+	token := "Bearer " + k.token(t, "user-1")
+	const current = "/basalt.identity.v1.IdentityService/GetCurrentUser"
+	jsonCT := map[string]string{"Content-Type": "application/json"}
+	requests := []struct {
+		name, method, path, body string
+		header                   map[string]string
+	}{
+		{"a call", http.MethodPost, current, "{}", merge(jsonCT, map[string]string{"Authorization": token})},
+		{"a call without a token", http.MethodPost, current, "{}", jsonCT},
+		{"an upstream's error", http.MethodPost, "/basalt.identity.v1.IdentityService/GetUser", `{"userId":"missing"}`, merge(jsonCT, map[string]string{"Authorization": token})},
+		{"a body that is not a message", http.MethodPost, current, "not json", merge(jsonCT, map[string]string{"Authorization": token})},
+		{"a method the gateway does not route", http.MethodPost, "/basalt.auth.v1.AuthService/CheckSession", "{}", jsonCT},
+		{"a REST call", http.MethodGet, "/v1/me", "", map[string]string{"Authorization": token}},
+		{"a REST error", http.MethodGet, "/v1/me", "", nil},
+		{"an unknown path", http.MethodGet, "/nothing/here", "", nil},
+		{"health", http.MethodGet, "/healthz", "", nil},
+		{"a preflight", http.MethodOptions, current, "", map[string]string{"Access-Control-Request-Method": "POST"}},
+	}
+	for _, disable := range []bool{false, true} {
+		f := newFixtureWithKeys(t, k, 1, func(c *config.Config) { c.Limits.DisableFastPath = disable })
+		for _, r := range requests {
+			for _, origin := range []string{"", "http://localhost:5173", "https://evil.example"} {
+				t.Run(fmt.Sprintf("net/http only %t/%s/origin %q", disable, r.name, origin), func(t *testing.T) {
+					t.Parallel()
+					header := merge(r.header, nil)
+					if origin != "" {
+						header["Origin"] = origin
+					}
+					resp, _ := f.do(t, r.method, r.path, r.body, header)
+					n := 0
+					for _, v := range resp.Header.Values("Vary") {
+						for token := range strings.SplitSeq(v, ",") {
+							if strings.EqualFold(strings.TrimSpace(token), "Origin") {
+								n++
+							}
+						}
+					}
+					if n != 1 {
+						t.Errorf("%d answered with Vary %q, want Origin once", resp.StatusCode, resp.Header.Values("Vary"))
+					}
+				})
+			}
+		}
 	}
 }
 

@@ -60,6 +60,12 @@ func (g *Gateway) Run(ctx context.Context) error {
 		ln.Close()
 		return err
 	}
+	// Every client connection, whichever server takes it, is counted against the limit and
+	// has its writes bounded.
+	ln = &clientListener{
+		Listener: ln, max: int64(g.cfg.Limits.MaxConnections), writeTimeout: time.Duration(g.cfg.Limits.WriteTimeout),
+		open: &g.conns, refused: g.metrics.RefusedConnection,
+	}
 	useTLS := srv.TLSConfig != nil
 	if useTLS {
 		ln = tls.NewListener(ln, srv.TLSConfig)
@@ -113,6 +119,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 			h1.WithReadHeaderTimeout(time.Duration(g.cfg.Limits.ReadHeaderTimeout)),
 			h1.WithIdleTimeout(time.Duration(g.cfg.Limits.IdleTimeout)),
 			h1.WithBodyTimeout(time.Duration(g.cfg.Limits.BodyTimeout)),
+			h1.WithWriteTimeout(time.Duration(g.cfg.Limits.WriteTimeout)),
 			h1.WithMaxHeaderBytes(g.cfg.Limits.MaxHeaderBytes),
 			h1.WithMaxBody(g.cfg.Limits.MaxRequestBytes),
 			h1.WithLogger(g.o.log),

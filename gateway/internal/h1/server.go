@@ -44,6 +44,7 @@ type options struct {
 	readHeaderTimeout time.Duration
 	idleTimeout       time.Duration
 	bodyTimeout       time.Duration
+	writeTimeout      time.Duration
 	maxHeaderBytes    int
 	maxBody           int64
 	log               *slog.Logger
@@ -53,11 +54,15 @@ type options struct {
 // Option configures New.
 type Option func(*options)
 
-// WithReadHeaderTimeout bounds the wait for a request's head once its first byte arrived
-// (default 10s).
+// WithReadHeaderTimeout bounds the wait for a request's head once its first byte arrived, and
+// for a new connection's first request from the start (default 10s).
 func WithReadHeaderTimeout(d time.Duration) Option {
 	return func(o *options) { o.readHeaderTimeout = d }
 }
+
+// WithWriteTimeout bounds how long an answer's write may wait while the client takes none of
+// it, a client that stopped reading (default 30s; 0: no bound).
+func WithWriteTimeout(d time.Duration) Option { return func(o *options) { o.writeTimeout = d } }
 
 // WithIdleTimeout bounds the wait for the next request on a kept-alive connection (default 2m).
 func WithIdleTimeout(d time.Duration) Option { return func(o *options) { o.idleTimeout = d } }
@@ -83,6 +88,7 @@ func New(handler Handler, fallback *http.Server, opts ...Option) *Server {
 		readHeaderTimeout: 10 * time.Second,
 		idleTimeout:       2 * time.Minute,
 		bodyTimeout:       30 * time.Second,
+		writeTimeout:      30 * time.Second,
 		maxHeaderBytes:    bufferSize,
 		maxBody:           4 << 20,
 		log:               slog.New(slog.DiscardHandler),
@@ -247,13 +253,20 @@ func (s *Server) closeAll() {
 // that), so its socket is shut down instead: the client sees the connection end now, a wait
 // for it ends, and the answer's write fails. serve then closes it.
 func (c *conn) abort() {
-	tc, ok := c.nc.(*net.TCPConn)
+	tc, ok := c.nc.(halfCloser)
 	if !ok {
 		c.nc.Close()
 		return
 	}
 	_ = tc.CloseWrite()
 	_ = tc.CloseRead()
+}
+
+// halfCloser is a connection whose two directions close apart: a TCP connection, or one that
+// wraps it.
+type halfCloser interface {
+	CloseRead() error
+	CloseWrite() error
 }
 
 // conn is one client connection on the fast path.
@@ -321,7 +334,12 @@ func (c *conn) releaseWriter() {
 func (c *conn) serve() {
 	s := c.s
 	c.br = readers.Get().(*bufio.Reader)
-	c.in, c.out = sockio.NewReader(c.nc), sockio.NewWriter(c.nc)
+	c.in = sockio.NewReader(c.nc)
+	if s.o.writeTimeout > 0 {
+		c.out = sockio.NewStallingWriter(c.nc, s.o.writeTimeout)
+	} else {
+		c.out = sockio.NewWriter(c.nc)
+	}
 	c.br.Reset(c.in)
 	c.resp.now = s.o.now
 	if ap, err := netip.ParseAddrPort(c.nc.RemoteAddr().String()); err == nil {
@@ -373,6 +391,11 @@ func (c *conn) step() bool {
 			}
 			switch {
 			case c.waiting:
+			case c.req.Seq == 0 && s.o.readHeaderTimeout > 0:
+				// A new connection's first request is bounded by the header timeout from the
+				// start, as net/http's is: a client that connects and sends nothing does not
+				// hold the connection for the idle limit.
+				c.readBy(s.o.now().Add(s.o.readHeaderTimeout), 0)
 			case s.o.idleTimeout > 0:
 				// An idle connection closes between the idle limit and a sixteenth more (at
 				// most a second more).

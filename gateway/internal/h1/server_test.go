@@ -48,10 +48,12 @@ type testHandler struct {
 	release chan struct{}
 	// discardedStreaming records whether Discard claimed success on a streaming answer.
 	discardedStreaming atomic.Bool
+	// writeErr receives the error that ended a /fast/huge answer.
+	writeErr chan error
 }
 
 func newTestHandler() *testHandler {
-	return &testHandler{entered: make(chan string, 8), release: make(chan struct{})}
+	return &testHandler{entered: make(chan string, 8), release: make(chan struct{}), writeErr: make(chan error, 1)}
 }
 
 func (h *testHandler) Accepts(r *Request) bool { return strings.HasPrefix(r.Path, "/fast/") }
@@ -95,6 +97,14 @@ func (h *testHandler) Serve(w *Response, r *Request) {
 		w.Abort()
 	case "/fast/panic":
 		panic("test handler panic")
+	case "/fast/huge":
+		// Far more than the socket buffers hold; the error of the write that fails is reported.
+		for {
+			if _, err := w.Write(bigBody); err != nil {
+				h.writeErr <- err
+				return
+			}
+		}
 	case "/fast/block":
 		h.entered <- r.Path
 		<-h.release
@@ -722,6 +732,41 @@ func TestReadHeaderTimeout(t *testing.T) {
 				t.Errorf("disconnected after %v, before the %v timeout", elapsed, timeout)
 			}
 		})
+	}
+}
+
+// TestFirstRequestHeaderTimeout checks that a new connection that sends nothing is closed
+// once the header timeout passes, as net/http's would be, not after the idle limit.
+func TestFirstRequestHeaderTimeout(t *testing.T) {
+	t.Parallel()
+	const timeout = 200 * time.Millisecond
+	ts := startServer(t, WithReadHeaderTimeout(timeout), WithIdleTimeout(time.Hour))
+	start := time.Now()
+	c, br := ts.dial(t)
+	wantClosed(t, c, br)
+	if elapsed := time.Since(start); elapsed < timeout-10*time.Millisecond {
+		t.Errorf("disconnected after %v, before the %v timeout", elapsed, timeout)
+	}
+}
+
+// TestWriteTimeout asks for an answer far larger than the socket buffers and reads none of
+// it: the answer's write fails once the client has taken nothing for the write timeout.
+func TestWriteTimeout(t *testing.T) {
+	t.Parallel()
+	ts := startServer(t, WithWriteTimeout(200*time.Millisecond))
+	c, _ := ts.dial(t)
+	if err := c.(*net.TCPConn).SetReadBuffer(4 << 10); err != nil {
+		t.Fatal(err)
+	}
+	write(t, c, post("/fast/huge", ""))
+	select {
+	case err := <-ts.h.writeErr:
+		var ne net.Error
+		if !errors.As(err, &ne) || !ne.Timeout() {
+			t.Errorf("the answer's write failed with %v, want a timeout", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the answer's write still waits for a client that reads nothing")
 	}
 }
 

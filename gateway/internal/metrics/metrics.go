@@ -28,6 +28,7 @@ type Metrics struct {
 	registry *prometheus.Registry
 	routes   []routeSeries
 	fastPath prometheus.Counter
+	refused  prometheus.Counter
 }
 
 type routeSeries struct {
@@ -38,9 +39,9 @@ type routeSeries struct {
 }
 
 // New returns the metrics of the named routes (by index). inFlight reports the requests being
-// served; the gauge reads it when scraped, so that serving a request touches one counter (the
-// caller's) rather than two.
-func New(routes []string, inFlight func() int64) *Metrics {
+// served and connections the client connections open; their gauges read them when scraped, so
+// that serving a request touches one counter (the caller's) rather than two.
+func New(routes []string, inFlight, connections func() int64) *Metrics {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -68,8 +69,16 @@ func New(routes []string, inFlight func() int64) *Metrics {
 		Name: "basalt_gateway_fast_path_requests_total",
 		Help: "Requests served by the gateway's own HTTP/1.1 server rather than net/http's.",
 	})
-	reg.MustRegister(requests, latency, limited, upstreamErrors, inFlightGauge, fastPath)
-	m := &Metrics{registry: reg, routes: make([]routeSeries, len(routes)+1), fastPath: fastPath}
+	connectionsGauge := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "basalt_gateway_open_connections",
+		Help: "Client connections open (limits.max_connections bounds them).",
+	}, func() float64 { return float64(connections()) })
+	refused := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "basalt_gateway_refused_connections_total",
+		Help: "Client connections closed at once because limits.max_connections were open.",
+	})
+	reg.MustRegister(requests, latency, limited, upstreamErrors, inFlightGauge, fastPath, connectionsGauge, refused)
+	m := &Metrics{registry: reg, routes: make([]routeSeries, len(routes)+1), fastPath: fastPath, refused: refused}
 	for i, name := range append(routes, "unrouted") {
 		s := &m.routes[i]
 		for c, code := range codes {
@@ -103,6 +112,9 @@ func (m *Metrics) UpstreamError(route int) { m.routes[route].upstreamE.Inc() }
 
 // FastPath counts a request served by the gateway's own HTTP/1.1 server.
 func (m *Metrics) FastPath() { m.fastPath.Inc() }
+
+// RefusedConnection counts a client connection closed for the connection limit.
+func (m *Metrics) RefusedConnection() { m.refused.Inc() }
 
 // Handler serves the metrics in the Prometheus text format.
 func (m *Metrics) Handler() http.Handler {

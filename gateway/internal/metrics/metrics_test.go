@@ -10,7 +10,7 @@ import (
 func TestInFlightIsReadWhenScraped(t *testing.T) {
 	t.Parallel()
 	var n atomic.Int64
-	m := New([]string{"/basalt.test.v1.TestService/Call"}, n.Load)
+	m := New([]string{"/basalt.test.v1.TestService/Call"}, n.Load, n.Load)
 	for _, want := range []int64{0, 3, 1} {
 		n.Store(want)
 		if got := inFlightOf(t, m); got != float64(want) {

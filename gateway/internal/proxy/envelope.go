@@ -22,24 +22,37 @@ type envelopes struct {
 
 // feed advances past b. It reports false when a message begun in b is over the limit.
 func (e *envelopes) feed(b []byte) bool {
-	for len(b) > 0 {
+	_, ok := e.pass(b, false)
+	return ok
+}
+
+// pass advances past b as feed does, but with stopAtCompressed it stops at the first byte of a
+// message whose prefix flags it compressed (bit 0x01), before taking it. It returns how many
+// bytes it passed, and false when a message begun in them is over the limit.
+func (e *envelopes) pass(b []byte, stopAtCompressed bool) (int, bool) {
+	passed := 0
+	for passed < len(b) {
+		rest := b[passed:]
 		if e.left > 0 {
-			n := min(uint64(len(b)), e.left)
+			n := min(uint64(len(rest)), e.left)
 			e.left -= n
-			b = b[n:]
+			passed += int(n)
 			continue
 		}
-		n := copy(e.prefix[e.have:], b)
+		if e.have == 0 && stopAtCompressed && rest[0]&1 != 0 {
+			return passed, true
+		}
+		n := copy(e.prefix[e.have:], rest)
 		e.have += n
-		b = b[n:]
+		passed += n
 		if e.have == len(e.prefix) {
 			e.left, e.have = uint64(binary.BigEndian.Uint32(e.prefix[1:])), 0
 			if e.limit > 0 && e.left > e.limit {
-				return false
+				return passed, false
 			}
 		}
 	}
-	return true
+	return passed, true
 }
 
 // boundary reports whether every message begun has been written whole.

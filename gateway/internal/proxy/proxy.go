@@ -13,6 +13,7 @@ package proxy
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -93,11 +94,17 @@ var (
 	ErrDeadline        = connect.NewError(connect.CodeDeadlineExceeded, errors.New("the call did not complete in time"))
 	ErrCanceled        = connect.NewError(connect.CodeCanceled, errors.New("the client canceled the call"))
 	errUpstreamAborted = errors.New("proxy: the upstream broke off its response")
+	errInvalidQuery    = connect.NewError(connect.CodeInvalidArgument, errors.New("the request's query holds a space, a control character or a byte that is not ASCII; escape them (RFC 3986)"))
 	errUnreadableBody  = connect.NewError(connect.CodeInvalidArgument, errors.New("the request body could not be read"))
 )
 
 // Forward sends r to the upstream and relays the answer to w.
 func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request, c *Call) Result {
+	if !httpwire.ValidTarget(r.URL.RawQuery) {
+		// The query goes upstream as it came, on an HTTP/1.1 request line, where such bytes
+		// would end or break it; HTTP/2's :path and lenient HTTP/1.1 servers let them in.
+		return p.fail(w, r, errInvalidQuery, false)
+	}
 	ctx := r.Context()
 	var cancel context.CancelFunc
 	if d, fromClient, ok := Deadline(c.Timeout, r.Header.Get("Connect-Timeout-Ms"), r.Header.Get("Grpc-Timeout")); ok {
@@ -139,10 +146,18 @@ func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request, c *Call) Result 
 	switch {
 	case r.Body == nil || r.Body == http.NoBody || r.Method == http.MethodGet:
 		out.Body = http.NoBody
+		if r.Method == http.MethodGet {
+			if err := p.checkQuery(r); err != nil {
+				return p.fail(w, r, err, false)
+			}
+		}
 	case c.Buffer:
 		// The body is not pooled: the transport may read it until it closes it, which can be
 		// after the call returned.
 		body, err := p.readBody(w, r)
+		if err == nil {
+			err = p.checkBody(r, body)
+		}
 		if err != nil {
 			return p.fail(w, r, err, false)
 		}
@@ -153,9 +168,13 @@ func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request, c *Call) Result 
 		if r.ProtoMajor == 1 {
 			// Streams over HTTP/1.1 are half duplex, but the upstream may answer before it has
 			// read everything, and net/http would close the body once the answer starts.
-			_ = http.NewResponseController(w).EnableFullDuplex()
+			rc := http.NewResponseController(w)
+			_ = rc.EnableFullDuplex()
+			// A stream's body comes for as long as the call lasts, which its deadline bounds,
+			// not the body timeout.
+			_ = rc.SetReadDeadline(time.Time{})
 		}
-		sb := &streamBody{r: r.Body, checkEnvelopes: enveloped(r.Header), framing: envelopes{limit: uint64(p.maxBody)}}
+		sb := newStreamBody(r.Body, r.Header, p.maxBody)
 		out.Body = sb
 		out.ContentLength = r.ContentLength
 		// A stream can be sent to another instance only while none of it has been read.
@@ -330,7 +349,7 @@ func (p *Proxy) broken(w http.ResponseWriter, r *http.Request, resp *http.Respon
 
 // fail answers the client with err in its protocol.
 func (p *Proxy) fail(w http.ResponseWriter, r *http.Request, err error, upstream bool) Result {
-	_ = p.errors.Write(w, r, err)
+	_ = WriteError(p.errors, w, r, err)
 	return Result{Code: connect.CodeOf(err), Status: statusOf(connect.CodeOf(err)), Err: err, UpstreamFailed: upstream}
 }
 
@@ -390,7 +409,6 @@ func (p *Proxy) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error)
 	rc := http.NewResponseController(w)
 	if p.bodyTimeout > 0 {
 		_ = rc.SetReadDeadline(time.Now().Add(p.bodyTimeout))
-		defer func() { _ = rc.SetReadDeadline(time.Time{}) }()
 	}
 	size := r.ContentLength
 	if size < 0 {
@@ -410,9 +428,19 @@ func (p *Proxy) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error)
 			return nil, ErrTooLarge
 		}
 		if err == io.EOF {
+			if p.bodyTimeout > 0 {
+				// Read whole, the body no longer needs a deadline; net/http's read that watches
+				// for the client going away must not fail by it. A body that failed keeps it, so
+				// that net/http's discard of the rest of it fails by it too.
+				_ = rc.SetReadDeadline(time.Time{})
+			}
 			return buf, nil
 		}
 		if err != nil {
+			if errors.Is(err, ErrTooLarge) {
+				// A body the gateway bounds itself (see Limited) ran past the limit.
+				return nil, ErrTooLarge
+			}
 			return nil, BodyError(err, r.Context().Err() != nil)
 		}
 	}
@@ -648,29 +676,134 @@ func (b *bytesBody) Read(p []byte) (int, error) {
 
 func (b *bytesBody) Close() error { return nil }
 
-// streamBody passes a client's stream on, checking that no message is larger than max.
+// streamBody passes a client's stream on, checking that no message is larger than the limit.
+// A compressed message, when the gateway can inflate the stream's encoding, is held back until
+// it has arrived whole and its inflated size is known to be within the limit (see
+// CheckCompressed); every other byte goes on as it arrives.
 type streamBody struct {
 	r              io.ReadCloser
 	checkEnvelopes bool
 	framing        envelopes
+	// encoding is the encoding of the stream's compressed messages when the gateway inflates
+	// it, or "".
+	encoding string
+	limit    int64
+	// held is the compressed message being held back, its prefix included, while holding.
+	held    []byte
+	holding bool
+	// out is what goes upstream before anything else: a checked message, or bytes that followed
+	// one. rest is what the client sent after the bytes looked at so far, and readErr what
+	// ended the client's last read, both for after out.
+	out, rest, restBuf []byte
+	readErr            error
 
 	mu      sync.Mutex
 	started bool
 	err     error
 }
 
+func newStreamBody(body io.ReadCloser, h http.Header, limit int64) *streamBody {
+	s := &streamBody{r: body, checkEnvelopes: enveloped(h), framing: envelopes{limit: uint64(limit)}, limit: limit}
+	if e := messageEncoding(h); s.checkEnvelopes && e == gzipEncoding {
+		s.encoding = e
+	}
+	return s
+}
+
 func (s *streamBody) Read(p []byte) (int, error) {
 	s.mu.Lock()
 	s.started = true
 	s.mu.Unlock()
-	n, err := s.r.Read(p)
-	if n > 0 && s.checkEnvelopes {
-		if !s.framing.feed(p[:n]) {
-			s.err = ErrTooLarge
-			return 0, ErrTooLarge
+	if !s.checkEnvelopes {
+		return s.r.Read(p)
+	}
+	for {
+		if len(s.out) > 0 {
+			n := copy(p, s.out)
+			s.out = s.out[n:]
+			return n, nil
+		}
+		if s.err != nil {
+			return 0, s.err
+		}
+		b, fromClient := s.rest, false
+		s.rest = nil
+		if len(b) == 0 {
+			if s.readErr != nil {
+				if s.holding {
+					// A message cut short goes on as it came, for the service to refuse.
+					s.out, s.holding = s.held, false
+					continue
+				}
+				return 0, s.readErr
+			}
+			n, err := s.r.Read(p)
+			b, fromClient, s.readErr = p[:n], true, err
+		}
+		// The first k bytes of b go on now (passing) or into the held message; the rest are
+		// looked at next, after what goes out before them.
+		var k int
+		passing := !s.holding
+		if passing {
+			var ok bool
+			k, ok = s.framing.pass(b, s.encoding != "")
+			switch {
+			case !ok:
+				s.err = ErrTooLarge
+			case k < len(b):
+				s.holding, s.held = true, s.held[:0]
+			}
+		} else {
+			k = s.hold(b)
+		}
+		if s.err != nil {
+			return 0, s.err
+		}
+		if fromClient {
+			// p is the caller's: what follows its first k bytes is kept here.
+			s.restBuf = append(s.restBuf[:0], b[k:]...)
+			s.rest = s.restBuf
+			if passing && k > 0 {
+				return k, nil
+			}
+		} else {
+			s.rest = b[k:]
+			if passing {
+				s.out = b[:k]
+			}
 		}
 	}
-	return n, err
+}
+
+// hold adds the bytes of b that belong to the held message to it and returns how many. Once
+// the message is whole, it goes out next when it inflates within the limit; otherwise the
+// stream fails with ErrTooLarge.
+func (s *streamBody) hold(b []byte) int {
+	k := 0
+	if len(s.held) < 5 {
+		k = min(5-len(s.held), len(b))
+		s.held = append(s.held, b[:k]...)
+		if len(s.held) < 5 {
+			return k
+		}
+	}
+	whole := 5 + int64(binary.BigEndian.Uint32(s.held[1:5]))
+	if whole-5 > s.limit {
+		s.err = ErrTooLarge
+		return k
+	}
+	n := int(min(int64(len(b)-k), whole-int64(len(s.held))))
+	s.held = append(s.held, b[k:k+n]...)
+	k += n
+	if int64(len(s.held)) == whole {
+		s.holding = false
+		if err := CheckCompressed(s.encoding, s.held[5:], s.limit); err != nil {
+			s.err = err
+			return k
+		}
+		s.out = s.held
+	}
+	return k
 }
 
 // Close leaves the client's body to net/http, which closes it when the handler returns: the

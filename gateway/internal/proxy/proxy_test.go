@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"compress/gzip"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -669,5 +670,137 @@ func TestForwardClosesAUnaryAnswerBeforeCancelling(t *testing.T) {
 	})
 	if body == nil || !body.closed || body.errAtClose != nil {
 		t.Fatalf("the answer's body was closed: %v, with the call ended by %v; want closed while live", body != nil && body.closed, body.errAtClose)
+	}
+}
+
+// gzipped returns a gzip member holding n zero bytes.
+func gzipped(t *testing.T, n int) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	zw := gzip.NewWriter(&b)
+	if _, err := zw.Write(make([]byte, n)); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+// frame frames msg as one message of a stream.
+func frame(flags byte, msg []byte) []byte {
+	b := make([]byte, 5, 5+len(msg))
+	b[0] = flags
+	binary.BigEndian.PutUint32(b[1:], uint32(len(msg)))
+	return append(b, msg...)
+}
+
+// TestStreamBodyHoldsCompressedMessagesUntilChecked streams messages, some compressed, in
+// every way a body can arrive: everything passes as it came while each compressed message
+// inflates within the limit; a compressed message that inflates past it ends the stream with
+// ErrTooLarge before any of its bytes went on; a compressed message in an encoding the gateway
+// does not inflate, or cut short by the end of the stream, passes for the service to judge.
+func TestStreamBodyHoldsCompressedMessagesUntilChecked(t *testing.T) {
+	t.Parallel()
+	const limit = 1000
+	plain := func(n int) []byte { return frame(0, bytes.Repeat([]byte{'p'}, n)) }
+	packed := func(n int) []byte { return frame(1, gzipped(t, n)) }
+	within := [][]byte{plain(10), packed(500), plain(0), packed(limit), packed(0), plain(3), packed(1)}
+	tests := []struct {
+		name     string
+		header   http.Header
+		messages [][]byte
+		tooLarge int // index of the message that inflates past the limit, -1 for none
+		cut      int // bytes cut from the end of the stream
+	}{
+		{"gRPC, within the limit", http.Header{"Content-Type": {"application/grpc"}, "Grpc-Encoding": {"gzip"}}, within, -1, 0},
+		{"Connect, within the limit", http.Header{"Content-Type": {"application/connect+proto"}, "Connect-Content-Encoding": {"gzip"}}, within, -1, 0},
+		{"gRPC-Web, past the limit", http.Header{"Content-Type": {"application/grpc-web+proto"}, "Grpc-Encoding": {"gzip"}},
+			[][]byte{plain(10), packed(500), plain(2), packed(limit + 1), plain(5)}, 3, 0},
+		{"Connect, past the limit first", http.Header{"Content-Type": {"application/connect+json"}, "Connect-Content-Encoding": {"gzip"}},
+			[][]byte{packed(100 * limit), plain(1)}, 0, 0},
+		{"an encoding the gateway does not inflate", http.Header{"Content-Type": {"application/grpc"}, "Grpc-Encoding": {"br"}},
+			[][]byte{plain(1), frame(1, bytes.Repeat([]byte{'b'}, limit))}, -1, 0},
+		{"a compressed message cut short", http.Header{"Content-Type": {"application/grpc"}, "Grpc-Encoding": {"gzip"}},
+			[][]byte{plain(1), packed(limit + 1)}, -1, 3},
+	}
+	for _, tt := range tests {
+		var in []byte
+		offsets := make([]int, len(tt.messages))
+		for i, m := range tt.messages {
+			offsets[i] = len(in)
+			in = append(in, m...)
+		}
+		in = in[:len(in)-tt.cut]
+		for how, r := range readers(in) {
+			t.Run(tt.name+"/"+how, func(t *testing.T) {
+				t.Parallel()
+				sb := newStreamBody(io.NopCloser(r), tt.header, limit)
+				out, err := io.ReadAll(sb)
+				if tt.tooLarge < 0 {
+					if err != nil || !bytes.Equal(out, in) {
+						t.Fatalf("read %d of %d bytes, err %v", len(out), len(in), err)
+					}
+					return
+				}
+				if !errors.Is(err, ErrTooLarge) {
+					t.Fatalf("err %v, want ErrTooLarge", err)
+				}
+				if !bytes.Equal(out, in[:offsets[tt.tooLarge]]) {
+					t.Fatalf("%d bytes passed, want the %d before the message too large", len(out), offsets[tt.tooLarge])
+				}
+			})
+		}
+	}
+}
+
+// TestForwardRefusesAClientStreamsMessageThatInflatesPastTheLimit streams a client's messages
+// through a real upstream: a compressed message that inflates past the limit ends the call
+// with resource_exhausted in the protocol's trailers, and the upstream never receives it.
+func TestForwardRefusesAClientStreamsMessageThatInflatesPastTheLimit(t *testing.T) {
+	t.Parallel()
+	const limit = 1 << 10
+	received := make(chan []byte, 1)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		received <- b
+		w.Header().Set("Content-Type", r.Header.Get("Content-Type"))
+		w.Header().Set("Trailer", "Grpc-Status")
+		w.Header().Set("Grpc-Status", "0")
+	}))
+	srv.Config.Protocols = new(http.Protocols)
+	srv.Config.Protocols.SetUnencryptedHTTP2(true)
+	srv.Start()
+	defer srv.Close()
+	h2c := new(http.Protocols)
+	h2c.SetUnencryptedHTTP2(true)
+	transport := &http.Transport{Protocols: h2c}
+	defer transport.CloseIdleConnections()
+
+	first := frame(0, []byte("first"))
+	body := append(append(first, frame(1, gzipped(t, 64*limit))...), frame(0, []byte("last"))...)
+	r := httptest.NewRequest(http.MethodPost, "/a.B/C", io.MultiReader(bytes.NewReader(body)))
+	r.ProtoMajor, r.ProtoMinor = 2, 0
+	r.Header.Set("Content-Type", "application/grpc")
+	r.Header.Set("Grpc-Encoding", "gzip")
+	w := httptest.NewRecorder()
+	res := New(limit, time.Second).Forward(w, r, &Call{
+		Upstream: &http.Client{Transport: transport}, BaseURL: srv.URL, Header: r.Header.Clone(), FullDuplex: true,
+	})
+	if res.Code != connect.CodeResourceExhausted || !errors.Is(res.Err, ErrTooLarge) {
+		t.Fatalf("the call ended %v (%v), want resource_exhausted", res.Code, res.Err)
+	}
+	status := w.Header().Get("Grpc-Status") + w.Header().Get(http.TrailerPrefix+"Grpc-Status")
+	if w.Code != http.StatusOK || status != "8" {
+		t.Errorf("the client got %d with grpc-status %q, want 200 with 8", w.Code, status)
+	}
+	// Close waits for the upstream's handler, if the request reached it.
+	srv.Close()
+	select {
+	case b := <-received:
+		if !bytes.Equal(b, first[:min(len(b), len(first))]) || len(b) > len(first) {
+			t.Errorf("the upstream received %q, more than the first message", b)
+		}
+	default:
 	}
 }
