@@ -234,7 +234,7 @@ type fixture struct {
 	url       string
 	adminURL  string
 	upstreams []*upstream
-	logs      *syncBuffer
+	logs      *testkit.Buffer
 	h1        *http.Client
 	h2        *http.Client
 	stop      func() error
@@ -251,7 +251,7 @@ func newFixture(t testing.TB, n int, edit func(*config.Config)) *fixture {
 // take the same tokens, and with the gateway built with opts too.
 func newFixtureWithKeys(t testing.TB, k keys, n int, edit func(*config.Config), opts ...Option) *fixture {
 	t.Helper()
-	f := &fixture{keys: k, logs: &syncBuffer{}, h1: testkit.HTTP1Client(t), h2: testkit.H2CClient(t)}
+	f := &fixture{keys: k, logs: &testkit.Buffer{}, h1: testkit.HTTP1Client(t), h2: testkit.H2CClient(t)}
 	var urls []string
 	for i := range n {
 		u := startUpstream(t, "upstream-"+string(rune('a'+i)), f.keys.jwks)
@@ -281,24 +281,6 @@ func newFixtureWithKeys(t testing.TB, k keys, n int, edit func(*config.Config), 
 	f.url = "http://" + g.Addr().String()
 	f.adminURL = "http://" + g.AdminAddr().String()
 	return f
-}
-
-// syncBuffer collects log output safely across goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // get sends a plain HTTP request through the gateway.
