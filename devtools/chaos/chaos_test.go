@@ -1,3 +1,5 @@
+//go:build unix
+
 // Package chaos runs the platform in the real-parts mode (its own PostgreSQL cluster and Consul
 // agent, two instances of blog and identity, every process supervised as `task up` does) under
 // steady traffic through the gateway, and breaks one part at a time: an instance killed, the
