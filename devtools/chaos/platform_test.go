@@ -163,17 +163,11 @@ func (p *platform) instancesOf(service string) []*launcher.Process {
 // secret returns a value from the secrets file the launcher generated.
 func (p *platform) secret(t *testing.T, name string) string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(p.dataDir, launcher.SecretsFile))
+	v, err := launcher.Secret(p.dataDir, name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, name+"="); ok {
-			return v
-		}
-	}
-	t.Fatalf("no %s in the secrets file", name)
-	return ""
+	return v
 }
 
 // printProblems logs the processes' warnings and errors, at most 400 lines.

@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -101,17 +100,11 @@ func gatewayConfigFile(t *testing.T) string {
 
 func (p *platform) secret(t *testing.T, name string) string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(p.dataDir, launcher.SecretsFile))
+	v, err := launcher.Secret(p.dataDir, name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, name+"="); ok {
-			return v
-		}
-	}
-	t.Fatalf("no %s", name)
-	return ""
+	return v
 }
 
 var protocols = map[string][]connect.ClientOption{"connect": nil, "grpc": {connect.WithGRPC()}}

@@ -127,23 +127,18 @@ func launch(t *testing.T, dataDir string, env ...string) (map[string]launcher.St
 	return procs, stop
 }
 
-// secret returns a value from the secrets file the launcher generated.
+// secret returns a value from the secrets file the launcher generated, which must be readable
+// by its owner only.
 func secret(t *testing.T, dataDir, name string) string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(dataDir, launcher.SecretsFile))
-	if err != nil {
-		t.Fatal(err)
-	}
 	if info, err := os.Stat(filepath.Join(dataDir, launcher.SecretsFile)); err != nil || info.Mode().Perm() != 0o600 {
 		t.Fatalf("the secrets file must be readable by its owner only: %v %v", info.Mode(), err)
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, name+"="); ok {
-			return v
-		}
+	v, err := launcher.Secret(dataDir, name)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatalf("%s is not in the secrets file", name)
-	return ""
+	return v
 }
 
 // serviceCredentials signs calls as a platform service with the secret the launcher generated.

@@ -52,6 +52,28 @@ func runChild(string) int {
 	return 0
 }
 
+// startStandIns starts a stand-in for every process and waits until each serves. It returns
+// what starting one again takes.
+func startStandIns(t *testing.T, procs []*Process) (dir string, env []string, logs *Logs) {
+	t.Helper()
+	names := make([]string, len(procs))
+	for i, p := range procs {
+		names[i] = p.Name
+	}
+	dir = binDir(t, names...)
+	env = append(os.Environ(), childEnv+"=1")
+	logs = NewLogs(io.Discard, procs)
+	for _, p := range procs {
+		if err := p.Start(dir, env, logs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := WaitReady(context.Background(), procs, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	return dir, env, logs
+}
+
 // binDir holds the test binary under each process's name, so Start runs the stand-in.
 func binDir(t *testing.T, names ...string) string {
 	t.Helper()
@@ -108,17 +130,7 @@ func TestPortsAreHeldFromAssignmentUntilTheProcessServes(t *testing.T) {
 		}
 	}
 
-	dir := binDir(t, "audit", "gateway")
-	env := append(os.Environ(), childEnv+"=1")
-	logs := NewLogs(io.Discard, procs)
-	for _, p := range procs {
-		if err := p.Start(dir, env, logs); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := WaitReady(context.Background(), procs, time.Minute); err != nil {
-		t.Fatal(err)
-	}
+	dir, env, logs := startStandIns(t, procs)
 	for i, u := range urls {
 		if got, want := answer(t, u), strconv.Itoa(procs[min(i, 1)].PID()); got != want {
 			t.Fatalf("%s answered from pid %s, want %s", u, got, want)

@@ -67,6 +67,20 @@ func Secrets(dataDir string, env []string) ([]string, error) {
 	return out, nil
 }
 
+// Secret returns the value of the secret name from the data folder's secrets file, for tools
+// and tests that act as the administrator or as a service of a platform the launcher set up.
+func Secret(dataDir, name string) (string, error) {
+	values, err := readEnvFile(filepath.Join(dataDir, SecretsFile))
+	if err != nil {
+		return "", err
+	}
+	v, ok := values[name]
+	if !ok {
+		return "", fmt.Errorf("launcher: no %s in %s", name, filepath.Join(dataDir, SecretsFile))
+	}
+	return v, nil
+}
+
 func readEnvFile(path string) (map[string]string, error) {
 	out := map[string]string{}
 	f, err := os.Open(path)

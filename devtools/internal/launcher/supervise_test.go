@@ -6,8 +6,6 @@ package launcher
 
 import (
 	"context"
-	"io"
-	"os"
 	"strconv"
 	"strings"
 	"syscall"
@@ -24,17 +22,7 @@ func TestSupervisedProcessesAreRestartedUntilTheContextEnds(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = StopAll(procs, 10*time.Second) })
-	dir := binDir(t, "blog", "identity")
-	env := append(os.Environ(), childEnv+"=1")
-	logs := NewLogs(io.Discard, procs)
-	for _, p := range procs {
-		if err := p.Start(dir, env, logs); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := WaitReady(context.Background(), procs, time.Minute); err != nil {
-		t.Fatal(err)
-	}
+	dir, env, logs := startStandIns(t, procs)
 	var out testkit.Buffer
 	ctx, cancel := context.WithCancel(context.Background())
 	supervised := Supervise(ctx, procs, &out, func(p *Process) error { return p.Start(dir, env, logs) })
