@@ -165,8 +165,8 @@ func (c *cluster) stop(t *testing.T) {
 	c.cmd = nil
 }
 
-// query runs a query returning one integer as the cluster's superuser.
-func (c *cluster) queryInt(t *testing.T, sql string, args ...any) int64 {
+// withConn runs fn on a connection of the cluster's superuser.
+func (c *cluster) withConn(t *testing.T, fn func(context.Context, *pgx.Conn) error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -175,30 +175,37 @@ func (c *cluster) queryInt(t *testing.T, sql string, args ...any) int64 {
 		t.Fatalf("connect to the chaos cluster: %v", err)
 	}
 	defer conn.Close(ctx)
-	var n int64
-	if err := conn.QueryRow(ctx, sql, args...).Scan(&n); err != nil {
-		t.Fatalf("%s: %v", sql, err)
+	if err := fn(ctx, conn); err != nil {
+		t.Fatal(err)
 	}
+}
+
+// queryInt runs a query returning one integer as the cluster's superuser.
+func (c *cluster) queryInt(t *testing.T, sql string, args ...any) int64 {
+	t.Helper()
+	var n int64
+	c.withConn(t, func(ctx context.Context, conn *pgx.Conn) error {
+		if err := conn.QueryRow(ctx, sql, args...).Scan(&n); err != nil {
+			return fmt.Errorf("%s: %w", sql, err)
+		}
+		return nil
+	})
 	return n
 }
 
 // queryStrings runs a query returning one text column as the cluster's superuser.
 func (c *cluster) queryStrings(t *testing.T, sql string, args ...any) []string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, c.url())
-	if err != nil {
-		t.Fatalf("connect to the chaos cluster: %v", err)
-	}
-	defer conn.Close(ctx)
-	rows, err := conn.Query(ctx, sql, args...)
-	if err != nil {
-		t.Fatalf("%s: %v", sql, err)
-	}
-	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		t.Fatal(fmt.Errorf("%s: %w", sql, err))
-	}
+	var out []string
+	c.withConn(t, func(ctx context.Context, conn *pgx.Conn) error {
+		rows, err := conn.Query(ctx, sql, args...)
+		if err == nil {
+			out, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", sql, err)
+		}
+		return nil
+	})
 	return out
 }
