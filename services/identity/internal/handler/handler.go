@@ -519,19 +519,56 @@ const maxUserIDs = 1000
 // service's guard on revoking the admin role.
 func (s *Server) FilterActiveUsers(ctx context.Context, req *connect.Request[identityv1.FilterActiveUsersRequest]) (*connect.Response[identityv1.FilterActiveUsersResponse], error) {
 	ids := req.Msg.GetUserIds()
-	if len(ids) == 0 || len(ids) > maxUserIDs {
-		return nil, errs.Invalid("user_ids", fmt.Sprintf("must hold 1 to %d user ids", maxUserIDs))
-	}
-	for i, id := range ids {
-		if checkID(id) != nil {
-			return nil, errs.Invalid(fmt.Sprintf("user_ids[%d]", i), "must be a user id (a UUID)")
-		}
+	if err := checkIDs(ids, maxUserIDs); err != nil {
+		return nil, err
 	}
 	active, err := s.store.ActiveAmong(ctx, ids)
 	if err != nil {
 		return nil, err
 	}
 	return connect.NewResponse(&identityv1.FilterActiveUsersResponse{UserIds: active}), nil
+}
+
+// maxProfiles is the most ids one LookupProfiles call may carry, as the contract says: the
+// largest page of posts a client may show.
+const maxProfiles = 100
+
+// LookupProfiles returns the public profiles of the given users that exist, in the order the
+// request first names them.
+func (s *Server) LookupProfiles(ctx context.Context, req *connect.Request[identityv1.LookupProfilesRequest]) (*connect.Response[identityv1.LookupProfilesResponse], error) {
+	ids := req.Msg.GetUserIds()
+	if err := checkIDs(ids, maxProfiles); err != nil {
+		return nil, err
+	}
+	users, err := s.store.Profiles(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	byID := make(map[string]*ent.User, len(users))
+	for _, u := range users {
+		byID[u.ID] = u
+	}
+	res := &identityv1.LookupProfilesResponse{Profiles: make([]*identityv1.Profile, 0, len(users))}
+	for _, id := range ids {
+		if u, ok := byID[id]; ok {
+			res.Profiles = append(res.Profiles, &identityv1.Profile{UserId: u.ID, DisplayName: u.DisplayName})
+			delete(byID, id) // An id named again is answered once.
+		}
+	}
+	return connect.NewResponse(res), nil
+}
+
+// checkIDs validates a request's user_ids: 1 to most of them, each a user id.
+func checkIDs(ids []string, most int) error {
+	if len(ids) == 0 || len(ids) > most {
+		return errs.Invalid("user_ids", fmt.Sprintf("must hold 1 to %d user ids", most))
+	}
+	for i, id := range ids {
+		if checkID(id) != nil {
+			return errs.Invalid(fmt.Sprintf("user_ids[%d]", i), "must be a user id (a UUID)")
+		}
+	}
+	return nil
 }
 
 func (s *Server) revokeSessions(ctx context.Context, userID, reason string) error {

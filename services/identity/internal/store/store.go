@@ -94,6 +94,15 @@ func (s *Store) ActiveAmong(ctx context.Context, ids []string) ([]string, error)
 	return active, translate(err)
 }
 
+// Profiles returns the users among ids that exist, with only their id and display name
+// loaded: the rest of the row (the email, the password hash) is never read, so it cannot reach
+// a public answer by mistake.
+func (s *Store) Profiles(ctx context.Context, ids []string) ([]*ent.User, error) {
+	users, err := s.client.User.Query().Where(user.IDIn(ids...)).
+		Select(user.FieldID, user.FieldDisplayName).All(ctx)
+	return users, translate(err)
+}
+
 // lockAdministrators takes the administrators lock when the change may take an administrator.
 func (s *Store) lockAdministrators(ctx context.Context, tx *ent.Tx, c Change) error {
 	if c.Administrators == nil {

@@ -180,6 +180,62 @@ func (x *User) GetUpdateTime() *timestamppb.Timestamp {
 	return nil
 }
 
+// Profile is the public part of a user: what others see of them. It never carries the email,
+// the status or anything else of the user.
+type Profile struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// user_id is the user's id.
+	UserId string `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// display_name is the user's display name as it is now.
+	DisplayName   string `protobuf:"bytes,2,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Profile) Reset() {
+	*x = Profile{}
+	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Profile) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Profile) ProtoMessage() {}
+
+func (x *Profile) ProtoReflect() protoreflect.Message {
+	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Profile.ProtoReflect.Descriptor instead.
+func (*Profile) Descriptor() ([]byte, []int) {
+	return file_basalt_identity_v1_identity_service_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Profile) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *Profile) GetDisplayName() string {
+	if x != nil {
+		return x.DisplayName
+	}
+	return ""
+}
+
 // CreateUserRequest creates a user.
 type CreateUserRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -197,7 +253,7 @@ type CreateUserRequest struct {
 
 func (x *CreateUserRequest) Reset() {
 	*x = CreateUserRequest{}
-	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[1]
+	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -209,7 +265,7 @@ func (x *CreateUserRequest) String() string {
 func (*CreateUserRequest) ProtoMessage() {}
 
 func (x *CreateUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[1]
+	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -222,7 +278,7 @@ func (x *CreateUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateUserRequest.ProtoReflect.Descriptor instead.
 func (*CreateUserRequest) Descriptor() ([]byte, []int) {
-	return file_basalt_identity_v1_identity_service_proto_rawDescGZIP(), []int{1}
+	return file_basalt_identity_v1_identity_service_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *CreateUserRequest) GetEmail() string {
@@ -264,7 +320,7 @@ type CreateUserResponse struct {
 
 func (x *CreateUserResponse) Reset() {
 	*x = CreateUserResponse{}
-	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[2]
+	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -276,7 +332,7 @@ func (x *CreateUserResponse) String() string {
 func (*CreateUserResponse) ProtoMessage() {}
 
 func (x *CreateUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[2]
+	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -289,7 +345,7 @@ func (x *CreateUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateUserResponse.ProtoReflect.Descriptor instead.
 func (*CreateUserResponse) Descriptor() ([]byte, []int) {
-	return file_basalt_identity_v1_identity_service_proto_rawDescGZIP(), []int{2}
+	return file_basalt_identity_v1_identity_service_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *CreateUserResponse) GetUser() *User {
@@ -310,7 +366,7 @@ type GetUserRequest struct {
 
 func (x *GetUserRequest) Reset() {
 	*x = GetUserRequest{}
-	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[3]
+	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -322,7 +378,7 @@ func (x *GetUserRequest) String() string {
 func (*GetUserRequest) ProtoMessage() {}
 
 func (x *GetUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[3]
+	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -335,7 +391,7 @@ func (x *GetUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetUserRequest.ProtoReflect.Descriptor instead.
 func (*GetUserRequest) Descriptor() ([]byte, []int) {
-	return file_basalt_identity_v1_identity_service_proto_rawDescGZIP(), []int{3}
+	return file_basalt_identity_v1_identity_service_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *GetUserRequest) GetUserId() string {
@@ -356,7 +412,7 @@ type GetUserResponse struct {
 
 func (x *GetUserResponse) Reset() {
 	*x = GetUserResponse{}
-	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[4]
+	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -368,7 +424,7 @@ func (x *GetUserResponse) String() string {
 func (*GetUserResponse) ProtoMessage() {}
 
 func (x *GetUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[4]
+	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -381,7 +437,7 @@ func (x *GetUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetUserResponse.ProtoReflect.Descriptor instead.
 func (*GetUserResponse) Descriptor() ([]byte, []int) {
-	return file_basalt_identity_v1_identity_service_proto_rawDescGZIP(), []int{4}
+	return file_basalt_identity_v1_identity_service_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *GetUserResponse) GetUser() *User {
@@ -400,7 +456,7 @@ type GetCurrentUserRequest struct {
 
 func (x *GetCurrentUserRequest) Reset() {
 	*x = GetCurrentUserRequest{}
-	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[5]
+	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -412,7 +468,7 @@ func (x *GetCurrentUserRequest) String() string {
 func (*GetCurrentUserRequest) ProtoMessage() {}
 
 func (x *GetCurrentUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[5]
+	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -425,7 +481,7 @@ func (x *GetCurrentUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCurrentUserRequest.ProtoReflect.Descriptor instead.
 func (*GetCurrentUserRequest) Descriptor() ([]byte, []int) {
-	return file_basalt_identity_v1_identity_service_proto_rawDescGZIP(), []int{5}
+	return file_basalt_identity_v1_identity_service_proto_rawDescGZIP(), []int{6}
 }
 
 // GetCurrentUserResponse carries the caller's user.
@@ -439,7 +495,7 @@ type GetCurrentUserResponse struct {
 
 func (x *GetCurrentUserResponse) Reset() {
 	*x = GetCurrentUserResponse{}
-	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[6]
+	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -451,7 +507,7 @@ func (x *GetCurrentUserResponse) String() string {
 func (*GetCurrentUserResponse) ProtoMessage() {}
 
 func (x *GetCurrentUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[6]
+	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -464,7 +520,7 @@ func (x *GetCurrentUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCurrentUserResponse.ProtoReflect.Descriptor instead.
 func (*GetCurrentUserResponse) Descriptor() ([]byte, []int) {
-	return file_basalt_identity_v1_identity_service_proto_rawDescGZIP(), []int{6}
+	return file_basalt_identity_v1_identity_service_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetCurrentUserResponse) GetUser() *User {
@@ -491,7 +547,7 @@ type UpdateUserRequest struct {
 
 func (x *UpdateUserRequest) Reset() {
 	*x = UpdateUserRequest{}
-	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[7]
+	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -503,7 +559,7 @@ func (x *UpdateUserRequest) String() string {
 func (*UpdateUserRequest) ProtoMessage() {}
 
 func (x *UpdateUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[7]
+	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -516,7 +572,7 @@ func (x *UpdateUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateUserRequest.ProtoReflect.Descriptor instead.
 func (*UpdateUserRequest) Descriptor() ([]byte, []int) {
-	return file_basalt_identity_v1_identity_service_proto_rawDescGZIP(), []int{7}
+	return file_basalt_identity_v1_identity_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *UpdateUserRequest) GetUserId() string {
@@ -551,7 +607,7 @@ type UpdateUserResponse struct {
 
 func (x *UpdateUserResponse) Reset() {
 	*x = UpdateUserResponse{}
-	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[8]
+	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -563,7 +619,7 @@ func (x *UpdateUserResponse) String() string {
 func (*UpdateUserResponse) ProtoMessage() {}
 
 func (x *UpdateUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[8]
+	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -576,7 +632,7 @@ func (x *UpdateUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateUserResponse.ProtoReflect.Descriptor instead.
 func (*UpdateUserResponse) Descriptor() ([]byte, []int) {
-	return file_basalt_identity_v1_identity_service_proto_rawDescGZIP(), []int{8}
+	return file_basalt_identity_v1_identity_service_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *UpdateUserResponse) GetUser() *User {
@@ -603,7 +659,7 @@ type ListUsersRequest struct {
 
 func (x *ListUsersRequest) Reset() {
 	*x = ListUsersRequest{}
-	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[9]
+	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -615,7 +671,7 @@ func (x *ListUsersRequest) String() string {
 func (*ListUsersRequest) ProtoMessage() {}
 
 func (x *ListUsersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[9]
+	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -628,7 +684,7 @@ func (x *ListUsersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUsersRequest.ProtoReflect.Descriptor instead.
 func (*ListUsersRequest) Descriptor() ([]byte, []int) {
-	return file_basalt_identity_v1_identity_service_proto_rawDescGZIP(), []int{9}
+	return file_basalt_identity_v1_identity_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListUsersRequest) GetPageSize() int32 {
@@ -672,7 +728,7 @@ type ListUsersResponse struct {
 
 func (x *ListUsersResponse) Reset() {
 	*x = ListUsersResponse{}
-	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[10]
+	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -684,7 +740,7 @@ func (x *ListUsersResponse) String() string {
 func (*ListUsersResponse) ProtoMessage() {}
 
 func (x *ListUsersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[10]
+	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -697,7 +753,7 @@ func (x *ListUsersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListUsersResponse.ProtoReflect.Descriptor instead.
 func (*ListUsersResponse) Descriptor() ([]byte, []int) {
-	return file_basalt_identity_v1_identity_service_proto_rawDescGZIP(), []int{10}
+	return file_basalt_identity_v1_identity_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListUsersResponse) GetUsers() []*User {
@@ -725,7 +781,7 @@ type DisableUserRequest struct {
 
 func (x *DisableUserRequest) Reset() {
 	*x = DisableUserRequest{}
-	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[11]
+	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -737,7 +793,7 @@ func (x *DisableUserRequest) String() string {
 func (*DisableUserRequest) ProtoMessage() {}
 
 func (x *DisableUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[11]
+	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -750,7 +806,7 @@ func (x *DisableUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DisableUserRequest.ProtoReflect.Descriptor instead.
 func (*DisableUserRequest) Descriptor() ([]byte, []int) {
-	return file_basalt_identity_v1_identity_service_proto_rawDescGZIP(), []int{11}
+	return file_basalt_identity_v1_identity_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *DisableUserRequest) GetUserId() string {
@@ -771,7 +827,7 @@ type DisableUserResponse struct {
 
 func (x *DisableUserResponse) Reset() {
 	*x = DisableUserResponse{}
-	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[12]
+	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -783,7 +839,7 @@ func (x *DisableUserResponse) String() string {
 func (*DisableUserResponse) ProtoMessage() {}
 
 func (x *DisableUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[12]
+	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -796,7 +852,7 @@ func (x *DisableUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DisableUserResponse.ProtoReflect.Descriptor instead.
 func (*DisableUserResponse) Descriptor() ([]byte, []int) {
-	return file_basalt_identity_v1_identity_service_proto_rawDescGZIP(), []int{12}
+	return file_basalt_identity_v1_identity_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *DisableUserResponse) GetUser() *User {
@@ -817,7 +873,7 @@ type DeleteUserRequest struct {
 
 func (x *DeleteUserRequest) Reset() {
 	*x = DeleteUserRequest{}
-	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[13]
+	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -829,7 +885,7 @@ func (x *DeleteUserRequest) String() string {
 func (*DeleteUserRequest) ProtoMessage() {}
 
 func (x *DeleteUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[13]
+	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -842,7 +898,7 @@ func (x *DeleteUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteUserRequest.ProtoReflect.Descriptor instead.
 func (*DeleteUserRequest) Descriptor() ([]byte, []int) {
-	return file_basalt_identity_v1_identity_service_proto_rawDescGZIP(), []int{13}
+	return file_basalt_identity_v1_identity_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *DeleteUserRequest) GetUserId() string {
@@ -861,7 +917,7 @@ type DeleteUserResponse struct {
 
 func (x *DeleteUserResponse) Reset() {
 	*x = DeleteUserResponse{}
-	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[14]
+	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -873,7 +929,7 @@ func (x *DeleteUserResponse) String() string {
 func (*DeleteUserResponse) ProtoMessage() {}
 
 func (x *DeleteUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[14]
+	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -886,7 +942,7 @@ func (x *DeleteUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteUserResponse.ProtoReflect.Descriptor instead.
 func (*DeleteUserResponse) Descriptor() ([]byte, []int) {
-	return file_basalt_identity_v1_identity_service_proto_rawDescGZIP(), []int{14}
+	return file_basalt_identity_v1_identity_service_proto_rawDescGZIP(), []int{15}
 }
 
 // ChangePasswordRequest replaces the caller's password.
@@ -902,7 +958,7 @@ type ChangePasswordRequest struct {
 
 func (x *ChangePasswordRequest) Reset() {
 	*x = ChangePasswordRequest{}
-	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[15]
+	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -914,7 +970,7 @@ func (x *ChangePasswordRequest) String() string {
 func (*ChangePasswordRequest) ProtoMessage() {}
 
 func (x *ChangePasswordRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[15]
+	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -927,7 +983,7 @@ func (x *ChangePasswordRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChangePasswordRequest.ProtoReflect.Descriptor instead.
 func (*ChangePasswordRequest) Descriptor() ([]byte, []int) {
-	return file_basalt_identity_v1_identity_service_proto_rawDescGZIP(), []int{15}
+	return file_basalt_identity_v1_identity_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ChangePasswordRequest) GetCurrentPassword() string {
@@ -953,7 +1009,7 @@ type ChangePasswordResponse struct {
 
 func (x *ChangePasswordResponse) Reset() {
 	*x = ChangePasswordResponse{}
-	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[16]
+	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -965,7 +1021,7 @@ func (x *ChangePasswordResponse) String() string {
 func (*ChangePasswordResponse) ProtoMessage() {}
 
 func (x *ChangePasswordResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[16]
+	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -978,7 +1034,7 @@ func (x *ChangePasswordResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChangePasswordResponse.ProtoReflect.Descriptor instead.
 func (*ChangePasswordResponse) Descriptor() ([]byte, []int) {
-	return file_basalt_identity_v1_identity_service_proto_rawDescGZIP(), []int{16}
+	return file_basalt_identity_v1_identity_service_proto_rawDescGZIP(), []int{17}
 }
 
 // VerifyCredentialsRequest carries what a user typed.
@@ -994,7 +1050,7 @@ type VerifyCredentialsRequest struct {
 
 func (x *VerifyCredentialsRequest) Reset() {
 	*x = VerifyCredentialsRequest{}
-	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[17]
+	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1006,7 +1062,7 @@ func (x *VerifyCredentialsRequest) String() string {
 func (*VerifyCredentialsRequest) ProtoMessage() {}
 
 func (x *VerifyCredentialsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[17]
+	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1019,7 +1075,7 @@ func (x *VerifyCredentialsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyCredentialsRequest.ProtoReflect.Descriptor instead.
 func (*VerifyCredentialsRequest) Descriptor() ([]byte, []int) {
-	return file_basalt_identity_v1_identity_service_proto_rawDescGZIP(), []int{17}
+	return file_basalt_identity_v1_identity_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *VerifyCredentialsRequest) GetEmail() string {
@@ -1047,7 +1103,7 @@ type VerifyCredentialsResponse struct {
 
 func (x *VerifyCredentialsResponse) Reset() {
 	*x = VerifyCredentialsResponse{}
-	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[18]
+	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1059,7 +1115,7 @@ func (x *VerifyCredentialsResponse) String() string {
 func (*VerifyCredentialsResponse) ProtoMessage() {}
 
 func (x *VerifyCredentialsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[18]
+	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1072,7 +1128,7 @@ func (x *VerifyCredentialsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyCredentialsResponse.ProtoReflect.Descriptor instead.
 func (*VerifyCredentialsResponse) Descriptor() ([]byte, []int) {
-	return file_basalt_identity_v1_identity_service_proto_rawDescGZIP(), []int{18}
+	return file_basalt_identity_v1_identity_service_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *VerifyCredentialsResponse) GetUser() *User {
@@ -1097,7 +1153,7 @@ type RegisterUserRequest struct {
 
 func (x *RegisterUserRequest) Reset() {
 	*x = RegisterUserRequest{}
-	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[19]
+	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1109,7 +1165,7 @@ func (x *RegisterUserRequest) String() string {
 func (*RegisterUserRequest) ProtoMessage() {}
 
 func (x *RegisterUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[19]
+	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1122,7 +1178,7 @@ func (x *RegisterUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterUserRequest.ProtoReflect.Descriptor instead.
 func (*RegisterUserRequest) Descriptor() ([]byte, []int) {
-	return file_basalt_identity_v1_identity_service_proto_rawDescGZIP(), []int{19}
+	return file_basalt_identity_v1_identity_service_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *RegisterUserRequest) GetEmail() string {
@@ -1157,7 +1213,7 @@ type RegisterUserResponse struct {
 
 func (x *RegisterUserResponse) Reset() {
 	*x = RegisterUserResponse{}
-	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[20]
+	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1169,7 +1225,7 @@ func (x *RegisterUserResponse) String() string {
 func (*RegisterUserResponse) ProtoMessage() {}
 
 func (x *RegisterUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[20]
+	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1182,7 +1238,7 @@ func (x *RegisterUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterUserResponse.ProtoReflect.Descriptor instead.
 func (*RegisterUserResponse) Descriptor() ([]byte, []int) {
-	return file_basalt_identity_v1_identity_service_proto_rawDescGZIP(), []int{20}
+	return file_basalt_identity_v1_identity_service_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *RegisterUserResponse) GetUser() *User {
@@ -1203,7 +1259,7 @@ type FilterActiveUsersRequest struct {
 
 func (x *FilterActiveUsersRequest) Reset() {
 	*x = FilterActiveUsersRequest{}
-	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[21]
+	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1215,7 +1271,7 @@ func (x *FilterActiveUsersRequest) String() string {
 func (*FilterActiveUsersRequest) ProtoMessage() {}
 
 func (x *FilterActiveUsersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[21]
+	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1228,7 +1284,7 @@ func (x *FilterActiveUsersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FilterActiveUsersRequest.ProtoReflect.Descriptor instead.
 func (*FilterActiveUsersRequest) Descriptor() ([]byte, []int) {
-	return file_basalt_identity_v1_identity_service_proto_rawDescGZIP(), []int{21}
+	return file_basalt_identity_v1_identity_service_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *FilterActiveUsersRequest) GetUserIds() []string {
@@ -1249,7 +1305,7 @@ type FilterActiveUsersResponse struct {
 
 func (x *FilterActiveUsersResponse) Reset() {
 	*x = FilterActiveUsersResponse{}
-	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[22]
+	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1261,7 +1317,7 @@ func (x *FilterActiveUsersResponse) String() string {
 func (*FilterActiveUsersResponse) ProtoMessage() {}
 
 func (x *FilterActiveUsersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[22]
+	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1274,12 +1330,106 @@ func (x *FilterActiveUsersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FilterActiveUsersResponse.ProtoReflect.Descriptor instead.
 func (*FilterActiveUsersResponse) Descriptor() ([]byte, []int) {
-	return file_basalt_identity_v1_identity_service_proto_rawDescGZIP(), []int{22}
+	return file_basalt_identity_v1_identity_service_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *FilterActiveUsersResponse) GetUserIds() []string {
 	if x != nil {
 		return x.UserIds
+	}
+	return nil
+}
+
+// LookupProfilesRequest names users.
+type LookupProfilesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// user_ids to look up, 1 to 100; an id may appear more than once. Over REST, repeat the
+	// query parameter: ?user_ids=<id>&user_ids=<id>.
+	UserIds       []string `protobuf:"bytes,1,rep,name=user_ids,json=userIds,proto3" json:"user_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LookupProfilesRequest) Reset() {
+	*x = LookupProfilesRequest{}
+	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LookupProfilesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LookupProfilesRequest) ProtoMessage() {}
+
+func (x *LookupProfilesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LookupProfilesRequest.ProtoReflect.Descriptor instead.
+func (*LookupProfilesRequest) Descriptor() ([]byte, []int) {
+	return file_basalt_identity_v1_identity_service_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *LookupProfilesRequest) GetUserIds() []string {
+	if x != nil {
+		return x.UserIds
+	}
+	return nil
+}
+
+// LookupProfilesResponse carries the profiles of the users that exist.
+type LookupProfilesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// profiles of the users that exist, each once, in the order the request first names them.
+	// Users that do not exist (never did, or were deleted) are absent.
+	Profiles      []*Profile `protobuf:"bytes,1,rep,name=profiles,proto3" json:"profiles,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LookupProfilesResponse) Reset() {
+	*x = LookupProfilesResponse{}
+	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LookupProfilesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LookupProfilesResponse) ProtoMessage() {}
+
+func (x *LookupProfilesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_basalt_identity_v1_identity_service_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LookupProfilesResponse.ProtoReflect.Descriptor instead.
+func (*LookupProfilesResponse) Descriptor() ([]byte, []int) {
+	return file_basalt_identity_v1_identity_service_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *LookupProfilesResponse) GetProfiles() []*Profile {
+	if x != nil {
+		return x.Profiles
 	}
 	return nil
 }
@@ -1298,7 +1448,10 @@ const file_basalt_identity_v1_identity_service_proto_rawDesc = "" +
 	"\vcreate_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updateTime\"\x8f\x01\n" +
+	"updateTime\"E\n" +
+	"\aProfile\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\x12!\n" +
+	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\"\x8f\x01\n" +
 	"\x11CreateUserRequest\x12\x14\n" +
 	"\x05email\x18\x01 \x01(\tR\x05email\x12\x1a\n" +
 	"\bpassword\x18\x02 \x01(\tR\bpassword\x12!\n" +
@@ -1355,12 +1508,16 @@ const file_basalt_identity_v1_identity_service_proto_rawDesc = "" +
 	"\x18FilterActiveUsersRequest\x12\x19\n" +
 	"\buser_ids\x18\x01 \x03(\tR\auserIds\"6\n" +
 	"\x19FilterActiveUsersResponse\x12\x19\n" +
-	"\buser_ids\x18\x01 \x03(\tR\auserIds*[\n" +
+	"\buser_ids\x18\x01 \x03(\tR\auserIds\"2\n" +
+	"\x15LookupProfilesRequest\x12\x19\n" +
+	"\buser_ids\x18\x01 \x03(\tR\auserIds\"Q\n" +
+	"\x16LookupProfilesResponse\x127\n" +
+	"\bprofiles\x18\x01 \x03(\v2\x1b.basalt.identity.v1.ProfileR\bprofiles*[\n" +
 	"\n" +
 	"UserStatus\x12\x1b\n" +
 	"\x17USER_STATUS_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12USER_STATUS_ACTIVE\x10\x01\x12\x18\n" +
-	"\x14USER_STATUS_DISABLED\x10\x022\xf5\v\n" +
+	"\x14USER_STATUS_DISABLED\x10\x022\xfe\f\n" +
 	"\x0fIdentityService\x12\x8e\x01\n" +
 	"\n" +
 	"CreateUser\x12%.basalt.identity.v1.CreateUserRequest\x1a&.basalt.identity.v1.CreateUserResponse\"1\xc2\xf3\x18\x19\b\x02\x12\x15identity.users.create\x82\xd3\xe4\x93\x02\x0e:\x01*\"\t/v1/users\x12x\n" +
@@ -1371,7 +1528,8 @@ const file_basalt_identity_v1_identity_service_proto_rawDesc = "" +
 	"\tListUsers\x12$.basalt.identity.v1.ListUsersRequest\x1a%.basalt.identity.v1.ListUsersResponse\"/\xc2\xf3\x18\x17\b\x02\x12\x13identity.users.read\x82\xd3\xe4\x93\x02\v\x12\t/v1/users\x90\x02\x01\x12\xa6\x01\n" +
 	"\vDisableUser\x12&.basalt.identity.v1.DisableUserRequest\x1a'.basalt.identity.v1.DisableUserResponse\"F\xc2\xf3\x18\x19\b\x02\x12\x15identity.users.manage\x82\xd3\xe4\x93\x02 :\x01*\"\x1b/v1/users/{user_id}:disable\x90\x02\x02\x12\x98\x01\n" +
 	"\n" +
-	"DeleteUser\x12%.basalt.identity.v1.DeleteUserRequest\x1a&.basalt.identity.v1.DeleteUserResponse\";\xc2\xf3\x18\x19\b\x02\x12\x15identity.users.manage\x82\xd3\xe4\x93\x02\x15*\x13/v1/users/{user_id}\x90\x02\x02\x12\x89\x01\n" +
+	"DeleteUser\x12%.basalt.identity.v1.DeleteUserRequest\x1a&.basalt.identity.v1.DeleteUserResponse\";\xc2\xf3\x18\x19\b\x02\x12\x15identity.users.manage\x82\xd3\xe4\x93\x02\x15*\x13/v1/users/{user_id}\x90\x02\x02\x12\x86\x01\n" +
+	"\x0eLookupProfiles\x12).basalt.identity.v1.LookupProfilesRequest\x1a*.basalt.identity.v1.LookupProfilesResponse\"\x1d\xc2\xf3\x18\x02\b\x01\x82\xd3\xe4\x93\x02\x0e\x12\f/v1/profiles\x90\x02\x01\x12\x89\x01\n" +
 	"\x0eChangePassword\x12).basalt.identity.v1.ChangePasswordRequest\x1a*.basalt.identity.v1.ChangePasswordResponse\" \xc2\xf3\x18\x02\b\x02\x82\xd3\xe4\x93\x02\x14:\x01*\"\x0f/v1/me/password\x12~\n" +
 	"\x11VerifyCredentials\x12,.basalt.identity.v1.VerifyCredentialsRequest\x1a-.basalt.identity.v1.VerifyCredentialsResponse\"\f\xc2\xf3\x18\b\b\x03\x1a\x04auth\x12\x82\x01\n" +
 	"\x11FilterActiveUsers\x12,.basalt.identity.v1.FilterActiveUsersRequest\x1a-.basalt.identity.v1.FilterActiveUsersResponse\"\x10\xc2\xf3\x18\t\b\x03\x1a\x05authz\x90\x02\x01\x12o\n" +
@@ -1390,38 +1548,41 @@ func file_basalt_identity_v1_identity_service_proto_rawDescGZIP() []byte {
 }
 
 var file_basalt_identity_v1_identity_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_basalt_identity_v1_identity_service_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_basalt_identity_v1_identity_service_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_basalt_identity_v1_identity_service_proto_goTypes = []any{
 	(UserStatus)(0),                   // 0: basalt.identity.v1.UserStatus
 	(*User)(nil),                      // 1: basalt.identity.v1.User
-	(*CreateUserRequest)(nil),         // 2: basalt.identity.v1.CreateUserRequest
-	(*CreateUserResponse)(nil),        // 3: basalt.identity.v1.CreateUserResponse
-	(*GetUserRequest)(nil),            // 4: basalt.identity.v1.GetUserRequest
-	(*GetUserResponse)(nil),           // 5: basalt.identity.v1.GetUserResponse
-	(*GetCurrentUserRequest)(nil),     // 6: basalt.identity.v1.GetCurrentUserRequest
-	(*GetCurrentUserResponse)(nil),    // 7: basalt.identity.v1.GetCurrentUserResponse
-	(*UpdateUserRequest)(nil),         // 8: basalt.identity.v1.UpdateUserRequest
-	(*UpdateUserResponse)(nil),        // 9: basalt.identity.v1.UpdateUserResponse
-	(*ListUsersRequest)(nil),          // 10: basalt.identity.v1.ListUsersRequest
-	(*ListUsersResponse)(nil),         // 11: basalt.identity.v1.ListUsersResponse
-	(*DisableUserRequest)(nil),        // 12: basalt.identity.v1.DisableUserRequest
-	(*DisableUserResponse)(nil),       // 13: basalt.identity.v1.DisableUserResponse
-	(*DeleteUserRequest)(nil),         // 14: basalt.identity.v1.DeleteUserRequest
-	(*DeleteUserResponse)(nil),        // 15: basalt.identity.v1.DeleteUserResponse
-	(*ChangePasswordRequest)(nil),     // 16: basalt.identity.v1.ChangePasswordRequest
-	(*ChangePasswordResponse)(nil),    // 17: basalt.identity.v1.ChangePasswordResponse
-	(*VerifyCredentialsRequest)(nil),  // 18: basalt.identity.v1.VerifyCredentialsRequest
-	(*VerifyCredentialsResponse)(nil), // 19: basalt.identity.v1.VerifyCredentialsResponse
-	(*RegisterUserRequest)(nil),       // 20: basalt.identity.v1.RegisterUserRequest
-	(*RegisterUserResponse)(nil),      // 21: basalt.identity.v1.RegisterUserResponse
-	(*FilterActiveUsersRequest)(nil),  // 22: basalt.identity.v1.FilterActiveUsersRequest
-	(*FilterActiveUsersResponse)(nil), // 23: basalt.identity.v1.FilterActiveUsersResponse
-	(*timestamppb.Timestamp)(nil),     // 24: google.protobuf.Timestamp
+	(*Profile)(nil),                   // 2: basalt.identity.v1.Profile
+	(*CreateUserRequest)(nil),         // 3: basalt.identity.v1.CreateUserRequest
+	(*CreateUserResponse)(nil),        // 4: basalt.identity.v1.CreateUserResponse
+	(*GetUserRequest)(nil),            // 5: basalt.identity.v1.GetUserRequest
+	(*GetUserResponse)(nil),           // 6: basalt.identity.v1.GetUserResponse
+	(*GetCurrentUserRequest)(nil),     // 7: basalt.identity.v1.GetCurrentUserRequest
+	(*GetCurrentUserResponse)(nil),    // 8: basalt.identity.v1.GetCurrentUserResponse
+	(*UpdateUserRequest)(nil),         // 9: basalt.identity.v1.UpdateUserRequest
+	(*UpdateUserResponse)(nil),        // 10: basalt.identity.v1.UpdateUserResponse
+	(*ListUsersRequest)(nil),          // 11: basalt.identity.v1.ListUsersRequest
+	(*ListUsersResponse)(nil),         // 12: basalt.identity.v1.ListUsersResponse
+	(*DisableUserRequest)(nil),        // 13: basalt.identity.v1.DisableUserRequest
+	(*DisableUserResponse)(nil),       // 14: basalt.identity.v1.DisableUserResponse
+	(*DeleteUserRequest)(nil),         // 15: basalt.identity.v1.DeleteUserRequest
+	(*DeleteUserResponse)(nil),        // 16: basalt.identity.v1.DeleteUserResponse
+	(*ChangePasswordRequest)(nil),     // 17: basalt.identity.v1.ChangePasswordRequest
+	(*ChangePasswordResponse)(nil),    // 18: basalt.identity.v1.ChangePasswordResponse
+	(*VerifyCredentialsRequest)(nil),  // 19: basalt.identity.v1.VerifyCredentialsRequest
+	(*VerifyCredentialsResponse)(nil), // 20: basalt.identity.v1.VerifyCredentialsResponse
+	(*RegisterUserRequest)(nil),       // 21: basalt.identity.v1.RegisterUserRequest
+	(*RegisterUserResponse)(nil),      // 22: basalt.identity.v1.RegisterUserResponse
+	(*FilterActiveUsersRequest)(nil),  // 23: basalt.identity.v1.FilterActiveUsersRequest
+	(*FilterActiveUsersResponse)(nil), // 24: basalt.identity.v1.FilterActiveUsersResponse
+	(*LookupProfilesRequest)(nil),     // 25: basalt.identity.v1.LookupProfilesRequest
+	(*LookupProfilesResponse)(nil),    // 26: basalt.identity.v1.LookupProfilesResponse
+	(*timestamppb.Timestamp)(nil),     // 27: google.protobuf.Timestamp
 }
 var file_basalt_identity_v1_identity_service_proto_depIdxs = []int32{
 	0,  // 0: basalt.identity.v1.User.status:type_name -> basalt.identity.v1.UserStatus
-	24, // 1: basalt.identity.v1.User.create_time:type_name -> google.protobuf.Timestamp
-	24, // 2: basalt.identity.v1.User.update_time:type_name -> google.protobuf.Timestamp
+	27, // 1: basalt.identity.v1.User.create_time:type_name -> google.protobuf.Timestamp
+	27, // 2: basalt.identity.v1.User.update_time:type_name -> google.protobuf.Timestamp
 	1,  // 3: basalt.identity.v1.CreateUserResponse.user:type_name -> basalt.identity.v1.User
 	1,  // 4: basalt.identity.v1.GetUserResponse.user:type_name -> basalt.identity.v1.User
 	1,  // 5: basalt.identity.v1.GetCurrentUserResponse.user:type_name -> basalt.identity.v1.User
@@ -1432,33 +1593,36 @@ var file_basalt_identity_v1_identity_service_proto_depIdxs = []int32{
 	1,  // 10: basalt.identity.v1.DisableUserResponse.user:type_name -> basalt.identity.v1.User
 	1,  // 11: basalt.identity.v1.VerifyCredentialsResponse.user:type_name -> basalt.identity.v1.User
 	1,  // 12: basalt.identity.v1.RegisterUserResponse.user:type_name -> basalt.identity.v1.User
-	2,  // 13: basalt.identity.v1.IdentityService.CreateUser:input_type -> basalt.identity.v1.CreateUserRequest
-	4,  // 14: basalt.identity.v1.IdentityService.GetUser:input_type -> basalt.identity.v1.GetUserRequest
-	6,  // 15: basalt.identity.v1.IdentityService.GetCurrentUser:input_type -> basalt.identity.v1.GetCurrentUserRequest
-	8,  // 16: basalt.identity.v1.IdentityService.UpdateUser:input_type -> basalt.identity.v1.UpdateUserRequest
-	10, // 17: basalt.identity.v1.IdentityService.ListUsers:input_type -> basalt.identity.v1.ListUsersRequest
-	12, // 18: basalt.identity.v1.IdentityService.DisableUser:input_type -> basalt.identity.v1.DisableUserRequest
-	14, // 19: basalt.identity.v1.IdentityService.DeleteUser:input_type -> basalt.identity.v1.DeleteUserRequest
-	16, // 20: basalt.identity.v1.IdentityService.ChangePassword:input_type -> basalt.identity.v1.ChangePasswordRequest
-	18, // 21: basalt.identity.v1.IdentityService.VerifyCredentials:input_type -> basalt.identity.v1.VerifyCredentialsRequest
-	22, // 22: basalt.identity.v1.IdentityService.FilterActiveUsers:input_type -> basalt.identity.v1.FilterActiveUsersRequest
-	20, // 23: basalt.identity.v1.IdentityService.RegisterUser:input_type -> basalt.identity.v1.RegisterUserRequest
-	3,  // 24: basalt.identity.v1.IdentityService.CreateUser:output_type -> basalt.identity.v1.CreateUserResponse
-	5,  // 25: basalt.identity.v1.IdentityService.GetUser:output_type -> basalt.identity.v1.GetUserResponse
-	7,  // 26: basalt.identity.v1.IdentityService.GetCurrentUser:output_type -> basalt.identity.v1.GetCurrentUserResponse
-	9,  // 27: basalt.identity.v1.IdentityService.UpdateUser:output_type -> basalt.identity.v1.UpdateUserResponse
-	11, // 28: basalt.identity.v1.IdentityService.ListUsers:output_type -> basalt.identity.v1.ListUsersResponse
-	13, // 29: basalt.identity.v1.IdentityService.DisableUser:output_type -> basalt.identity.v1.DisableUserResponse
-	15, // 30: basalt.identity.v1.IdentityService.DeleteUser:output_type -> basalt.identity.v1.DeleteUserResponse
-	17, // 31: basalt.identity.v1.IdentityService.ChangePassword:output_type -> basalt.identity.v1.ChangePasswordResponse
-	19, // 32: basalt.identity.v1.IdentityService.VerifyCredentials:output_type -> basalt.identity.v1.VerifyCredentialsResponse
-	23, // 33: basalt.identity.v1.IdentityService.FilterActiveUsers:output_type -> basalt.identity.v1.FilterActiveUsersResponse
-	21, // 34: basalt.identity.v1.IdentityService.RegisterUser:output_type -> basalt.identity.v1.RegisterUserResponse
-	24, // [24:35] is the sub-list for method output_type
-	13, // [13:24] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	2,  // 13: basalt.identity.v1.LookupProfilesResponse.profiles:type_name -> basalt.identity.v1.Profile
+	3,  // 14: basalt.identity.v1.IdentityService.CreateUser:input_type -> basalt.identity.v1.CreateUserRequest
+	5,  // 15: basalt.identity.v1.IdentityService.GetUser:input_type -> basalt.identity.v1.GetUserRequest
+	7,  // 16: basalt.identity.v1.IdentityService.GetCurrentUser:input_type -> basalt.identity.v1.GetCurrentUserRequest
+	9,  // 17: basalt.identity.v1.IdentityService.UpdateUser:input_type -> basalt.identity.v1.UpdateUserRequest
+	11, // 18: basalt.identity.v1.IdentityService.ListUsers:input_type -> basalt.identity.v1.ListUsersRequest
+	13, // 19: basalt.identity.v1.IdentityService.DisableUser:input_type -> basalt.identity.v1.DisableUserRequest
+	15, // 20: basalt.identity.v1.IdentityService.DeleteUser:input_type -> basalt.identity.v1.DeleteUserRequest
+	25, // 21: basalt.identity.v1.IdentityService.LookupProfiles:input_type -> basalt.identity.v1.LookupProfilesRequest
+	17, // 22: basalt.identity.v1.IdentityService.ChangePassword:input_type -> basalt.identity.v1.ChangePasswordRequest
+	19, // 23: basalt.identity.v1.IdentityService.VerifyCredentials:input_type -> basalt.identity.v1.VerifyCredentialsRequest
+	23, // 24: basalt.identity.v1.IdentityService.FilterActiveUsers:input_type -> basalt.identity.v1.FilterActiveUsersRequest
+	21, // 25: basalt.identity.v1.IdentityService.RegisterUser:input_type -> basalt.identity.v1.RegisterUserRequest
+	4,  // 26: basalt.identity.v1.IdentityService.CreateUser:output_type -> basalt.identity.v1.CreateUserResponse
+	6,  // 27: basalt.identity.v1.IdentityService.GetUser:output_type -> basalt.identity.v1.GetUserResponse
+	8,  // 28: basalt.identity.v1.IdentityService.GetCurrentUser:output_type -> basalt.identity.v1.GetCurrentUserResponse
+	10, // 29: basalt.identity.v1.IdentityService.UpdateUser:output_type -> basalt.identity.v1.UpdateUserResponse
+	12, // 30: basalt.identity.v1.IdentityService.ListUsers:output_type -> basalt.identity.v1.ListUsersResponse
+	14, // 31: basalt.identity.v1.IdentityService.DisableUser:output_type -> basalt.identity.v1.DisableUserResponse
+	16, // 32: basalt.identity.v1.IdentityService.DeleteUser:output_type -> basalt.identity.v1.DeleteUserResponse
+	26, // 33: basalt.identity.v1.IdentityService.LookupProfiles:output_type -> basalt.identity.v1.LookupProfilesResponse
+	18, // 34: basalt.identity.v1.IdentityService.ChangePassword:output_type -> basalt.identity.v1.ChangePasswordResponse
+	20, // 35: basalt.identity.v1.IdentityService.VerifyCredentials:output_type -> basalt.identity.v1.VerifyCredentialsResponse
+	24, // 36: basalt.identity.v1.IdentityService.FilterActiveUsers:output_type -> basalt.identity.v1.FilterActiveUsersResponse
+	22, // 37: basalt.identity.v1.IdentityService.RegisterUser:output_type -> basalt.identity.v1.RegisterUserResponse
+	26, // [26:38] is the sub-list for method output_type
+	14, // [14:26] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_basalt_identity_v1_identity_service_proto_init() }
@@ -1466,14 +1630,14 @@ func file_basalt_identity_v1_identity_service_proto_init() {
 	if File_basalt_identity_v1_identity_service_proto != nil {
 		return
 	}
-	file_basalt_identity_v1_identity_service_proto_msgTypes[7].OneofWrappers = []any{}
+	file_basalt_identity_v1_identity_service_proto_msgTypes[8].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_basalt_identity_v1_identity_service_proto_rawDesc), len(file_basalt_identity_v1_identity_service_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   23,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

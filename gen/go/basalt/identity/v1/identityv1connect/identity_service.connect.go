@@ -55,6 +55,9 @@ const (
 	// IdentityServiceDeleteUserProcedure is the fully-qualified name of the IdentityService's
 	// DeleteUser RPC.
 	IdentityServiceDeleteUserProcedure = "/basalt.identity.v1.IdentityService/DeleteUser"
+	// IdentityServiceLookupProfilesProcedure is the fully-qualified name of the IdentityService's
+	// LookupProfiles RPC.
+	IdentityServiceLookupProfilesProcedure = "/basalt.identity.v1.IdentityService/LookupProfiles"
 	// IdentityServiceChangePasswordProcedure is the fully-qualified name of the IdentityService's
 	// ChangePassword RPC.
 	IdentityServiceChangePasswordProcedure = "/basalt.identity.v1.IdentityService/ChangePassword"
@@ -89,6 +92,13 @@ type IdentityServiceClient interface {
 	// DeleteUser deletes a user and ends every session of theirs. It answers failed_precondition,
 	// changing nothing, for the last active user who holds the admin role.
 	DeleteUser(context.Context, *connect.Request[v1.DeleteUserRequest]) (*connect.Response[v1.DeleteUserResponse], error)
+	// LookupProfiles returns the public profiles (id and display name) of up to 100 users, so
+	// that a client can name the authors of the posts it shows. Ids of users that do not exist
+	// are left out of the answer; a malformed id is invalid_argument. The answer is read fresh
+	// on every call, so a new display name shows at once. No access token is needed: a profile
+	// holds only what a public post's byline shows, and a user id cannot be guessed (a UUIDv7),
+	// so the method names the users a caller already knows of and lists none.
+	LookupProfiles(context.Context, *connect.Request[v1.LookupProfilesRequest]) (*connect.Response[v1.LookupProfilesResponse], error)
 	// ChangePassword replaces the caller's password, given the current one, and ends every
 	// session of theirs: the caller logs in again with the new password.
 	ChangePassword(context.Context, *connect.Request[v1.ChangePasswordRequest]) (*connect.Response[v1.ChangePasswordResponse], error)
@@ -164,6 +174,13 @@ func NewIdentityServiceClient(httpClient connect.HTTPClient, baseURL string, opt
 			connect.WithIdempotency(connect.IdempotencyIdempotent),
 			connect.WithClientOptions(opts...),
 		),
+		lookupProfiles: connect.NewClient[v1.LookupProfilesRequest, v1.LookupProfilesResponse](
+			httpClient,
+			baseURL+IdentityServiceLookupProfilesProcedure,
+			connect.WithSchema(identityServiceMethods.ByName("LookupProfiles")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 		changePassword: connect.NewClient[v1.ChangePasswordRequest, v1.ChangePasswordResponse](
 			httpClient,
 			baseURL+IdentityServiceChangePasswordProcedure,
@@ -201,6 +218,7 @@ type identityServiceClient struct {
 	listUsers         *connect.Client[v1.ListUsersRequest, v1.ListUsersResponse]
 	disableUser       *connect.Client[v1.DisableUserRequest, v1.DisableUserResponse]
 	deleteUser        *connect.Client[v1.DeleteUserRequest, v1.DeleteUserResponse]
+	lookupProfiles    *connect.Client[v1.LookupProfilesRequest, v1.LookupProfilesResponse]
 	changePassword    *connect.Client[v1.ChangePasswordRequest, v1.ChangePasswordResponse]
 	verifyCredentials *connect.Client[v1.VerifyCredentialsRequest, v1.VerifyCredentialsResponse]
 	filterActiveUsers *connect.Client[v1.FilterActiveUsersRequest, v1.FilterActiveUsersResponse]
@@ -240,6 +258,11 @@ func (c *identityServiceClient) DisableUser(ctx context.Context, req *connect.Re
 // DeleteUser calls basalt.identity.v1.IdentityService.DeleteUser.
 func (c *identityServiceClient) DeleteUser(ctx context.Context, req *connect.Request[v1.DeleteUserRequest]) (*connect.Response[v1.DeleteUserResponse], error) {
 	return c.deleteUser.CallUnary(ctx, req)
+}
+
+// LookupProfiles calls basalt.identity.v1.IdentityService.LookupProfiles.
+func (c *identityServiceClient) LookupProfiles(ctx context.Context, req *connect.Request[v1.LookupProfilesRequest]) (*connect.Response[v1.LookupProfilesResponse], error) {
+	return c.lookupProfiles.CallUnary(ctx, req)
 }
 
 // ChangePassword calls basalt.identity.v1.IdentityService.ChangePassword.
@@ -282,6 +305,13 @@ type IdentityServiceHandler interface {
 	// DeleteUser deletes a user and ends every session of theirs. It answers failed_precondition,
 	// changing nothing, for the last active user who holds the admin role.
 	DeleteUser(context.Context, *connect.Request[v1.DeleteUserRequest]) (*connect.Response[v1.DeleteUserResponse], error)
+	// LookupProfiles returns the public profiles (id and display name) of up to 100 users, so
+	// that a client can name the authors of the posts it shows. Ids of users that do not exist
+	// are left out of the answer; a malformed id is invalid_argument. The answer is read fresh
+	// on every call, so a new display name shows at once. No access token is needed: a profile
+	// holds only what a public post's byline shows, and a user id cannot be guessed (a UUIDv7),
+	// so the method names the users a caller already knows of and lists none.
+	LookupProfiles(context.Context, *connect.Request[v1.LookupProfilesRequest]) (*connect.Response[v1.LookupProfilesResponse], error)
 	// ChangePassword replaces the caller's password, given the current one, and ends every
 	// session of theirs: the caller logs in again with the new password.
 	ChangePassword(context.Context, *connect.Request[v1.ChangePasswordRequest]) (*connect.Response[v1.ChangePasswordResponse], error)
@@ -353,6 +383,13 @@ func NewIdentityServiceHandler(svc IdentityServiceHandler, opts ...connect.Handl
 		connect.WithIdempotency(connect.IdempotencyIdempotent),
 		connect.WithHandlerOptions(opts...),
 	)
+	identityServiceLookupProfilesHandler := connect.NewUnaryHandler(
+		IdentityServiceLookupProfilesProcedure,
+		svc.LookupProfiles,
+		connect.WithSchema(identityServiceMethods.ByName("LookupProfiles")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	identityServiceChangePasswordHandler := connect.NewUnaryHandler(
 		IdentityServiceChangePasswordProcedure,
 		svc.ChangePassword,
@@ -394,6 +431,8 @@ func NewIdentityServiceHandler(svc IdentityServiceHandler, opts ...connect.Handl
 			identityServiceDisableUserHandler.ServeHTTP(w, r)
 		case IdentityServiceDeleteUserProcedure:
 			identityServiceDeleteUserHandler.ServeHTTP(w, r)
+		case IdentityServiceLookupProfilesProcedure:
+			identityServiceLookupProfilesHandler.ServeHTTP(w, r)
 		case IdentityServiceChangePasswordProcedure:
 			identityServiceChangePasswordHandler.ServeHTTP(w, r)
 		case IdentityServiceVerifyCredentialsProcedure:
@@ -437,6 +476,10 @@ func (UnimplementedIdentityServiceHandler) DisableUser(context.Context, *connect
 
 func (UnimplementedIdentityServiceHandler) DeleteUser(context.Context, *connect.Request[v1.DeleteUserRequest]) (*connect.Response[v1.DeleteUserResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("basalt.identity.v1.IdentityService.DeleteUser is not implemented"))
+}
+
+func (UnimplementedIdentityServiceHandler) LookupProfiles(context.Context, *connect.Request[v1.LookupProfilesRequest]) (*connect.Response[v1.LookupProfilesResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("basalt.identity.v1.IdentityService.LookupProfiles is not implemented"))
 }
 
 func (UnimplementedIdentityServiceHandler) ChangePassword(context.Context, *connect.Request[v1.ChangePasswordRequest]) (*connect.Response[v1.ChangePasswordResponse], error) {

@@ -17,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file basalt/identity/v1/identity_service.proto.
  */
 export const file_basalt_identity_v1_identity_service: GenFile = /*@__PURE__*/
-  fileDesc("CiliYXNhbHQvaWRlbnRpdHkvdjEvaWRlbnRpdHlfc2VydmljZS5wcm90bxISYmFzYWx0LmlkZW50aXR5LnYxIuEBCgRVc2VyEgoKAmlkGAEgASgJEg0KBWVtYWlsGAIgASgJEhQKDGRpc3BsYXlfbmFtZRgDIAEoCRIuCgZzdGF0dXMYBCABKA4yHi5iYXNhbHQuaWRlbnRpdHkudjEuVXNlclN0YXR1cxIWCg5lbWFpbF92ZXJpZmllZBgFIAEoCBIvCgtjcmVhdGVfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wImIKEUNyZWF0ZVVzZXJSZXF1ZXN0Eg0KBWVtYWlsGAEgASgJEhAKCHBhc3N3b3JkGAIgASgJEhQKDGRpc3BsYXlfbmFtZRgDIAEoCRIWCg5lbWFpbF92ZXJpZmllZBgEIAEoCCI8ChJDcmVhdGVVc2VyUmVzcG9uc2USJgoEdXNlchgBIAEoCzIYLmJhc2FsdC5pZGVudGl0eS52MS5Vc2VyIiEKDkdldFVzZXJSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkiOQoPR2V0VXNlclJlc3BvbnNlEiYKBHVzZXIYASABKAsyGC5iYXNhbHQuaWRlbnRpdHkudjEuVXNlciIXChVHZXRDdXJyZW50VXNlclJlcXVlc3QiQAoWR2V0Q3VycmVudFVzZXJSZXNwb25zZRImCgR1c2VyGAEgASgLMhguYmFzYWx0LmlkZW50aXR5LnYxLlVzZXIikAEKEVVwZGF0ZVVzZXJSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkSGQoMZGlzcGxheV9uYW1lGAIgASgJSACIAQESMwoGc3RhdHVzGAMgASgOMh4uYmFzYWx0LmlkZW50aXR5LnYxLlVzZXJTdGF0dXNIAYgBAUIPCg1fZGlzcGxheV9uYW1lQgkKB19zdGF0dXMiPAoSVXBkYXRlVXNlclJlc3BvbnNlEiYKBHVzZXIYASABKAsyGC5iYXNhbHQuaWRlbnRpdHkudjEuVXNlciJ/ChBMaXN0VXNlcnNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEhQKDGVtYWlsX3ByZWZpeBgDIAEoCRIuCgZzdGF0dXMYBCABKA4yHi5iYXNhbHQuaWRlbnRpdHkudjEuVXNlclN0YXR1cyJVChFMaXN0VXNlcnNSZXNwb25zZRInCgV1c2VycxgBIAMoCzIYLmJhc2FsdC5pZGVudGl0eS52MS5Vc2VyEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIlChJEaXNhYmxlVXNlclJlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCSI9ChNEaXNhYmxlVXNlclJlc3BvbnNlEiYKBHVzZXIYASABKAsyGC5iYXNhbHQuaWRlbnRpdHkudjEuVXNlciIkChFEZWxldGVVc2VyUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJIhQKEkRlbGV0ZVVzZXJSZXNwb25zZSJHChVDaGFuZ2VQYXNzd29yZFJlcXVlc3QSGAoQY3VycmVudF9wYXNzd29yZBgBIAEoCRIUCgxuZXdfcGFzc3dvcmQYAiABKAkiGAoWQ2hhbmdlUGFzc3dvcmRSZXNwb25zZSI7ChhWZXJpZnlDcmVkZW50aWFsc1JlcXVlc3QSDQoFZW1haWwYASABKAkSEAoIcGFzc3dvcmQYAiABKAkiQwoZVmVyaWZ5Q3JlZGVudGlhbHNSZXNwb25zZRImCgR1c2VyGAEgASgLMhguYmFzYWx0LmlkZW50aXR5LnYxLlVzZXIiTAoTUmVnaXN0ZXJVc2VyUmVxdWVzdBINCgVlbWFpbBgBIAEoCRIQCghwYXNzd29yZBgCIAEoCRIUCgxkaXNwbGF5X25hbWUYAyABKAkiPgoUUmVnaXN0ZXJVc2VyUmVzcG9uc2USJgoEdXNlchgBIAEoCzIYLmJhc2FsdC5pZGVudGl0eS52MS5Vc2VyIiwKGEZpbHRlckFjdGl2ZVVzZXJzUmVxdWVzdBIQCgh1c2VyX2lkcxgBIAMoCSItChlGaWx0ZXJBY3RpdmVVc2Vyc1Jlc3BvbnNlEhAKCHVzZXJfaWRzGAEgAygJKlsKClVzZXJTdGF0dXMSGwoXVVNFUl9TVEFUVVNfVU5TUEVDSUZJRUQQABIWChJVU0VSX1NUQVRVU19BQ1RJVkUQARIYChRVU0VSX1NUQVRVU19ESVNBQkxFRBACMvULCg9JZGVudGl0eVNlcnZpY2USjgEKCkNyZWF0ZVVzZXISJS5iYXNhbHQuaWRlbnRpdHkudjEuQ3JlYXRlVXNlclJlcXVlc3QaJi5iYXNhbHQuaWRlbnRpdHkudjEuQ3JlYXRlVXNlclJlc3BvbnNlIjHC8xgZCAISFWlkZW50aXR5LnVzZXJzLmNyZWF0ZYLT5JMCDjoBKiIJL3YxL3VzZXJzEngKB0dldFVzZXISIi5iYXNhbHQuaWRlbnRpdHkudjEuR2V0VXNlclJlcXVlc3QaIy5iYXNhbHQuaWRlbnRpdHkudjEuR2V0VXNlclJlc3BvbnNlIiSQAgHC8xgCCAKC0+STAhUSEy92MS91c2Vycy97dXNlcl9pZH0SgAEKDkdldEN1cnJlbnRVc2VyEikuYmFzYWx0LmlkZW50aXR5LnYxLkdldEN1cnJlbnRVc2VyUmVxdWVzdBoqLmJhc2FsdC5pZGVudGl0eS52MS5HZXRDdXJyZW50VXNlclJlc3BvbnNlIheQAgHC8xgCCAKC0+STAggSBi92MS9tZRKBAQoKVXBkYXRlVXNlchIlLmJhc2FsdC5pZGVudGl0eS52MS5VcGRhdGVVc2VyUmVxdWVzdBomLmJhc2FsdC5pZGVudGl0eS52MS5VcGRhdGVVc2VyUmVzcG9uc2UiJMLzGAIIAoLT5JMCGDoBKjITL3YxL3VzZXJzL3t1c2VyX2lkfRKJAQoJTGlzdFVzZXJzEiQuYmFzYWx0LmlkZW50aXR5LnYxLkxpc3RVc2Vyc1JlcXVlc3QaJS5iYXNhbHQuaWRlbnRpdHkudjEuTGlzdFVzZXJzUmVzcG9uc2UiL5ACAcLzGBcIAhITaWRlbnRpdHkudXNlcnMucmVhZILT5JMCCxIJL3YxL3VzZXJzEqYBCgtEaXNhYmxlVXNlchImLmJhc2FsdC5pZGVudGl0eS52MS5EaXNhYmxlVXNlclJlcXVlc3QaJy5iYXNhbHQuaWRlbnRpdHkudjEuRGlzYWJsZVVzZXJSZXNwb25zZSJGkAICwvMYGQgCEhVpZGVudGl0eS51c2Vycy5tYW5hZ2WC0+STAiA6ASoiGy92MS91c2Vycy97dXNlcl9pZH06ZGlzYWJsZRKYAQoKRGVsZXRlVXNlchIlLmJhc2FsdC5pZGVudGl0eS52MS5EZWxldGVVc2VyUmVxdWVzdBomLmJhc2FsdC5pZGVudGl0eS52MS5EZWxldGVVc2VyUmVzcG9uc2UiO5ACAsLzGBkIAhIVaWRlbnRpdHkudXNlcnMubWFuYWdlgtPkkwIVKhMvdjEvdXNlcnMve3VzZXJfaWR9EokBCg5DaGFuZ2VQYXNzd29yZBIpLmJhc2FsdC5pZGVudGl0eS52MS5DaGFuZ2VQYXNzd29yZFJlcXVlc3QaKi5iYXNhbHQuaWRlbnRpdHkudjEuQ2hhbmdlUGFzc3dvcmRSZXNwb25zZSIgwvMYAggCgtPkkwIUOgEqIg8vdjEvbWUvcGFzc3dvcmQSfgoRVmVyaWZ5Q3JlZGVudGlhbHMSLC5iYXNhbHQuaWRlbnRpdHkudjEuVmVyaWZ5Q3JlZGVudGlhbHNSZXF1ZXN0Gi0uYmFzYWx0LmlkZW50aXR5LnYxLlZlcmlmeUNyZWRlbnRpYWxzUmVzcG9uc2UiDMLzGAgIAxoEYXV0aBKCAQoRRmlsdGVyQWN0aXZlVXNlcnMSLC5iYXNhbHQuaWRlbnRpdHkudjEuRmlsdGVyQWN0aXZlVXNlcnNSZXF1ZXN0Gi0uYmFzYWx0LmlkZW50aXR5LnYxLkZpbHRlckFjdGl2ZVVzZXJzUmVzcG9uc2UiEJACAcLzGAkIAxoFYXV0aHoSbwoMUmVnaXN0ZXJVc2VyEicuYmFzYWx0LmlkZW50aXR5LnYxLlJlZ2lzdGVyVXNlclJlcXVlc3QaKC5iYXNhbHQuaWRlbnRpdHkudjEuUmVnaXN0ZXJVc2VyUmVzcG9uc2UiDMLzGAgIAxoEYXV0aEJHWkVnaXRodWIuY29tL2Jhc2FsdHBsYXRmb3JtL2Jhc2FsdC9nZW4vZ28vYmFzYWx0L2lkZW50aXR5L3YxO2lkZW50aXR5djFiBnByb3RvMw", [file_basalt_api_v1_options, file_google_api_annotations, file_google_protobuf_timestamp]);
+  fileDesc("CiliYXNhbHQvaWRlbnRpdHkvdjEvaWRlbnRpdHlfc2VydmljZS5wcm90bxISYmFzYWx0LmlkZW50aXR5LnYxIuEBCgRVc2VyEgoKAmlkGAEgASgJEg0KBWVtYWlsGAIgASgJEhQKDGRpc3BsYXlfbmFtZRgDIAEoCRIuCgZzdGF0dXMYBCABKA4yHi5iYXNhbHQuaWRlbnRpdHkudjEuVXNlclN0YXR1cxIWCg5lbWFpbF92ZXJpZmllZBgFIAEoCBIvCgtjcmVhdGVfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIjAKB1Byb2ZpbGUSDwoHdXNlcl9pZBgBIAEoCRIUCgxkaXNwbGF5X25hbWUYAiABKAkiYgoRQ3JlYXRlVXNlclJlcXVlc3QSDQoFZW1haWwYASABKAkSEAoIcGFzc3dvcmQYAiABKAkSFAoMZGlzcGxheV9uYW1lGAMgASgJEhYKDmVtYWlsX3ZlcmlmaWVkGAQgASgIIjwKEkNyZWF0ZVVzZXJSZXNwb25zZRImCgR1c2VyGAEgASgLMhguYmFzYWx0LmlkZW50aXR5LnYxLlVzZXIiIQoOR2V0VXNlclJlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCSI5Cg9HZXRVc2VyUmVzcG9uc2USJgoEdXNlchgBIAEoCzIYLmJhc2FsdC5pZGVudGl0eS52MS5Vc2VyIhcKFUdldEN1cnJlbnRVc2VyUmVxdWVzdCJAChZHZXRDdXJyZW50VXNlclJlc3BvbnNlEiYKBHVzZXIYASABKAsyGC5iYXNhbHQuaWRlbnRpdHkudjEuVXNlciKQAQoRVXBkYXRlVXNlclJlcXVlc3QSDwoHdXNlcl9pZBgBIAEoCRIZCgxkaXNwbGF5X25hbWUYAiABKAlIAIgBARIzCgZzdGF0dXMYAyABKA4yHi5iYXNhbHQuaWRlbnRpdHkudjEuVXNlclN0YXR1c0gBiAEBQg8KDV9kaXNwbGF5X25hbWVCCQoHX3N0YXR1cyI8ChJVcGRhdGVVc2VyUmVzcG9uc2USJgoEdXNlchgBIAEoCzIYLmJhc2FsdC5pZGVudGl0eS52MS5Vc2VyIn8KEExpc3RVc2Vyc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSFAoMZW1haWxfcHJlZml4GAMgASgJEi4KBnN0YXR1cxgEIAEoDjIeLmJhc2FsdC5pZGVudGl0eS52MS5Vc2VyU3RhdHVzIlUKEUxpc3RVc2Vyc1Jlc3BvbnNlEicKBXVzZXJzGAEgAygLMhguYmFzYWx0LmlkZW50aXR5LnYxLlVzZXISFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIiUKEkRpc2FibGVVc2VyUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJIj0KE0Rpc2FibGVVc2VyUmVzcG9uc2USJgoEdXNlchgBIAEoCzIYLmJhc2FsdC5pZGVudGl0eS52MS5Vc2VyIiQKEURlbGV0ZVVzZXJSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAkiFAoSRGVsZXRlVXNlclJlc3BvbnNlIkcKFUNoYW5nZVBhc3N3b3JkUmVxdWVzdBIYChBjdXJyZW50X3Bhc3N3b3JkGAEgASgJEhQKDG5ld19wYXNzd29yZBgCIAEoCSIYChZDaGFuZ2VQYXNzd29yZFJlc3BvbnNlIjsKGFZlcmlmeUNyZWRlbnRpYWxzUmVxdWVzdBINCgVlbWFpbBgBIAEoCRIQCghwYXNzd29yZBgCIAEoCSJDChlWZXJpZnlDcmVkZW50aWFsc1Jlc3BvbnNlEiYKBHVzZXIYASABKAsyGC5iYXNhbHQuaWRlbnRpdHkudjEuVXNlciJMChNSZWdpc3RlclVzZXJSZXF1ZXN0Eg0KBWVtYWlsGAEgASgJEhAKCHBhc3N3b3JkGAIgASgJEhQKDGRpc3BsYXlfbmFtZRgDIAEoCSI+ChRSZWdpc3RlclVzZXJSZXNwb25zZRImCgR1c2VyGAEgASgLMhguYmFzYWx0LmlkZW50aXR5LnYxLlVzZXIiLAoYRmlsdGVyQWN0aXZlVXNlcnNSZXF1ZXN0EhAKCHVzZXJfaWRzGAEgAygJIi0KGUZpbHRlckFjdGl2ZVVzZXJzUmVzcG9uc2USEAoIdXNlcl9pZHMYASADKAkiKQoVTG9va3VwUHJvZmlsZXNSZXF1ZXN0EhAKCHVzZXJfaWRzGAEgAygJIkcKFkxvb2t1cFByb2ZpbGVzUmVzcG9uc2USLQoIcHJvZmlsZXMYASADKAsyGy5iYXNhbHQuaWRlbnRpdHkudjEuUHJvZmlsZSpbCgpVc2VyU3RhdHVzEhsKF1VTRVJfU1RBVFVTX1VOU1BFQ0lGSUVEEAASFgoSVVNFUl9TVEFUVVNfQUNUSVZFEAESGAoUVVNFUl9TVEFUVVNfRElTQUJMRUQQAjL+DAoPSWRlbnRpdHlTZXJ2aWNlEo4BCgpDcmVhdGVVc2VyEiUuYmFzYWx0LmlkZW50aXR5LnYxLkNyZWF0ZVVzZXJSZXF1ZXN0GiYuYmFzYWx0LmlkZW50aXR5LnYxLkNyZWF0ZVVzZXJSZXNwb25zZSIxwvMYGQgCEhVpZGVudGl0eS51c2Vycy5jcmVhdGWC0+STAg46ASoiCS92MS91c2VycxJ4CgdHZXRVc2VyEiIuYmFzYWx0LmlkZW50aXR5LnYxLkdldFVzZXJSZXF1ZXN0GiMuYmFzYWx0LmlkZW50aXR5LnYxLkdldFVzZXJSZXNwb25zZSIkkAIBwvMYAggCgtPkkwIVEhMvdjEvdXNlcnMve3VzZXJfaWR9EoABCg5HZXRDdXJyZW50VXNlchIpLmJhc2FsdC5pZGVudGl0eS52MS5HZXRDdXJyZW50VXNlclJlcXVlc3QaKi5iYXNhbHQuaWRlbnRpdHkudjEuR2V0Q3VycmVudFVzZXJSZXNwb25zZSIXkAIBwvMYAggCgtPkkwIIEgYvdjEvbWUSgQEKClVwZGF0ZVVzZXISJS5iYXNhbHQuaWRlbnRpdHkudjEuVXBkYXRlVXNlclJlcXVlc3QaJi5iYXNhbHQuaWRlbnRpdHkudjEuVXBkYXRlVXNlclJlc3BvbnNlIiTC8xgCCAKC0+STAhg6ASoyEy92MS91c2Vycy97dXNlcl9pZH0SiQEKCUxpc3RVc2VycxIkLmJhc2FsdC5pZGVudGl0eS52MS5MaXN0VXNlcnNSZXF1ZXN0GiUuYmFzYWx0LmlkZW50aXR5LnYxLkxpc3RVc2Vyc1Jlc3BvbnNlIi+QAgHC8xgXCAISE2lkZW50aXR5LnVzZXJzLnJlYWSC0+STAgsSCS92MS91c2VycxKmAQoLRGlzYWJsZVVzZXISJi5iYXNhbHQuaWRlbnRpdHkudjEuRGlzYWJsZVVzZXJSZXF1ZXN0GicuYmFzYWx0LmlkZW50aXR5LnYxLkRpc2FibGVVc2VyUmVzcG9uc2UiRpACAsLzGBkIAhIVaWRlbnRpdHkudXNlcnMubWFuYWdlgtPkkwIgOgEqIhsvdjEvdXNlcnMve3VzZXJfaWR9OmRpc2FibGUSmAEKCkRlbGV0ZVVzZXISJS5iYXNhbHQuaWRlbnRpdHkudjEuRGVsZXRlVXNlclJlcXVlc3QaJi5iYXNhbHQuaWRlbnRpdHkudjEuRGVsZXRlVXNlclJlc3BvbnNlIjuQAgLC8xgZCAISFWlkZW50aXR5LnVzZXJzLm1hbmFnZYLT5JMCFSoTL3YxL3VzZXJzL3t1c2VyX2lkfRKGAQoOTG9va3VwUHJvZmlsZXMSKS5iYXNhbHQuaWRlbnRpdHkudjEuTG9va3VwUHJvZmlsZXNSZXF1ZXN0GiouYmFzYWx0LmlkZW50aXR5LnYxLkxvb2t1cFByb2ZpbGVzUmVzcG9uc2UiHZACAcLzGAIIAYLT5JMCDhIML3YxL3Byb2ZpbGVzEokBCg5DaGFuZ2VQYXNzd29yZBIpLmJhc2FsdC5pZGVudGl0eS52MS5DaGFuZ2VQYXNzd29yZFJlcXVlc3QaKi5iYXNhbHQuaWRlbnRpdHkudjEuQ2hhbmdlUGFzc3dvcmRSZXNwb25zZSIgwvMYAggCgtPkkwIUOgEqIg8vdjEvbWUvcGFzc3dvcmQSfgoRVmVyaWZ5Q3JlZGVudGlhbHMSLC5iYXNhbHQuaWRlbnRpdHkudjEuVmVyaWZ5Q3JlZGVudGlhbHNSZXF1ZXN0Gi0uYmFzYWx0LmlkZW50aXR5LnYxLlZlcmlmeUNyZWRlbnRpYWxzUmVzcG9uc2UiDMLzGAgIAxoEYXV0aBKCAQoRRmlsdGVyQWN0aXZlVXNlcnMSLC5iYXNhbHQuaWRlbnRpdHkudjEuRmlsdGVyQWN0aXZlVXNlcnNSZXF1ZXN0Gi0uYmFzYWx0LmlkZW50aXR5LnYxLkZpbHRlckFjdGl2ZVVzZXJzUmVzcG9uc2UiEJACAcLzGAkIAxoFYXV0aHoSbwoMUmVnaXN0ZXJVc2VyEicuYmFzYWx0LmlkZW50aXR5LnYxLlJlZ2lzdGVyVXNlclJlcXVlc3QaKC5iYXNhbHQuaWRlbnRpdHkudjEuUmVnaXN0ZXJVc2VyUmVzcG9uc2UiDMLzGAgIAxoEYXV0aEJHWkVnaXRodWIuY29tL2Jhc2FsdHBsYXRmb3JtL2Jhc2FsdC9nZW4vZ28vYmFzYWx0L2lkZW50aXR5L3YxO2lkZW50aXR5djFiBnByb3RvMw", [file_basalt_api_v1_options, file_google_api_annotations, file_google_protobuf_timestamp]);
 
 /**
  * User is a person who uses the platform.
@@ -83,6 +83,35 @@ export const UserSchema: GenMessage<User> = /*@__PURE__*/
   messageDesc(file_basalt_identity_v1_identity_service, 0);
 
 /**
+ * Profile is the public part of a user: what others see of them. It never carries the email,
+ * the status or anything else of the user.
+ *
+ * @generated from message basalt.identity.v1.Profile
+ */
+export type Profile = Message<"basalt.identity.v1.Profile"> & {
+  /**
+   * user_id is the user's id.
+   *
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+
+  /**
+   * display_name is the user's display name as it is now.
+   *
+   * @generated from field: string display_name = 2;
+   */
+  displayName: string;
+};
+
+/**
+ * Describes the message basalt.identity.v1.Profile.
+ * Use `create(ProfileSchema)` to create a new message.
+ */
+export const ProfileSchema: GenMessage<Profile> = /*@__PURE__*/
+  messageDesc(file_basalt_identity_v1_identity_service, 1);
+
+/**
  * CreateUserRequest creates a user.
  *
  * @generated from message basalt.identity.v1.CreateUserRequest
@@ -122,7 +151,7 @@ export type CreateUserRequest = Message<"basalt.identity.v1.CreateUserRequest"> 
  * Use `create(CreateUserRequestSchema)` to create a new message.
  */
 export const CreateUserRequestSchema: GenMessage<CreateUserRequest> = /*@__PURE__*/
-  messageDesc(file_basalt_identity_v1_identity_service, 1);
+  messageDesc(file_basalt_identity_v1_identity_service, 2);
 
 /**
  * CreateUserResponse carries the new user.
@@ -143,7 +172,7 @@ export type CreateUserResponse = Message<"basalt.identity.v1.CreateUserResponse"
  * Use `create(CreateUserResponseSchema)` to create a new message.
  */
 export const CreateUserResponseSchema: GenMessage<CreateUserResponse> = /*@__PURE__*/
-  messageDesc(file_basalt_identity_v1_identity_service, 2);
+  messageDesc(file_basalt_identity_v1_identity_service, 3);
 
 /**
  * GetUserRequest names a user.
@@ -164,7 +193,7 @@ export type GetUserRequest = Message<"basalt.identity.v1.GetUserRequest"> & {
  * Use `create(GetUserRequestSchema)` to create a new message.
  */
 export const GetUserRequestSchema: GenMessage<GetUserRequest> = /*@__PURE__*/
-  messageDesc(file_basalt_identity_v1_identity_service, 3);
+  messageDesc(file_basalt_identity_v1_identity_service, 4);
 
 /**
  * GetUserResponse carries a user.
@@ -185,7 +214,7 @@ export type GetUserResponse = Message<"basalt.identity.v1.GetUserResponse"> & {
  * Use `create(GetUserResponseSchema)` to create a new message.
  */
 export const GetUserResponseSchema: GenMessage<GetUserResponse> = /*@__PURE__*/
-  messageDesc(file_basalt_identity_v1_identity_service, 4);
+  messageDesc(file_basalt_identity_v1_identity_service, 5);
 
 /**
  * GetCurrentUserRequest has no fields: the caller is the subject of the access token.
@@ -200,7 +229,7 @@ export type GetCurrentUserRequest = Message<"basalt.identity.v1.GetCurrentUserRe
  * Use `create(GetCurrentUserRequestSchema)` to create a new message.
  */
 export const GetCurrentUserRequestSchema: GenMessage<GetCurrentUserRequest> = /*@__PURE__*/
-  messageDesc(file_basalt_identity_v1_identity_service, 5);
+  messageDesc(file_basalt_identity_v1_identity_service, 6);
 
 /**
  * GetCurrentUserResponse carries the caller's user.
@@ -221,7 +250,7 @@ export type GetCurrentUserResponse = Message<"basalt.identity.v1.GetCurrentUserR
  * Use `create(GetCurrentUserResponseSchema)` to create a new message.
  */
 export const GetCurrentUserResponseSchema: GenMessage<GetCurrentUserResponse> = /*@__PURE__*/
-  messageDesc(file_basalt_identity_v1_identity_service, 6);
+  messageDesc(file_basalt_identity_v1_identity_service, 7);
 
 /**
  * UpdateUserRequest changes the fields that are set.
@@ -258,7 +287,7 @@ export type UpdateUserRequest = Message<"basalt.identity.v1.UpdateUserRequest"> 
  * Use `create(UpdateUserRequestSchema)` to create a new message.
  */
 export const UpdateUserRequestSchema: GenMessage<UpdateUserRequest> = /*@__PURE__*/
-  messageDesc(file_basalt_identity_v1_identity_service, 7);
+  messageDesc(file_basalt_identity_v1_identity_service, 8);
 
 /**
  * UpdateUserResponse carries the changed user.
@@ -279,7 +308,7 @@ export type UpdateUserResponse = Message<"basalt.identity.v1.UpdateUserResponse"
  * Use `create(UpdateUserResponseSchema)` to create a new message.
  */
 export const UpdateUserResponseSchema: GenMessage<UpdateUserResponse> = /*@__PURE__*/
-  messageDesc(file_basalt_identity_v1_identity_service, 8);
+  messageDesc(file_basalt_identity_v1_identity_service, 9);
 
 /**
  * ListUsersRequest asks for one page of users.
@@ -321,7 +350,7 @@ export type ListUsersRequest = Message<"basalt.identity.v1.ListUsersRequest"> & 
  * Use `create(ListUsersRequestSchema)` to create a new message.
  */
 export const ListUsersRequestSchema: GenMessage<ListUsersRequest> = /*@__PURE__*/
-  messageDesc(file_basalt_identity_v1_identity_service, 9);
+  messageDesc(file_basalt_identity_v1_identity_service, 10);
 
 /**
  * ListUsersResponse carries one page.
@@ -349,7 +378,7 @@ export type ListUsersResponse = Message<"basalt.identity.v1.ListUsersResponse"> 
  * Use `create(ListUsersResponseSchema)` to create a new message.
  */
 export const ListUsersResponseSchema: GenMessage<ListUsersResponse> = /*@__PURE__*/
-  messageDesc(file_basalt_identity_v1_identity_service, 10);
+  messageDesc(file_basalt_identity_v1_identity_service, 11);
 
 /**
  * DisableUserRequest names a user.
@@ -370,7 +399,7 @@ export type DisableUserRequest = Message<"basalt.identity.v1.DisableUserRequest"
  * Use `create(DisableUserRequestSchema)` to create a new message.
  */
 export const DisableUserRequestSchema: GenMessage<DisableUserRequest> = /*@__PURE__*/
-  messageDesc(file_basalt_identity_v1_identity_service, 11);
+  messageDesc(file_basalt_identity_v1_identity_service, 12);
 
 /**
  * DisableUserResponse carries the disabled user.
@@ -391,7 +420,7 @@ export type DisableUserResponse = Message<"basalt.identity.v1.DisableUserRespons
  * Use `create(DisableUserResponseSchema)` to create a new message.
  */
 export const DisableUserResponseSchema: GenMessage<DisableUserResponse> = /*@__PURE__*/
-  messageDesc(file_basalt_identity_v1_identity_service, 12);
+  messageDesc(file_basalt_identity_v1_identity_service, 13);
 
 /**
  * DeleteUserRequest names a user.
@@ -412,7 +441,7 @@ export type DeleteUserRequest = Message<"basalt.identity.v1.DeleteUserRequest"> 
  * Use `create(DeleteUserRequestSchema)` to create a new message.
  */
 export const DeleteUserRequestSchema: GenMessage<DeleteUserRequest> = /*@__PURE__*/
-  messageDesc(file_basalt_identity_v1_identity_service, 13);
+  messageDesc(file_basalt_identity_v1_identity_service, 14);
 
 /**
  * DeleteUserResponse is empty.
@@ -427,7 +456,7 @@ export type DeleteUserResponse = Message<"basalt.identity.v1.DeleteUserResponse"
  * Use `create(DeleteUserResponseSchema)` to create a new message.
  */
 export const DeleteUserResponseSchema: GenMessage<DeleteUserResponse> = /*@__PURE__*/
-  messageDesc(file_basalt_identity_v1_identity_service, 14);
+  messageDesc(file_basalt_identity_v1_identity_service, 15);
 
 /**
  * ChangePasswordRequest replaces the caller's password.
@@ -455,7 +484,7 @@ export type ChangePasswordRequest = Message<"basalt.identity.v1.ChangePasswordRe
  * Use `create(ChangePasswordRequestSchema)` to create a new message.
  */
 export const ChangePasswordRequestSchema: GenMessage<ChangePasswordRequest> = /*@__PURE__*/
-  messageDesc(file_basalt_identity_v1_identity_service, 15);
+  messageDesc(file_basalt_identity_v1_identity_service, 16);
 
 /**
  * ChangePasswordResponse is empty; the caller's sessions have ended.
@@ -470,7 +499,7 @@ export type ChangePasswordResponse = Message<"basalt.identity.v1.ChangePasswordR
  * Use `create(ChangePasswordResponseSchema)` to create a new message.
  */
 export const ChangePasswordResponseSchema: GenMessage<ChangePasswordResponse> = /*@__PURE__*/
-  messageDesc(file_basalt_identity_v1_identity_service, 16);
+  messageDesc(file_basalt_identity_v1_identity_service, 17);
 
 /**
  * VerifyCredentialsRequest carries what a user typed.
@@ -498,7 +527,7 @@ export type VerifyCredentialsRequest = Message<"basalt.identity.v1.VerifyCredent
  * Use `create(VerifyCredentialsRequestSchema)` to create a new message.
  */
 export const VerifyCredentialsRequestSchema: GenMessage<VerifyCredentialsRequest> = /*@__PURE__*/
-  messageDesc(file_basalt_identity_v1_identity_service, 17);
+  messageDesc(file_basalt_identity_v1_identity_service, 18);
 
 /**
  * VerifyCredentialsResponse carries the user the credentials belong to.
@@ -519,7 +548,7 @@ export type VerifyCredentialsResponse = Message<"basalt.identity.v1.VerifyCreden
  * Use `create(VerifyCredentialsResponseSchema)` to create a new message.
  */
 export const VerifyCredentialsResponseSchema: GenMessage<VerifyCredentialsResponse> = /*@__PURE__*/
-  messageDesc(file_basalt_identity_v1_identity_service, 18);
+  messageDesc(file_basalt_identity_v1_identity_service, 19);
 
 /**
  * RegisterUserRequest creates a user for self-registration.
@@ -554,7 +583,7 @@ export type RegisterUserRequest = Message<"basalt.identity.v1.RegisterUserReques
  * Use `create(RegisterUserRequestSchema)` to create a new message.
  */
 export const RegisterUserRequestSchema: GenMessage<RegisterUserRequest> = /*@__PURE__*/
-  messageDesc(file_basalt_identity_v1_identity_service, 19);
+  messageDesc(file_basalt_identity_v1_identity_service, 20);
 
 /**
  * RegisterUserResponse carries the new user.
@@ -575,7 +604,7 @@ export type RegisterUserResponse = Message<"basalt.identity.v1.RegisterUserRespo
  * Use `create(RegisterUserResponseSchema)` to create a new message.
  */
 export const RegisterUserResponseSchema: GenMessage<RegisterUserResponse> = /*@__PURE__*/
-  messageDesc(file_basalt_identity_v1_identity_service, 20);
+  messageDesc(file_basalt_identity_v1_identity_service, 21);
 
 /**
  * FilterActiveUsersRequest names users.
@@ -596,7 +625,7 @@ export type FilterActiveUsersRequest = Message<"basalt.identity.v1.FilterActiveU
  * Use `create(FilterActiveUsersRequestSchema)` to create a new message.
  */
 export const FilterActiveUsersRequestSchema: GenMessage<FilterActiveUsersRequest> = /*@__PURE__*/
-  messageDesc(file_basalt_identity_v1_identity_service, 21);
+  messageDesc(file_basalt_identity_v1_identity_service, 22);
 
 /**
  * FilterActiveUsersResponse carries the active ones.
@@ -617,7 +646,51 @@ export type FilterActiveUsersResponse = Message<"basalt.identity.v1.FilterActive
  * Use `create(FilterActiveUsersResponseSchema)` to create a new message.
  */
 export const FilterActiveUsersResponseSchema: GenMessage<FilterActiveUsersResponse> = /*@__PURE__*/
-  messageDesc(file_basalt_identity_v1_identity_service, 22);
+  messageDesc(file_basalt_identity_v1_identity_service, 23);
+
+/**
+ * LookupProfilesRequest names users.
+ *
+ * @generated from message basalt.identity.v1.LookupProfilesRequest
+ */
+export type LookupProfilesRequest = Message<"basalt.identity.v1.LookupProfilesRequest"> & {
+  /**
+   * user_ids to look up, 1 to 100; an id may appear more than once. Over REST, repeat the
+   * query parameter: ?user_ids=<id>&user_ids=<id>.
+   *
+   * @generated from field: repeated string user_ids = 1;
+   */
+  userIds: string[];
+};
+
+/**
+ * Describes the message basalt.identity.v1.LookupProfilesRequest.
+ * Use `create(LookupProfilesRequestSchema)` to create a new message.
+ */
+export const LookupProfilesRequestSchema: GenMessage<LookupProfilesRequest> = /*@__PURE__*/
+  messageDesc(file_basalt_identity_v1_identity_service, 24);
+
+/**
+ * LookupProfilesResponse carries the profiles of the users that exist.
+ *
+ * @generated from message basalt.identity.v1.LookupProfilesResponse
+ */
+export type LookupProfilesResponse = Message<"basalt.identity.v1.LookupProfilesResponse"> & {
+  /**
+   * profiles of the users that exist, each once, in the order the request first names them.
+   * Users that do not exist (never did, or were deleted) are absent.
+   *
+   * @generated from field: repeated basalt.identity.v1.Profile profiles = 1;
+   */
+  profiles: Profile[];
+};
+
+/**
+ * Describes the message basalt.identity.v1.LookupProfilesResponse.
+ * Use `create(LookupProfilesResponseSchema)` to create a new message.
+ */
+export const LookupProfilesResponseSchema: GenMessage<LookupProfilesResponse> = /*@__PURE__*/
+  messageDesc(file_basalt_identity_v1_identity_service, 25);
 
 /**
  * UserStatus says whether a user may log in.
@@ -733,6 +806,21 @@ export const IdentityService: GenService<{
     methodKind: "unary";
     input: typeof DeleteUserRequestSchema;
     output: typeof DeleteUserResponseSchema;
+  },
+  /**
+   * LookupProfiles returns the public profiles (id and display name) of up to 100 users, so
+   * that a client can name the authors of the posts it shows. Ids of users that do not exist
+   * are left out of the answer; a malformed id is invalid_argument. The answer is read fresh
+   * on every call, so a new display name shows at once. No access token is needed: a profile
+   * holds only what a public post's byline shows, and a user id cannot be guessed (a UUIDv7),
+   * so the method names the users a caller already knows of and lists none.
+   *
+   * @generated from rpc basalt.identity.v1.IdentityService.LookupProfiles
+   */
+  lookupProfiles: {
+    methodKind: "unary";
+    input: typeof LookupProfilesRequestSchema;
+    output: typeof LookupProfilesResponseSchema;
   },
   /**
    * ChangePassword replaces the caller's password, given the current one, and ends every
