@@ -4,8 +4,9 @@
 // platform: a visitor signs up and writes posts; a member is refused the admin pages; the
 // administrator reads the audit log and manages roles; then logins are throttled.
 //
-// Screenshots of the main pages (1280x800) go to BASALT_CONSOLE_SCREENSHOTS when it is set
-// (npm run screenshots writes docs/images), else to a temporary folder.
+// Screenshots of the main pages (1280x800, and the posts at 390x844 as on a phone) go to
+// BASALT_CONSOLE_SCREENSHOTS when it is set (npm run screenshots writes docs/images), else to a
+// temporary folder.
 
 import assert from "node:assert/strict";
 import { mkdirSync, mkdtempSync } from "node:fs";
@@ -148,7 +149,7 @@ describe("the console", { timeout: 600_000 }, () => {
       // The only post so far (the list is newest first).
       const post = page.getByRole("article").first();
       await post.getByRole("heading", { name: postTitle + " (draft)" }).waitFor();
-      await post.getByText("by you").waitFor();
+      await post.locator(".meta").filter({ hasText: `by ${member.name} (you) ·` }).waitFor();
 
       // Edit it.
       await post.getByRole("button", { name: "Edit" }).click();
@@ -320,6 +321,111 @@ describe("the console", { timeout: 600_000 }, () => {
       await page.getByRole("status").filter({ hasText: `Revoked role blog-editor from ${memberId}.` }).waitFor();
       await page.getByRole("button", { name: "Delete role blog-editor" }).click();
       await page.getByRole("status").filter({ hasText: "Deleted role blog-editor." }).waitFor();
+    }));
+
+  it("names each post's author, by their new name after a rename, and shows posts while identity is paused", () =>
+    inPage("authors", async (page) => {
+      // The profiles are public over REST too: ids repeat the query parameter; an unknown id
+      // is absent and a repeated one answered once.
+      const unknown = "0193e6c4-7d43-7b5e-9f3a-3c1d2e4f5a6b";
+      const profiles = await fetch(`${platform.gateway}/v1/profiles?user_ids=${memberId}&user_ids=${unknown}&user_ids=${memberId}`);
+      assert.equal(profiles.status, 200);
+      assert.deepEqual(await profiles.json(), { profiles: [{ userId: memberId, displayName: member.name }] });
+
+      await logIn(page, platform.adminEmail, platform.adminPassword);
+      const post = page.getByRole("article").filter({ has: page.getByRole("heading", { name: postTitle, exact: true }) });
+      const byline = (text: string) => post.locator(".meta").filter({ hasText: `by ${text} ·` });
+      await byline(member.name).waitFor();
+
+      // The member renames themselves (over REST, as any client may); the posts show the new
+      // name the next time they are listed.
+      const login = await fetch(`${platform.gateway}/v1/auth/login`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ email: member.email, password: member.password }),
+      });
+      assert.equal(login.status, 200);
+      const { tokens } = (await login.json()) as { tokens: { accessToken: string } };
+      const renamed = "Augusta Ada King";
+      const rename = await fetch(`${platform.gateway}/v1/users/${memberId}`, {
+        method: "PATCH",
+        headers: { "Content-Type": "application/json", Authorization: `Bearer ${tokens.accessToken}` },
+        body: JSON.stringify({ displayName: renamed }),
+      });
+      assert.equal(rename.status, 200);
+      await page.getByRole("link", { name: "Posts" }).click();
+      await byline(renamed).waitFor();
+      assert.equal(await byline(member.name).count(), 0, "the old name is gone");
+
+      // identity stops answering (its process paused, as a hung service is): the posts are still
+      // listed, and once the console stops waiting for the names, the author's id stands in.
+      platform.signal("identity", "SIGSTOP");
+      try {
+        const listed = rpc(page, "BlogService/ListPosts");
+        await page.getByRole("link", { name: "Posts" }).click();
+        assert.equal((await listed).status(), 200);
+        await byline(`user ${memberId.slice(-8)}`).waitFor();
+        await page.getByRole("status").filter({ hasText: "The authors' names cannot be loaded right now" }).waitFor();
+      } finally {
+        platform.signal("identity", "SIGCONT");
+      }
+      // identity answers again: the names are back.
+      for (let i = 0; i < 30 && (await byline(renamed).count()) === 0; i++) {
+        await page.getByRole("link", { name: "Posts" }).click();
+        await page.waitForLoadState("networkidle");
+      }
+      await byline(renamed).waitFor();
+      assert.equal(await page.getByRole("status").filter({ hasText: "The authors' names cannot be loaded" }).count(), 0);
+    }));
+
+  it("fits a 390 px wide screen: no sideways scrolling, every link shown, reached and followed", () =>
+    inPage("narrow", async (page) => {
+      await page.setViewportSize({ width: 390, height: 844 });
+      const scrollsSideways = () => page.evaluate(() => document.documentElement.scrollWidth > document.documentElement.clientWidth);
+      const nav = page.getByRole("navigation", { name: "Main" });
+
+      await page.goto("/console/login");
+      await page.getByRole("heading", { level: 1, name: "Log in" }).waitFor();
+      assert.equal(await scrollsSideways(), false, "the login page scrolls sideways");
+      for (const name of ["Log in", "Sign up"]) assert.ok(await nav.getByRole("link", { name }).isVisible(), `${name} is shown`);
+
+      await logIn(page, platform.adminEmail, platform.adminPassword);
+      const pages: [string, string][] = [
+        ["Posts", "Posts"],
+        ["Sessions", "My sessions"],
+        ["Users", "Users"],
+        ["Roles", "Roles"],
+        ["Audit log", "Audit log"],
+      ];
+      const links = nav.getByRole("link");
+      assert.deepEqual(await links.allInnerTexts(), pages.map(([link]) => link), "the navigation lists every page");
+
+      // Every link is reached from the keyboard, in order, after the skip link.
+      await page.locator("a.skip").focus();
+      const reached: string[] = [];
+      for (let i = 0; i < 12 && reached.length < pages.length; i++) {
+        await page.keyboard.press("Tab");
+        const focused = await page.evaluate(() => (document.activeElement?.closest("nav") ? document.activeElement.textContent : null));
+        if (focused) reached.push(focused);
+      }
+      assert.deepEqual(reached, pages.map(([link]) => link), "Tab reaches every link");
+
+      // Every link is shown inside the screen and works; no page scrolls sideways.
+      for (const [link, heading] of pages) {
+        const a = nav.getByRole("link", { name: link, exact: true });
+        const box = await a.boundingBox();
+        assert.ok(box && box.x >= 0 && box.x + box.width <= 390 && box.y + box.height <= 844, `${link} lies on the screen: ${JSON.stringify(box)}`);
+        await a.click();
+        await page.getByRole("heading", { level: 1, name: heading }).waitFor();
+        assert.equal(await a.getAttribute("aria-current"), "page");
+        await page.waitForLoadState("networkidle");
+        assert.equal(await scrollsSideways(), false, `${heading} scrolls sideways at 390 px`);
+      }
+      await nav.getByRole("link", { name: "Posts", exact: true }).click();
+      await page.getByRole("heading", { level: 1, name: "Posts" }).waitFor();
+      await page.getByRole("article").first().waitFor();
+      assert.equal(await scrollsSideways(), false, "Posts scrolls sideways at 390 px");
+      await shoot(page, "posts-390");
     }));
 
   it("tells how long to wait when logins are throttled", () =>

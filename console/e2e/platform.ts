@@ -20,6 +20,12 @@ export interface Platform {
   adminPassword: string;
   /** log is everything the launcher and the processes printed so far. */
   log(): string;
+  /**
+   * signal sends a signal to one of the platform's processes ("identity"), by the pid the
+   * launcher's state file names now: SIGSTOP pauses it, as a hung service would be, and
+   * SIGCONT lets it go on.
+   */
+  signal(name: string, signal: NodeJS.Signals): void;
   stop(): Promise<void>;
 }
 
@@ -78,15 +84,21 @@ export async function startPlatform(): Promise<Platform> {
     await stop();
     throw err;
   }
-  const state = JSON.parse(readFileSync(join(dataDir, "up.json"), "utf8")) as { processes: { name: string; url: string }[] };
-  const gateway = state.processes.find((p) => p.name === "gateway")?.url;
+  const processes = () =>
+    (JSON.parse(readFileSync(join(dataDir, "up.json"), "utf8")) as { processes: { name: string; url: string; pid: number }[] }).processes;
+  const gateway = processes().find((p) => p.name === "gateway")?.url;
   if (!gateway) {
     await stop();
     throw new Error("the launcher started no gateway");
   }
   const secrets = readFileSync(join(dataDir, "secrets.env"), "utf8");
   const adminPassword = /^BASALT_ADMIN_PASSWORD=(.*)$/m.exec(secrets)?.[1] ?? "";
-  return { gateway, adminEmail: "admin@basalt.local", adminPassword, log: () => lines.join("\n"), stop };
+  const signal = (name: string, sig: NodeJS.Signals) => {
+    const pid = processes().find((p) => p.name === name)?.pid;
+    if (!pid) throw new Error(`the launcher runs no ${name}`);
+    process.kill(pid, sig);
+  };
+  return { gateway, adminEmail: "admin@basalt.local", adminPassword, log: () => lines.join("\n"), signal, stop };
 }
 
 /** chromiumPath is Debian's Chromium (apt-get install chromium), or BASALT_CHROMIUM. */

@@ -195,7 +195,7 @@ function renderShell(path: string): void {
     }
     const out = h("button", { type: "button", class: "secondary" }, "Log out");
     out.addEventListener("click", () => void logOut());
-    replace(who, h("span", { class: "email" }, me.displayName || me.email), out);
+    replace(who, h("span", { class: "name" }, me.displayName || me.email), out);
   } else {
     replace(nav, h("ul", {}, item("/login", "Log in"), item("/signup", "Sign up")));
   }

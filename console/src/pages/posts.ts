@@ -11,15 +11,21 @@ export const posts: Page = {
   async render(main, ctx) {
     const list = h("div", { class: "posts" });
     const more = h("button", { type: "button", class: "secondary", hidden: true }, "Older posts");
+    const unnamed = h("p", { class: "aside", role: "status", hidden: true });
 
     const load = pager(
       list,
       more,
       async (pageToken) => {
         const res = await api.blog.listPosts({ pageSize: 20, pageToken });
-        return { items: res.posts, next: res.nextPageToken };
+        const names = authors(res.posts);
+        void names.then((n) => {
+          if (n.failed) unnamed.textContent = "The authors' names cannot be loaded right now; their user ids are shown instead.";
+          unnamed.hidden = !n.failed;
+        });
+        return { items: res.posts.map((post) => ({ post, names })), next: res.nextPageToken };
       },
-      (p) => article(p, ctx, () => void reload()),
+      ({ post, names }) => article(post, names, ctx, () => void reload()),
       () => h("p", { class: "empty" }, "No posts yet. Write the first one."),
     );
     const reload = async () => {
@@ -67,12 +73,54 @@ export const posts: Page = {
       });
     });
 
-    main.append(form, h("section", { "aria-label": "Posts, newest first" }, list, h("div", { class: "actions" }, more)));
+    main.append(form, h("section", { "aria-label": "Posts, newest first" }, unnamed, list, h("div", { class: "actions" }, more)));
     await reload();
   },
 };
 
-function article(p: Post, ctx: Context, changed: () => void): HTMLElement {
+/** Names are the display names of a page's authors by user id, or the lookup failed. */
+interface Names {
+  byId: Map<string, string>;
+  failed: boolean;
+}
+
+/** lookupTimeoutMs bounds the wait for names; the posts are shown meanwhile. */
+const lookupTimeoutMs = 5_000;
+
+/**
+ * authors asks identity for the display names of the posts' authors. Posts carry only their
+ * author's id, so that reading them never depends on identity: the page shows the posts at once
+ * and the names when they come. When identity cannot answer, the names are left out (failed);
+ * an author identity does not know (a deleted user) is simply absent.
+ */
+async function authors(posts: Post[]): Promise<Names> {
+  const ids = [...new Set(posts.map((p) => p.authorId))];
+  if (ids.length === 0) return { byId: new Map(), failed: false };
+  try {
+    const res = await api.identity.lookupProfiles({ userIds: ids }, { timeoutMs: lookupTimeoutMs });
+    return { byId: new Map(res.profiles.map((p) => [p.userId, p.displayName])), failed: false };
+  } catch {
+    return { byId: new Map(), failed: true };
+  }
+}
+
+/** byline fills el with the author's name once names has it, or says why there is none. */
+function byline(el: HTMLElement, p: Post, names: Promise<Names>, ctx: Context): void {
+  const mine = p.authorId === ctx.me.id;
+  replace(el, h("span", { class: "sr-only" }, "an author whose name is loading"), h("span", { "aria-hidden": "true" }, "…"));
+  void names.then((n) => {
+    const name = n.byId.get(p.authorId) ?? (mine ? ctx.me.displayName : undefined);
+    if (name !== undefined) {
+      replace(el, h("span", { class: "author" }, name), mine ? " (you)" : "");
+    } else if (n.failed) {
+      replace(el, h("span", { class: "author", title: p.authorId }, `user ${p.authorId.slice(-8)}`));
+    } else {
+      replace(el, h("span", { class: "author" }, "a deleted user"));
+    }
+  });
+}
+
+function article(p: Post, names: Promise<Names>, ctx: Context, changed: () => void): HTMLElement {
   const el = h("article", { class: "post card" });
   const mine = p.authorId === ctx.me.id;
   const editable = mine || ctx.can("blog.posts.manage");
@@ -89,6 +137,8 @@ function article(p: Post, ctx: Context, changed: () => void): HTMLElement {
       del.addEventListener("click", () => confirmDelete(actions));
       replace(actions, edit, del);
     }
+    const author = h("span", {});
+    byline(author, p, names, ctx);
     replace(
       el,
       h("h2", {}, p.title),
@@ -96,7 +146,7 @@ function article(p: Post, ctx: Context, changed: () => void): HTMLElement {
         "p",
         { class: "meta" },
         "by ",
-        mine ? "you" : h("span", { title: p.authorId }, `user ${p.authorId.slice(-8)}`),
+        author,
         " · ",
         h("time", { datetime: created?.toISOString() ?? "" }, when(created)),
         edited ? ` · edited ${when(updated)}` : "",
