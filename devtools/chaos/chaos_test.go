@@ -194,6 +194,7 @@ func TestChaos(t *testing.T) {
 	report := newReport(faults, outcomes)
 	t.Log("\n" + report.table(watch))
 	report.check(t)
+	p.explain(t, report.unexpected)
 	watch.check(t)
 	// Only the killed instance was restarted: the platform rode out every other fault, the
 	// database outage included, with the processes it had.
@@ -258,6 +259,8 @@ func (f *fault) run(t *testing.T) {
 type report struct {
 	faults []*fault
 	rows   []row
+	// unexpected are the start times of failed calls the checks did not allow.
+	unexpected []time.Time
 }
 
 type row struct {
@@ -271,6 +274,8 @@ type row struct {
 	relapsed map[string]int
 	// firstFailure describes each kind's first failed call, for the messages of failed checks.
 	firstFailure map[string]string
+	// failures are the failed calls, in order.
+	failures []outcome
 }
 
 type counts struct {
@@ -315,6 +320,7 @@ func newReport(faults []*fault, outcomes []outcome) *report {
 			default:
 				c.failed++
 				c.codes[o.code]++
+				rw.failures = append(rw.failures, o)
 				if rw.firstFailure[o.kind] == "" {
 					rw.firstFailure[o.kind] = fmt.Sprintf("%s at %s: %v", o.protocol, o.at.Format("15:04:05.000"), o.err)
 				}
@@ -363,6 +369,16 @@ func codes(cs ...*counts) string {
 	return strings.Join(parts, " ")
 }
 
+// explain notes the times of rw's failed calls of kind that which picks, so that a failing run
+// can show what the gateway logged about them.
+func (r *report) explain(rw row, kind string, which func(outcome) bool) {
+	for _, o := range rw.failures {
+		if o.kind == kind && which(o) {
+			r.unexpected = append(r.unexpected, o.at)
+		}
+	}
+}
+
 // check asserts the promises on the counted outcomes.
 func (r *report) check(t *testing.T) {
 	t.Helper()
@@ -381,6 +397,7 @@ func (r *report) check(t *testing.T) {
 			// Once recovered, calls keep succeeding until the next fault.
 			if n := rw.relapsed[k]; n > 0 {
 				t.Errorf("%s: %d calls of %q failed after they had recovered", rw.fault.name, n, k)
+				r.explain(rw, k, func(o outcome) bool { return rw.recovery[k] >= 0 && o.at.Sub(rw.fault.ended) > rw.recovery[k] })
 			}
 		}
 		// Losing an instance, or Consul, or the audit service, loses no read: an idempotent
@@ -389,6 +406,7 @@ func (r *report) check(t *testing.T) {
 			for _, k := range []string{readPost, readMe} {
 				if n := rw.during[k].failed + rw.after[k].failed; n > 0 {
 					t.Errorf("%s: %d reads of %q failed (%s), want none; first: %s", rw.fault.name, n, k, codes(rw.during[k], rw.after[k]), rw.firstFailure[k])
+					r.explain(rw, k, func(outcome) bool { return true })
 				}
 			}
 		}

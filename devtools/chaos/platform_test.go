@@ -170,6 +170,43 @@ func (p *platform) secret(t *testing.T, name string) string {
 	return v
 }
 
+// explain logs the gateway's lines of the calls that began within a second after each of times:
+// the access log names the cause of an answer the gateway made itself.
+func (p *platform) explain(t *testing.T, times []time.Time) {
+	if len(times) == 0 {
+		return
+	}
+	f, err := os.Open(p.logPath)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	var lines []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		l := sc.Text()
+		if !strings.HasPrefix(l, "gateway") || strings.Contains(l, "code=ok") {
+			continue
+		}
+		_, rest, ok := strings.Cut(l, "time=")
+		if !ok || len(rest) < 24 {
+			continue
+		}
+		at, err := time.Parse("2006-01-02T15:04:05.000Z07:00", rest[:24])
+		if err != nil {
+			continue
+		}
+		for _, u := range times {
+			if d := at.Sub(u); d >= -time.Second && d <= 2*time.Second {
+				lines = append(lines, l)
+				break
+			}
+		}
+	}
+	t.Logf("the gateway's lines around the failed calls the checks did not allow:\n%s", strings.Join(lines, "\n"))
+}
+
 // printProblems logs the processes' warnings and errors, at most 400 lines.
 func (p *platform) printProblems(t *testing.T) {
 	f, err := os.Open(p.logPath)
