@@ -74,6 +74,10 @@ type Gateway struct {
 	ready     chan struct{}
 	addr      atomic.Pointer[net.TCPAddr]
 	adminAddr atomic.Pointer[net.TCPAddr]
+	// jwksRoute is the route of the key set the gateway publishes (see serveJWKS), jwksDoc
+	// the set's last document.
+	jwksRoute *routes.Route
+	jwksDoc   atomic.Pointer[jwksDocument]
 }
 
 type options struct {
@@ -89,6 +93,7 @@ type options struct {
 	instanceID string
 	version    string
 	files      *protoregistry.Files
+	jwks       []authn.JWKSOption
 }
 
 // Option configures New.
@@ -132,6 +137,11 @@ func WithInstanceID(id string) Option { return func(o *options) { o.instanceID =
 
 // WithFiles routes the services of files instead of every contract linked into the binary.
 func WithFiles(f *protoregistry.Files) Option { return func(o *options) { o.files = f } }
+
+// withJWKSOptions configures the cache of the auth service's key set (its clock, in tests).
+func withJWKSOptions(opts ...authn.JWKSOption) Option {
+	return func(o *options) { o.jwks = append(o.jwks, opts...) }
+}
 
 // New builds a gateway for cfg.
 func New(cfg config.Config, opts ...Option) (*Gateway, error) {
@@ -192,7 +202,8 @@ func New(cfg config.Config, opts ...Option) (*Gateway, error) {
 		local:  map[string]http.Handler{},
 		ready:  make(chan struct{}),
 	}
-	g.metrics = metrics.New(routeNames(table), g.inFlight.Load, g.conns.Load)
+	g.jwksRoute = routes.Local(len(table.Routes()), authn.JWKSPath, cfg)
+	g.metrics = metrics.New(append(routeNames(table), g.jwksRoute.Procedure), g.inFlight.Load, g.conns.Load)
 	for _, r := range table.Routes() {
 		g.upstreams = append(g.upstreams, rc.HTTPClient(r.Upstream))
 		g.baseURLs = append(g.baseURLs, rpcclient.BaseURL(r.Upstream))
@@ -208,9 +219,12 @@ func New(cfg config.Config, opts ...Option) (*Gateway, error) {
 	if keys == nil {
 		g.jwks = authn.NewJWKS(
 			authn.HTTPFetcher(rc.HTTPClient(cfg.Auth.Service), rpcclient.BaseURL(cfg.Auth.Service)+authn.JWKSPath),
-			// Unknown kids refresh the set at most once a second: enough to pick up a new key at
-			// once, too little for forged kids to load the auth service.
-			authn.WithMinInterval(time.Second),
+			append([]authn.JWKSOption{
+				// Unknown kids refresh the set at most once a second: enough to pick up a new key
+				// at once, too little for forged kids to load the auth service.
+				authn.WithMinInterval(time.Second),
+				authn.WithMaxAge(jwksFresh),
+			}, o.jwks...)...,
 		)
 		keys = g.jwks
 	}
@@ -238,11 +252,12 @@ func routeNames(t *routes.Table) []string {
 	return names
 }
 
-// mountLocal sets up what the gateway answers itself: health, readiness, gRPC health and
-// reflection of the routed services.
+// mountLocal sets up what the gateway answers itself: health, readiness, the signing keys,
+// gRPC health and reflection of the routed services.
 func (g *Gateway) mountLocal() error {
 	g.local["/healthz"] = http.HandlerFunc(g.serveHealthz)
 	g.local["/readyz"] = http.HandlerFunc(g.serveReadyz)
+	g.local[authn.JWKSPath] = http.HandlerFunc(g.serveJWKS)
 	g.health.SetStatus("", grpchealth.StatusServing)
 	path, h := grpchealth.NewHandler(g.health)
 	g.local[path+"Check"] = h
@@ -373,7 +388,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if h, ok := g.local[r.URL.Path]; ok {
-		h.ServeHTTP(rw, r)
+		h.ServeHTTP(rw, r.WithContext(withCall(r.Context(), c)))
 		return
 	}
 	if g.console != nil {
