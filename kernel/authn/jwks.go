@@ -115,6 +115,29 @@ func (k *JWKS) Key(ctx context.Context, kid string) (jwk.Key, error) {
 	return nil, fmt.Errorf("%w %q", ErrUnknownKey, kid)
 }
 
+// Set returns the key set held and its age, fetching it first when none is held or the one
+// held is older than maxAge (at most once per minimum interval, as every fetch). A fetch that
+// fails keeps the set held, which is returned, with its age, beside the error; so a caller
+// that must not hand on a set past some age, as the gateway publishing it, can tell.
+func (k *JWKS) Set(ctx context.Context, maxAge time.Duration) (jwk.Set, time.Duration, error) {
+	k.mu.Lock()
+	set, age := k.set, k.now().Sub(k.fetchedAt)
+	k.mu.Unlock()
+	if set != nil && age <= maxAge {
+		return set, age, nil
+	}
+	err := k.refresh(ctx)
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.set == nil {
+		if err == nil {
+			err = errors.New("authn: no key set fetched yet")
+		}
+		return nil, 0, err
+	}
+	return k.set, k.now().Sub(k.fetchedAt), err
+}
+
 // Ready reports whether a key set has been loaded, and the last fetch error if not.
 func (k *JWKS) Ready(ctx context.Context) error {
 	k.mu.Lock()

@@ -152,6 +152,43 @@ func TestJWKSRefreshesStaleSetsInTheBackground(t *testing.T) {
 	}
 }
 
+// TestJWKSSetIsFetchedAgainPastTheAgeAsked wants Set to hand out the set held while it is
+// younger than asked, fetch it again once it is older, and, when that fetch fails, keep the
+// old set with its age and the error, so that the caller can refuse it.
+func TestJWKSSetIsFetchedAgainPastTheAgeAsked(t *testing.T) {
+	t.Parallel()
+	_, set1 := signingKey(t, "k1")
+	_, set2 := signingKey(t, "k2")
+	srv := newJWKSServer(t, set1)
+	clk := &fakeClock{t: now}
+	keys := authn.NewJWKS(authn.HTTPFetcher(srv.srv.Client(), srv.srv.URL), authn.WithJWKSClock(clk.now), authn.WithMinInterval(time.Second))
+	ctx := context.Background()
+	check := func(wantKid string, wantAge time.Duration, wantErr bool, wantFetches int64) {
+		t.Helper()
+		set, age, err := keys.Set(ctx, 5*time.Minute)
+		if (err != nil) != wantErr || set == nil || age != wantAge || srv.requests.Load() != wantFetches {
+			t.Fatalf("Set = %v, age %v, error %v after %d fetches; want age %v, error %v, %d fetches", set, age, err, srv.requests.Load(), wantAge, wantErr, wantFetches)
+		}
+		if _, ok := set.LookupKeyID(wantKid); !ok || set.Len() != 1 {
+			t.Fatalf("the set holds %d keys, not %q alone", set.Len(), wantKid)
+		}
+	}
+	check("k1", 0, false, 1)
+	clk.add(2 * time.Minute)
+	check("k1", 2*time.Minute, false, 1)
+	srv.publish(set2)
+	clk.add(4 * time.Minute)
+	check("k2", 0, false, 2)
+	srv.setFail(true)
+	clk.add(6 * time.Minute)
+	check("k2", 6*time.Minute, true, 3)
+
+	never := authn.NewJWKS(authn.HTTPFetcher(srv.srv.Client(), srv.srv.URL))
+	if set, _, err := never.Set(ctx, time.Minute); set != nil || err == nil {
+		t.Fatalf("a cache that never fetched = %v, %v; want no set and the error", set, err)
+	}
+}
+
 func TestParseJWKSKeepsOnlyPublicSigningKeys(t *testing.T) {
 	t.Parallel()
 	priv, pubSet := signingKey(t, "pub")

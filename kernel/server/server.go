@@ -146,13 +146,14 @@ func New(name string, cfg config.HTTP, opts ...Option) (*Server, error) {
 		connect.WithSendMaxBytes(cfg.MaxMessageBytes),
 		connect.WithCompressMinBytes(1024),
 	}
+	s.handlerOpts = append(s.handlerOpts, jsonCodecs()...)
 	s.mux.HandleFunc("GET /healthz", s.serveHealthz)
 	s.mux.HandleFunc("GET /readyz", s.serveReadyz)
 	return s, nil
 }
 
 // HandlerOptions returns the options every Connect handler of this server must be built with:
-// the kernel's interceptors and the message size limits.
+// the kernel's interceptors, the message size limits and its JSON codec.
 func (s *Server) HandlerOptions() []connect.HandlerOption { return s.handlerOpts }
 
 // Mount serves a generated Connect handler; its arguments are what the generated

@@ -3,10 +3,12 @@ package server_test
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -225,6 +227,76 @@ func TestErrorsReachClientsWithTheRightCodeAndNothingInternal(t *testing.T) {
 			t.Fatalf("grpc-go panic got %v", err)
 		}
 	})
+}
+
+// TestJSONDecodeErrorsNameTheFieldNotGoTypes sends JSON that does not decode, over Connect's
+// unary protocol and gRPC-Web's JSON, and wants invalid_argument saying which field was wrong
+// and how, without the Go type the server decodes into or protobuf-go's "proto:" prefix.
+func TestJSONDecodeErrorsNameTheFieldNotGoTypes(t *testing.T) {
+	t.Parallel()
+	srv := start(t, httpConfig(), nil)
+	client := testkit.HTTP1Client(t)
+	envelope := func(b string) string { return string([]byte{0, 0, 0, 0, byte(len(b))}) + b }
+	tests := []struct {
+		name, contentType, body, want string
+	}{
+		{"connect, wrong type", "application/json", `5`, "invalid value for string field value: 5"},
+		{"connect, not JSON", "application/json", `"unfinished`, "unexpected EOF"},
+		{"connect, empty", "application/json", ``, "a message without fields is {}"},
+		{"grpc-web, wrong type", "application/grpc-web+json", envelope(`true`), "invalid value for string field value: true"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			req, err := http.NewRequest(http.MethodPost, srv.URL()+echo.UnaryProcedure, strings.NewReader(tt.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Content-Type", tt.contentType)
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			code, msg := resp.Header.Get("Grpc-Status"), resp.Header.Get("Grpc-Message")
+			if code == "" {
+				// gRPC-Web puts its status in a trailer message at the end of the body.
+				code, msg = trailerField(string(body), "grpc-status"), trailerField(string(body), "grpc-message")
+			}
+			if tt.contentType == "application/json" {
+				var e struct{ Code, Message string }
+				if err := json.Unmarshal(body, &e); err != nil {
+					t.Fatalf("body %q: %v", body, err)
+				}
+				code, msg = e.Code, e.Message
+			}
+			if code != "invalid_argument" && code != "3" {
+				t.Errorf("code %q (%s), want invalid_argument", code, body)
+			}
+			if decoded, err := url.PathUnescape(msg); err == nil {
+				msg = decoded
+			}
+			if !strings.Contains(msg, tt.want) {
+				t.Errorf("message %q, want it to say %q", msg, tt.want)
+			}
+			for _, internal := range []string{"wrapperspb", "StringValue", "*", "proto:", "\u00a0"} {
+				if strings.Contains(msg, internal) {
+					t.Errorf("message %q names %q", msg, internal)
+				}
+			}
+		})
+	}
+}
+
+// trailerField returns the value of a field in a gRPC-Web trailer message within body.
+func trailerField(body, name string) string {
+	for line := range strings.SplitSeq(body, "\r\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.HasSuffix(strings.ToLower(k), name) {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
 }
 
 func TestMessageSizeLimit(t *testing.T) {

@@ -30,6 +30,8 @@ func BenchmarkUnaryThroughGateway(b *testing.B) {
 	cfg.Auth.Issuer, cfg.Auth.Audience = testIssuer, testAudience
 	cfg.Upstreams = map[string][]string{"auth": {up.url}, "identity": {up.url}}
 	cfg.RateLimits.Authenticated.Rate, cfg.RateLimits.Authenticated.Burst = 1e9, 1e9
+	// No admin listener: its default port may be another gateway's on this machine.
+	cfg.AdminListen = ""
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)

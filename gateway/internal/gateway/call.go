@@ -6,14 +6,17 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"strings"
 	"time"
 
 	"connectrpc.com/connect"
 
+	"github.com/basaltplatform/basalt/kernel/authn"
 	"github.com/basaltplatform/basalt/kernel/requestid"
 
 	"github.com/basaltplatform/basalt/gateway/internal/accesslog"
 	"github.com/basaltplatform/basalt/gateway/internal/proxy"
+	"github.com/basaltplatform/basalt/gateway/internal/routes"
 	"github.com/basaltplatform/basalt/gateway/internal/tokens"
 )
 
@@ -36,6 +39,11 @@ type call struct {
 	// tooLarge is true once the call was refused for the size of its body, which a REST
 	// answer then says with 413 (see restWriter).
 	tooLarge bool
+	// rest is true for a request the gateway took for a REST one (handed to the transcoder),
+	// and refused once the transcoder has answered it with an error (see refusableBody).
+	rest, refused bool
+	// restRequest is what the gateway kept of a REST request before it was transcoded.
+	restRequest restRequest
 	// ip is addr as text, made once for the upstream's X-Forwarded-For and the access log.
 	ip string
 	// values backs the one-value header slices the gateway adds upstream, so that a call
@@ -91,19 +99,37 @@ func callFrom(ctx context.Context) *call {
 
 // fail answers r with err in the request's protocol and records the outcome.
 func (c *call) fail(g *Gateway, w http.ResponseWriter, r *http.Request, err error) {
-	if c != nil {
-		c.code, c.coded = connect.CodeOf(err), true
-		if c.cause == nil {
-			c.cause = err
-		}
-		c.tooLarge = c.tooLarge || errors.Is(err, proxy.ErrTooLarge)
-	}
+	c.failed(err)
 	_ = proxy.WriteError(g.errors, w, r, err)
 }
 
-// finish records the request in the metrics and the access log.
-func (g *Gateway) finish(w *responseWriter, r *http.Request, c *call) {
-	g.record(c, r.Method, r.URL.Path, w.status, w.written, func() string { return protocolOf(r) })
+// failed records that the call failed with err (c may be nil).
+func (c *call) failed(err error) {
+	if c == nil {
+		return
+	}
+	c.code, c.coded = connect.CodeOf(err), true
+	if c.cause == nil {
+		c.cause = err
+	}
+	c.tooLarge = c.tooLarge || errors.Is(err, proxy.ErrTooLarge)
+}
+
+// finish records the request, whose path the client sent as path, in the metrics and the
+// access log.
+func (g *Gateway) finish(w *responseWriter, r *http.Request, path string, c *call) {
+	g.record(c, r.Method, path, w.status, w.written, func() string { return protocolOf(r, c) })
+}
+
+// requestPath is the path of r as the client sent it, escaped as it was and without the
+// query, whose values may hold secrets (a token in a link) and never reach the log. The
+// transcoder rewrites a REST request's URL into its procedure's, so the path is taken before.
+func requestPath(r *http.Request) string {
+	if r.RequestURI == "" {
+		return r.URL.EscapedPath()
+	}
+	path, _, _ := strings.Cut(r.RequestURI, "?")
+	return path
 }
 
 // record writes the metrics and the access log line of a finished call. The log line names
@@ -159,8 +185,8 @@ func codeName(c connect.Code) string {
 	return c.String()
 }
 
-// codeOfStatus classifies answers that did not go through the RPC path (health, CORS, REST
-// errors from the transcoder).
+// codeOfStatus classifies answers that did not go through the RPC path (health, CORS, the
+// console).
 func codeOfStatus(status int) connect.Code {
 	switch {
 	case status < 400:
@@ -178,14 +204,20 @@ func codeOfStatus(status int) connect.Code {
 	}
 }
 
-// protocolOf names the request's protocol for the access log.
-func protocolOf(r *http.Request) string {
-	return protocolName(r.Header.Get("Content-Type"), r.Header.Get("Connect-Protocol-Version") != "" || r.URL.Query().Has("connect"))
+// protocolOf names the protocol the client of call c used, for the access log: "rest" for a
+// request handed to the transcoder, "grpc", "grpc-web" or "connect" for a call of a procedure,
+// and "http" for the rest (health, the console, a path that is neither).
+func protocolOf(r *http.Request, c *call) string {
+	if c.rest {
+		return "rest"
+	}
+	rpc := c.procedure != "" || r.Header.Get("Connect-Protocol-Version") != "" || routes.IsProcedurePath(r.URL.Path)
+	return protocolName(r.Header.Get("Content-Type"), rpc)
 }
 
-// protocolName names a request's protocol from its content type and whether it carries
-// Connect's protocol version (as a header, or a query parameter of a GET).
-func protocolName(ct string, connectVersion bool) string {
+// protocolName names a request's protocol from its content type and whether it is a call of a
+// procedure (rpc).
+func protocolName(ct string, rpc bool) string {
 	switch {
 	case len(ct) >= 16 && ct[:16] == "application/grpc" && (len(ct) == 16 || ct[16] == '+'):
 		return "grpc"
@@ -193,12 +225,15 @@ func protocolName(ct string, connectVersion bool) string {
 		return "grpc-web"
 	case len(ct) >= 20 && ct[:20] == "application/connect+":
 		return "connect"
-	case connectVersion:
+	case rpc:
 		return "connect"
 	default:
 		return "http"
 	}
 }
+
+// connectProtocol names the protocol of the fast path's calls, which are all Connect's.
+func connectProtocol() string { return "connect" }
 
 // responseWriter notes the status and size of a response. It unwraps for
 // http.ResponseController, so flushing, deadlines and full duplex reach the connection. With
@@ -209,6 +244,8 @@ type responseWriter struct {
 	status  int
 	written int64
 	stall   time.Duration
+	// request is the request's header, for the challenge of a 401.
+	request http.Header
 }
 
 // bound sets the stream's write deadline for a write, and returns the controller that lifts
@@ -222,9 +259,33 @@ func (w *responseWriter) bound() *http.ResponseController {
 func (w *responseWriter) WriteHeader(code int) {
 	if w.status == 0 {
 		w.status = code
+		if code == http.StatusUnauthorized {
+			challenge(w.Header(), w.request.Get("Authorization"))
+		}
 	}
 	w.ResponseWriter.WriteHeader(code)
 }
+
+// challenge sets the WWW-Authenticate header that every 401 answer carries (RFC 9110, section
+// 11.6.1), the gateway's own and a service's, on REST and Connect's unary calls alike (gRPC's
+// and streams' answers are 200s, whose status is in the body or trailers): "Bearer" to a
+// client that sent no bearer token, and error="invalid_token" to one that did, whether it was
+// malformed, expired or revoked (RFC 6750, section 3). A challenge the service set stays.
+func challenge(h http.Header, authorization string) {
+	if _, set := h["Www-Authenticate"]; set {
+		return
+	}
+	if authn.BearerToken(authorization) != "" {
+		h["Www-Authenticate"] = invalidTokenChallenge
+	} else {
+		h["Www-Authenticate"] = bearerChallenge
+	}
+}
+
+var (
+	bearerChallenge       = []string{"Bearer"}
+	invalidTokenChallenge = []string{`Bearer error="invalid_token"`}
+)
 
 func (w *responseWriter) Write(b []byte) (int, error) {
 	if w.status == 0 {
@@ -256,21 +317,6 @@ func (w *responseWriter) FlushError() error {
 
 // Unwrap returns the underlying writer.
 func (w *responseWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
-// restWriter is the writer of a REST request's answer. The transcoder gives
-// resource_exhausted HTTP 429, which says "later"; a request refused for its size is answered
-// with 413, as the other protocols' are (see proxy.WriteError).
-type restWriter struct {
-	*responseWriter
-	c *call
-}
-
-func (w restWriter) WriteHeader(code int) {
-	if code == http.StatusTooManyRequests && w.c.tooLarge {
-		code = http.StatusRequestEntityTooLarge
-	}
-	w.responseWriter.WriteHeader(code)
-}
 
 // memo keeps, for the calls of one connection, what a call would otherwise work out anew: the
 // client's address as text, the address's rate-limit key, the caller's bucket key and the last

@@ -201,9 +201,7 @@ func (f fastPath) Serve(w *h1.Response, r *h1.Request) {
 	n := g.enter()
 	defer func() {
 		g.leave()
-		g.record(c, r.Method, r.Path, w.Status(), w.Written(), func() string {
-			return protocolName(k.contentType, k.protocolVersion != "")
-		})
+		g.record(c, r.Method, r.Path, w.Status(), w.Written(), connectProtocol)
 	}()
 
 	h := w.Header()
@@ -291,6 +289,8 @@ func (f fastPath) forward(ctx context.Context, w *h1.Response, fc *fastCall, x *
 	defer a.Close()
 	own := w.Header()
 	grpcStatus := ""
+	// A 401 carries a challenge, the upstream's or the gateway's (see challenge).
+	unauthorized := a.Status == http.StatusUnauthorized
 	a.EndToEnd(func(k, v string) bool {
 		switch {
 		case len(k) == len(requestid.Header) && strings.EqualFold(k, requestid.Header):
@@ -301,11 +301,17 @@ func (f fastPath) forward(ctx context.Context, w *h1.Response, fc *fastCall, x *
 		case len(k) == len("Vary") && strings.EqualFold(k, "Vary"):
 			// Vary lines add up, the gateway's and the upstream's.
 			w.AddLine(k, v)
+		case unauthorized && strings.EqualFold(k, "Www-Authenticate"):
+			unauthorized = false
+			w.AddLine(k, v)
 		case !ownHeader(own, k):
 			w.AddLine(k, v)
 		}
 		return true
 	})
+	if unauthorized {
+		challenge(own, fc.known.authorization)
+	}
 	w.WriteHeader(a.Status)
 	if _, err := w.ReadFrom(a); err != nil {
 		g.metrics.UpstreamError(fc.route.Index)
@@ -454,6 +460,10 @@ var replacedHeaders = [...]string{"Content-Length", "X-Forwarded-For", requestid
 // as the net/http path.
 func (f fastPath) fail(w *h1.Response, fc *fastCall, err error) {
 	r := fc.r
+	if connect.CodeOf(err) == connect.CodeUnauthenticated {
+		// Connect's unary protocol answers it with 401.
+		challenge(w.Header(), fc.known.authorization)
+	}
 	req := &http.Request{
 		Method: r.Method, URL: &url.URL{Path: r.Path}, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
 		Header: http.Header{"Content-Type": {fc.known.contentType}},

@@ -55,8 +55,10 @@ type upstream struct {
 	stop func() error
 
 	hits atomic.Int64
-	mu   sync.Mutex
-	last http.Header
+	// jwksFetches counts the requests for jwks.
+	jwksFetches atomic.Int64
+	mu          sync.Mutex
+	last        http.Header
 	// release unblocks calls of GetUser("block").
 	release chan struct{}
 }
@@ -66,6 +68,13 @@ func (u *upstream) seen() http.Header {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	return u.last
+}
+
+// publish makes the upstream publish jwks as its key set (nil: fail with 503).
+func (u *upstream) publish(jwks []byte) {
+	u.mu.Lock()
+	u.jwks = jwks
+	u.mu.Unlock()
 }
 
 func (u *upstream) record(h http.Header) {
@@ -150,8 +159,16 @@ func startUpstream(t testing.TB, name string, jwks []byte) *upstream {
 	srv.Mount(identityv1connect.NewIdentityServiceHandler(u, srv.HandlerOptions()...))
 	srv.Mount(auditv1connect.NewAuditServiceHandler(u, srv.HandlerOptions()...))
 	srv.Handle("GET "+authn.JWKSPath, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		u.jwksFetches.Add(1)
+		u.mu.Lock()
+		jwks := u.jwks
+		u.mu.Unlock()
+		if jwks == nil {
+			http.Error(w, "no keys", http.StatusServiceUnavailable)
+			return
+		}
 		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write(u.jwks)
+		_, _ = w.Write(jwks)
 	}))
 	u.stop = testkit.Serve(t, srv)
 	u.url = srv.URL()

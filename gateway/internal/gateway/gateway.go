@@ -63,6 +63,7 @@ type Gateway struct {
 	errors    *connect.ErrorWriter
 	local     map[string]http.Handler
 	rest      http.Handler
+	bodyless  []bool // by route index: the methods whose REST bindings take no body
 	console   http.Handler
 	health    *grpchealth.StaticChecker
 	tracer    trace.Tracer
@@ -73,6 +74,10 @@ type Gateway struct {
 	ready     chan struct{}
 	addr      atomic.Pointer[net.TCPAddr]
 	adminAddr atomic.Pointer[net.TCPAddr]
+	// jwksRoute is the route of the key set the gateway publishes (see serveJWKS), jwksDoc
+	// the set's last document.
+	jwksRoute *routes.Route
+	jwksDoc   atomic.Pointer[jwksDocument]
 }
 
 type options struct {
@@ -88,6 +93,7 @@ type options struct {
 	instanceID string
 	version    string
 	files      *protoregistry.Files
+	jwks       []authn.JWKSOption
 }
 
 // Option configures New.
@@ -131,6 +137,11 @@ func WithInstanceID(id string) Option { return func(o *options) { o.instanceID =
 
 // WithFiles routes the services of files instead of every contract linked into the binary.
 func WithFiles(f *protoregistry.Files) Option { return func(o *options) { o.files = f } }
+
+// withJWKSOptions configures the cache of the auth service's key set (its clock, in tests).
+func withJWKSOptions(opts ...authn.JWKSOption) Option {
+	return func(o *options) { o.jwks = append(o.jwks, opts...) }
+}
 
 // New builds a gateway for cfg.
 func New(cfg config.Config, opts ...Option) (*Gateway, error) {
@@ -191,7 +202,8 @@ func New(cfg config.Config, opts ...Option) (*Gateway, error) {
 		local:  map[string]http.Handler{},
 		ready:  make(chan struct{}),
 	}
-	g.metrics = metrics.New(routeNames(table), g.inFlight.Load, g.conns.Load)
+	g.jwksRoute = routes.Local(len(table.Routes()), authn.JWKSPath, cfg)
+	g.metrics = metrics.New(append(routeNames(table), g.jwksRoute.Procedure), g.inFlight.Load, g.conns.Load)
 	for _, r := range table.Routes() {
 		g.upstreams = append(g.upstreams, rc.HTTPClient(r.Upstream))
 		g.baseURLs = append(g.baseURLs, rpcclient.BaseURL(r.Upstream))
@@ -207,9 +219,12 @@ func New(cfg config.Config, opts ...Option) (*Gateway, error) {
 	if keys == nil {
 		g.jwks = authn.NewJWKS(
 			authn.HTTPFetcher(rc.HTTPClient(cfg.Auth.Service), rpcclient.BaseURL(cfg.Auth.Service)+authn.JWKSPath),
-			// Unknown kids refresh the set at most once a second: enough to pick up a new key at
-			// once, too little for forged kids to load the auth service.
-			authn.WithMinInterval(time.Second),
+			append([]authn.JWKSOption{
+				// Unknown kids refresh the set at most once a second: enough to pick up a new key
+				// at once, too little for forged kids to load the auth service.
+				authn.WithMinInterval(time.Second),
+				authn.WithMaxAge(jwksFresh),
+			}, o.jwks...)...,
 		)
 		keys = g.jwks
 	}
@@ -237,11 +252,12 @@ func routeNames(t *routes.Table) []string {
 	return names
 }
 
-// mountLocal sets up what the gateway answers itself: health, readiness, gRPC health and
-// reflection of the routed services.
+// mountLocal sets up what the gateway answers itself: health, readiness, the signing keys,
+// gRPC health and reflection of the routed services.
 func (g *Gateway) mountLocal() error {
 	g.local["/healthz"] = http.HandlerFunc(g.serveHealthz)
 	g.local["/readyz"] = http.HandlerFunc(g.serveReadyz)
+	g.local[authn.JWKSPath] = http.HandlerFunc(g.serveJWKS)
 	g.health.SetStatus("", grpchealth.StatusServing)
 	path, h := grpchealth.NewHandler(g.health)
 	g.local[path+"Check"] = h
@@ -264,8 +280,10 @@ func (g *Gateway) mountLocal() error {
 
 // mountREST sets up REST transcoding: vanguard turns a REST request into a Connect call of
 // the annotated method and hands it back to the RPC path, so it is authenticated, limited and
-// forwarded like any other call.
+// forwarded like any other call. The call's message is decoded from the request while the
+// gateway reads the body it forwards (see restProto), after restCheck.
 func (g *Gateway) mountREST() error {
+	g.bodyless = bodyless(g.table)
 	inner := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c := callFrom(r.Context())
 		route, ok := g.table.Lookup(r.URL.Path)
@@ -273,6 +291,12 @@ func (g *Gateway) mountREST() error {
 			c.fail(g, w, r, errNotFound)
 			return
 		}
+		c.route, c.procedure = route.Index, route.Procedure
+		if err := g.restCheck(route, c.restRequest); err != nil {
+			c.fail(g, w, r, err)
+			return
+		}
+		r.Body = refusableBody{r.Body, c}
 		g.rpc(w, r, c, route)
 	})
 	var services []*vanguard.Service
@@ -287,6 +311,7 @@ func (g *Gateway) mountREST() error {
 	t, err := vanguard.NewTranscoder(services,
 		vanguard.WithUnknownHandler(http.HandlerFunc(g.serveNotFound)),
 		vanguard.WithCodec(newRESTJSON),
+		vanguard.WithCodec(newRESTProto),
 	)
 	if err != nil {
 		return fmt.Errorf("gateway: REST transcoding: %w", err)
@@ -298,6 +323,7 @@ func (g *Gateway) mountREST() error {
 // Errors the gateway itself answers with.
 var (
 	errNotFound     = connect.NewError(connect.CodeNotFound, errors.New("no such method"))
+	errNoRoute      = connect.NewError(connect.CodeNotFound, errors.New("no such route"))
 	errNoToken      = connect.NewError(connect.CodeUnauthenticated, errors.New("this method needs an access token: send Authorization: Bearer <token>"))
 	errExpired      = connect.NewError(connect.CodeUnauthenticated, errors.New("the access token has expired"))
 	errInvalidToken = connect.NewError(connect.CodeUnauthenticated, errors.New("the access token is invalid"))
@@ -307,7 +333,8 @@ var (
 // ServeHTTP serves one request.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c := &call{start: time.Now(), route: g.metrics.Unrouted()}
-	rw := &responseWriter{ResponseWriter: w}
+	rw := &responseWriter{ResponseWriter: w, request: r.Header}
+	path := requestPath(r)
 	if r.ProtoMajor == 1 {
 		if r.ContentLength != 0 {
 			// net/http's server sets no deadline on a request's body (its ReadTimeout would end
@@ -326,7 +353,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	n := g.enter()
 	defer func() {
 		g.leave()
-		g.finish(rw, r, c)
+		g.finish(rw, r, path, c)
 	}()
 
 	h := w.Header()
@@ -349,7 +376,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	g.cors.Decorate(h, origin)
 	if n > int64(g.cfg.Limits.MaxInFlight) {
 		h.Set("Retry-After", "1")
-		c.fail(g, rw, r, errOverloaded)
+		if routes.IsProcedurePath(r.URL.Path) {
+			c.fail(g, rw, r, errOverloaded)
+		} else {
+			g.failREST(rw, c, errOverloaded)
+		}
 		return
 	}
 	if route, ok := g.table.Lookup(r.URL.Path); ok {
@@ -357,7 +388,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if h, ok := g.local[r.URL.Path]; ok {
-		h.ServeHTTP(rw, r)
+		h.ServeHTTP(rw, r.WithContext(withCall(r.Context(), c)))
 		return
 	}
 	if g.console != nil {
@@ -382,9 +413,12 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // serveREST has the transcoder serve a REST request. Its body is bounded here: the transcoder
 // inflates a gzip body without a bound, and refuses a large one with a 429, so the gateway
 // inflates it (within limits.max_request_bytes, counted while inflating) and refuses what
-// passes the limit itself, which restWriter answers with 413.
+// passes the limit itself, which restWriter answers with 413. What the gateway checks of the
+// request after the transcoder has rewritten it (restCheck) is kept first.
 func (g *Gateway) serveREST(rw *responseWriter, r *http.Request, c *call) {
-	if r.Body != nil && r.Body != http.NoBody {
+	c.rest = true
+	c.restRequest = restRequest{query: r.URL.RawQuery, body: r.Body != nil && r.Body != http.NoBody}
+	if c.restRequest.body {
 		limit := g.cfg.Limits.MaxRequestBytes
 		encoding := r.Header.Get("Content-Encoding")
 		if encoding == "gzip" {
@@ -398,7 +432,9 @@ func (g *Gateway) serveREST(rw *responseWriter, r *http.Request, c *call) {
 		}
 		r.Body = proxy.Limited(r.Body, encoding, limit, func() { c.tooLarge = true })
 	}
-	g.rest.ServeHTTP(restWriter{rw, c}, r.WithContext(withCall(r.Context(), c)))
+	w := &restWriter{responseWriter: rw, c: c}
+	g.rest.ServeHTTP(w, r.WithContext(withCall(r.Context(), c)))
+	w.finish(r)
 }
 
 // enter counts a request in flight and returns how many are; leave counts it out.

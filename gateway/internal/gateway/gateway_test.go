@@ -224,7 +224,7 @@ func TestREST(t *testing.T) {
 		{"upstream not_found", "GET", "/v1/users/missing", "", auth, 404, "no user missing"},
 		{"no token", "GET", "/v1/me", "", nil, 401, "needs an access token"},
 		{"unknown path", "GET", "/v1/nothing-here", "", auth, 404, "no such route"},
-		{"malformed JSON", "POST", "/v1/auth/login", `{"email":`, jsonCT, 400, "not a valid LoginRequest"},
+		{"malformed JSON", "POST", "/v1/auth/login", `{"email":`, jsonCT, 400, "the request body is not valid"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -572,6 +572,12 @@ func TestInFlightLimit(t *testing.T) {
 	_, err := identity.GetCurrentUser(context.Background(), withToken(connect.NewRequest(&identityv1.GetCurrentUserRequest{}), token))
 	if connect.CodeOf(err) != connect.CodeUnavailable {
 		t.Errorf("a call past the in-flight limit = %v, want unavailable", err)
+	}
+	// A REST call is refused in REST's shape.
+	resp, body := f.do(t, http.MethodGet, "/v1/me", "", map[string]string{"Authorization": "Bearer " + token})
+	if st := decodeStatus(t, body); resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Content-Type") != "application/json" ||
+		connect.Code(st.GetCode()) != connect.CodeUnavailable || resp.Header.Get("Retry-After") != "1" {
+		t.Errorf("a REST call past the in-flight limit = %d %s (Retry-After %q), want 503 unavailable", resp.StatusCode, body, resp.Header.Get("Retry-After"))
 	}
 	close(f.upstreams[0].release)
 	if err := <-done; err != nil {

@@ -338,12 +338,7 @@ func (g *Gateway) unready(ctx context.Context) (failing, empty []string) {
 
 // serveNotFound answers a path that is neither a procedure nor a REST route.
 func (g *Gateway) serveNotFound(w http.ResponseWriter, r *http.Request) {
-	if c := callFrom(r.Context()); c != nil {
-		c.code, c.coded = connect.CodeNotFound, true
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusNotFound)
-	_, _ = w.Write([]byte(`{"code":"not_found","message":"no such route"}`))
+	g.failREST(w, callFrom(r.Context()), errNoRoute)
 }
 
 // startSpan starts the gateway's span of a call. A client's trace context is not trusted to

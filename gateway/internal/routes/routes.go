@@ -136,6 +136,18 @@ func (t *Table) add(r *Route, cfg config.Config) {
 
 func rate(r config.Rate) ratelimit.Rate { return ratelimit.Rate{PerSecond: r.Rate, Burst: r.Burst} }
 
+// Local returns the route of an endpoint the gateway answers itself at path, numbered index
+// (after the table's routes): public, and limited as the public methods are, from their bucket.
+func Local(index int, path string, cfg config.Config) *Route {
+	return &Route{
+		Index:     index,
+		Procedure: path,
+		Rule:      policy.Rule{Procedure: path, Audience: policy.Public},
+		Limit:     rate(cfg.RateLimits.Public),
+		Bucket:    "public",
+	}
+}
+
 // UpstreamOf returns the discovery name of the service that serves a basalt service: the
 // second element of its package, "basalt.audit.v1.AuditService" → "audit".
 func UpstreamOf(service protoreflect.FullName) (string, error) {

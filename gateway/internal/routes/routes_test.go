@@ -218,6 +218,11 @@ func TestRouteOverrides(t *testing.T) {
 			t.Fatalf("%s: bucket %s %+v timeout %v, want %s %+v %v", tt.procedure, r.Bucket, r.Limit, r.Timeout, tt.bucket, tt.limit, tt.timeout)
 		}
 	}
+	// An endpoint of the gateway's own is limited as the public methods are, from their bucket.
+	local := routes.Local(len(table.Routes()), "/.well-known/jwks.json", cfg)
+	if local.Index != len(table.Routes()) || local.Bucket != "public" || local.Limit != (ratelimit.Rate{PerSecond: 1, Burst: 2}) || local.Rule.Audience != policy.Public {
+		t.Fatalf("local route %+v, want the public bucket and limit", local)
+	}
 }
 
 func TestRoutesConfigNamingNoRoutedMethodIsAnError(t *testing.T) {
