@@ -47,14 +47,16 @@ const SecurityScheme = "bearerAuth"
 // components/schemas.
 const StatusSchema = "Status"
 
-const description = `The REST routes of the Basalt platform, as its API gateway serves them. They are
-transcoded from the platform's contracts (google.api.http bindings), which the gateway also serves
-over Connect, gRPC and gRPC-Web.
+const description = "The REST routes of the Basalt platform, as its API gateway serves them. " +
+	"They are transcoded from the platform's contracts (their google.api.http bindings); the gateway " +
+	"serves the same methods over Connect, gRPC and gRPC-Web.\n\n" +
+	"Operations that require bearerAuth need an access token: send `Authorization: Bearer <access token>` " +
+	"with the token that POST /v1/auth/login or POST /v1/auth/register answered.\n\n" +
+	errorDescription
 
-Methods marked with bearerAuth need an access token: send ` + "`Authorization: Bearer <access token>`" + `,
-with the token POST /v1/auth/login or POST /v1/auth/register answered. Every error is a
-google.rpc.Status: {"code": <gRPC code>, "message": ..., "details": [...]}, with the HTTP status
-that code maps to.`
+// errorDescription says what every error answer is.
+const errorDescription = "Errors are a `google.rpc.Status` in JSON, `{\"code\": <gRPC code>, \"message\": \"...\", " +
+	"\"details\": [...]}`, with the HTTP status its code maps to (400, 401, 403, 404, 409, 429, 503, ...)."
 
 // Generate writes the document and its Go package for the files plugin was asked to generate.
 func Generate(plugin *protogen.Plugin) error {
@@ -192,7 +194,7 @@ func gnostic(plugin *protogen.Plugin, files []*protogen.File) ([]byte, error) {
 }
 
 // secure declares the bearer scheme and gives each operation the security, summary and
-// permission of its method.
+// permission of its method, and its error answer's description.
 func secure(doc *openapi3.T, rules map[string]policy.Rule) error {
 	if doc.Components.SecuritySchemes == nil {
 		doc.Components.SecuritySchemes = openapi3.SecuritySchemes{}
@@ -208,6 +210,9 @@ func secure(doc *openapi3.T, rules map[string]policy.Rule) error {
 			}
 			_, name, _ := strings.Cut(op.OperationID, "_")
 			op.Summary = name
+			if def := op.Responses.Default(); def != nil && def.Value != nil {
+				def.Value.Description = openapi3.Ptr(errorDescription)
+			}
 			if rule.Audience == policy.Public {
 				op.Security = openapi3.NewSecurityRequirements()
 				continue
@@ -323,25 +328,24 @@ func allowNull(doc *openapi3.T, files []*protogen.File) error {
 	return nil
 }
 
-// nullable returns a schema that also admits null: a plain type gains "null"; a reference, or
-// gnostic's allOf wrapper around one, becomes anyOf the reference and null, keeping its
-// description and field behaviors.
+// nullable returns a schema that also admits null: anyOf the field's schema (a reference, or
+// an inline schema such as a timestamp's string) and null, keeping the field's description and
+// behaviors on the outside, where readers and renderers look for them.
 func nullable(s *openapi3.SchemaRef) *openapi3.SchemaRef {
 	null := &openapi3.SchemaRef{Value: &openapi3.Schema{Type: &openapi3.Types{openapi3.TypeNull}}}
 	if s.Ref != "" {
 		return &openapi3.SchemaRef{Value: &openapi3.Schema{AnyOf: openapi3.SchemaRefs{s, null}}}
 	}
-	v := *s.Value
-	if len(v.AllOf) == 1 && v.AllOf[0].Ref != "" {
-		v.AnyOf = openapi3.SchemaRefs{v.AllOf[0], null}
-		v.AllOf = nil
-		return &openapi3.SchemaRef{Value: &v}
+	inner := *s.Value
+	outer := &openapi3.Schema{Description: inner.Description, ReadOnly: inner.ReadOnly, WriteOnly: inner.WriteOnly}
+	inner.Description, inner.ReadOnly, inner.WriteOnly = "", false, false
+	if len(inner.AllOf) == 1 && inner.AllOf[0].Ref != "" {
+		// Gnostic's wrapper of a reference with a description.
+		outer.AnyOf = openapi3.SchemaRefs{inner.AllOf[0], null}
+	} else {
+		outer.AnyOf = openapi3.SchemaRefs{{Value: &inner}, null}
 	}
-	if v.Type != nil && !v.Type.Includes(openapi3.TypeNull) {
-		types := append(slices.Clone(*v.Type), openapi3.TypeNull)
-		v.Type = &types
-	}
-	return &openapi3.SchemaRef{Value: &v}
+	return &openapi3.SchemaRef{Value: outer}
 }
 
 // reservedSchemas are the schemas gnostic adds for errors whether or not their messages are

@@ -93,7 +93,7 @@ message Item {
   // name is the item's name.
   string name = 2 [(google.api.field_behavior) = REQUIRED];
   // create_time is when the item was added.
-  google.protobuf.Timestamp create_time = 3;
+  google.protobuf.Timestamp create_time = 3 [(google.api.field_behavior) = OUTPUT_ONLY];
   Price price = 4;
   // history holds the earlier prices.
   repeated Price history = 5;
@@ -216,8 +216,13 @@ func TestGenerate(t *testing.T) {
 	if !slices.Equal(item.Required, []string{"name"}) {
 		t.Errorf("Item's required = %q, want [name]", item.Required)
 	}
-	if !item.Properties["itemId"].Value.ReadOnly {
-		t.Error("Item's itemId is not readOnly (OUTPUT_ONLY)")
+	for _, prop := range []string{"itemId", "createTime"} {
+		if !item.Properties[prop].Value.ReadOnly {
+			t.Errorf("Item's %s is not readOnly (OUTPUT_ONLY)", prop)
+		}
+	}
+	if d := item.Properties["createTime"].Value.Description; d != "create_time is when the item was added." {
+		t.Errorf("Item's createTime is described as %q, want its comment", d)
 	}
 	if d := item.Properties["name"].Value.Description; d != "name is the item's name." {
 		t.Errorf("Item's name is described as %q, want its comment", d)
