@@ -45,14 +45,16 @@ var consoleTypes = map[string]string{
 	".wasm":  "application/wasm",
 }
 
-// console serves the built console from a folder: files only (no listings), nothing outside
-// the folder (os.OpenInRoot refuses .. and symbolic links that leave it), and index.html for
-// every other path without a file extension, so the console's own routes (/console/posts)
-// survive a reload. Vite names everything under assets/ by its content's hash, so those files
-// are cached for a year; everything else is revalidated on every load.
+// console serves a built page from a folder under path (the console under /console/, the REST
+// reference page under /docs/): files only (no listings), nothing outside the folder
+// (os.OpenInRoot refuses .. and symbolic links that leave it), and index.html for every other
+// path without a file extension, so the console's own routes (/console/posts) survive a
+// reload. Vite names everything under assets/ by its content's hash, so those files are cached
+// for a year; everything else is revalidated on every load.
 type console struct {
-	dir string
-	gz  gzipCache
+	dir  string
+	path string
+	gz   gzipCache
 }
 
 func (c *console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -65,10 +67,10 @@ func (c *console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
-	name, ok := strings.CutPrefix(r.URL.Path, ConsolePath)
+	name, ok := strings.CutPrefix(r.URL.Path, c.path)
 	if !ok {
 		// /console itself: the console's base is /console/.
-		target := ConsolePath
+		target := c.path
 		if r.URL.RawQuery != "" {
 			target += "?" + r.URL.RawQuery
 		}
