@@ -14,10 +14,10 @@ import (
 // ConsolePath is where the gateway serves the browser console, when console.dir is set.
 const ConsolePath = "/console/"
 
-// consoleHeaders go on every answer under /console/. The console's scripts and styles are its
-// own files and it calls only its own origin, so the policy allows nothing else; it may not be
-// framed (clickjacking), browsers must not guess content types, and no URL leaves in a
-// Referer.
+// consoleHeaders go on every answer under /console/ and /docs/. The pages' scripts and styles
+// are their own files and they call only their own origin, so the policy allows nothing else;
+// they may not be framed (clickjacking), browsers must not guess content types, and no URL
+// leaves in a Referer.
 var consoleHeaders = map[string]string{
 	"Content-Security-Policy":      "default-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'",
 	"X-Content-Type-Options":       "nosniff",
