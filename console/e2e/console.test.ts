@@ -447,3 +447,32 @@ describe("the console", { timeout: 600_000 }, () => {
       await page.getByRole("alert").filter({ hasText: /^Too many attempts; try again in \d+ s\.$/ }).waitFor();
     }));
 });
+
+describe("the REST reference page", { timeout: 120_000 }, () => {
+  it("lists every operation of the OpenAPI document, with nothing loaded from elsewhere", () =>
+    inPage("docs", async (page) => {
+      const elsewhere: string[] = [];
+      page.on("request", (req) => {
+        if (new URL(req.url()).origin !== new URL(platform.gateway).origin) elsewhere.push(req.url());
+      });
+      const doc = (await (await fetch(`${platform.gateway}/openapi.json`)).json()) as {
+        paths: Record<string, Record<string, { summary: string }>>;
+      };
+      const summaries = Object.values(doc.paths).flatMap((item) => Object.values(item).map((op) => op.summary));
+      assert.ok(summaries.length > 20, `the document lists ${summaries.length} operations`);
+
+      const res = await page.goto("/docs/");
+      assert.equal(res?.status(), 200);
+      assert.match(res?.headers()["content-security-policy"] ?? "", /^default-src 'self'; connect-src 'self'/);
+      await page.getByRole("heading", { level: 1, name: "Basalt API" }).waitFor();
+      // Each operation is a link in the side bar, named after it and its HTTP method.
+      for (const summary of summaries) {
+        await page.getByRole("link", { name: new RegExp(`^${summary}\\b`) }).first().waitFor();
+      }
+      // The page's stylesheet applies (a file of the gateway's, not inline style).
+      const font = await page.getByRole("heading", { level: 1, name: "Basalt API" }).evaluate((h) => getComputedStyle(h).fontFamily);
+      assert.doesNotMatch(font, /^"?Times/, "Scalar's stylesheet is applied");
+      await page.screenshot({ path: join(shots, "docs.png") });
+      assert.deepEqual(elsewhere, [], "every request stays on the gateway's origin");
+    }));
+});

@@ -14,7 +14,7 @@ import { chromium, type Browser } from "playwright-core";
 export const root = resolve(fileURLToPath(import.meta.url), "../../..");
 
 export interface Platform {
-  /** gateway is the gateway's base URL; the console is at gateway + "/console/". */
+  /** gateway is the gateway's base URL; the console is at gateway + "/console/", the REST reference at gateway + "/docs/". */
   gateway: string;
   adminEmail: string;
   adminPassword: string;
@@ -37,6 +37,9 @@ export async function startPlatform(): Promise<Platform> {
   if (!existsSync(join(root, "console", "dist", "index.html"))) {
     throw new Error("console/dist is not built: run go tool task console:build (or npm run --prefix console build)");
   }
+  if (!existsSync(join(root, "apidocs", "dist", "index.html"))) {
+    throw new Error("apidocs/dist is not built: run go tool task apidocs:build");
+  }
   const dataDir = mkdtempSync(join(tmpdir(), "basalt-console-e2e-"));
   let bin = process.env.BASALT_UP_BIN ?? "";
   if (!bin) {
@@ -49,6 +52,7 @@ export async function startPlatform(): Promise<Platform> {
     DATABASE_URL: "",
     CONSUL_HTTP_ADDR: "",
     BASALT_GATEWAY_CONSOLE_DIR: join(root, "console", "dist"),
+    BASALT_GATEWAY_DOCS_DIR: join(root, "apidocs", "dist"),
     // Audit events arrive within a fraction of a second, and a revoked session is refused by
     // every service within a second.
     BASALT_OUTBOX_INTERVAL: "200ms",

@@ -2,6 +2,7 @@ package e2e_test
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"slices"
 	"strings"
@@ -151,4 +152,38 @@ func blogJourney(t *testing.T, p *platform) {
 	testkit.Eventually(t, 20*time.Second, "the deletion reaches the audit log", func() bool {
 		return story() == want+", blog.post.delete by "+authorID
 	})
+
+	blogOverREST(t, gw, author, authorID)
+}
+
+// blogOverREST is a post's life over the REST routes, as curl or a browser's fetch sends them:
+// every call is also checked against the OpenAPI document (rest).
+func blogOverREST(t *testing.T, gw, author, authorID string) {
+	ip := map[string]string{"X-Forwarded-For": nextClientIP()}
+	as := map[string]string{"X-Forwarded-For": ip["X-Forwarded-For"], "Authorization": "Bearer " + author}
+	if status, body := rest(t, http.MethodPost, gw+"/v1/posts", `{"title":"Over REST"}`, ip); status != http.StatusUnauthorized {
+		t.Fatalf("POST /v1/posts without a token = %d %s, want 401", status, body)
+	}
+	status, body := rest(t, http.MethodPost, gw+"/v1/posts", `{"title":"Over REST","body":"Written with curl."}`, as)
+	var created struct {
+		Post struct {
+			PostID string `json:"postId"`
+		} `json:"post"`
+	}
+	if err := json.Unmarshal([]byte(body), &created); status != http.StatusOK || err != nil || created.Post.PostID == "" {
+		t.Fatalf("POST /v1/posts = %d %s (%v)", status, body, err)
+	}
+	id := created.Post.PostID
+	if status, body := rest(t, http.MethodGet, gw+"/v1/posts?authorId="+authorID+"&pageSize=5", "", ip); status != http.StatusOK || !strings.Contains(body, id) {
+		t.Fatalf("GET /v1/posts?authorId= = %d %s, want the new post", status, body)
+	}
+	if status, body := rest(t, http.MethodPatch, gw+"/v1/posts/"+id+"?updateMask=title", `{"title":"Over REST, edited"}`, as); status != http.StatusOK || !strings.Contains(body, `"title":"Over REST, edited"`) || !strings.Contains(body, "Written with curl.") {
+		t.Fatalf("PATCH /v1/posts/{id} = %d %s, want the title changed and the body kept", status, body)
+	}
+	if status, body := rest(t, http.MethodDelete, gw+"/v1/posts/"+id, "", as); status != http.StatusOK {
+		t.Fatalf("DELETE /v1/posts/{id} = %d %s", status, body)
+	}
+	if status, body := rest(t, http.MethodGet, gw+"/v1/posts/"+id, "", ip); status != http.StatusNotFound {
+		t.Fatalf("GET /v1/posts/{id} after the delete = %d %s, want 404", status, body)
+	}
 }

@@ -19,9 +19,9 @@ const chromium = "/usr/bin/chromium"
 
 // TestConsoleInABrowser runs the console's browser tests (console/e2e, `npm run test:e2e`):
 // headless Chromium, driven by playwright-core, uses the console the gateway serves against
-// the whole platform started by the launcher on free ports, as a person would. They need npm,
-// Chromium and the built console (`go tool task test` builds it first); under CI=true a
-// missing one fails the test.
+// the whole platform started by the launcher on free ports, as a person would, and open the
+// REST reference page. They need npm, Chromium, the built console and the built reference page
+// (`go tool task test` builds both first); under CI=true a missing one fails the test.
 func TestConsoleInABrowser(t *testing.T) {
 	root, err := testkit.RepoRoot()
 	if err != nil {
@@ -35,9 +35,13 @@ func TestConsoleInABrowser(t *testing.T) {
 		_, err = os.Stat(chromium)
 	}
 	testkit.Require(t, "Chromium (apt-get install chromium)", err)
-	for _, f := range []string{"console/node_modules/.package-lock.json", "console/dist/index.html"} {
+	for f, what := range map[string]string{
+		"console/node_modules/.package-lock.json": "the built console (go tool task console:build)",
+		"console/dist/index.html":                 "the built console (go tool task console:build)",
+		"apidocs/dist/index.html":                 "the built REST reference page (go tool task apidocs:build)",
+	} {
 		_, err := os.Stat(filepath.Join(root, filepath.FromSlash(f)))
-		testkit.Require(t, "the built console (go tool task console:build)", err)
+		testkit.Require(t, what, err)
 	}
 
 	cmd := exec.CommandContext(t.Context(), npm, "run", "--silent", "--prefix", filepath.Join(root, "console"), "test:e2e")

@@ -459,6 +459,8 @@ func sharedLimitAcrossGateways(t *testing.T, p *platform) {
 	}
 }
 
+// rest calls the gateway's REST route at url, as curl or a browser's fetch would, and checks
+// the exchange against the OpenAPI document (checkREST).
 func rest(t *testing.T, method, url, body string, header map[string]string) (int, string) {
 	t.Helper()
 	req, err := http.NewRequest(method, url, strings.NewReader(body))
@@ -471,19 +473,32 @@ func rest(t *testing.T, method, url, body string, header map[string]string) (int
 	for k, v := range header {
 		req.Header.Set(k, v)
 	}
+	sent := req.Header.Clone()
+	status, respHeader, b := send(t, req)
+	checkREST(t, method, url, sent, []byte(body), status, respHeader, b)
+	return status, string(b)
+}
+
+// send sends req over HTTP/1.1 and returns the answer.
+func send(t *testing.T, req *http.Request) (int, http.Header, []byte) {
+	t.Helper()
 	resp, err := testkit.HTTP1Client(t).Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return resp.StatusCode, resp.Header, b
 }
 
 // authKey returns the kid and public key bytes of the auth service's current signing key.
 func authKey(t *testing.T, p *platform) (string, []byte) {
 	t.Helper()
-	status, body := rest(t, "GET", p.url("auth")+authn.JWKSPath, "", nil)
+	req, err := http.NewRequest(http.MethodGet, p.url("auth")+authn.JWKSPath, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	status, _, body := send(t, req)
 	if status != 200 {
 		t.Fatalf("JWKS: %d %s", status, body)
 	}
@@ -493,7 +508,7 @@ func authKey(t *testing.T, p *platform) (string, []byte) {
 			X   string `json:"x"`
 		} `json:"keys"`
 	}
-	if err := json.Unmarshal([]byte(body), &set); err != nil || len(set.Keys) == 0 {
+	if err := json.Unmarshal(body, &set); err != nil || len(set.Keys) == 0 {
 		t.Fatalf("JWKS %s: %v", body, err)
 	}
 	x, err := base64.RawURLEncoding.DecodeString(set.Keys[0].X)

@@ -215,26 +215,27 @@ func journey(t *testing.T, procs map[string]launcher.State, dataDir string) {
 	})
 }
 
-// consoleServed checks that the gateway serves the built console, as `go tool task up` (which
-// builds it first) promises.
-func consoleServed(t *testing.T, gateway string) {
+// pageServed checks that the gateway serves a built page (the console, the REST reference) at
+// path, as `go tool task up` (which builds them first) promises: the folder dir of the
+// repository holds a build, which task builds, and the page's index.html has title.
+func pageServed(t *testing.T, gateway, dir, task, path, title string) {
 	root, err := testkit.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = os.Stat(filepath.Join(root, filepath.FromSlash(launcher.ConsoleDir), "index.html"))
-	testkit.Require(t, "the built console (go tool task console:build)", err)
+	_, err = os.Stat(filepath.Join(root, filepath.FromSlash(dir), "index.html"))
+	testkit.Require(t, "the built page (go tool task "+task+")", err)
 	client := testkit.HTTP1Client(t)
-	resp, err := client.Get(gateway + "/console/admin/audit")
+	resp, err := client.Get(gateway + path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") ||
-		!strings.Contains(string(body), "<title>Basalt console</title>") ||
+		!strings.Contains(string(body), "<title>"+title+"</title>") ||
 		!strings.Contains(resp.Header.Get("Content-Security-Policy"), "default-src 'self'") {
-		t.Fatalf("GET /console/admin/audit = %d %v %q; want the console's index.html", resp.StatusCode, resp.Header, body)
+		t.Fatalf("GET %s = %d %v %q; want the page's index.html", path, resp.StatusCode, resp.Header, body)
 	}
 }
 
@@ -293,7 +294,12 @@ func TestEmbeddedDefault(t *testing.T) {
 	}
 	recordThrough(t, audit.URL, dataDir)
 	journey(t, procs, dataDir)
-	t.Run("console", func(t *testing.T) { consoleServed(t, procs["gateway"].URL) })
+	t.Run("console", func(t *testing.T) {
+		pageServed(t, procs["gateway"].URL, launcher.ConsoleDir, "console:build", "/console/admin/audit", "Basalt console")
+	})
+	t.Run("REST reference", func(t *testing.T) {
+		pageServed(t, procs["gateway"].URL, launcher.DocsDir, "apidocs:build", "/docs/", "Basalt API reference")
+	})
 	t.Run("a killed service is restarted", func(t *testing.T) { restartedAfterKill(t, dataDir, "audit") })
 	procs, _ = launcher.ReadState(dataDir)
 	recordThrough(t, procs["audit"].URL, dataDir)

@@ -170,6 +170,7 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	console := ServeConsole(procs, o.Root, o.Env)
+	docs := ServeDocs(procs, o.Root, o.Env)
 	fmt.Fprintf(o.Out, "basalt: building %d programs\n", len(procs))
 	if err := Build(ctx, o.Root, o.Env, o.Out, binDir, procs); err != nil {
 		return err
@@ -192,7 +193,7 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	defer os.Remove(statePath)
-	printReady(o, env, procs, console)
+	printReady(o, env, procs, console, docs)
 
 	superviseCtx, stopSupervising := context.WithCancel(ctx)
 	supervised := Supervise(superviseCtx, procs, o.Out, func(p *Process) error {
@@ -304,21 +305,36 @@ func AssignPorts(procs []*Process, host string, auto bool) error {
 // ConsoleDir is where `go tool task console:build` puts the built browser console.
 const ConsoleDir = "console/dist"
 
+// DocsDir is where `go tool task apidocs:build` puts the built REST reference page.
+const DocsDir = "apidocs/dist"
+
 // ServeConsole has the gateway serve the built console under /console/ and returns its URL:
 // the folder BASALT_GATEWAY_CONSOLE_DIR names, or else the repository's console/dist when it
 // holds a build. It returns "" when there is no console to serve.
 func ServeConsole(procs []*Process, root string, env []string) string {
-	dir, set := lookupEnv(env, "BASALT_GATEWAY_CONSOLE_DIR")
+	return servePage(procs, root, env, "BASALT_GATEWAY_CONSOLE_DIR", ConsoleDir, "/console/")
+}
+
+// ServeDocs has the gateway serve the built REST reference page under /docs/ and returns its
+// URL, as ServeConsole does for the console (BASALT_GATEWAY_DOCS_DIR, or apidocs/dist).
+func ServeDocs(procs []*Process, root string, env []string) string {
+	return servePage(procs, root, env, "BASALT_GATEWAY_DOCS_DIR", DocsDir, "/docs/")
+}
+
+// servePage has the gateway serve a built page under path: the folder the variable names, or
+// else the repository's folder dir when it holds a build. It returns the page's URL, or "".
+func servePage(procs []*Process, root string, env []string, variable, dir, path string) string {
+	folder, set := lookupEnv(env, variable)
 	if !set {
-		dir = filepath.Join(root, filepath.FromSlash(ConsoleDir))
-		if _, err := os.Stat(filepath.Join(dir, "index.html")); err != nil {
+		folder = filepath.Join(root, filepath.FromSlash(dir))
+		if _, err := os.Stat(filepath.Join(folder, "index.html")); err != nil {
 			return ""
 		}
 	}
 	for _, p := range procs {
 		if p.Name == "gateway" {
-			p.env = append(p.env, "BASALT_GATEWAY_CONSOLE_DIR="+dir)
-			return p.URL + "/console/"
+			p.env = append(p.env, variable+"="+folder)
+			return p.URL + path
 		}
 	}
 	return ""
@@ -624,7 +640,7 @@ func ReadState(dataDir string) (map[string]State, error) {
 	return out, nil
 }
 
-func printReady(o Options, env []string, procs []*Process, console string) {
+func printReady(o Options, env []string, procs []*Process, console, docs string) {
 	w := o.Out
 	fmt.Fprintln(w, "")
 	fmt.Fprintln(w, "basalt: ready")
@@ -651,6 +667,11 @@ func printReady(o Options, env []string, procs []*Process, console string) {
 		fmt.Fprintf(w, "  %-*s %s   <- open it in a browser\n", width, "console", console)
 	} else {
 		fmt.Fprintf(w, "  %-*s not built (go tool task console:build, or go tool task up, builds it)\n", width, "console")
+	}
+	if docs != "" {
+		fmt.Fprintf(w, "  %-*s %s   <- the REST reference (the OpenAPI document: %s)\n", width, "docs", docs, strings.TrimSuffix(docs, "/docs/")+"/openapi.json")
+	} else {
+		fmt.Fprintf(w, "  %-*s not built (go tool task apidocs:build, or go tool task up, builds it)\n", width, "docs")
 	}
 	email, _ := lookupEnv(env, "BASALT_ADMIN_EMAIL")
 	password, _ := lookupEnv(env, "BASALT_ADMIN_PASSWORD")

@@ -64,6 +64,8 @@ type Config struct {
 	TrustedProxies []string `yaml:"trusted_proxies"`
 	// Console serves the built browser console.
 	Console Console `yaml:"console"`
+	// Docs serves the REST reference page.
+	Docs Docs `yaml:"docs"`
 
 	// Set from the environment only, with the same variables as the services.
 	Discovery   kconfig.Discovery `yaml:"-"`
@@ -158,10 +160,27 @@ type Route struct {
 	RateLimit *Rate `yaml:"rate_limit"`
 }
 
+// checkBuilt checks that dir, when set, is a folder holding a built page's index.html (what).
+func checkBuilt(l *kconfig.Loader, field, dir, what string) {
+	if dir == "" {
+		return
+	}
+	index, err := os.Stat(filepath.Join(dir, "index.html"))
+	l.Check(err == nil && index.Mode().IsRegular(), field, "must be a folder holding %s, not %q", what, dir)
+}
+
 // Console is the browser console the gateway serves under /console/.
 type Console struct {
 	// Dir is the folder of the built console (console/dist, with index.html); empty turns the
 	// console off.
+	Dir string `yaml:"dir"`
+}
+
+// Docs is the REST reference page the gateway serves under /docs/, over the OpenAPI document it
+// serves at /openapi.json.
+type Docs struct {
+	// Dir is the folder of the built page (apidocs/dist, with index.html); empty turns the page
+	// off (the document is served either way).
 	Dir string `yaml:"dir"`
 }
 
@@ -263,6 +282,7 @@ func bind(cfg *Config, path *string, args []string, lookup func(string) (string,
 	l.String(&cfg.Auth.Audience, "auth-audience", "BASALT_AUTH_AUDIENCE", cfg.Auth.Audience, "aud of access tokens")
 	l.String(&cfg.Environment, "env", "BASALT_ENV", "development", "development or production")
 	l.String(&cfg.Console.Dir, "console-dir", "BASALT_GATEWAY_CONSOLE_DIR", cfg.Console.Dir, "folder of the built console, served under /console/; empty turns it off")
+	l.String(&cfg.Docs.Dir, "docs-dir", "BASALT_GATEWAY_DOCS_DIR", cfg.Docs.Dir, "folder of the built REST reference page, served under /docs/; empty turns it off")
 	kconfig.BindInherited(l, &cfg.Inherited)
 	cfg.Discovery.Bind(l)
 	cfg.Log.Bind(l)
@@ -364,11 +384,8 @@ func (c *Config) check(l *kconfig.Loader) {
 		c.trusted = append(c.trusted, p)
 	}
 	l.Check(c.Environment == "development" || c.Environment == "production", "BASALT_ENV", "must be development or production")
-	if c.Console.Dir != "" {
-		index, err := os.Stat(filepath.Join(c.Console.Dir, "index.html"))
-		l.Check(err == nil && index.Mode().IsRegular(), "console.dir",
-			"must be a folder holding the built console's index.html (go tool task console:build builds it), not %q", c.Console.Dir)
-	}
+	checkBuilt(l, "console.dir", c.Console.Dir, "the built console's index.html (go tool task console:build builds it)")
+	checkBuilt(l, "docs.dir", c.Docs.Dir, "the built reference page's index.html (go tool task apidocs:build builds it)")
 	c.Discovery.Check(l)
 	c.Log.Check(l)
 	c.Telemetry.Check(l)

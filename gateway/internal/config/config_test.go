@@ -407,7 +407,9 @@ func TestValidSettings(t *testing.T) {
 	}
 }
 
-func TestConsoleDir(t *testing.T) {
+// TestPageDirs covers the folders of the pages the gateway serves: the console and the REST
+// reference page.
+func TestPageDirs(t *testing.T) {
 	t.Parallel()
 	built := t.TempDir()
 	if err := os.WriteFile(filepath.Join(built, "index.html"), []byte("<!doctype html>"), 0o600); err != nil {
@@ -422,30 +424,41 @@ func TestConsoleDir(t *testing.T) {
 	if err := os.Mkdir(filepath.Join(withDirIndex, "index.html"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-
-	// Off unless set; set from the file, the environment or a flag.
-	if cfg, err := load(t, "", nil); err != nil || cfg.Console.Dir != "" {
-		t.Fatalf("default console.dir = %q, %v; want off", cfg.Console.Dir, err)
+	pages := []struct {
+		field, yaml, env, flag, task string
+		dir                          func(Config) string
+	}{
+		{"console.dir", "console", "BASALT_GATEWAY_CONSOLE_DIR", "console-dir", "console:build", func(c Config) string { return c.Console.Dir }},
+		{"docs.dir", "docs", "BASALT_GATEWAY_DOCS_DIR", "docs-dir", "apidocs:build", func(c Config) string { return c.Docs.Dir }},
 	}
-	for name, got := range map[string]func() (Config, error){
-		"file":        func() (Config, error) { return load(t, "console:\n  dir: "+built+"\n", nil) },
-		"environment": func() (Config, error) { return load(t, "", map[string]string{"BASALT_GATEWAY_CONSOLE_DIR": built}) },
-		"flag":        func() (Config, error) { return load(t, "", nil, "-console-dir="+built) },
-	} {
-		if cfg, err := got(); err != nil || cfg.Console.Dir != built {
-			t.Errorf("from the %s: console.dir = %q, %v; want %q", name, cfg.Console.Dir, err, built)
-		}
-	}
-	for name, dir := range map[string]string{
-		"a folder that does not exist":     filepath.Join(empty, "missing"),
-		"a folder without index.html":      empty,
-		"a file":                           file,
-		"a folder whose index.html is one": withDirIndex,
-	} {
-		_, err := load(t, "", map[string]string{"BASALT_GATEWAY_CONSOLE_DIR": dir})
-		if ps := problems(err); len(ps) != 1 || !strings.HasPrefix(ps[0], "console.dir: ") || !strings.Contains(ps[0], "console:build") {
-			t.Errorf("%s: problems %q, want one about console.dir that says how to build it", name, ps)
-		}
+	for _, page := range pages {
+		t.Run(page.field, func(t *testing.T) {
+			t.Parallel()
+			// Off unless set; set from the file, the environment or a flag.
+			if cfg, err := load(t, "", nil); err != nil || page.dir(cfg) != "" {
+				t.Fatalf("default %s = %q, %v; want off", page.field, page.dir(cfg), err)
+			}
+			for name, got := range map[string]func() (Config, error){
+				"file":        func() (Config, error) { return load(t, page.yaml+":\n  dir: "+built+"\n", nil) },
+				"environment": func() (Config, error) { return load(t, "", map[string]string{page.env: built}) },
+				"flag":        func() (Config, error) { return load(t, "", nil, "-"+page.flag+"="+built) },
+			} {
+				if cfg, err := got(); err != nil || page.dir(cfg) != built {
+					t.Errorf("from the %s: %s = %q, %v; want %q", name, page.field, page.dir(cfg), err, built)
+				}
+			}
+			for name, dir := range map[string]string{
+				"a folder that does not exist":     filepath.Join(empty, "missing"),
+				"a folder without index.html":      empty,
+				"a file":                           file,
+				"a folder whose index.html is one": withDirIndex,
+			} {
+				_, err := load(t, "", map[string]string{page.env: dir})
+				if ps := problems(err); len(ps) != 1 || !strings.HasPrefix(ps[0], page.field+": ") || !strings.Contains(ps[0], page.task) {
+					t.Errorf("%s: problems %q, want one about %s that says how to build it", name, ps, page.field)
+				}
+			}
+		})
 	}
 }
 

@@ -14,10 +14,10 @@ import (
 // ConsolePath is where the gateway serves the browser console, when console.dir is set.
 const ConsolePath = "/console/"
 
-// consoleHeaders go on every answer under /console/. The console's scripts and styles are its
-// own files and it calls only its own origin, so the policy allows nothing else; it may not be
-// framed (clickjacking), browsers must not guess content types, and no URL leaves in a
-// Referer.
+// consoleHeaders go on every answer under /console/ and /docs/. The pages' scripts and styles
+// are their own files and they call only their own origin, so the policy allows nothing else;
+// they may not be framed (clickjacking), browsers must not guess content types, and no URL
+// leaves in a Referer.
 var consoleHeaders = map[string]string{
 	"Content-Security-Policy":      "default-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'",
 	"X-Content-Type-Options":       "nosniff",
@@ -45,14 +45,16 @@ var consoleTypes = map[string]string{
 	".wasm":  "application/wasm",
 }
 
-// console serves the built console from a folder: files only (no listings), nothing outside
-// the folder (os.OpenInRoot refuses .. and symbolic links that leave it), and index.html for
-// every other path without a file extension, so the console's own routes (/console/posts)
-// survive a reload. Vite names everything under assets/ by its content's hash, so those files
-// are cached for a year; everything else is revalidated on every load.
+// console serves a built page from a folder under path (the console under /console/, the REST
+// reference page under /docs/): files only (no listings), nothing outside the folder
+// (os.OpenInRoot refuses .. and symbolic links that leave it), and index.html for every other
+// path without a file extension, so the console's own routes (/console/posts) survive a
+// reload. Vite names everything under assets/ by its content's hash, so those files are cached
+// for a year; everything else is revalidated on every load.
 type console struct {
-	dir string
-	gz  gzipCache
+	dir  string
+	path string
+	gz   gzipCache
 }
 
 func (c *console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -65,10 +67,10 @@ func (c *console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
-	name, ok := strings.CutPrefix(r.URL.Path, ConsolePath)
+	name, ok := strings.CutPrefix(r.URL.Path, c.path)
 	if !ok {
 		// /console itself: the console's base is /console/.
-		target := ConsolePath
+		target := c.path
 		if r.URL.RawQuery != "" {
 			target += "?" + r.URL.RawQuery
 		}

@@ -239,7 +239,7 @@ func New(cfg config.Config, opts ...Option) (*Gateway, error) {
 		return nil, err
 	}
 	if cfg.Console.Dir != "" {
-		g.console = &console{dir: cfg.Console.Dir}
+		g.console = &console{dir: cfg.Console.Dir, path: ConsolePath}
 	}
 	return g, nil
 }
@@ -253,7 +253,7 @@ func routeNames(t *routes.Table) []string {
 }
 
 // mountLocal sets up what the gateway answers itself: health, readiness, the signing keys,
-// gRPC health and reflection of the routed services.
+// gRPC health, reflection of the routed services, and the OpenAPI document and reference page.
 func (g *Gateway) mountLocal() error {
 	g.local["/healthz"] = http.HandlerFunc(g.serveHealthz)
 	g.local["/readyz"] = http.HandlerFunc(g.serveReadyz)
@@ -275,7 +275,7 @@ func (g *Gateway) mountLocal() error {
 	for path, h := range reflection.Handlers(files, names) {
 		g.local[path+"ServerReflectionInfo"] = h
 	}
-	return nil
+	return g.mountAPIDocs()
 }
 
 // mountREST sets up REST transcoding: vanguard turns a REST request into a Connect call of
