@@ -723,11 +723,11 @@ func TestReadHeaderTimeout(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			ts := startServer(t, WithReadHeaderTimeout(timeout))
-			c, br := ts.dial(t)
+			// The clock starts before the dial: the server's starts when it accepts, later.
 			start := time.Now()
+			c, br := ts.dial(t)
 			write(t, c, tt.partial)
 			wantClosed(t, c, br)
-			// The server saw the bytes after start, so its deadline cannot pass sooner.
 			if elapsed := time.Since(start); elapsed < timeout-10*time.Millisecond {
 				t.Errorf("disconnected after %v, before the %v timeout", elapsed, timeout)
 			}
@@ -920,9 +920,10 @@ func TestIdleTimeout(t *testing.T) {
 	// The wait after a timed head is longer than its deadline and shorter than the idle limit.
 	timedHead(t, c, br, "/fast/timed")
 	time.Sleep(250 * time.Millisecond)
+	// The clock starts before the request: the server's idle wait starts after its answer.
+	start := time.Now()
 	write(t, c, post("/fast/after", "y"))
 	resp, body := readResponse(t, br)
-	start := time.Now()
 	wantFast(t, resp, body, "/fast/after", "y")
 	wantClosed(t, c, br)
 	if elapsed := time.Since(start); elapsed < idle-10*time.Millisecond {
