@@ -48,6 +48,7 @@ type Server struct {
 	inflight    sync.WaitGroup
 	ready       chan struct{}
 	addr        atomic.Pointer[net.TCPAddr]
+	adminAddr   atomic.Pointer[net.TCPAddr]
 	instance    discovery.Instance
 	mountOnce   sync.Once
 }
@@ -57,6 +58,8 @@ type options struct {
 	tel          *telemetry.Telemetry
 	registrar    discovery.Registrar
 	listener     net.Listener
+	admin        net.Listener
+	metrics      http.Handler
 	checks       []readinessCheck
 	interceptors []connect.Interceptor
 	instanceID   string
@@ -82,6 +85,13 @@ func WithRegistrar(r discovery.Registrar) Option { return func(o *options) { o.r
 
 // WithListener serves on ln instead of listening on the configured address.
 func WithListener(ln net.Listener) Option { return func(o *options) { o.listener = ln } }
+
+// WithAdminListener serves the admin endpoints on ln instead of the configured address
+// (config.HTTP.AdminListen).
+func WithAdminListener(ln net.Listener) Option { return func(o *options) { o.admin = ln } }
+
+// WithMetrics serves h at /metrics on the admin listener.
+func WithMetrics(h http.Handler) Option { return func(o *options) { o.metrics = h } }
 
 // WithReadinessCheck adds a check /readyz runs; the instance is ready only while every check
 // passes. A database ping is the usual one.
@@ -171,6 +181,10 @@ func (s *Server) Ready() <-chan struct{} { return s.ready }
 // Addr returns the address the server listens on; it is valid once Ready is closed.
 func (s *Server) Addr() *net.TCPAddr { return s.addr.Load() }
 
+// AdminAddr returns the address of the admin listener, or nil when it is off; it is valid once
+// Ready is closed.
+func (s *Server) AdminAddr() *net.TCPAddr { return s.adminAddr.Load() }
+
 // URL returns the server's base URL; it is valid once Ready is closed.
 func (s *Server) URL() string { return "http://" + s.Addr().String() }
 
@@ -200,15 +214,34 @@ func (s *Server) Run(ctx context.Context) error {
 			return fmt.Errorf("server: listen on %s: %w", s.cfg.ListenAddr, err)
 		}
 	}
+	admin, err := s.listenAdmin()
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	closeListeners := func() {
+		ln.Close()
+		if admin != nil {
+			admin.Close()
+		}
+	}
 	tcpAddr, ok := ln.Addr().(*net.TCPAddr)
 	if !ok {
-		ln.Close()
+		closeListeners()
 		return fmt.Errorf("server: %s is not a TCP address", ln.Addr())
 	}
 	s.addr.Store(tcpAddr)
+	if admin != nil {
+		adminAddr, ok := admin.Addr().(*net.TCPAddr)
+		if !ok {
+			closeListeners()
+			return fmt.Errorf("server: %s is not a TCP address (admin)", admin.Addr())
+		}
+		s.adminAddr.Store(adminAddr)
+	}
 	inst, err := s.describe(tcpAddr)
 	if err != nil {
-		ln.Close()
+		closeListeners()
 		return err
 	}
 	s.instance = inst
@@ -233,14 +266,29 @@ func (s *Server) Run(ctx context.Context) error {
 
 	if s.o.registrar != nil {
 		if err := s.o.registrar.Register(ctx, inst); err != nil {
-			ln.Close()
+			closeListeners()
 			return err
 		}
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
+	var adminSrv *http.Server
+	var adminDone <-chan struct{}
+	if admin != nil {
+		adminSrv = s.adminServer()
+		adminDone = s.serveAdmin(adminSrv, admin)
+		// The admin listener outlives the drain, so the last scrape sees how it went.
+		defer func() {
+			_ = adminSrv.Close()
+			<-adminDone
+		}()
+	}
 	close(s.ready)
-	s.o.log.Info("serving", "addr", tcpAddr.String())
+	if admin != nil {
+		s.o.log.Info("serving", "addr", tcpAddr.String(), "admin", admin.Addr().String())
+	} else {
+		s.o.log.Info("serving", "addr", tcpAddr.String())
+	}
 
 	var serveErr error
 	select {
