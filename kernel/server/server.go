@@ -1,6 +1,7 @@
 // Package server runs a service's one port: Connect, gRPC and gRPC-Web over HTTP/1.1 and
 // h2c, gRPC health and reflection, /healthz and /readyz, the kernel's interceptors, timeouts
-// and size limits, registration in discovery, and graceful shutdown.
+// and size limits, registration in discovery, and graceful shutdown. When configured, an admin
+// listener of its own serves /metrics beside /healthz and /readyz (admin.go).
 //
 // The lifecycle is listen, register, serve; on shutdown the instance first reports itself not
 // ready and deregisters, so callers stop choosing it, then drains in-flight requests within a
