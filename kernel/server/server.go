@@ -273,23 +273,19 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	var adminSrv *http.Server
-	var adminDone <-chan struct{}
+	attrs := []any{"addr", tcpAddr.String()}
 	if admin != nil {
-		adminSrv = s.adminServer()
-		adminDone = s.serveAdmin(adminSrv, admin)
+		adminSrv := s.adminServer()
+		adminDone := s.serveAdmin(adminSrv, admin)
 		// The admin listener outlives the drain, so the last scrape sees how it went.
 		defer func() {
 			_ = adminSrv.Close()
 			<-adminDone
 		}()
+		attrs = append(attrs, "admin", admin.Addr().String())
 	}
 	close(s.ready)
-	if admin != nil {
-		s.o.log.Info("serving", "addr", tcpAddr.String(), "admin", admin.Addr().String())
-	} else {
-		s.o.log.Info("serving", "addr", tcpAddr.String())
-	}
+	s.o.log.Info("serving", attrs...)
 
 	var serveErr error
 	select {
