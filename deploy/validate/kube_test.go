@@ -487,12 +487,15 @@ func podProblems(m *manifests, p *built, w workload, bins map[string]binary) []s
 				add("container %s needs a %s request and a limit no lower", c.Name, r)
 			}
 		}
+		b, platform := bins[c.Name]
 		for kind, probe := range map[string]*corev1.Probe{"startup": c.StartupProbe, "liveness": c.LivenessProbe, "readiness": c.ReadinessProbe} {
 			if probe == nil || probe.HTTPGet == nil {
 				continue
 			}
+			// The platform's processes answer probes at these paths; others (the collector)
+			// at their own.
 			want := map[string]string{"startup": "/healthz", "liveness": "/healthz", "readiness": "/readyz"}[kind]
-			if probe.HTTPGet.Path != want {
+			if platform && probe.HTTPGet.Path != want {
 				add("container %s's %s probe asks %s, want %s", c.Name, kind, probe.HTTPGet.Path, want)
 			}
 			if !hasPort(spec, probe.HTTPGet.Port.String()) {
@@ -506,7 +509,6 @@ func podProblems(m *manifests, p *built, w workload, bins map[string]binary) []s
 		for _, p := range envProblems {
 			add("container %s: %s", c.Name, p)
 		}
-		b, platform := bins[c.Name]
 		if !platform {
 			continue
 		}

@@ -108,12 +108,18 @@ func TestServiceDefaultsAndValidation(t *testing.T) {
 	if s.HTTP.Inherited != nil {
 		t.Errorf("inherited sockets by default: %v", s.HTTP.Inherited)
 	}
-	s, err = load(map[string]string{"BASALT_LISTEN_ADDR": "127.0.0.1:7101", "BASALT_LISTEN_FDS": "127.0.0.1:7101=3"})
+	if s.HTTP.AdminListen != "" {
+		t.Errorf("the admin listener is on by default: %q", s.HTTP.AdminListen)
+	}
+	s, err = load(map[string]string{"BASALT_LISTEN_ADDR": "127.0.0.1:7101", "BASALT_ADMIN_LISTEN": "127.0.0.1:7201", "BASALT_LISTEN_FDS": "127.0.0.1:7101=3,127.0.0.1:7201=4"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.HTTP.Inherited["127.0.0.1:7101"] != 3 || len(s.HTTP.Inherited) != 1 {
-		t.Errorf("inherited sockets %v, want 127.0.0.1:7101=3", s.HTTP.Inherited)
+	if s.HTTP.Inherited["127.0.0.1:7101"] != 3 || s.HTTP.Inherited["127.0.0.1:7201"] != 4 || len(s.HTTP.Inherited) != 2 {
+		t.Errorf("inherited sockets %v, want 127.0.0.1:7101=3 and the admin listener's 127.0.0.1:7201=4", s.HTTP.Inherited)
+	}
+	if s.HTTP.AdminListen != "127.0.0.1:7201" {
+		t.Errorf("admin listener %q, want 127.0.0.1:7201", s.HTTP.AdminListen)
 	}
 
 	tests := []struct {
@@ -137,6 +143,8 @@ func TestServiceDefaultsAndValidation(t *testing.T) {
 		{"short accepted internal secret", map[string]string{"BASALT_INTERNAL_SECRET_ACCEPTED": "short"}, "BASALT_INTERNAL_SECRET_ACCEPTED: must be 32 bytes"},
 		{"malformed inherited sockets", map[string]string{"BASALT_LISTEN_FDS": "127.0.0.1:7101=1"}, "BASALT_LISTEN_FDS (-listen-fds): descriptor"},
 		{"a socket for another address", map[string]string{"BASALT_LISTEN_ADDR": "127.0.0.1:7101", "BASALT_LISTEN_FDS": "127.0.0.1:7102=3"}, "BASALT_LISTEN_FDS: hands down a socket for 127.0.0.1:7102"},
+		{"bad admin listener", map[string]string{"BASALT_ADMIN_LISTEN": "9090"}, "BASALT_ADMIN_LISTEN: must be host:port"},
+		{"admin listener on the RPC port", map[string]string{"BASALT_LISTEN_ADDR": "0.0.0.0:8080", "BASALT_ADMIN_LISTEN": "0.0.0.0:8080"}, "BASALT_ADMIN_LISTEN: must differ from BASALT_LISTEN_ADDR"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

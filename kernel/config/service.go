@@ -87,6 +87,10 @@ type HTTP struct {
 	// DrainDelay is how long the service keeps serving after it deregistered and before it stops
 	// accepting, so that clients watching discovery move away first.
 	DrainDelay time.Duration
+	// AdminListen is the host:port of the admin listener, which serves /metrics to Prometheus
+	// and /healthz and /readyz; empty turns it off. It is a port of its own so that it can stay
+	// private while the RPC port is reachable by every other service.
+	AdminListen string
 }
 
 // Database configures the service's own pool of database connections.
@@ -179,6 +183,7 @@ func (s *Service) Bind(l *Loader, name string) {
 	l.Int(&s.HTTP.MaxMessageBytes, "max-message-bytes", "BASALT_MAX_MESSAGE_BYTES", 4<<20, "largest RPC message")
 	l.Duration(&s.HTTP.ShutdownTimeout, "shutdown-timeout", "BASALT_SHUTDOWN_TIMEOUT", 15*time.Second, "time allowed to drain in-flight requests")
 	l.Duration(&s.HTTP.DrainDelay, "drain-delay", "BASALT_DRAIN_DELAY", 0, "time to keep serving after deregistration")
+	l.String(&s.HTTP.AdminListen, "admin-listen", "BASALT_ADMIN_LISTEN", "", "host:port for /metrics, /healthz and /readyz; empty turns them off")
 
 	l.Secret(&s.Database.URL, "database-url", "DATABASE_URL", "postgres:// URL; empty means SQLite under the data dir")
 	l.Secret(&s.Database.OwnerURL, "database-owner-url", "BASALT_DATABASE_OWNER_URL", "postgres:// URL of the login that provisions the schema and migrates it; empty means DATABASE_URL")
@@ -214,7 +219,12 @@ func (s *Service) Check(l *Loader) {
 	l.Check(s.Environment == "development" || s.Environment == "production", "BASALT_ENV", "must be development or production, not %q", s.Environment)
 	host, _, err := net.SplitHostPort(s.HTTP.ListenAddr)
 	l.Check(err == nil, "BASALT_LISTEN_ADDR", "must be host:port, not %q", s.HTTP.ListenAddr)
-	CheckInherited(l, s.HTTP.Inherited, s.HTTP.ListenAddr)
+	if s.HTTP.AdminListen != "" {
+		_, adminPort, err := net.SplitHostPort(s.HTTP.AdminListen)
+		l.Check(err == nil, "BASALT_ADMIN_LISTEN", "must be host:port, not %q", s.HTTP.AdminListen)
+		l.Check(err != nil || adminPort == "0" || s.HTTP.AdminListen != s.HTTP.ListenAddr, "BASALT_ADMIN_LISTEN", "must differ from BASALT_LISTEN_ADDR (%s)", s.HTTP.ListenAddr)
+	}
+	CheckInherited(l, s.HTTP.Inherited, s.HTTP.ListenAddr, s.HTTP.AdminListen)
 	if s.HTTP.AdvertiseAddr != "" {
 		_, _, err := net.SplitHostPort(s.HTTP.AdvertiseAddr)
 		l.Check(err == nil, "BASALT_ADVERTISE_ADDR", "must be host:port, not %q", s.HTTP.AdvertiseAddr)

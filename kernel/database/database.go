@@ -15,6 +15,12 @@
 // leaves the runtime role (SET ROLE NONE) can; the split then guards against the service's
 // own mistakes. With a separate owner login (config.Database.OwnerURL) whose runtime login is
 // a member of the runtime role only, nothing a session does can reach the owner's rights.
+//
+// Given telemetry (WithTelemetry), every PostgreSQL statement a traced request runs is a client
+// span under the request's span, with the OpenTelemetry database conventions (db.system.name,
+// db.namespace, db.operation.name, db.query.text, server.address and server.port) and never the
+// statement's arguments, and the pool reports its state as metrics. Statements on SQLite, the
+// embedded default, are not traced.
 package database
 
 import (
@@ -32,10 +38,14 @@ import (
 
 	"entgo.io/ent/dialect"
 	entsql "entgo.io/ent/dialect/sql"
+	"github.com/exaring/otelpgx"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
+	"go.opentelemetry.io/otel/metric"
+	semconv "go.opentelemetry.io/otel/semconv/v1.40.0"
+	"go.opentelemetry.io/otel/trace"
 	_ "modernc.org/sqlite" // The pure-Go SQLite driver, registered as "sqlite".
 
 	"github.com/basaltplatform/basalt/kernel/config"
@@ -56,6 +66,14 @@ type DB struct {
 type options struct {
 	log         *slog.Logger
 	application string
+	tel         Telemetry
+}
+
+// Telemetry is what Open needs to trace statements and report the pool; the process's
+// telemetry.Telemetry has it.
+type Telemetry interface {
+	TracerProvider() trace.TracerProvider
+	MeterProvider() metric.MeterProvider
 }
 
 // Option configures Open.
@@ -66,6 +84,10 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 
 // WithApplicationName sets the application_name PostgreSQL shows in pg_stat_activity.
 func WithApplicationName(name string) Option { return func(o *options) { o.application = name } }
+
+// WithTelemetry traces the statements of traced requests and reports the pool's state with t's
+// providers (PostgreSQL only).
+func WithTelemetry(t Telemetry) Option { return func(o *options) { o.tel = t } }
 
 // Open connects to the database cfg names, provisions the service's schema and roles on
 // PostgreSQL, and returns a handle whose sessions are confined to that schema.
@@ -118,6 +140,11 @@ func openPostgres(ctx context.Context, cfg config.Database, o options) (*DB, err
 	}
 	sessionParams(owner, cfg.Schema, rs.owner, rs.ownerLogin, o.application)
 	sessionParams(pcfg.ConnConfig, cfg.Schema, rs.app, pcfg.ConnConfig.User, o.application)
+	if o.tel != nil {
+		// Only the service's own sessions are traced: provisioning and migrations run at
+		// start-up, outside any request.
+		pcfg.ConnConfig.Tracer = statementTracer(o.tel, pcfg.ConnConfig, cfg.Schema)
+	}
 	// When the server ends one of our sessions (pg_terminate_backend, a restart, a fail-over),
 	// the others are usually gone too, but each would only find out when next used, failing
 	// one more request. Resetting the pool on the first such error closes them all at once;
@@ -142,7 +169,88 @@ func openPostgres(ctx context.Context, cfg config.Database, o options) (*DB, err
 		db.Close()
 		return nil, err
 	}
+	if o.tel != nil {
+		if err := otelpgx.RecordStats(pool, otelpgx.WithStatsMeterProvider(o.tel.MeterProvider())); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("database: pool metrics: %w", err)
+		}
+	}
 	return db, nil
+}
+
+// statementTracer makes a span of each statement a traced request runs, named by its operation
+// (SELECT, INSERT, ...). db.query.text is the statement as the code wrote it, with placeholders:
+// the arguments, which may be passwords or personal data, are never recorded. Connection
+// details are set here rather than by otelpgx, which would name the login and, as db.namespace,
+// only the database; PostgreSQL's conventions want the schema qualified by the database. Pool
+// acquisitions get no span of their own: every statement through database/sql acquires one,
+// which would double the spans, and the pool's metrics show the waits.
+func statementTracer(tel Telemetry, cc *pgx.ConnConfig, schema string) pgx.QueryTracer {
+	return redactingTracer{otelpgx.NewTracer(
+		otelpgx.WithTracerProvider(tel.TracerProvider()),
+		otelpgx.WithMeterProvider(tel.MeterProvider()),
+		otelpgx.WithDisableConnectionDetailsInAttributes(),
+		otelpgx.WithDisableAcquireTracer(),
+		otelpgx.WithTracerAttributes(
+			semconv.ServerAddress(cc.Host),
+			semconv.ServerPort(int(cc.Port)),
+			semconv.DBNamespace(cc.Database+"."+schema),
+		),
+	)}
+}
+
+// redactingTracer is otelpgx's tracer, given errors without their messages: PostgreSQL quotes
+// an argument it cannot parse ("invalid input syntax for type uuid: ...") and pgx one it cannot
+// encode, and a span must not carry what the statement's arguments held. The caller still gets
+// the whole error.
+type redactingTracer struct{ *otelpgx.Tracer }
+
+func (t redactingTracer) TraceQueryEnd(ctx context.Context, c *pgx.Conn, d pgx.TraceQueryEndData) {
+	d.Err = spanError(d.Err)
+	t.Tracer.TraceQueryEnd(ctx, c, d)
+}
+
+func (t redactingTracer) TraceBatchQuery(ctx context.Context, c *pgx.Conn, d pgx.TraceBatchQueryData) {
+	d.Err = spanError(d.Err)
+	t.Tracer.TraceBatchQuery(ctx, c, d)
+}
+
+func (t redactingTracer) TraceBatchEnd(ctx context.Context, c *pgx.Conn, d pgx.TraceBatchEndData) {
+	d.Err = spanError(d.Err)
+	t.Tracer.TraceBatchEnd(ctx, c, d)
+}
+
+func (t redactingTracer) TraceCopyFromEnd(ctx context.Context, c *pgx.Conn, d pgx.TraceCopyFromEndData) {
+	d.Err = spanError(d.Err)
+	t.Tracer.TraceCopyFromEnd(ctx, c, d)
+}
+
+func (t redactingTracer) TracePrepareEnd(ctx context.Context, c *pgx.Conn, d pgx.TracePrepareEndData) {
+	d.Err = spanError(d.Err)
+	t.Tracer.TracePrepareEnd(ctx, c, d)
+}
+
+// errStatementFailed stands in a span for an error that is neither PostgreSQL's nor a
+// cancellation.
+var errStatementFailed = errors.New("database: the statement failed")
+
+// spanError is what a span records of a statement's error: PostgreSQL's SQLSTATE, or the
+// cancellation, but no message. No rows is passed on as it is, which otelpgx does not count as
+// an error.
+func spanError(err error) error {
+	var pgErr *pgconn.PgError
+	switch {
+	case err == nil, errors.Is(err, sql.ErrNoRows):
+		return err
+	case errors.As(err, &pgErr):
+		return &pgconn.PgError{Severity: pgErr.Severity, Code: pgErr.Code, Message: "the statement failed"}
+	case errors.Is(err, context.Canceled):
+		return context.Canceled
+	case errors.Is(err, context.DeadlineExceeded):
+		return context.DeadlineExceeded
+	default:
+		return errStatementFailed
+	}
 }
 
 // sessionParams makes every session of cc start in schema, as role unless the login is that

@@ -4,19 +4,27 @@
 // An event is a row of the service's basalt_outbox table until the audit service has
 // acknowledged it, so nothing is lost while audit is down; the audit service deduplicates by
 // event id, so a batch sent twice (a relay that crashed before deleting it) is recorded once.
+//
+// Each row keeps the trace context of the request that wrote it, and the span of a delivery
+// links to the span of every request whose events it carries (links rather than a parent: a
+// batch has many writers). ObserveBacklog reports how many events wait and for how long.
 package outbox
 
 import (
 	"context"
 	"database/sql"
 	"embed"
+	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
 	"time"
 
 	"github.com/google/uuid"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -41,6 +49,7 @@ type Outbox struct {
 	service string
 	now     func() time.Time
 	log     *slog.Logger
+	tracer  trace.Tracer
 	wake    chan struct{}
 }
 
@@ -55,9 +64,18 @@ func WithClock(now func() time.Time) Option { return func(o *Outbox) { o.now = n
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) Option { return func(o *Outbox) { o.log = l } }
 
+// WithTracerProvider makes a span of tp of each delivery, linked to the spans of the requests
+// that wrote its events (default: no spans).
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(o *Outbox) { o.tracer = tp.Tracer(scope) }
+}
+
+// scope names the outbox's spans and metrics.
+const scope = "github.com/basaltplatform/basalt/kernel/outbox"
+
 // New returns the outbox of service in db.
 func New(db *database.DB, service string, opts ...Option) *Outbox {
-	o := &Outbox{db: db, service: service, now: time.Now, log: slog.New(slog.DiscardHandler), wake: make(chan struct{}, 1)}
+	o := &Outbox{db: db, service: service, now: time.Now, log: slog.New(slog.DiscardHandler), tracer: noop.NewTracerProvider().Tracer(scope), wake: make(chan struct{}, 1)}
 	for _, opt := range opts {
 		opt(o)
 	}
@@ -119,21 +137,40 @@ func NewEvent(ctx context.Context, service string, t time.Time, action string, o
 }
 
 // Add writes events into the outbox inside the caller's transaction (for Ent, a *Tx with the
-// sql/execquery feature), so they are committed or rolled back with the change.
+// sql/execquery feature), so they are committed or rolled back with the change. The trace
+// context of ctx, the writing request's, is kept with them.
 func (o *Outbox) Add(ctx context.Context, tx database.Execer, events ...*auditv1.Event) error {
 	now := o.now().UnixMilli()
+	parent := traceparent(ctx)
 	for _, ev := range events {
 		payload, err := proto.Marshal(ev)
 		if err != nil {
 			return fmt.Errorf("outbox: %w", err)
 		}
-		if _, err := tx.ExecContext(ctx, o.db.Rebind(`INSERT INTO basalt_outbox (event_id, payload, created_at, next_attempt_at) VALUES (?, ?, ?, ?)`),
-			ev.GetId(), payload, now, now); err != nil {
+		if _, err := tx.ExecContext(ctx, o.db.Rebind(`INSERT INTO basalt_outbox (event_id, payload, created_at, next_attempt_at, traceparent) VALUES (?, ?, ?, ?, ?)`),
+			ev.GetId(), payload, now, now, parent); err != nil {
 			return database.Translate(err)
 		}
 	}
 	o.Notify()
 	return nil
+}
+
+// traceparent returns the W3C traceparent of ctx's span, or nil (NULL) outside a trace.
+func traceparent(ctx context.Context) any {
+	if !trace.SpanContextFromContext(ctx).IsValid() {
+		return nil
+	}
+	carrier := propagation.MapCarrier{}
+	propagation.TraceContext{}.Inject(ctx, carrier)
+	return carrier.Get("traceparent")
+}
+
+// writerSpan returns the span context a stored traceparent names; it is invalid when the
+// event has none.
+func writerSpan(traceparent string) trace.SpanContext {
+	ctx := propagation.TraceContext{}.Extract(context.Background(), propagation.MapCarrier{"traceparent": traceparent})
+	return trace.SpanContextFromContext(ctx)
 }
 
 // Record writes events in a transaction of their own.
@@ -156,4 +193,75 @@ func (o *Outbox) Pending(ctx context.Context) (int, error) {
 	var n int
 	err := o.db.SQL().QueryRowContext(ctx, `SELECT count(*) FROM basalt_outbox WHERE NOT dead`).Scan(&n)
 	return n, database.Translate(err)
+}
+
+// ObserveBacklog reports the outbox through mp whenever its metrics are collected: the events
+// waiting to be relayed (basalt.outbox.backlog), the age of the oldest of them
+// (basalt.outbox.oldest_age, 0 when none waits) and the events set aside as dead
+// (basalt.outbox.dead). A growing backlog or age means the audit service is not taking events.
+// Each collection counts the table's rows, so unregister before the database closes.
+func (o *Outbox) ObserveBacklog(mp metric.MeterProvider) (metric.Registration, error) {
+	meter := mp.Meter(scope)
+	waiting, err := meter.Int64ObservableGauge("basalt.outbox.backlog", metric.WithUnit("{event}"),
+		metric.WithDescription("Audit events waiting in the outbox to be relayed to the audit service."))
+	if err != nil {
+		return nil, err
+	}
+	oldest, err := meter.Float64ObservableGauge("basalt.outbox.oldest_age", metric.WithUnit("s"),
+		metric.WithDescription("Age of the oldest audit event waiting in the outbox; 0 when none waits."))
+	if err != nil {
+		return nil, err
+	}
+	dead, err := meter.Int64ObservableGauge("basalt.outbox.dead", metric.WithUnit("{event}"),
+		metric.WithDescription("Audit events the audit service rejected as invalid, kept in the outbox and never resent."))
+	if err != nil {
+		return nil, err
+	}
+	return meter.RegisterCallback(func(ctx context.Context, obs metric.Observer) error {
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		b, err := o.backlog(ctx)
+		if err != nil {
+			// Nothing is observed, so a scraper sees the series go stale rather than a wrong
+			// value; the global error handler would not name the outbox.
+			o.log.WarnContext(ctx, "the outbox's backlog could not be read", "error", err)
+			return nil
+		}
+		obs.ObserveInt64(waiting, b.waiting)
+		obs.ObserveFloat64(oldest, b.oldestAge.Seconds())
+		obs.ObserveInt64(dead, b.dead)
+		return nil
+	}, waiting, oldest, dead)
+}
+
+type backlog struct {
+	waiting, dead int64
+	oldestAge     time.Duration
+}
+
+func (o *Outbox) backlog(ctx context.Context) (backlog, error) {
+	var b backlog
+	err := o.db.SQL().QueryRowContext(ctx, `SELECT
+		COALESCE(SUM(CASE WHEN dead THEN 0 ELSE 1 END), 0),
+		COALESCE(SUM(CASE WHEN dead THEN 1 ELSE 0 END), 0)
+		FROM basalt_outbox`).Scan(&b.waiting, &b.dead)
+	if err != nil {
+		return b, database.Translate(err)
+	}
+	if b.waiting == 0 {
+		return b, nil
+	}
+	// Sequence numbers grow with time, so the lowest waiting one is the oldest, found through
+	// the primary key.
+	var created int64
+	err = o.db.SQL().QueryRowContext(ctx, `SELECT created_at FROM basalt_outbox WHERE NOT dead ORDER BY seq LIMIT 1`).Scan(&created)
+	if errors.Is(err, sql.ErrNoRows) {
+		// Relayed between the two queries.
+		return b, nil
+	}
+	if err != nil {
+		return b, database.Translate(err)
+	}
+	b.oldestAge = max(o.now().Sub(time.UnixMilli(created)), 0)
+	return b, nil
 }

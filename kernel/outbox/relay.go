@@ -3,6 +3,7 @@ package outbox
 import (
 	"cmp"
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -11,6 +12,9 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 
 	auditv1 "github.com/basaltplatform/basalt/gen/go/basalt/audit/v1"
@@ -74,6 +78,8 @@ type row struct {
 	seq      int64
 	attempts int
 	event    *auditv1.Event
+	// writer is the span of the request that wrote the event; invalid when there was none.
+	writer trace.SpanContext
 }
 
 // RelayOnce claims one batch of due events, sends it and settles it: acknowledged events are
@@ -105,14 +111,21 @@ func (o *Outbox) RelayOnce(ctx context.Context, sender Sender, opts RelayOptions
 
 var errInvalid = errors.New("outbox: the audit service rejected the events as invalid")
 
-// send delivers rows and settles them.
-func (o *Outbox) send(ctx context.Context, sender Sender, rows []row, opts RelayOptions) error {
+// send delivers rows and settles them, in a span linked to the spans that wrote them.
+func (o *Outbox) send(ctx context.Context, sender Sender, rows []row, opts RelayOptions) (err error) {
+	ctx, span := o.deliverySpan(ctx, rows)
+	defer func() {
+		if err != nil {
+			span.SetStatus(codes.Error, err.Error())
+		}
+		span.End()
+	}()
 	req := &auditv1.RecordRequest{Events: make([]*auditv1.Event, len(rows))}
 	for i, r := range rows {
 		req.Events[i] = r.event
 	}
 	sendCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	_, err := sender.Record(sendCtx, connect.NewRequest(req))
+	_, err = sender.Record(sendCtx, connect.NewRequest(req))
 	cancel()
 	seqs := make([]any, len(rows))
 	for i, r := range rows {
@@ -142,6 +155,23 @@ func (o *Outbox) send(ctx context.Context, sender Sender, rows []row, opts Relay
 	}
 }
 
+// deliverySpan starts the span of one delivery: a new trace, since many requests wrote the
+// batch, with a link to each writer's span, so a trace viewer leads from a request to the
+// delivery of its events and back. The call to the audit service is its child.
+func (o *Outbox) deliverySpan(ctx context.Context, rows []row) (context.Context, trace.Span) {
+	links := make([]trace.Link, 0, len(rows))
+	for _, r := range rows {
+		if r.writer.IsValid() {
+			links = append(links, trace.Link{SpanContext: r.writer})
+		}
+	}
+	return o.tracer.Start(ctx, "outbox.relay",
+		trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithLinks(links...),
+		trace.WithAttributes(attribute.Int("messaging.batch.message_count", len(rows))),
+	)
+}
+
 // claim leases a batch of due events by moving their next attempt past the lease, so no other
 // relay takes them meanwhile. On PostgreSQL, SKIP LOCKED lets relays claim side by side.
 func (o *Outbox) claim(ctx context.Context, opts RelayOptions) ([]row, error) {
@@ -152,7 +182,7 @@ func (o *Outbox) claim(ctx context.Context, opts RelayOptions) ([]row, error) {
 	}
 	q := o.db.Rebind(`UPDATE basalt_outbox SET next_attempt_at = ? WHERE seq IN (
 		SELECT seq FROM basalt_outbox WHERE NOT dead AND next_attempt_at <= ? ORDER BY seq LIMIT ?` + lock + `
-	) RETURNING seq, attempts, payload`)
+	) RETURNING seq, attempts, payload, traceparent`)
 	rs, err := o.db.SQL().QueryContext(ctx, q, now.Add(opts.Lease).UnixMilli(), now.UnixMilli(), opts.BatchSize)
 	if err != nil {
 		return nil, database.Translate(err)
@@ -161,12 +191,14 @@ func (o *Outbox) claim(ctx context.Context, opts RelayOptions) ([]row, error) {
 	var rows []row
 	for rs.Next() {
 		var (
-			r       row
-			payload []byte
+			r           row
+			payload     []byte
+			traceparent sql.NullString
 		)
-		if err := rs.Scan(&r.seq, &r.attempts, &payload); err != nil {
+		if err := rs.Scan(&r.seq, &r.attempts, &payload, &traceparent); err != nil {
 			return nil, database.Translate(err)
 		}
+		r.writer = writerSpan(traceparent.String)
 		r.event = &auditv1.Event{}
 		if err := proto.Unmarshal(payload, r.event); err != nil {
 			return nil, fmt.Errorf("outbox: event %d is corrupt: %w", r.seq, err)

@@ -1,6 +1,7 @@
 // Package server runs a service's one port: Connect, gRPC and gRPC-Web over HTTP/1.1 and
 // h2c, gRPC health and reflection, /healthz and /readyz, the kernel's interceptors, timeouts
-// and size limits, registration in discovery, and graceful shutdown.
+// and size limits, registration in discovery, and graceful shutdown. When configured, an admin
+// listener of its own serves /metrics beside /healthz and /readyz (admin.go).
 //
 // The lifecycle is listen, register, serve; on shutdown the instance first reports itself not
 // ready and deregisters, so callers stop choosing it, then drains in-flight requests within a
@@ -48,6 +49,7 @@ type Server struct {
 	inflight    sync.WaitGroup
 	ready       chan struct{}
 	addr        atomic.Pointer[net.TCPAddr]
+	adminAddr   atomic.Pointer[net.TCPAddr]
 	instance    discovery.Instance
 	mountOnce   sync.Once
 }
@@ -57,6 +59,8 @@ type options struct {
 	tel          *telemetry.Telemetry
 	registrar    discovery.Registrar
 	listener     net.Listener
+	admin        net.Listener
+	metrics      http.Handler
 	checks       []readinessCheck
 	interceptors []connect.Interceptor
 	instanceID   string
@@ -82,6 +86,13 @@ func WithRegistrar(r discovery.Registrar) Option { return func(o *options) { o.r
 
 // WithListener serves on ln instead of listening on the configured address.
 func WithListener(ln net.Listener) Option { return func(o *options) { o.listener = ln } }
+
+// WithAdminListener serves the admin endpoints on ln instead of the configured address
+// (config.HTTP.AdminListen).
+func WithAdminListener(ln net.Listener) Option { return func(o *options) { o.admin = ln } }
+
+// WithMetrics serves h at /metrics on the admin listener.
+func WithMetrics(h http.Handler) Option { return func(o *options) { o.metrics = h } }
 
 // WithReadinessCheck adds a check /readyz runs; the instance is ready only while every check
 // passes. A database ping is the usual one.
@@ -172,6 +183,10 @@ func (s *Server) Ready() <-chan struct{} { return s.ready }
 // Addr returns the address the server listens on; it is valid once Ready is closed.
 func (s *Server) Addr() *net.TCPAddr { return s.addr.Load() }
 
+// AdminAddr returns the address of the admin listener, or nil when it is off; it is valid once
+// Ready is closed.
+func (s *Server) AdminAddr() *net.TCPAddr { return s.adminAddr.Load() }
+
 // URL returns the server's base URL; it is valid once Ready is closed.
 func (s *Server) URL() string { return "http://" + s.Addr().String() }
 
@@ -201,15 +216,34 @@ func (s *Server) Run(ctx context.Context) error {
 			return fmt.Errorf("server: listen on %s: %w", s.cfg.ListenAddr, err)
 		}
 	}
+	admin, err := s.listenAdmin()
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	closeListeners := func() {
+		ln.Close()
+		if admin != nil {
+			admin.Close()
+		}
+	}
 	tcpAddr, ok := ln.Addr().(*net.TCPAddr)
 	if !ok {
-		ln.Close()
+		closeListeners()
 		return fmt.Errorf("server: %s is not a TCP address", ln.Addr())
 	}
 	s.addr.Store(tcpAddr)
+	if admin != nil {
+		adminAddr, ok := admin.Addr().(*net.TCPAddr)
+		if !ok {
+			closeListeners()
+			return fmt.Errorf("server: %s is not a TCP address (admin)", admin.Addr())
+		}
+		s.adminAddr.Store(adminAddr)
+	}
 	inst, err := s.describe(tcpAddr)
 	if err != nil {
-		ln.Close()
+		closeListeners()
 		return err
 	}
 	s.instance = inst
@@ -234,14 +268,25 @@ func (s *Server) Run(ctx context.Context) error {
 
 	if s.o.registrar != nil {
 		if err := s.o.registrar.Register(ctx, inst); err != nil {
-			ln.Close()
+			closeListeners()
 			return err
 		}
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
+	attrs := []any{"addr", tcpAddr.String()}
+	if admin != nil {
+		adminSrv := s.adminServer()
+		adminDone := s.serveAdmin(adminSrv, admin)
+		// The admin listener outlives the drain, so the last scrape sees how it went.
+		defer func() {
+			_ = adminSrv.Close()
+			<-adminDone
+		}()
+		attrs = append(attrs, "admin", admin.Addr().String())
+	}
 	close(s.ready)
-	s.o.log.Info("serving", "addr", tcpAddr.String())
+	s.o.log.Info("serving", attrs...)
 
 	var serveErr error
 	select {

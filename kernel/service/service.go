@@ -72,6 +72,7 @@ type options struct {
 	sessions      authn.Sessions
 	checker       permission.Checker
 	withoutOutbox bool
+	telOpts       []telemetry.Option
 }
 
 // Option configures New.
@@ -88,6 +89,12 @@ func WithServerOptions(opts ...server.Option) Option {
 // WithRPCOptions adds options to the client factory.
 func WithRPCOptions(opts ...rpcclient.Option) Option {
 	return func(o *options) { o.rpcOpts = append(o.rpcOpts, opts...) }
+}
+
+// WithTelemetryOptions adds options to the service's telemetry: tests record its spans with
+// telemetry.WithSpanProcessor.
+func WithTelemetryOptions(opts ...telemetry.Option) Option {
+	return func(o *options) { o.telOpts = append(o.telOpts, opts...) }
 }
 
 // WithoutDatabase builds a service that owns no database (the gateway).
@@ -125,17 +132,20 @@ func New(ctx context.Context, cfg config.Service, logOut io.Writer, opts ...Opti
 	if cfg.Telemetry.OTLPEndpoint != "" {
 		telOpts = append(telOpts, telemetry.WithOTLPEndpoint(cfg.Telemetry.OTLPEndpoint))
 	}
+	if cfg.HTTP.AdminListen != "" {
+		telOpts = append(telOpts, telemetry.WithPrometheus())
+	}
 	telOpts = append(telOpts,
 		telemetry.WithSampleRatio(cfg.Telemetry.SampleRatio),
 		telemetry.WithAttributes(attribute.String("service.instance.id", instanceID)),
 	)
-	if s.Telemetry, err = telemetry.New(ctx, cfg.Name, o.version, telOpts...); err != nil {
+	if s.Telemetry, err = telemetry.New(ctx, cfg.Name, o.version, append(telOpts, o.telOpts...)...); err != nil {
 		return nil, fmt.Errorf("telemetry: %w", err)
 	}
 	s.closers = append(s.closers, s.Telemetry.Shutdown)
 
 	if !o.withoutDB {
-		if s.DB, err = database.Open(ctx, cfg.Database, database.WithLogger(s.Log), database.WithApplicationName("basalt-"+cfg.Name)); err != nil {
+		if s.DB, err = database.Open(ctx, cfg.Database, database.WithLogger(s.Log), database.WithApplicationName("basalt-"+cfg.Name), database.WithTelemetry(s.Telemetry)); err != nil {
 			return nil, fmt.Errorf("database: %w", err)
 		}
 		s.closers = append(s.closers, func(context.Context) error { s.DB.Close(); return nil })
@@ -211,6 +221,9 @@ func New(ctx context.Context, cfg config.Service, logOut io.Writer, opts ...Opti
 	if s.DB != nil {
 		serverOpts = append(serverOpts, server.WithReadinessCheck("database", s.DB.Ping))
 	}
+	if h := s.Telemetry.MetricsHandler(); h != nil {
+		serverOpts = append(serverOpts, server.WithMetrics(h))
+	}
 	if s.Server, err = server.New(cfg.Name, cfg.HTTP, append(serverOpts, o.serverOpts...)...); err != nil {
 		return nil, err
 	}
@@ -223,10 +236,16 @@ func (s *Service) setUpOutbox(ctx context.Context, o options) error {
 	if o.withoutOutbox || s.DB == nil {
 		return nil
 	}
-	s.Outbox = outbox.New(s.DB, s.Config.Name, outbox.WithLogger(s.Log))
+	s.Outbox = outbox.New(s.DB, s.Config.Name, outbox.WithLogger(s.Log), outbox.WithTracerProvider(s.Telemetry.TracerProvider()))
 	if err := s.Outbox.Migrate(ctx); err != nil {
 		return fmt.Errorf("outbox: %w", err)
 	}
+	backlog, err := s.Outbox.ObserveBacklog(s.Telemetry.MeterProvider())
+	if err != nil {
+		return fmt.Errorf("outbox: %w", err)
+	}
+	// Closed before the database, which the backlog's metrics read.
+	s.closers = append(s.closers, func(context.Context) error { return backlog.Unregister() })
 	s.Recorder = s.Outbox
 	audit := rpcclient.For(s.RPC, "audit", auditv1connect.NewAuditServiceClient)
 	relay := outbox.RelayOptions{Interval: s.Config.Outbox.Interval, BatchSize: s.Config.Outbox.BatchSize, MaxBackoff: s.Config.Outbox.MaxBackoff}

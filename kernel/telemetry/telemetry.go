@@ -3,19 +3,26 @@
 // Telemetry returns its providers instead of installing globals, so that tests can run several
 // services in one process and a library never reports into a provider it was not given. Traces
 // are always generated (with W3C trace context propagation), so that log lines and audit
-// events carry trace ids; they are exported only when an OTLP endpoint is configured.
+// events carry trace ids; they are exported only when an OTLP endpoint is configured. Metrics
+// go out over OTLP too, and with WithPrometheus are also kept in a Prometheus registry of the
+// process's own, which MetricsHandler serves for a scraper to pull.
 package telemetry
 
 import (
 	"context"
 	"errors"
+	"net/http"
 	"net/url"
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetrichttp"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
@@ -29,6 +36,7 @@ type Telemetry struct {
 	tp         *sdktrace.TracerProvider
 	mp         *sdkmetric.MeterProvider
 	propagator propagation.TextMapPropagator
+	metrics    http.Handler
 }
 
 type options struct {
@@ -37,6 +45,8 @@ type options struct {
 	metricInterval time.Duration
 	attrs          []attribute.KeyValue
 	readers        []sdkmetric.Reader
+	processors     []sdktrace.SpanProcessor
+	prometheus     bool
 }
 
 // Option configures New.
@@ -62,6 +72,17 @@ func WithMetricReader(r sdkmetric.Reader) Option {
 	return func(o *options) { o.readers = append(o.readers, r) }
 }
 
+// WithSpanProcessor adds a span processor: tests record spans in memory with tracetest's
+// SpanRecorder.
+func WithSpanProcessor(p sdktrace.SpanProcessor) Option {
+	return func(o *options) { o.processors = append(o.processors, p) }
+}
+
+// WithPrometheus also keeps every metric in a Prometheus registry of the process's own, beside
+// Go's runtime and process collectors, for MetricsHandler to serve. Series are labelled with
+// the service's name (service_name); the other resource attributes are on target_info.
+func WithPrometheus() Option { return func(o *options) { o.prometheus = true } }
+
 // New builds the providers for service.
 func New(ctx context.Context, service, version string, opts ...Option) (*Telemetry, error) {
 	o := options{sampleRatio: 1, metricInterval: 15 * time.Second}
@@ -84,9 +105,21 @@ func New(ctx context.Context, service, version string, opts ...Option) (*Telemet
 		sdktrace.WithResource(res),
 		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(o.sampleRatio))),
 	}
+	for _, p := range o.processors {
+		tpOpts = append(tpOpts, sdktrace.WithSpanProcessor(p))
+	}
 	mpOpts := []sdkmetric.Option{sdkmetric.WithResource(res)}
 	for _, r := range o.readers {
 		mpOpts = append(mpOpts, sdkmetric.WithReader(r))
+	}
+	var metrics http.Handler
+	if o.prometheus {
+		reader, handler, err := prometheusReader()
+		if err != nil {
+			return nil, err
+		}
+		mpOpts = append(mpOpts, sdkmetric.WithReader(reader))
+		metrics = handler
 	}
 	if o.endpoint != "" {
 		tracesURL, err := signalURL(o.endpoint, "v1/traces")
@@ -112,7 +145,30 @@ func New(ctx context.Context, service, version string, opts ...Option) (*Telemet
 		tp:         sdktrace.NewTracerProvider(tpOpts...),
 		mp:         sdkmetric.NewMeterProvider(mpOpts...),
 		propagator: propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}),
+		metrics:    metrics,
 	}, nil
+}
+
+// prometheusReader returns a metric reader that hands the meter provider's metrics to a
+// registry of its own when scraped, and the handler that serves that registry.
+func prometheusReader() (sdkmetric.Reader, http.Handler, error) {
+	reg := prometheus.NewRegistry()
+	if err := reg.Register(collectors.NewGoCollector()); err != nil {
+		return nil, nil, err
+	}
+	if err := reg.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
+		return nil, nil, err
+	}
+	exporter, err := otelprom.New(
+		otelprom.WithRegisterer(reg),
+		// A scraper's job label is often not the service (one job scrapes every pod), so each
+		// series names its service itself; the instance's other attributes are on target_info.
+		otelprom.WithResourceAsConstantLabels(attribute.NewAllowKeysFilter("service.name")),
+	)
+	if err != nil {
+		return nil, nil, err
+	}
+	return exporter, promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}), nil
 }
 
 func signalURL(base, path string) (string, error) {
@@ -129,6 +185,10 @@ func (t *Telemetry) TracerProvider() trace.TracerProvider { return t.tp }
 
 // MeterProvider returns the meter provider.
 func (t *Telemetry) MeterProvider() metric.MeterProvider { return t.mp }
+
+// MetricsHandler serves the metrics in the Prometheus text format; it is nil unless New was
+// given WithPrometheus.
+func (t *Telemetry) MetricsHandler() http.Handler { return t.metrics }
 
 // Propagator returns the W3C trace context and baggage propagator.
 func (t *Telemetry) Propagator() propagation.TextMapPropagator { return t.propagator }

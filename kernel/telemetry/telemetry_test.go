@@ -5,10 +5,14 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/basaltplatform/basalt/kernel/telemetry"
 )
@@ -81,5 +85,68 @@ func TestTracesWithoutExporterStillPropagate(t *testing.T) {
 	want := "00-" + span.SpanContext().TraceID().String() + "-" + span.SpanContext().SpanID().String() + "-01"
 	if carrier["traceparent"] != want {
 		t.Fatalf("traceparent = %q, want %q", carrier["traceparent"], want)
+	}
+}
+
+func TestPrometheusServesTheMeterProvidersMetrics(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	tel, err := telemetry.New(ctx, "blog", "test", telemetry.WithPrometheus())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tel.Shutdown(ctx)
+	counter, err := tel.MeterProvider().Meter("t").Int64Counter("basalt.things", metric.WithUnit("{thing}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	counter.Add(ctx, 3, metric.WithAttributes(attribute.String("kind", "round")))
+
+	rec := httptest.NewRecorder()
+	tel.MetricsHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	body := rec.Body.String()
+	for _, want := range []string{"go_goroutines ", "process_cpu_seconds_total "} {
+		if !strings.Contains(body, want) {
+			t.Errorf("the metrics lack %q:\n%s", want, body)
+		}
+	}
+	// The series itself names its service, not only target_info.
+	var series string
+	for line := range strings.Lines(body) {
+		if strings.HasPrefix(line, "basalt_things_total{") {
+			series = line
+		}
+	}
+	if !strings.Contains(series, `kind="round"`) || !strings.Contains(series, `service_name="blog"`) || !strings.HasSuffix(strings.TrimSpace(series), " 3") {
+		t.Errorf("basalt_things_total is %q; want 3 with kind=round and service_name=blog:\n%s", series, body)
+	}
+}
+
+func TestNoMetricsHandlerWithoutPrometheus(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	tel, err := telemetry.New(ctx, "blog", "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tel.Shutdown(ctx)
+	if tel.MetricsHandler() != nil {
+		t.Fatal("MetricsHandler is set without WithPrometheus")
+	}
+}
+
+func TestSpanProcessorSeesEverySpan(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	rec := tracetest.NewSpanRecorder()
+	tel, err := telemetry.New(ctx, "blog", "test", telemetry.WithSpanProcessor(rec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tel.Shutdown(ctx)
+	_, span := tel.TracerProvider().Tracer("t").Start(ctx, "work")
+	span.End()
+	if ended := rec.Ended(); len(ended) != 1 || ended[0].Name() != "work" {
+		t.Fatalf("recorded %v, want the one span named work", ended)
 	}
 }

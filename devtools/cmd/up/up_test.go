@@ -239,6 +239,29 @@ func pageServed(t *testing.T, gateway, dir, task, path, title string) {
 	}
 }
 
+// metricsServed checks that every launched program serves its metrics at the admin address the
+// state file names: the gateway its own, each service those of its telemetry, named after it.
+func metricsServed(t *testing.T, procs map[string]launcher.State) {
+	t.Helper()
+	client := testkit.HTTP1Client(t)
+	for name, p := range procs {
+		want := `service_name="` + name + `"`
+		if name == "gateway" {
+			want = "basalt_gateway_requests_total"
+		}
+		resp, err := client.Get(p.AdminURL + "/metrics")
+		if err != nil {
+			t.Errorf("%s's metrics at %q: %v", name, p.AdminURL, err)
+			continue
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), want) {
+			t.Errorf("GET %s/metrics = %d without %s", p.AdminURL, resp.StatusCode, want)
+		}
+	}
+}
+
 // assertStopped checks that the launcher exited cleanly and left nothing running.
 func assertStopped(t *testing.T, stop func() error, procs map[string]launcher.State) {
 	t.Helper()
@@ -294,6 +317,7 @@ func TestEmbeddedDefault(t *testing.T) {
 	}
 	recordThrough(t, audit.URL, dataDir)
 	journey(t, procs, dataDir)
+	t.Run("metrics", func(t *testing.T) { metricsServed(t, procs) })
 	t.Run("console", func(t *testing.T) {
 		pageServed(t, procs["gateway"].URL, launcher.ConsoleDir, "console:build", "/console/admin/audit", "Basalt console")
 	})

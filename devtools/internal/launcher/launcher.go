@@ -61,7 +61,7 @@ type Process struct {
 	Name string
 	// URL is where the program serves.
 	URL string
-	// AdminURL serves the gateway's metrics; empty for services.
+	// AdminURL is the program's admin listener: /metrics, /healthz and /readyz.
 	AdminURL string
 
 	pkg  string
@@ -100,8 +100,11 @@ const StateFile = "up.json"
 // DefaultAdminEmail is the bootstrap administrator of the embedded default.
 const DefaultAdminEmail = "admin@basalt.local"
 
-// gatewayAdminPort is the fixed port of the gateway's metrics endpoint.
+// gatewayAdminPort is the fixed port of the gateway's admin listener (its metrics).
 const gatewayAdminPort = 9080
+
+// adminPortOffset puts a service's admin listener beside its port: audit's 7101 has 7201.
+const adminPortOffset = 100
 
 // fixedPorts keeps each service's port stable across runs on the embedded default.
 var fixedPorts = map[string]int{
@@ -114,15 +117,32 @@ var fixedPorts = map[string]int{
 }
 
 // FixedPorts returns the ports the platform takes on the embedded default, in increasing order:
-// every process's and the gateway's admin port. Tests must never listen on them, since `go tool
+// every process's and its admin listener's. Tests must never listen on them, since `go tool
 // task up` may hold them; the test task's port guard holds them while the tests run.
 func FixedPorts() []int {
-	ports := []int{gatewayAdminPort}
-	for _, p := range fixedPorts {
-		ports = append(ports, p)
+	var ports []int
+	for name, p := range fixedPorts {
+		ports = append(ports, p, adminPort(name, p))
 	}
 	slices.Sort(ports)
 	return ports
+}
+
+// adminPort is the fixed admin port of the process name whose own port is port, and the
+// setting that tells the process where to listen.
+func adminPort(name string, port int) int {
+	if name == "gateway" {
+		return gatewayAdminPort
+	}
+	return port + adminPortOffset
+}
+
+// adminSetting names the setting that tells the process name where its admin listener goes.
+func adminSetting(name string) string {
+	if name == "gateway" {
+		return "BASALT_GATEWAY_ADMIN_LISTEN"
+	}
+	return "BASALT_ADMIN_LISTEN"
 }
 
 // Discover lists the programs to launch: every services/<name>/cmd/<name>, then the gateway
@@ -269,9 +289,10 @@ func supervise(ctx context.Context, p *Process, out io.Writer, start func(*Proce
 	}
 }
 
-// AssignPorts gives every process its port, the fixed one of its name or a free one, and binds
-// it: the process's first Start hands it the bound socket. A port is thus taken from the moment
-// it is chosen, and another launcher choosing ports at the same time cannot pick it too.
+// AssignPorts gives every process its port and its admin listener's, the fixed ones of its name
+// or free ones, and binds them: the process's first Start hands it the bound sockets. A port is
+// thus taken from the moment it is chosen, and another launcher choosing ports at the same time
+// cannot pick it too.
 func AssignPorts(procs []*Process, host string, auto bool) error {
 	next := 7110
 	for _, p := range procs {
@@ -288,16 +309,14 @@ func AssignPorts(procs []*Process, host string, auto bool) error {
 		addr := net.JoinHostPort(host, strconv.Itoa(p.port))
 		p.URL = "http://" + addr
 		p.held = map[string]*net.TCPListener{addr: ln}
-		if p.Name == "gateway" {
-			admin, err := bindPort(host, gatewayAdminPort, auto)
-			if err != nil {
-				return fmt.Errorf("launcher: %s (metrics): %w", p.Name, err)
-			}
-			addr := net.JoinHostPort(host, strconv.Itoa(admin.Addr().(*net.TCPAddr).Port))
-			p.AdminURL = "http://" + addr
-			p.env = []string{"BASALT_GATEWAY_ADMIN_LISTEN=" + addr}
-			p.held[addr] = admin
+		admin, err := bindPort(host, adminPort(p.Name, port), auto)
+		if err != nil {
+			return fmt.Errorf("launcher: %s (admin): %w", p.Name, err)
 		}
+		adminAddr := net.JoinHostPort(host, strconv.Itoa(admin.Addr().(*net.TCPAddr).Port))
+		p.AdminURL = "http://" + adminAddr
+		p.env = []string{adminSetting(p.Name) + "=" + adminAddr}
+		p.held[adminAddr] = admin
 	}
 	return nil
 }
@@ -655,7 +674,7 @@ func printReady(o Options, env []string, procs []*Process, console, docs string)
 	}
 	for _, p := range procs {
 		if p.Name != "gateway" {
-			fmt.Fprintf(w, "  %-*s %s\n", width, p.Name, p.URL)
+			fmt.Fprintf(w, "  %-*s %s   (metrics: %s/metrics)\n", width, p.Name, p.URL, p.AdminURL)
 		}
 	}
 	for _, p := range procs {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -20,8 +21,7 @@ import (
 )
 
 // childEnv makes the test binary a stand-in for a service: it serves /readyz, answering with
-// its pid, on its listen address and, for the gateway, on the metrics address too, until
-// SIGTERM.
+// its pid, on its listen address and on its admin address too, until SIGTERM.
 const childEnv = "LAUNCHER_TEST_CHILD"
 
 func TestMain(m *testing.M) { testkit.Main(m, testkit.AsChild(childEnv, runChild)) }
@@ -35,7 +35,7 @@ func runChild(string) int {
 	}
 	pid := strconv.Itoa(os.Getpid())
 	handler := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, pid) })
-	for _, addr := range []string{os.Getenv("BASALT_LISTEN_ADDR"), os.Getenv("BASALT_GATEWAY_ADMIN_LISTEN")} {
+	for _, addr := range []string{os.Getenv("BASALT_LISTEN_ADDR"), os.Getenv("BASALT_ADMIN_LISTEN"), os.Getenv("BASALT_GATEWAY_ADMIN_LISTEN")} {
 		if addr == "" {
 			continue
 		}
@@ -123,17 +123,21 @@ func TestPortsAreHeldFromAssignmentUntilTheProcessServes(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = StopAll(procs, 10*time.Second) })
-	urls := []string{procs[0].URL, procs[1].URL, procs[1].AdminURL}
-	for _, u := range urls {
+	// Each process's address and its admin listener's, by the process that serves them.
+	urls := map[string]*Process{procs[0].URL: procs[0], procs[0].AdminURL: procs[0], procs[1].URL: procs[1], procs[1].AdminURL: procs[1]}
+	if len(urls) != 4 {
+		t.Fatalf("addresses %v, want four different ones", urls)
+	}
+	for u := range urls {
 		if !taken(t, u) {
 			t.Fatalf("%s is free after AssignPorts", u)
 		}
 	}
 
 	dir, env, logs := startStandIns(t, procs)
-	for i, u := range urls {
-		if got, want := answer(t, u), strconv.Itoa(procs[min(i, 1)].PID()); got != want {
-			t.Fatalf("%s answered from pid %s, want %s", u, got, want)
+	for u, p := range urls {
+		if got, want := answer(t, u), strconv.Itoa(p.PID()); got != want {
+			t.Fatalf("%s answered from pid %s, want %s's %s", u, got, p.Name, want)
 		}
 	}
 
@@ -159,6 +163,27 @@ func TestPortsAreHeldFromAssignmentUntilTheProcessServes(t *testing.T) {
 	}
 }
 
+func TestEveryProcessHasAFixedAdminPortBesideItsOwn(t *testing.T) {
+	t.Parallel()
+	fixed := FixedPorts()
+	want := map[string][2]int{"gateway": {8080, 9080}, "audit": {7101, 7201}, "blog": {7105, 7205}}
+	for name, ports := range want {
+		if fixedPorts[name] != ports[0] || adminPort(name, ports[0]) != ports[1] {
+			t.Errorf("%s listens on %d with its admin listener on %d, want %v", name, fixedPorts[name], adminPort(name, fixedPorts[name]), ports)
+		}
+	}
+	for name, port := range fixedPorts {
+		for _, p := range []int{port, adminPort(name, port)} {
+			if !slices.Contains(fixed, p) {
+				t.Errorf("FixedPorts %v lacks %s's %d", fixed, name, p)
+			}
+		}
+	}
+	if !slices.IsSorted(fixed) || len(slices.Compact(slices.Clone(fixed))) != 2*len(fixedPorts) {
+		t.Errorf("FixedPorts %v: want %d different ports in increasing order", fixed, 2*len(fixedPorts))
+	}
+}
+
 func TestStopLetsGoOfThePortsOfProcessesNeverStarted(t *testing.T) {
 	t.Parallel()
 	procs := []*Process{{Name: "blog"}, {Name: "gateway"}}
@@ -171,8 +196,8 @@ func TestStopLetsGoOfThePortsOfProcessesNeverStarted(t *testing.T) {
 			held = append(held, ln)
 		}
 	}
-	if len(held) != 3 {
-		t.Fatalf("%d sockets held, want 3 (blog, the gateway and its metrics)", len(held))
+	if len(held) != 4 {
+		t.Fatalf("%d sockets held, want 4 (blog, the gateway and their admin listeners)", len(held))
 	}
 	if err := StopAll(procs, time.Second); err != nil {
 		t.Fatal(err)

@@ -36,9 +36,9 @@ type env struct {
 	svc  *service.Service
 }
 
-// start runs the service. With auditDown, its audit events stay in its outbox table, where the
-// tests read them: the relay cannot deliver (and so delete) them.
-func start(t *testing.T, auditDown bool) *env {
+// start runs the service, built with opts. With auditDown, its audit events stay in its outbox
+// table, where the tests read them: the relay cannot deliver (and so delete) them.
+func start(t *testing.T, auditDown bool, opts ...service.Option) *env {
 	t.Helper()
 	a := authority.New(t)
 	ctx := context.Background()
@@ -46,7 +46,7 @@ func start(t *testing.T, auditDown bool) *env {
 	if auditDown {
 		cfg.Discovery.Static["audit"] = []string{closedURL(t)}
 	}
-	svc, err := service.New(ctx, cfg, testkit.LogWriter(t))
+	svc, err := service.New(ctx, cfg, testkit.LogWriter(t), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
