@@ -2,9 +2,12 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"time"
+
+	"entgo.io/ent/dialect"
 
 	"github.com/basaltplatform/basalt/kernel/database"
 	"github.com/basaltplatform/basalt/services/audit/ent"
@@ -124,8 +127,24 @@ type Verification struct {
 // Verify recomputes the chain over the whole log and checks every checkpoint against it: its
 // signature (with one of keys, in the order chain.Checker allows), and that the event at its
 // sequence exists and has its hash. It reads events and checkpoints a page at a time, side by
-// side.
+// side, in one read-only transaction: the log grows while it is verified, and pages read at
+// different moments would see a checkpoint appended after the last page of events as one
+// past the log's end, the sign of a cut-off tail.
 func (s *Store) Verify(ctx context.Context, keys chain.Keys) (Verification, error) {
+	opts := &sql.TxOptions{ReadOnly: true}
+	if s.db.Dialect() == dialect.Postgres {
+		// One snapshot for every statement of the transaction.
+		opts.Isolation = sql.LevelRepeatableRead
+	}
+	tx, err := s.client.BeginTx(ctx, opts)
+	if err != nil {
+		return Verification{}, database.Translate(err)
+	}
+	defer tx.Rollback() //nolint:errcheck // The transaction only read.
+	return (&Store{db: s.db, client: tx.Client(), signer: s.signer, now: s.now}).verify(ctx, keys)
+}
+
+func (s *Store) verify(ctx context.Context, keys chain.Keys) (Verification, error) {
 	var res Verification
 	v := chain.NewVerifier()
 	signatures := keys.Checker()

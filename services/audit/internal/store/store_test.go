@@ -256,3 +256,42 @@ func BenchmarkAppend(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "events/s")
 }
+
+// TestVerifyWhileTheLogGrows verifies the log over and over while appends go on, as VerifyLog
+// runs on a live platform: each verification sees one consistent log, never a checkpoint of an
+// append that landed after its last page of events, which would read as a cut-off tail.
+func TestVerifyWhileTheLogGrows(t *testing.T) {
+	t.Parallel()
+	for name, cfg := range backends(t, "audit_live") {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			st, _ := open(t, cfg)
+			appended := make(chan error, 1)
+			go func() {
+				defer close(appended)
+				for range 300 {
+					if _, err := st.Append(context.Background(), []chain.Entry{entry("auth.login")}); err != nil {
+						appended <- err
+						return
+					}
+				}
+			}()
+			verified := 0
+			for done := false; !done; verified++ {
+				select {
+				case err, open := <-appended:
+					if err != nil {
+						t.Fatalf("appending while verifying: %v", err)
+					}
+					done = !open
+				default:
+				}
+				verify(t, st)
+			}
+			if n := verify(t, st); n != 300 {
+				t.Fatalf("the log holds %d events after 300 appends", n)
+			}
+			t.Logf("%d verifications while 300 appends went on", verified)
+		})
+	}
+}
