@@ -25,8 +25,8 @@ import (
 	"connectrpc.com/grpcreflect"
 	"connectrpc.com/otelconnect"
 	// Reflection resolves files through the global registry: google.rpc.Status is registered
-	// there by this import and the error details by errors.go's, so that grpcurl and buf curl
-	// can ask for them to decode an error's BadRequest or RetryInfo.
+	// there by this import and the error details by errors.go's, so that grpcurl can ask for
+	// them to decode an error's BadRequest or RetryInfo.
 	_ "google.golang.org/genproto/googleapis/rpc/status"
 
 	"github.com/basaltplatform/basalt/kernel/authn"

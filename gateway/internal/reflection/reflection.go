@@ -1,8 +1,8 @@
 // Package reflection serves gRPC server reflection at the gateway, so that buf curl and grpcurl
 // can call the platform through it without local protos. It describes only what the gateway
 // routes: the basalt services with their internal methods removed from the descriptors, and the
-// files of the messages errors carry (google.rpc.Status and its details), so that those clients
-// decode an error's BadRequest or RetryInfo too.
+// files of the messages errors carry (google.rpc.Status and its details), so that grpcurl
+// decodes an error's BadRequest or RetryInfo too.
 package reflection
 
 import (
