@@ -174,10 +174,8 @@ func boundEnv(path string) (map[string]bool, error) {
 	cmd.Env = []string{}
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
-	var exit *exec.ExitError
-	if !errors.As(err, &exit) || exit.ExitCode() != 2 {
-		return nil, fmt.Errorf("-h: want exit status 2 (usage), got %v: %s", err, out.String())
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("-h: want the usage and exit status 0, got %v: %s", err, out.String())
 	}
 	names := map[string]bool{}
 	for _, m := range envInHelp.FindAllStringSubmatch(out.String(), -1) {

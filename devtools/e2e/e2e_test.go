@@ -308,4 +308,6 @@ func TestPlatform(t *testing.T) {
 	gatewayScenarios(t, p, admin)
 
 	t.Run("a blog post's life through the gateway", func(t *testing.T) { blogJourney(t, p) })
+
+	t.Run("a grpc-go program calls the gateway with the generated stubs", func(t *testing.T) { grpcGoClient(t, p) })
 }

@@ -1,7 +1,10 @@
 package config_test
 
 import (
+	"errors"
+	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"strings"
 	"testing"
@@ -220,15 +223,46 @@ func TestEndpointsRoundTrip(t *testing.T) {
 	}
 }
 
-func TestUnknownFlagsAndHelpAreReported(t *testing.T) {
+func TestUnknownFlagsAreReportedWithTheUsage(t *testing.T) {
 	t.Parallel()
-	for _, args := range [][]string{{"-nope"}, {"-h"}} {
-		var v string
-		l := config.NewLoader("t", args, config.MapLookup(nil))
-		l.String(&v, "value", "X_VALUE", "def", "a value")
-		err := l.Load()
-		if err == nil || !strings.Contains(err.Error(), "-value") || !strings.Contains(err.Error(), "X_VALUE") {
-			t.Fatalf("%v: error %v must show the usage of every setting", args, err)
-		}
+	var v string
+	exited := false
+	l := config.NewLoader("t", []string{"-nope"}, config.MapLookup(nil), config.WithHelpExit(io.Discard, func(int) { exited = true }))
+	l.String(&v, "value", "X_VALUE", "def", "a value")
+	err := l.Load()
+	if err == nil || exited || !strings.Contains(err.Error(), "-nope") || !strings.Contains(err.Error(), "-value") || !strings.Contains(err.Error(), "X_VALUE") {
+		t.Fatalf("error %v (exited %v) must name the flag and show the usage of every setting", err, exited)
+	}
+}
+
+func TestHelpPrintsTheUsageAndExitsZero(t *testing.T) {
+	t.Parallel()
+	for _, arg := range []string{"-h", "-help", "--help"} {
+		t.Run(arg, func(t *testing.T) {
+			t.Parallel()
+			var (
+				v     string
+				out   strings.Builder
+				codes []int
+			)
+			l := config.NewLoader("t", []string{arg}, config.MapLookup(map[string]string{"X_PW": "hunter2"}),
+				config.WithSummary("t does a thing."),
+				config.WithHelpExit(&out, func(code int) { codes = append(codes, code) }))
+			l.String(&v, "value", "X_VALUE", "def", "a value")
+			var s config.Secret
+			l.Secret(&s, "pw", "X_PW", "a password")
+			err := l.Load()
+			if !errors.Is(err, flag.ErrHelp) || len(codes) != 1 || codes[0] != 0 {
+				t.Fatalf("Load = %v, exit codes %v; want flag.ErrHelp after one exit(0)", err, codes)
+			}
+			for _, want := range []string{"t does a thing.", "Usage: t [flags]", "-value", "(env X_VALUE)", `(default "def")`, "-pw", "(env X_PW)"} {
+				if !strings.Contains(out.String(), want) {
+					t.Errorf("usage lacks %q:\n%s", want, out.String())
+				}
+			}
+			if strings.Contains(out.String(), "hunter2") {
+				t.Errorf("usage shows the secret:\n%s", out.String())
+			}
+		})
 	}
 }

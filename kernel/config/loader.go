@@ -4,7 +4,8 @@
 // plain values through its constructor, which keeps them testable without touching the
 // process environment. A setting is bound once, with its flag name, environment name, default
 // and help text; a flag beats the environment, which beats the default. Every problem is
-// collected and reported together, each naming the setting it concerns.
+// collected and reported together, each naming the setting it concerns. Every program that
+// loads its settings here answers -h, -help and --help alike: the usage on stdout, exit 0.
 package config
 
 import (
@@ -14,6 +15,7 @@ import (
 	"io"
 	"log/slog"
 	"net/url"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -51,11 +53,15 @@ func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
 
 // Loader binds settings to flags and environment variables and parses them.
 type Loader struct {
+	name     string
 	fs       *flag.FlagSet
 	args     []string
 	lookup   func(string) (string, bool)
 	bindings []*binding
 	problems []string
+	summary  string
+	helpOut  io.Writer
+	exit     func(code int)
 }
 
 type binding struct {
@@ -68,12 +74,28 @@ type binding struct {
 	flagSet  bool
 }
 
+// LoaderOption configures NewLoader.
+type LoaderOption func(*Loader)
+
+// WithSummary sets what the usage says of the program, above its settings.
+func WithSummary(text string) LoaderOption { return func(l *Loader) { l.summary = text } }
+
+// WithHelpExit sets where Load writes the usage when it is asked for help, and what ends the
+// program then (default: os.Stdout and os.Exit), so that tests can watch it.
+func WithHelpExit(out io.Writer, exit func(code int)) LoaderOption {
+	return func(l *Loader) { l.helpOut, l.exit = out, exit }
+}
+
 // NewLoader returns a loader over the given command-line arguments (without the program name)
 // and environment lookup (os.LookupEnv in production, a map in tests).
-func NewLoader(name string, args []string, lookup func(string) (string, bool)) *Loader {
+func NewLoader(name string, args []string, lookup func(string) (string, bool), opts ...LoaderOption) *Loader {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	return &Loader{fs: fs, args: args, lookup: lookup}
+	l := &Loader{name: name, fs: fs, args: args, lookup: lookup, helpOut: os.Stdout, exit: os.Exit}
+	for _, opt := range opts {
+		opt(l)
+	}
+	return l
 }
 
 // MapLookup adapts a map to the lookup function NewLoader takes.
@@ -92,7 +114,13 @@ func (l *Loader) bind(flagName, envName, def, usage string, secret bool, set fun
 		if envName != "" {
 			help += " (env " + envName + ")"
 		}
-		l.fs.StringVar(b.flagVal, flagName, "", help)
+		// The flag's own default is only shown by the usage: Load tells a flag given from
+		// one left alone by Visit, not by its value.
+		shown := def
+		if secret {
+			shown = ""
+		}
+		l.fs.StringVar(b.flagVal, flagName, shown, help)
 	}
 	l.bindings = append(l.bindings, b)
 }
@@ -157,15 +185,20 @@ func (l *Loader) Check(ok bool, setting, format string, args ...any) {
 
 // Load parses flags and environment into every bound destination. It returns an error that
 // lists every problem found, each prefixed by the setting's name.
+//
+// Asked for help (-h, -help or --help), Load writes the usage and ends the program with status
+// 0, as the flag package does for a program that exits on errors: help is what was asked for,
+// not a mistake. Where the exit returns (WithHelpExit), Load returns flag.ErrHelp.
 func (l *Loader) Load() error {
 	if err := l.fs.Parse(l.args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			l.Usage(l.helpOut)
+			l.exit(0)
+			return err
+		}
 		var usage strings.Builder
 		l.Usage(&usage)
-		if errors.Is(err, flag.ErrHelp) {
-			l.problems = append(l.problems, "usage:\n"+usage.String())
-		} else {
-			l.problems = append(l.problems, err.Error()+"\nusage:\n"+usage.String())
-		}
+		l.problems = append(l.problems, err.Error()+"\nusage:\n"+usage.String())
 		return l.Err()
 	}
 	l.fs.Visit(func(f *flag.Flag) {
@@ -215,8 +248,14 @@ func (b *binding) name() string {
 	}
 }
 
-// Usage writes the help text of every bound flag.
+// Usage writes the program's summary, if it has one, and the help text of every bound flag.
 func (l *Loader) Usage(w io.Writer) {
+	if l.summary != "" {
+		fmt.Fprintf(w, "%s\n\n", l.summary)
+	}
+	fmt.Fprintf(w, "Usage: %s [flags]\n", l.name)
+	fmt.Fprintln(w, "A flag wins over its environment variable, which wins over the default.")
+	fmt.Fprintln(w)
 	l.fs.SetOutput(w)
 	l.fs.PrintDefaults()
 	l.fs.SetOutput(io.Discard)

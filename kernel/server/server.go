@@ -25,6 +25,10 @@ import (
 	"connectrpc.com/grpchealth"
 	"connectrpc.com/grpcreflect"
 	"connectrpc.com/otelconnect"
+	// Reflection resolves files through the global registry: google.rpc.Status is registered
+	// there by this import and the error details by errors.go's, so that grpcurl can ask for
+	// them to decode an error's BadRequest or RetryInfo.
+	_ "google.golang.org/genproto/googleapis/rpc/status"
 
 	"github.com/basaltplatform/basalt/kernel/authn"
 	"github.com/basaltplatform/basalt/kernel/clientinfo"
@@ -199,6 +203,8 @@ func (s *Server) mountCommon() {
 	}
 	s.health.SetStatus("", grpchealth.StatusServing)
 	s.mux.Handle(grpchealth.NewHandler(s.health, s.handlerOpts...))
+	// Reflection lists the mounted services and describes any file linked into the binary,
+	// the error details' among them.
 	reflector := grpcreflect.NewStaticReflector(s.services...)
 	s.mux.Handle(grpcreflect.NewHandlerV1(reflector, s.handlerOpts...))
 	s.mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector, s.handlerOpts...))

@@ -17,6 +17,7 @@ import (
 
 	"connectrpc.com/connect"
 	"connectrpc.com/grpchealth"
+	"connectrpc.com/grpcreflect"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
@@ -26,6 +27,8 @@ import (
 	"google.golang.org/grpc/metadata"
 	reflectpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/descriptorpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/basaltplatform/basalt/kernel/config"
@@ -137,6 +140,37 @@ func TestEveryProtocolOnOnePort(t *testing.T) {
 			t.Fatalf("reflection lists %v, want %s", names, echo.Service)
 		}
 	})
+}
+
+// TestReflectionDescribesTheErrorDetails asks, as grpcurl does before it decodes an error's
+// details, for the files of google.rpc.Status and of the details the server sends.
+func TestReflectionDescribesTheErrorDetails(t *testing.T) {
+	t.Parallel()
+	srv := start(t, httpConfig(), nil)
+	stream := grpcreflect.NewClient(testkit.H2CClient(t), srv.URL()).NewStream(context.Background())
+	defer stream.Close()
+	bySymbol := func(name string) ([]*descriptorpb.FileDescriptorProto, error) {
+		return stream.FileContainingSymbol(protoreflect.FullName(name))
+	}
+	tests := []struct {
+		ask  string
+		by   func(string) ([]*descriptorpb.FileDescriptorProto, error)
+		want string
+	}{
+		{"google.rpc.BadRequest", bySymbol, "google/rpc/error_details.proto"},
+		{"google.rpc.RetryInfo", bySymbol, "google/rpc/error_details.proto"},
+		{"google/rpc/status.proto", stream.FileByFilename, "google/rpc/status.proto"},
+	}
+	for _, tt := range tests {
+		fds, err := tt.by(tt.ask)
+		if err != nil {
+			t.Errorf("%s: %v", tt.ask, err)
+			continue
+		}
+		if fds[0].GetName() != tt.want {
+			t.Errorf("%s: reflection answers %s first, want %s", tt.ask, fds[0].GetName(), tt.want)
+		}
+	}
 }
 
 func TestErrorsReachClientsWithTheRightCodeAndNothingInternal(t *testing.T) {

@@ -12,7 +12,7 @@ import (
 )
 
 func main() {
-	out := flag.String("out", ".build/proto-deps", "folder to export into")
+	out := flag.String("out", protodeps.Dir, "folder to export into")
 	force := flag.Bool("force", false, "export even when the folder is up to date")
 	flag.Parse()
 	if !*force && protodeps.Fresh(protodeps.Pinned, *out) {

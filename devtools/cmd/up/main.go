@@ -18,15 +18,26 @@ import (
 	"github.com/basaltplatform/basalt/kernel/config"
 )
 
+// summary is what -help says of up, above its settings.
+const summary = `up runs the whole Basalt platform on this machine, each service and the gateway as its own
+process: it builds them into <data-dir>/bin, starts them with their log lines on this terminal
+(each prefixed with the process's name), waits until every one is ready, writes
+<data-dir>/up.json (each process's name, URL and pid) and prints where to connect and the
+administrator's email and password. It restarts a process that exits; Ctrl-C stops them all.
+
+On its own it runs the embedded default: SQLite files under <data-dir> and a static table for
+discovery. With DATABASE_URL and CONSUL_HTTP_ADDR set it runs on that PostgreSQL and Consul.
+go tool task up builds the console, then runs up; flags go after --: go tool task up -- -ports auto`
+
 func main() {
 	var (
 		o     launcher.Options
 		ports string
 	)
-	l := config.NewLoader("up", os.Args[1:], os.LookupEnv)
-	l.String(&o.DataDir, "data-dir", "BASALT_DATA_DIR", ".data", "folder for SQLite files, binaries and up.json")
+	l := config.NewLoader("up", os.Args[1:], os.LookupEnv, config.WithSummary(summary))
+	l.String(&o.DataDir, "data-dir", "BASALT_DATA_DIR", ".data", "folder for the SQLite files, the built programs (bin/), the generated secrets and up.json")
 	l.String(&o.Host, "host", "BASALT_UP_HOST", "127.0.0.1", "address every process listens on")
-	l.String(&ports, "ports", "BASALT_UP_PORTS", "fixed", "fixed (gateway on 8080, services from 7101) or auto (free ports)")
+	l.String(&ports, "ports", "BASALT_UP_PORTS", "fixed", "fixed (the gateway on 8080, the services from 7101) or auto (free ports, so that several platforms or test runs live side by side; up.json says which)")
 	l.Duration(&o.ReadyTimeout, "ready-timeout", "BASALT_UP_READY_TIMEOUT", 2*time.Minute, "time allowed for every process to become ready")
 	l.Duration(&o.StopTimeout, "stop-timeout", "BASALT_UP_STOP_TIMEOUT", 30*time.Second, "time allowed for every process to stop")
 	_ = l.Load()

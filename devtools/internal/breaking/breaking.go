@@ -14,9 +14,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/basaltplatform/basalt/devtools/internal/protodeps"
@@ -61,11 +64,19 @@ func Check(ctx context.Context, o Options) error {
 	if err := extract(ctx, o.Root, base, dir, "proto", "buf.yaml"); err != nil {
 		return err
 	}
-	if err := protodeps.Export(ctx, protodeps.Pinned, filepath.Join(dir, ".build", "proto-deps")); err != nil {
+	// The base revision's buf.yaml names the folder its deps go in, which an older revision
+	// named differently.
+	bufYAML, err := os.ReadFile(filepath.Join(dir, "buf.yaml"))
+	if err != nil {
 		return err
 	}
-	if !protodeps.Fresh(protodeps.Pinned, filepath.Join(o.Root, ".build", "proto-deps")) {
-		if err := protodeps.Export(ctx, protodeps.Pinned, filepath.Join(o.Root, ".build", "proto-deps")); err != nil {
+	for _, module := range missingModules(bufYAML, dir) {
+		if err := protodeps.Export(ctx, protodeps.Pinned, filepath.Join(dir, filepath.FromSlash(module))); err != nil {
+			return err
+		}
+	}
+	if !protodeps.Fresh(protodeps.Pinned, filepath.Join(o.Root, protodeps.Dir)) {
+		if err := protodeps.Export(ctx, protodeps.Pinned, filepath.Join(o.Root, protodeps.Dir)); err != nil {
 			return err
 		}
 	}
@@ -81,6 +92,25 @@ func Check(ctx context.Context, o Options) error {
 	}
 	fmt.Fprintln(o.Out, "breaking: no breaking changes")
 	return nil
+}
+
+// modulePath matches a module's folder in a buf.yaml: `  - path: proto`, quoted or not.
+var modulePath = regexp.MustCompile(`(?m)^\s*-\s*path:\s*(.+?)\s*$`)
+
+// missingModules returns the module folders bufYAML names that dir lacks: the git-ignored
+// export of the third-party protos.
+func missingModules(bufYAML []byte, dir string) []string {
+	var out []string
+	for _, m := range modulePath.FindAllSubmatch(bufYAML, -1) {
+		path := string(m[1])
+		if unquoted, err := strconv.Unquote(path); err == nil {
+			path = unquoted
+		}
+		if _, err := os.Stat(filepath.Join(dir, filepath.FromSlash(path))); errors.Is(err, fs.ErrNotExist) {
+			out = append(out, path)
+		}
+	}
+	return out
 }
 
 func baseRevision(ctx context.Context, o Options) (string, error) {

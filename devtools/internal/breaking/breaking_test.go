@@ -8,10 +8,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/basaltplatform/basalt/devtools/internal/breaking"
+	"github.com/basaltplatform/basalt/devtools/internal/protodeps"
 	"github.com/basaltplatform/basalt/kernel/testkit"
 )
 
@@ -134,6 +136,31 @@ func TestCompatibleChangesPass(t *testing.T) {
 	r.commit("add a field")
 	if out, err := r.check(); err != nil {
 		t.Fatalf("adding a field failed the check: %v\n%s", err, out)
+	}
+}
+
+// TestABaseThatKeptItsDepsElsewhereIsCompared compares with a revision whose buf.yaml put the
+// third-party protos in .build/proto-deps, as the contracts did before the folder was named
+// after its task.
+func TestABaseThatKeptItsDepsElsewhereIsCompared(t *testing.T) {
+	t.Parallel()
+	r := newRepo(t)
+	current, err := os.ReadFile(filepath.Join(r.dir, "buf.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := strings.ReplaceAll(string(current), strconv.Quote(protodeps.Dir), ".build/proto-deps")
+	if old == string(current) {
+		t.Fatalf("buf.yaml does not name %s", protodeps.Dir)
+	}
+	r.write("buf.yaml", old)
+	r.commit("base, with the deps in .build/proto-deps")
+	r.write("buf.yaml", string(current))
+	r.edit(auditProto, "  string trace_id = 10;\n", "")
+	r.commit("name the deps folder after its task; remove trace_id")
+	out, err := r.check()
+	if !errors.Is(err, breaking.ErrBreaking) || !strings.Contains(out, "trace_id") {
+		t.Fatalf("against a base with .build/proto-deps: %v\n%s\nwant the removed trace_id reported", err, out)
 	}
 }
 

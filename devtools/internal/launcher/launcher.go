@@ -191,7 +191,6 @@ func Run(ctx context.Context, o Options) error {
 	}
 	console := ServeConsole(procs, o.Root, o.Env)
 	docs := ServeDocs(procs, o.Root, o.Env)
-	fmt.Fprintf(o.Out, "basalt: building %d programs\n", len(procs))
 	if err := Build(ctx, o.Root, o.Env, o.Out, binDir, procs); err != nil {
 		return err
 	}
@@ -381,23 +380,184 @@ func bindPort(host string, port int, auto bool) (*net.TCPListener, error) {
 	return nil, fmt.Errorf("no free port on %s between %d and %d", host, low, high)
 }
 
-// Build compiles every program into binDir with one go build.
+// buildProgressEvery is how often Build says how many packages it has compiled while no
+// program is done yet: a first build, with an empty build cache, takes minutes.
+const buildProgressEvery = 15 * time.Second
+
+// Build compiles every program into binDir with one go build, so that the packages they share
+// compile once, in parallel, and reports on out as it goes: a line for each program when its
+// binary lands in binDir, with the time since the build started, a line every
+// buildProgressEvery with the number of packages compiled so far, and a last line with the
+// total. The go command's own messages (downloads, compile errors) pass through.
+//
+// go build -json -v reports each package it compiles (go help buildjson); a program is done
+// when its binary's modification time changes, which go build does even when the binary was
+// already up to date.
 func Build(ctx context.Context, root string, env []string, out io.Writer, binDir string, procs []*Process) error {
 	if err := os.MkdirAll(binDir, 0o755); err != nil {
 		return err
 	}
-	args := []string{"build", "-o", binDir + string(filepath.Separator)}
+	start := time.Now()
+	fmt.Fprintf(out, "basalt: building %d programs into %s (a first build, with an empty Go build cache, takes minutes; later ones take seconds)\n", len(procs), binDir)
+	args := []string{"build", "-json", "-v", "-o", binDir + string(filepath.Separator)}
 	for _, p := range procs {
 		args = append(args, p.pkg)
 	}
+	// The go command's stderr and the report write to out from two goroutines.
+	out = &lockedWriter{w: out}
 	cmd := exec.CommandContext(ctx, "go", args...)
 	cmd.Dir = root
 	cmd.Env = env
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Run(); err != nil {
+	cmd.Stderr = out
+	events, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	b := newBuildReport(out, binDir, procs, start)
+	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("launcher: build: %w", err)
 	}
+	lines := make(chan string)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(events)
+		sc.Buffer(make([]byte, 64<<10), 16<<20)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		_, _ = io.Copy(io.Discard, events)
+	}()
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for done := false; !done; {
+		select {
+		case line, ok := <-lines:
+			if !ok {
+				done = true
+				break
+			}
+			b.event(line)
+		case <-tick.C:
+			b.poll()
+		}
+	}
+	if err := cmd.Wait(); err != nil {
+		return fmt.Errorf("launcher: build: %w", err)
+	}
+	b.poll()
+	b.finish()
 	return nil
+}
+
+// lockedWriter serialises writes to w.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
+}
+
+// buildReport is what Build says of one go build.
+type buildReport struct {
+	out      io.Writer
+	binDir   string
+	start    time.Time
+	width    int
+	pending  []*Process
+	before   map[string]time.Time
+	compiled int
+	// said is when the last line was written, so progress lines come only in silences.
+	said time.Time
+}
+
+func newBuildReport(out io.Writer, binDir string, procs []*Process, start time.Time) *buildReport {
+	b := &buildReport{out: out, binDir: binDir, start: start, pending: slices.Clone(procs), before: map[string]time.Time{}, said: start}
+	for _, p := range procs {
+		b.width = max(b.width, len(p.Name))
+		b.before[p.Name] = b.modTime(p)
+	}
+	return b
+}
+
+func (b *buildReport) modTime(p *Process) time.Time {
+	info, err := os.Stat(filepath.Join(b.binDir, p.Name))
+	if err != nil {
+		return time.Time{}
+	}
+	return info.ModTime()
+}
+
+// buildEvent is one line of go build -json.
+type buildEvent struct {
+	ImportPath string
+	Action     string
+	Output     string
+}
+
+// event handles a line of go build's output: -v's line naming a package is counted, any other
+// output (a compile error) passes through.
+func (b *buildReport) event(line string) {
+	var e buildEvent
+	if err := json.Unmarshal([]byte(line), &e); err != nil {
+		fmt.Fprintln(b.out, line)
+		return
+	}
+	switch {
+	case e.Action != "build-output":
+	case e.ImportPath != "" && e.Output == e.ImportPath+"\n":
+		b.compiled++
+	default:
+		fmt.Fprint(b.out, e.Output)
+	}
+}
+
+// poll reports the programs whose binary has landed, or else, after a silence, how many
+// packages are compiled.
+func (b *buildReport) poll() {
+	b.pending = slices.DeleteFunc(b.pending, func(p *Process) bool {
+		if b.modTime(p).Equal(b.before[p.Name]) {
+			return false
+		}
+		b.say("basalt:   built %-*s %s", b.width, p.Name, b.elapsed())
+		return true
+	})
+	if len(b.pending) == 0 || time.Since(b.said) < buildProgressEvery {
+		return
+	}
+	line := fmt.Sprintf("basalt:   %d packages compiled, %s", b.compiled, b.elapsed())
+	if len(b.pending) < len(b.before) {
+		names := make([]string, len(b.pending))
+		for i, p := range b.pending {
+			names[i] = p.Name
+		}
+		line += "; still building " + strings.Join(names, ", ")
+	}
+	b.say("%s", line)
+}
+
+// finish reports what poll has not and the totals.
+func (b *buildReport) finish() {
+	for _, p := range b.pending {
+		b.say("basalt:   built %-*s %s", b.width, p.Name, b.elapsed())
+	}
+	b.say("basalt: built %d programs in %s; %d packages compiled, the others were in Go's build cache", len(b.before), b.elapsed(), b.compiled)
+}
+
+func (b *buildReport) say(format string, args ...any) {
+	fmt.Fprintf(b.out, format+"\n", args...)
+	b.said = time.Now()
+}
+
+func (b *buildReport) elapsed() time.Duration {
+	d := time.Since(b.start)
+	if d < time.Minute {
+		return d.Round(100 * time.Millisecond)
+	}
+	return d.Round(time.Second)
 }
 
 // Environment is the environment of every launched process: base, plus the data folder, the

@@ -46,6 +46,12 @@ var Pinned = []Source{{
 	},
 }}
 
+// Dir is the folder, relative to the repository root, where buf.yaml expects the export. Its
+// name says what fills it because buf names a module's folder when it finds no .proto files
+// there: in a fresh clone, `go tool buf lint` fails with the one line
+// Module "path: ".build/proto-deps (go tool task proto-deps)"" had no .proto files.
+const Dir = ".build/proto-deps (go tool task proto-deps)"
+
 // StampFile is written last into the output folder; its content names every pinned source, so
 // a task can tell an up-to-date export from a stale or half-written one.
 const StampFile = ".stamp"

@@ -665,6 +665,10 @@ func TestReadinessMetricsAndReflection(t *testing.T) {
 			}
 		}
 	}
+	// grpcurl and buf curl decode an error's details with the file reflection gives them.
+	if desc, err := stream.FileContainingSymbol("google.rpc.BadRequest"); err != nil || desc[0].GetName() != "google/rpc/error_details.proto" {
+		t.Errorf("reflection for google.rpc.BadRequest = %v, %v", desc, err)
+	}
 }
 
 func TestNotReadyWithoutKeys(t *testing.T) {
