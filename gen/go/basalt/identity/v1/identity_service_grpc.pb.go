@@ -29,6 +29,7 @@ const (
 	IdentityService_ListUsers_FullMethodName         = "/basalt.identity.v1.IdentityService/ListUsers"
 	IdentityService_DisableUser_FullMethodName       = "/basalt.identity.v1.IdentityService/DisableUser"
 	IdentityService_DeleteUser_FullMethodName        = "/basalt.identity.v1.IdentityService/DeleteUser"
+	IdentityService_LookupProfiles_FullMethodName    = "/basalt.identity.v1.IdentityService/LookupProfiles"
 	IdentityService_ChangePassword_FullMethodName    = "/basalt.identity.v1.IdentityService/ChangePassword"
 	IdentityService_VerifyCredentials_FullMethodName = "/basalt.identity.v1.IdentityService/VerifyCredentials"
 	IdentityService_FilterActiveUsers_FullMethodName = "/basalt.identity.v1.IdentityService/FilterActiveUsers"
@@ -60,6 +61,13 @@ type IdentityServiceClient interface {
 	// DeleteUser deletes a user and ends every session of theirs. It answers failed_precondition,
 	// changing nothing, for the last active user who holds the admin role.
 	DeleteUser(ctx context.Context, in *DeleteUserRequest, opts ...grpc.CallOption) (*DeleteUserResponse, error)
+	// LookupProfiles returns the public profiles (id and display name) of up to 100 users, so
+	// that a client can name the authors of the posts it shows. Ids of users that do not exist
+	// are left out of the answer; a malformed id is invalid_argument. The answer is read fresh
+	// on every call, so a new display name shows at once. No access token is needed: a profile
+	// holds only what a public post's byline shows, and a user id cannot be guessed (a UUIDv7),
+	// so the method names the users a caller already knows of and lists none.
+	LookupProfiles(ctx context.Context, in *LookupProfilesRequest, opts ...grpc.CallOption) (*LookupProfilesResponse, error)
 	// ChangePassword replaces the caller's password, given the current one, and ends every
 	// session of theirs: the caller logs in again with the new password.
 	ChangePassword(ctx context.Context, in *ChangePasswordRequest, opts ...grpc.CallOption) (*ChangePasswordResponse, error)
@@ -155,6 +163,16 @@ func (c *identityServiceClient) DeleteUser(ctx context.Context, in *DeleteUserRe
 	return out, nil
 }
 
+func (c *identityServiceClient) LookupProfiles(ctx context.Context, in *LookupProfilesRequest, opts ...grpc.CallOption) (*LookupProfilesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(LookupProfilesResponse)
+	err := c.cc.Invoke(ctx, IdentityService_LookupProfiles_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *identityServiceClient) ChangePassword(ctx context.Context, in *ChangePasswordRequest, opts ...grpc.CallOption) (*ChangePasswordResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ChangePasswordResponse)
@@ -220,6 +238,13 @@ type IdentityServiceServer interface {
 	// DeleteUser deletes a user and ends every session of theirs. It answers failed_precondition,
 	// changing nothing, for the last active user who holds the admin role.
 	DeleteUser(context.Context, *DeleteUserRequest) (*DeleteUserResponse, error)
+	// LookupProfiles returns the public profiles (id and display name) of up to 100 users, so
+	// that a client can name the authors of the posts it shows. Ids of users that do not exist
+	// are left out of the answer; a malformed id is invalid_argument. The answer is read fresh
+	// on every call, so a new display name shows at once. No access token is needed: a profile
+	// holds only what a public post's byline shows, and a user id cannot be guessed (a UUIDv7),
+	// so the method names the users a caller already knows of and lists none.
+	LookupProfiles(context.Context, *LookupProfilesRequest) (*LookupProfilesResponse, error)
 	// ChangePassword replaces the caller's password, given the current one, and ends every
 	// session of theirs: the caller logs in again with the new password.
 	ChangePassword(context.Context, *ChangePasswordRequest) (*ChangePasswordResponse, error)
@@ -265,6 +290,9 @@ func (UnimplementedIdentityServiceServer) DisableUser(context.Context, *DisableU
 }
 func (UnimplementedIdentityServiceServer) DeleteUser(context.Context, *DeleteUserRequest) (*DeleteUserResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteUser not implemented")
+}
+func (UnimplementedIdentityServiceServer) LookupProfiles(context.Context, *LookupProfilesRequest) (*LookupProfilesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method LookupProfiles not implemented")
 }
 func (UnimplementedIdentityServiceServer) ChangePassword(context.Context, *ChangePasswordRequest) (*ChangePasswordResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ChangePassword not implemented")
@@ -425,6 +453,24 @@ func _IdentityService_DeleteUser_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _IdentityService_LookupProfiles_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LookupProfilesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(IdentityServiceServer).LookupProfiles(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: IdentityService_LookupProfiles_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(IdentityServiceServer).LookupProfiles(ctx, req.(*LookupProfilesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _IdentityService_ChangePassword_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ChangePasswordRequest)
 	if err := dec(in); err != nil {
@@ -531,6 +577,10 @@ var IdentityService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeleteUser",
 			Handler:    _IdentityService_DeleteUser_Handler,
+		},
+		{
+			MethodName: "LookupProfiles",
+			Handler:    _IdentityService_LookupProfiles_Handler,
 		},
 		{
 			MethodName: "ChangePassword",
