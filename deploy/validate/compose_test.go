@@ -222,7 +222,7 @@ func TestComposeServices(t *testing.T) {
 			if bad := p.unbound(b.Name, names); len(bad) > 0 {
 				t.Errorf("sets %v, which %s does not bind", bad, b.Name)
 			}
-			if msg := p.configError(t, b.Name, imagePaths{"/srv/console": console}.rewrite(env)); msg != "" {
+			if msg := p.configError(t, b.Name, imagePaths{"/srv/console": console, "/srv/docs": console}.rewrite(env)); msg != "" {
 				t.Errorf("%s refuses its Compose configuration: %s", b.Name, msg)
 			}
 

@@ -617,7 +617,7 @@ func TestOverlays(t *testing.T) {
 				if !ok {
 					continue
 				}
-				env := m.runEnv(t, d.Spec.Template.Spec, c, imagePaths{"/srv/console": console})
+				env := m.runEnv(t, d.Spec.Template.Spec, c, imagePaths{"/srv/console": console, "/srv/docs": console})
 				msg := p.configError(t, c.Name, env)
 				// The base's Secret is a placeholder that must never start a service; the
 				// overlays' secrets must start everything.

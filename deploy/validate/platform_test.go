@@ -241,7 +241,7 @@ func (p *built) configError(t testing.TB, bin string, env map[string]string) str
 type imagePaths map[string]string
 
 // consoleStandIn makes a folder that passes for the built console (/srv/console in the
-// gateway's image).
+// gateway's image), and for the built reference page (/srv/docs).
 func consoleStandIn(t testing.TB) string {
 	t.Helper()
 	dir := t.TempDir()
