@@ -233,9 +233,12 @@ func repeats(l *httpwire.Lines, n int) bool {
 
 // connectionTokens reads a Connection header into r; it reports false for tokens other than
 // close and keep-alive, since a Connection header naming other headers makes them hop-by-hop.
+// Only spaces and tabs are trimmed around a token, as net/http trims them: a no-break space
+// after close (0xC2 0xA0, which strings.TrimSpace would trim) makes another token, and
+// net/http keeps such a connection open.
 func connectionTokens(value string, r *Request) bool {
 	for token := range strings.SplitSeq(value, ",") {
-		switch token = strings.TrimSpace(token); {
+		switch token = httpwire.TrimSpace(token); {
 		case strings.EqualFold(token, "close"):
 			r.Close = true
 		case strings.EqualFold(token, "keep-alive"):

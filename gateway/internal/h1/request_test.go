@@ -184,6 +184,8 @@ func TestParseHeadDeclined(t *testing.T) {
 		{"Expect", "POST /fast/a HTTP/1.1\r\nExpect: 100-continue\r\n" + tail},
 		{"Upgrade", "POST /fast/a HTTP/1.1\r\nUPGRADE: h2c\r\nConnection: close\r\n" + tail},
 		{"Connection naming another header", "POST /fast/a HTTP/1.1\r\nConnection: X-Secret\r\n" + tail},
+		{"Connection close and a no-break space", "POST /fast/a HTTP/1.1\r\nConnection: close\xc2\xa0\r\n" + tail},
+		{"Connection keep-alive after a next-line character", "POST /fast/a HTTP/1.1\r\nConnection: \xc2\x85keep-alive\r\n" + tail},
 		{"Connection keep-alive and another header", "POST /fast/a HTTP/1.1\r\nConnection: keep-alive, Upgrade\r\n" + tail},
 		{"second Content-Type", "POST /fast/a HTTP/1.1\r\nContent-Type: application/proto\r\ncontent-type: application/json\r\n" + tail},
 		{"NUL in a value", "POST /fast/a HTTP/1.1\r\nX-A: b\x00c\r\n" + tail},
