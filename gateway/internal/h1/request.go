@@ -235,13 +235,16 @@ func repeats(l *httpwire.Lines, n int) bool {
 // close and keep-alive, since a Connection header naming other headers makes them hop-by-hop.
 // Only spaces and tabs are trimmed around a token, as net/http trims them: a no-break space
 // after close (0xC2 0xA0, which strings.TrimSpace would trim) makes another token, and
-// net/http keeps such a connection open.
+// net/http keeps such a connection open. Tokens are compared in ASCII, as net/http compares
+// them: EqualFold folds Unicode, for which a long s (U+017F) is an s and a Kelvin sign (U+212A)
+// a k, but such a letter takes more than one byte, so with the lengths equal the token is
+// ASCII.
 func connectionTokens(value string, r *Request) bool {
 	for token := range strings.SplitSeq(value, ",") {
 		switch token = httpwire.TrimSpace(token); {
-		case strings.EqualFold(token, "close"):
+		case len(token) == len("close") && strings.EqualFold(token, "close"):
 			r.Close = true
-		case strings.EqualFold(token, "keep-alive"):
+		case len(token) == len("keep-alive") && strings.EqualFold(token, "keep-alive"):
 		default:
 			return false
 		}

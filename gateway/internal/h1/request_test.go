@@ -186,6 +186,8 @@ func TestParseHeadDeclined(t *testing.T) {
 		{"Connection naming another header", "POST /fast/a HTTP/1.1\r\nConnection: X-Secret\r\n" + tail},
 		{"Connection close and a no-break space", "POST /fast/a HTTP/1.1\r\nConnection: close\xc2\xa0\r\n" + tail},
 		{"Connection keep-alive after a next-line character", "POST /fast/a HTTP/1.1\r\nConnection: \xc2\x85keep-alive\r\n" + tail},
+		{"Connection close with a long s", "POST /fast/a HTTP/1.1\r\nConnection: clo\xc5\xbfe\r\n" + tail},
+		{"Connection keep-alive with a Kelvin sign", "POST /fast/a HTTP/1.1\r\nConnection: \xe2\x84\xaaeep-alive\r\n" + tail},
 		{"Connection keep-alive and another header", "POST /fast/a HTTP/1.1\r\nConnection: keep-alive, Upgrade\r\n" + tail},
 		{"second Content-Type", "POST /fast/a HTTP/1.1\r\nContent-Type: application/proto\r\ncontent-type: application/json\r\n" + tail},
 		{"NUL in a value", "POST /fast/a HTTP/1.1\r\nX-A: b\x00c\r\n" + tail},
