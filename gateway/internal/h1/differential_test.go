@@ -127,10 +127,11 @@ func netHTTPServes(req *http.Request, head []byte) bool {
 }
 
 // h1Readings reads the connection's bytes in as the h1 server does (conn.step and readHead, with
-// New's default limits): the CR and LF bytes after a served request are skipped, each head the parser passes whole, within the limits, is served with
-// the body its length gives, and the connection's next head is parsed into the same Request. At
-// the first head the parser declines, or that is past a limit, the connection goes to net/http:
-// handover is that head's offset, -1 when the fast path keeps the connection to its end.
+// New's default limits): each head the parser passes whole, within the limits, is served with
+// the body its length gives, and the connection's next head, after the blank lines it skips, is
+// parsed into the same Request. At the first head the parser declines, or that is past a limit,
+// the connection goes to net/http: handover is that head's offset, -1 when the fast path keeps
+// the connection to its end.
 func h1Readings(in []byte) (rs []reading, handover int) {
 	o := New(nil, nil).o
 	limit := min(o.maxHeaderBytes, bufferSize)
@@ -161,12 +162,12 @@ func h1Readings(in []byte) (rs []reading, handover int) {
 	}
 }
 
-// handover is one reason for which the fast path leaves a request that net/http serves to
+// handoverReason is one reason for which the fast path leaves a request that net/http serves to
 // net/http. The h1 parser refuses nothing itself: what it does not take goes to net/http, so a
 // request handed over is served as it would have been without the fast path. The list records
 // that strictness as deliberate, and a request handed over for none of these reasons is one the
 // fast path lost.
-type handover struct {
+type handoverReason struct {
 	why     string
 	applies func(h rawHead, req *http.Request) bool
 }
@@ -177,7 +178,7 @@ var (
 	plainHost   = regexp.MustCompile(`^[A-Za-z0-9._:\[\]-]+$`)
 )
 
-var handovers = []handover{
+var handoverReasons = []handoverReason{
 	{"a method other than POST: the fast path serves unary calls, which are POSTs",
 		func(_ rawHead, req *http.Request) bool { return req.Method != "POST" }},
 	{"a version other than HTTP/1.1: HTTP/1.0 keeps connections alive by other rules",
@@ -230,6 +231,7 @@ var handovers = []handover{
 		}},
 }
 
+// asciiLower lowers ASCII letters only, as HTTP compares names and tokens.
 func asciiLower(r rune) rune {
 	if 'A' <= r && r <= 'Z' {
 		return r + 'a' - 'A'
@@ -247,6 +249,7 @@ type rawHead struct {
 	fields [][2]string
 }
 
+// splitHead splits a head that net/http read.
 func splitHead(raw []byte) rawHead {
 	h := rawHead{raw: raw}
 	lines := strings.Split(string(raw), "\n")
@@ -272,6 +275,7 @@ func (h rawHead) values(name string) []string {
 	return vv
 }
 
+// bareLineEnd reports an LF without a CR before it, or a CR without an LF after it.
 func (h rawHead) bareLineEnd() bool {
 	for i, c := range h.raw {
 		if c == '\n' && (i == 0 || h.raw[i-1] != '\r') || c == '\r' && (i+1 == len(h.raw) || h.raw[i+1] != '\n') {
@@ -281,6 +285,8 @@ func (h rawHead) bareLineEnd() bool {
 	return false
 }
 
+// folded reports a line that starts with white space, which net/http takes as the
+// continuation of the line before.
 func (h rawHead) folded() bool {
 	for _, f := range h.fields {
 		if strings.HasPrefix(f[0], " ") || strings.HasPrefix(f[0], "\t") {
@@ -300,7 +306,7 @@ const plainRequest = "POST /pkg.v1.Service/Method HTTP/1.1\r\nHost: api.example\
 // no Transfer-Encoding or Expect, whether the connection closes after it, and where it ends, so
 // where the next one starts. From the first request it hands over, net/http reads the rest
 // afresh, and the whole must be what net/http alone reads of the bytes. A request handed over
-// that net/http serves must be handed over for one of the reasons in handovers.
+// that net/http serves must be handed over for one of the reasons in handoverReasons.
 func FuzzH1MatchesNetHTTP(f *testing.F) {
 	const (
 		line = "POST /pkg.v1.Service/Method HTTP/1.1\r\n"
@@ -422,7 +428,7 @@ func FuzzH1MatchesNetHTTP(f *testing.F) {
 			}
 			if len(reqs) > 0 {
 				h := splitHead(reqs[0].head)
-				if !slices.ContainsFunc(handovers, func(o handover) bool { return o.applies(h, reqs[0].req) }) {
+				if !slices.ContainsFunc(handoverReasons, func(o handoverReason) bool { return o.applies(h, reqs[0].req) }) {
 					t.Errorf("the fast path handed over %q, which net/http serves, for none of the listed reasons", reqs[0].head)
 				}
 			}
