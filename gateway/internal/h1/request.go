@@ -202,6 +202,24 @@ func parseHead(buf []byte, r *Request) (int, outcome) {
 	return n, complete
 }
 
+// maxBlank is how many CR and LF bytes before a request line blankLines skips: as many as
+// net/http's server skips after a POST.
+const maxBlank = 4
+
+// blankLines returns how many CR and LF bytes at the start of buf to skip before a request line
+// that follows a POST, when skipped were skipped before it already. RFC 9112 (section 2.2) asks
+// a server to ignore at least one empty line before a request line, which old clients sent
+// after a POST's body, and net/http's server skips up to maxBlank such bytes. The fast path
+// must skip the same: the connection it hands over starts net/http's reading afresh, which
+// refuses a blank line before a connection's first request.
+func blankLines(buf []byte, skipped int) int {
+	n := 0
+	for skipped+n < maxBlank && n < len(buf) && (buf[n] == '\r' || buf[n] == '\n') {
+		n++
+	}
+	return n
+}
+
 // repeats reports whether the field lines, lines 1 to n-1 of the last Split, all repeat the
 // head before.
 func repeats(l *httpwire.Lines, n int) bool {
@@ -215,12 +233,18 @@ func repeats(l *httpwire.Lines, n int) bool {
 
 // connectionTokens reads a Connection header into r; it reports false for tokens other than
 // close and keep-alive, since a Connection header naming other headers makes them hop-by-hop.
+// Only spaces and tabs are trimmed around a token, as net/http trims them: a no-break space
+// after close (0xC2 0xA0, which strings.TrimSpace would trim) makes another token, and
+// net/http keeps such a connection open. Tokens are compared in ASCII, as net/http compares
+// them: EqualFold folds Unicode, for which a long s (U+017F) is an s and a Kelvin sign (U+212A)
+// a k, but such a letter takes more than one byte, so with the lengths equal the token is
+// ASCII.
 func connectionTokens(value string, r *Request) bool {
 	for token := range strings.SplitSeq(value, ",") {
-		switch token = strings.TrimSpace(token); {
-		case strings.EqualFold(token, "close"):
+		switch token = httpwire.TrimSpace(token); {
+		case len(token) == len("close") && strings.EqualFold(token, "close"):
 			r.Close = true
-		case strings.EqualFold(token, "keep-alive"):
+		case len(token) == len("keep-alive") && strings.EqualFold(token, "keep-alive"):
 		default:
 			return false
 		}

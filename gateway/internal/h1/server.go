@@ -297,6 +297,8 @@ type conn struct {
 	timed, waiting bool
 	// handOff is true when step left the connection to the fallback.
 	handOff bool
+	// blank counts the CR and LF bytes skipped before the head being read.
+	blank int
 }
 
 type stage int
@@ -412,7 +414,7 @@ func (c *conn) step() bool {
 			if s.shutting.Load() {
 				return true
 			}
-			c.stage, c.timed, c.waiting = awaitHead, false, false
+			c.stage, c.timed, c.waiting, c.blank = awaitHead, false, false, 0
 		case awaitHead:
 			n, out := c.readHead()
 			switch {
@@ -474,6 +476,15 @@ func (c *conn) readHead() (int, outcome) {
 	limit := min(c.s.o.maxHeaderBytes, c.br.Size())
 	for {
 		buf, _ := c.br.Peek(c.br.Buffered())
+		if c.req.Seq > 0 {
+			// Only a connection's first head has none before it: a head after a request the
+			// fast path served, a POST, skips them as net/http's server does.
+			if k := blankLines(buf, c.blank); k > 0 {
+				_, _ = c.br.Discard(k)
+				c.blank += k
+				buf, _ = c.br.Peek(c.br.Buffered())
+			}
+		}
 		n, out := parseHead(buf, &c.req)
 		if out == complete && n > limit {
 			// A head over the limit is the fallback's to refuse, however it arrived.

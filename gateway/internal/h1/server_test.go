@@ -442,6 +442,58 @@ func TestDeclinedGoesToFallback(t *testing.T) {
 	}
 }
 
+// TestBlankLinesAfterAPost sends CR and LF bytes after a POST's body, as old clients did, and
+// then another request: net/http's server skips up to four of them after a POST, so the fast
+// path must too, whether the next request is its own or the fallback's. Past four, net/http
+// refuses the request, and so must the connection that started on the fast path.
+func TestBlankLinesAfterAPost(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		blank string
+		// pieces sends the blank bytes and the next request in separate writes.
+		pieces   bool
+		next     string
+		wantFast bool
+		wantCode int
+	}{
+		{name: "CRLF, fast", blank: "\r\n", next: post("/fast/b", "2"), wantFast: true},
+		{name: "LF, fast", blank: "\n", next: post("/fast/b", "2"), wantFast: true},
+		{name: "two CRLF, fast", blank: "\r\n\r\n", next: post("/fast/b", "2"), wantFast: true},
+		{name: "CR and LF in pieces, fast", blank: "\r\n", pieces: true, next: post("/fast/b", "2"), wantFast: true},
+		{name: "CRLF, fallback", blank: "\r\n", next: post("/slow/b", "2"), wantCode: http.StatusOK},
+		{name: "CRLF before a GET", blank: "\r\n", next: "GET /fast/b HTTP/1.1\r\nHost: test.local\r\n\r\n", wantCode: http.StatusOK},
+		{name: "three CRLF", blank: "\r\n\r\n\r\n", next: post("/fast/b", "2"), wantCode: http.StatusBadRequest},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ts := startServer(t)
+			c, br := ts.dial(t)
+			if tt.pieces {
+				write(t, c, post("/fast/a", "1"))
+				for i := range len(tt.blank) {
+					write(t, c, tt.blank[i:i+1])
+					time.Sleep(time.Millisecond)
+				}
+				write(t, c, tt.next)
+			} else {
+				write(t, c, post("/fast/a", "1")+tt.blank+tt.next)
+			}
+			resp, body := readResponse(t, br)
+			wantFast(t, resp, body, "/fast/a", "1")
+			resp, body = readResponse(t, br)
+			switch {
+			case tt.wantFast:
+				wantFast(t, resp, body, "/fast/b", "2")
+			case resp.StatusCode != tt.wantCode || resp.Header.Get("X-Fast") != "":
+				t.Errorf("the request after the blank lines: %d from the fast path %q, want %d from the fallback",
+					resp.StatusCode, resp.Header.Get("X-Fast"), tt.wantCode)
+			}
+		})
+	}
+}
+
 // TestH2CPriorKnowledge checks that an HTTP/2 connection without upgrade reaches the fallback,
 // whose protocols include unencrypted HTTP/2, with the preface the fast path peeked at intact.
 func TestH2CPriorKnowledge(t *testing.T) {
