@@ -280,7 +280,7 @@ func (f fastPath) Serve(w *h1.Response, r *h1.Request) {
 // by an error while none of it has gone out, and cut off (the connection closes) otherwise.
 func (f fastPath) forward(ctx context.Context, w *h1.Response, fc *fastCall, x *h1client.Exchange) proxy.Result {
 	g, c, a := f.g, &fc.call, &fc.answer
-	if err := g.upstreamH1.Exchange(ctx, g.rc, fc.route.Upstream, x, a); err != nil {
+	if err := g.lean.Exchange(ctx, g.rc, fc.route.Upstream, x, a); err != nil {
 		g.metrics.UpstreamError(fc.route.Index)
 		err = proxy.UpstreamError(err)
 		f.fail(w, fc, err)

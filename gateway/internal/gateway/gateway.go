@@ -50,28 +50,28 @@ type Gateway struct {
 	cfg   config.Config
 	o     options
 	table *routes.Table
+	// lean carries calls upstream over HTTP/1.1: the fast path's exchanges, and the calls
+	// of the net/http path the balancer sends marked HTTP1.
+	lean *h1client.Transport
 	// services are the discovery names every route leads to and the auth service's, each once:
 	// the gateway is ready only while each has an instance.
 	services  []string
 	upstreams []proxy.Upstream
 	baseURLs  []string
 	rc        *rpcclient.Client
-	// upstreamH1 carries calls upstream over HTTP/1.1: the fast path's exchanges, and the
-	// calls of the net/http path the balancer sends marked HTTP1.
-	upstreamH1 *h1client.Transport
-	jwks       *authn.JWKS
-	tokens     *tokens.Cache
-	cors       *cors.Policy
-	proxy      *proxy.Proxy
-	metrics    *metrics.Metrics
-	errors     *connect.ErrorWriter
-	local      map[string]http.Handler
-	rest       http.Handler
-	bodyless   []bool // by route index: the methods whose REST bindings take no body
-	console    http.Handler
-	health     *grpchealth.StaticChecker
-	tracer     trace.Tracer
-	inFlight   atomic.Int64
+	jwks      *authn.JWKS
+	tokens    *tokens.Cache
+	cors      *cors.Policy
+	proxy     *proxy.Proxy
+	metrics   *metrics.Metrics
+	errors    *connect.ErrorWriter
+	local     map[string]http.Handler
+	rest      http.Handler
+	bodyless  []bool // by route index: the methods whose REST bindings take no body
+	console   http.Handler
+	health    *grpchealth.StaticChecker
+	tracer    trace.Tracer
+	inFlight  atomic.Int64
 	// conns counts the open client connections (see clientListener).
 	conns     atomic.Int64
 	draining  atomic.Bool
@@ -186,8 +186,8 @@ func New(cfg config.Config, opts ...Option) (*Gateway, error) {
 		}
 		resolver = withPassthrough{static: static, next: o.resolver}
 	}
-	upstreamH1 := h1client.New()
-	rcOpts := []rpcclient.Option{rpcclient.WithLogger(o.log), rpcclient.WithDefaultTimeout(0), rpcclient.WithHTTP1Transport(upstreamH1)}
+	lean := h1client.New()
+	rcOpts := []rpcclient.Option{rpcclient.WithLogger(o.log), rpcclient.WithDefaultTimeout(0), rpcclient.WithHTTP1Transport(lean)}
 	rc, err := rpcclient.New(resolver, rcOpts...)
 	if err != nil {
 		return nil, err
@@ -196,17 +196,17 @@ func New(cfg config.Config, opts ...Option) (*Gateway, error) {
 		o.limiter = ratelimit.NewMemory()
 	}
 	g := &Gateway{
-		cfg:        cfg,
-		o:          o,
-		table:      table,
-		rc:         rc,
-		upstreamH1: upstreamH1,
-		cors:       cors.New(cfg.CORS.AllowedOrigins, cfg.CORS.AllowCredentials, time.Duration(cfg.CORS.MaxAge)),
-		proxy:      proxy.New(cfg.Limits.MaxRequestBytes, time.Duration(cfg.Limits.BodyTimeout)),
-		errors:     connect.NewErrorWriter(),
-		health:     grpchealth.NewStaticChecker(),
-		local:      map[string]http.Handler{},
-		ready:      make(chan struct{}),
+		cfg:    cfg,
+		o:      o,
+		table:  table,
+		rc:     rc,
+		lean:   lean,
+		cors:   cors.New(cfg.CORS.AllowedOrigins, cfg.CORS.AllowCredentials, time.Duration(cfg.CORS.MaxAge)),
+		proxy:  proxy.New(cfg.Limits.MaxRequestBytes, time.Duration(cfg.Limits.BodyTimeout)),
+		errors: connect.NewErrorWriter(),
+		health: grpchealth.NewStaticChecker(),
+		local:  map[string]http.Handler{},
+		ready:  make(chan struct{}),
 	}
 	g.jwksRoute = routes.Local(len(table.Routes()), authn.JWKSPath, cfg)
 	g.metrics = metrics.New(append(routeNames(table), g.jwksRoute.Procedure), g.inFlight.Load, g.conns.Load)
