@@ -45,13 +45,12 @@ import (
 type Client struct {
 	resolver  discovery.Resolver
 	transport *http.Transport
-	// http1Transport carries calls marked WithHTTP1: a pool of HTTP/1.1 keep-alive connections, one per
-	// concurrent call. Go's HTTP/2 client writes each frame with its own system call and
-	// re-indexes long headers (a bearer token) in HPACK on every call; for a forwarded unary
-	// Connect call HTTP/1.1 costs both ends less.
-	http1Transport *http.Transport
-	// h1 is the lean HTTP/1.1 path for unary calls marked WithHTTP1.
-	h1 *h1Transport
+	// http1 carries calls marked HTTP1 (see CallOptions): net/http's pool of HTTP/1.1
+	// keep-alive connections, one per concurrent call, unless WithHTTP1Transport brought
+	// another. Go's HTTP/2 client writes each frame with its own system call and re-indexes
+	// long headers (a bearer token) in HPACK on every call; for a forwarded unary Connect call
+	// HTTP/1.1 costs both ends less.
+	http1 http.RoundTripper
 	// direct makes ForEndpoint clients, which need an HTTPClient rather than a RoundTripper.
 	direct    *http.Client
 	o         options
@@ -72,6 +71,7 @@ type options struct {
 	now             func() time.Time
 	interceptors    []connect.Interceptor
 	tlsConfig       *tls.Config
+	http1           http.RoundTripper
 }
 
 // Option configures New.
@@ -104,6 +104,12 @@ func WithInterceptors(i ...connect.Interceptor) Option {
 
 // WithTLSConfig sets the TLS configuration for https endpoints.
 func WithTLSConfig(c *tls.Config) Option { return func(o *options) { o.tlsConfig = c } }
+
+// WithHTTP1Transport carries the calls marked HTTP1 (see CallOptions) over rt rather than over
+// net/http's Transport: a caller with a leaner HTTP/1.1 client of its own (the gateway's)
+// brings it, so that the kernel need not hold it. Close closes rt's idle connections when it
+// has a CloseIdleConnections method.
+func WithHTTP1Transport(rt http.RoundTripper) Option { return func(o *options) { o.http1 = rt } }
 
 // withClock replaces the clock, for tests of ejection timing.
 func withClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
@@ -139,23 +145,20 @@ func New(resolver discovery.Resolver, opts ...Option) (*Client, error) {
 			PingTimeout:     15 * time.Second,
 		},
 	}
-	http1Transport := &http.Transport{
-		DialContext:         transport.DialContext,
-		TLSClientConfig:     o.tlsConfig,
-		MaxIdleConnsPerHost: 512,
-		IdleConnTimeout:     90 * time.Second,
-		DisableCompression:  true,
+	http1 := o.http1
+	if http1 == nil {
+		http1 = &http.Transport{
+			DialContext:         transport.DialContext,
+			TLSClientConfig:     o.tlsConfig,
+			MaxIdleConnsPerHost: 512,
+			IdleConnTimeout:     90 * time.Second,
+			DisableCompression:  true,
+		}
 	}
 	c := &Client{
-		resolver:       resolver,
-		transport:      transport,
-		http1Transport: http1Transport,
-		h1: &h1Transport{
-			dial:        transport.DialContext,
-			maxIdle:     512,
-			idleTimeout: 30 * time.Second,
-			now:         time.Now,
-		},
+		resolver:  resolver,
+		transport: transport,
+		http1:     http1,
 		direct: &http.Client{Transport: transport, CheckRedirect: func(*http.Request, []*http.Request) error {
 			return http.ErrUseLastResponse
 		}},
@@ -215,8 +218,9 @@ func (c *Client) HTTPClient(service string) connect.HTTPClient {
 // Close releases idle connections.
 func (c *Client) Close() {
 	c.transport.CloseIdleConnections()
-	c.http1Transport.CloseIdleConnections()
-	c.h1.CloseIdleConnections()
+	if ci, ok := c.http1.(interface{ CloseIdleConnections() }); ok {
+		ci.CloseIdleConnections()
+	}
 }
 
 // balancer spreads one service's calls over its instances.
@@ -251,10 +255,7 @@ func (b *balancer) Do(req *http.Request) (*http.Response, error) {
 		// of every call to follow redirects, which calls between services never do.
 		var rt http.RoundTripper = b.c.transport
 		if o := callOptionsFrom(ctx); o.HTTP1 {
-			rt = b.c.http1Transport
-			if b.c.h1.supports(out) {
-				rt = b.c.h1
-			}
+			rt = b.c.http1
 		}
 		resp, err = rt.RoundTrip(out)
 		if err != nil {
@@ -273,6 +274,36 @@ type notAttempted struct{ err error }
 
 func (e *notAttempted) Error() string { return e.err.Error() }
 func (e *notAttempted) Unwrap() error { return e.err }
+
+// Refused marks err as the failure of a call its sender refused before sending it (a header
+// that would break its line, a deadline already past): the balancer returns err as it is,
+// neither holding it against the instance nor trying another. A transport given to
+// WithHTTP1Transport, or an Attempter, returns it.
+func Refused(err error) error { return &notAttempted{err} }
+
+// An Attempter sends a call to one instance by its own means (the gateway writes the bytes of
+// a forwarded call itself), for Client.Send.
+type Attempter interface {
+	// Attempt sends the call to ep, the attempt-th instance tried (from 1), and returns the
+	// HTTP status of its answer. An error from Refused ends the call there; any other error
+	// is classified as a Do's would be, and may have the call sent to another instance.
+	Attempt(ctx context.Context, ep discovery.Endpoint, attempt int) (status int, err error)
+}
+
+// Send sends a call to instances of service through a, with the balancing, retries and
+// passive health checks of the service's clients: another instance is tried when the call
+// never reached one, or when idempotent and its connection broke, and each answer's status
+// feeds the instance's health. a is called again for another instance, so it must be able to
+// send the call again.
+//
+// a is an interface rather than a function so that a caller can pass state it already holds,
+// and allocate nothing per call.
+func (c *Client) Send(ctx context.Context, service string, idempotent bool, a Attempter) error {
+	b := c.HTTPClient(service).(*balancer)
+	return b.send(ctx, idempotent, true, func(ep discovery.Endpoint, attempt int) (int, error) {
+		return a.Attempt(ctx, ep, attempt)
+	})
+}
 
 // send calls try with one instance of the service after another until an attempt gets an
 // answer, or fails in a way that makes another attempt unsafe: sending a call again is safe
@@ -470,11 +501,12 @@ type callOptionsKey struct{}
 type CallOptions struct {
 	// Idempotent allows sending the call to another instance after its connection broke.
 	Idempotent bool
-	// HTTP1 sends the call over HTTP/1.1 instead of HTTP/2. Only calls that need nothing
-	// HTTP/2 has may use it: not gRPC (which needs trailers) and not full-duplex streams. Go's
-	// HTTP/2 client writes each frame with its own system call and re-indexes long headers (a
-	// bearer token) on every call, so for one forwarded call per connection at a time HTTP/1.1
-	// costs both ends less.
+	// HTTP1 sends the call over HTTP/1.1 instead of HTTP/2, through the transport given to
+	// WithHTTP1Transport or net/http's. Only calls that need nothing HTTP/2 has may use it:
+	// not gRPC (which needs trailers) and not full-duplex streams. Go's HTTP/2 client writes
+	// each frame with its own system call and re-indexes long headers (a bearer token) on
+	// every call, so for one forwarded call per connection at a time HTTP/1.1 costs both ends
+	// less.
 	HTTP1 bool
 }
 

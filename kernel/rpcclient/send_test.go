@@ -1,82 +1,166 @@
 package rpcclient
 
 import (
+	"context"
 	"errors"
-	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/basaltplatform/basalt/kernel/discovery"
+	"github.com/basaltplatform/basalt/kernel/testkit"
 )
 
-// TestUnsentTellsWhetherTheRequestWentOut covers how an exchange reports a failed read of its
-// answer when the request's write was left to that read: the write's own error, the read's when
-// the request never went out (both as a write, which the balancer may retry elsewhere), and
-// nothing when the request went out (then it is the read that failed).
-func TestUnsentTellsWhetherTheRequestWentOut(t *testing.T) {
+// http1Server answers every request with status, counting requests. It speaks only HTTP/1.1,
+// which the client's own transport (HTTP/2 only) cannot.
+func http1Server(t *testing.T, status int) (url string, requests *atomic.Int64) {
+	t.Helper()
+	requests = new(atomic.Int64)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		requests.Add(1)
+		w.WriteHeader(status)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL, requests
+}
+
+// countingTransport is net/http's HTTP/1.1 Transport, counting the connections it dials.
+func countingTransport(t *testing.T) (*http.Transport, *atomic.Int64) {
+	t.Helper()
+	var dials atomic.Int64
+	d := &net.Dialer{}
+	tr := &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		dials.Add(1)
+		return d.DialContext(ctx, network, addr)
+	}}
+	t.Cleanup(tr.CloseIdleConnections)
+	return tr, &dials
+}
+
+func TestHTTP1CallsTakeTheTransportGiven(t *testing.T) {
 	t.Parallel()
-	writeErr, readErr := errors.New("write failed"), errors.New("read failed")
-	for _, tc := range []struct {
-		name    string
-		sent    bool
-		sendErr error
-		want    error
-	}{
-		{"went out", true, nil, nil},
-		{"write failed", true, writeErr, writeErr},
-		{"never went out", false, nil, readErr},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			c := &h1Conn{sent: tc.sent, sendErr: tc.sendErr}
-			if got := c.unsent(readErr); got != tc.want {
-				t.Errorf("unsent = %v; want %v", got, tc.want)
-			}
-		})
+	url, requests := http1Server(t, http.StatusOK)
+	tr, dials := countingTransport(t)
+	c := staticClient(t, []string{url}, WithHTTP1Transport(tr))
+	call := func() {
+		t.Helper()
+		req, err := http.NewRequestWithContext(WithCallOptions(context.Background(), CallOptions{HTTP1: true}), http.MethodGet, BaseURL("echo")+"/", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := c.HTTPClient("echo").Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	call()
+	call()
+	if n, d := requests.Load(), dials.Load(); n != 2 || d != 1 {
+		t.Fatalf("%d requests over %d dials, want 2 over 1: the calls did not take the transport given", n, d)
+	}
+	// Close closes the given transport's idle connections too: the next call dials anew.
+	c.Close()
+	call()
+	if d := dials.Load(); d != 2 {
+		t.Errorf("%d dials after Close, want 2", d)
 	}
 }
 
-// TestSendWritesAtOnceWhenBytesAreBuffered covers a connection whose reader already holds
-// bytes (an upstream that sent something unasked): the read of the answer would return them
-// without asking the socket, so a write left to it would never happen. send writes at once.
-func TestSendWritesAtOnceWhenBytesAreBuffered(t *testing.T) {
+// getAttempter sends a GET to each instance it is given, recording the instances' hosts, or
+// refuses every call with refusal when that is set.
+type getAttempter struct {
+	client  *http.Client
+	refusal error
+
+	mu    sync.Mutex
+	hosts []string
+}
+
+func (g *getAttempter) Attempt(ctx context.Context, ep discovery.Endpoint, _ int) (int, error) {
+	g.mu.Lock()
+	g.hosts = append(g.hosts, ep.Host)
+	g.mu.Unlock()
+	if g.refusal != nil {
+		return 0, Refused(g.refusal)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, ep.URL()+"/", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := g.client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+func (g *getAttempter) tried() []string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return slices.Clone(g.hosts)
+}
+
+// TestSendBalancesAttempts runs calls sent by an Attempter through Send: they get the
+// retries and the passive health checks of the services' clients.
+func TestSendBalancesAttempts(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	const calls = 6
+	dead := "http://127.0.0.1:" + strconv.Itoa(testkit.FreePort(t))
+	refusal := errors.New("refused by its sender")
+	tests := []struct {
+		name string
+		// other is the instance beside a healthy one: dead refuses connections, and a status
+		// answers every call with it.
+		dead    bool
+		status  int
+		refusal error
+		// wantOther is how many attempts reach the other instance, and wantErr whether the
+		// calls fail.
+		wantOther int
+		wantErr   bool
+	}{
+		{name: "a refused connection is tried elsewhere and ejects its instance", dead: true, wantOther: 1},
+		{name: "an instance answering 503 is ejected", status: http.StatusServiceUnavailable, wantOther: 1},
+		{name: "an instance answering 200 keeps its share", status: http.StatusOK, wantOther: calls / 2},
+		{name: "a call its sender refused ends there and blames no instance", status: http.StatusOK, refusal: refusal, wantOther: calls / 2, wantErr: true},
 	}
-	defer ln.Close()
-	nc, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	peer, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer peer.Close()
-	_ = peer.SetDeadline(time.Now().Add(10 * time.Second))
-	c := newH1Conn(nc, ln.Addr().String())
-	if c.in == nil {
-		t.Skip("sockio does not read sockets directly on this system")
-	}
-	if _, err := peer.Write([]byte("unasked")); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.br.Peek(1); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.bw.WriteString("request"); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.send(); err != nil {
-		t.Fatalf("send = %v", err)
-	}
-	got := make([]byte, len("request"))
-	if _, err := io.ReadFull(peer, got); err != nil || string(got) != "request" {
-		t.Fatalf("the peer read %q, %v; want the request, written by send itself", got, err)
-	}
-	if c.unsent(errors.New("read")) != nil {
-		t.Error("unsent reports a request send wrote itself as not sent")
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			good, _ := http1Server(t, http.StatusOK)
+			other := dead
+			if !tt.dead {
+				other, _ = http1Server(t, tt.status)
+			}
+			tr, _ := countingTransport(t)
+			a := &getAttempter{client: &http.Client{Transport: tr}, refusal: tt.refusal}
+			c := staticClient(t, []string{good, other}, WithEjection(1, time.Hour, time.Hour))
+			for i := range calls {
+				err := c.Send(context.Background(), "echo", false, a)
+				if tt.wantErr && !errors.Is(err, refusal) {
+					t.Fatalf("call %d = %v, want the refusal", i, err)
+				}
+				if !tt.wantErr && err != nil {
+					t.Fatalf("call %d = %v", i, err)
+				}
+			}
+			hosts := a.tried()
+			otherHost := strings.TrimPrefix(other, "http://")
+			if n := len(slices.DeleteFunc(slices.Clone(hosts), func(h string) bool { return h != otherHost })); n != tt.wantOther {
+				t.Errorf("%d attempts reached the other instance, want %d (attempts: %v)", n, tt.wantOther, hosts)
+			}
+			if tt.refusal != nil && len(hosts) != calls {
+				t.Errorf("%d attempts for %d refused calls, want one each", len(hosts), calls)
+			}
+		})
 	}
 }

@@ -7,7 +7,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/basaltplatform/basalt/kernel/sockio"
+	"github.com/basaltplatform/basalt/gateway/internal/sockio"
 )
 
 // clientListener accepts the gateway's client connections, on every path (the fast path,

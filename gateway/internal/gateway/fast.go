@@ -14,12 +14,12 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/basaltplatform/basalt/kernel/httpwire"
 	"github.com/basaltplatform/basalt/kernel/requestid"
-	"github.com/basaltplatform/basalt/kernel/rpcclient"
 
 	"github.com/basaltplatform/basalt/gateway/internal/cors"
 	"github.com/basaltplatform/basalt/gateway/internal/h1"
+	"github.com/basaltplatform/basalt/gateway/internal/h1client"
+	"github.com/basaltplatform/basalt/gateway/internal/httpwire"
 	"github.com/basaltplatform/basalt/gateway/internal/proxy"
 	"github.com/basaltplatform/basalt/gateway/internal/routes"
 )
@@ -71,7 +71,7 @@ func stateOf(r *h1.Request) *fastCall {
 type fastCall struct {
 	callState
 	// answer is the upstream's, which the exchange resets itself.
-	answer rpcclient.Answer
+	answer h1client.Answer
 	// memo outlives the call, for the connection's next ones.
 	memo memo
 	// seq is the number of the head the fields below were made for (see sync).
@@ -269,7 +269,7 @@ func (f fastPath) Serve(w *h1.Response, r *h1.Request) {
 		}
 		deadline = c.start.Add(d)
 	}
-	x := rpcclient.Exchange{Request: fc, Idempotent: route.Rule.Idempotent, Deadline: deadline, Start: c.start}
+	x := h1client.Exchange{Request: fc, Idempotent: route.Rule.Idempotent, Deadline: deadline, Start: c.start}
 	res := f.forward(ctx, w, fc, &x)
 	if span != nil {
 		endSpan(span, res)
@@ -278,9 +278,9 @@ func (f fastPath) Serve(w *h1.Response, r *h1.Request) {
 
 // forward sends the call upstream and relays the answer. An answer that breaks off is replaced
 // by an error while none of it has gone out, and cut off (the connection closes) otherwise.
-func (f fastPath) forward(ctx context.Context, w *h1.Response, fc *fastCall, x *rpcclient.Exchange) proxy.Result {
+func (f fastPath) forward(ctx context.Context, w *h1.Response, fc *fastCall, x *h1client.Exchange) proxy.Result {
 	g, c, a := f.g, &fc.call, &fc.answer
-	if err := g.rc.Exchange(ctx, fc.route.Upstream, x, a); err != nil {
+	if err := g.lean.Exchange(ctx, g.rc, fc.route.Upstream, x, a); err != nil {
 		g.metrics.UpstreamError(fc.route.Index)
 		err = proxy.UpstreamError(err)
 		f.fail(w, fc, err)

@@ -36,6 +36,7 @@ import (
 	"github.com/basaltplatform/basalt/gateway/internal/accesslog"
 	"github.com/basaltplatform/basalt/gateway/internal/config"
 	"github.com/basaltplatform/basalt/gateway/internal/cors"
+	"github.com/basaltplatform/basalt/gateway/internal/h1client"
 	"github.com/basaltplatform/basalt/gateway/internal/metrics"
 	"github.com/basaltplatform/basalt/gateway/internal/proxy"
 	"github.com/basaltplatform/basalt/gateway/internal/ratelimit"
@@ -49,6 +50,9 @@ type Gateway struct {
 	cfg   config.Config
 	o     options
 	table *routes.Table
+	// lean carries calls upstream over HTTP/1.1: the fast path's exchanges, and the calls
+	// of the net/http path the balancer sends marked HTTP1.
+	lean *h1client.Transport
 	// services are the discovery names every route leads to and the auth service's, each once:
 	// the gateway is ready only while each has an instance.
 	services  []string
@@ -182,7 +186,8 @@ func New(cfg config.Config, opts ...Option) (*Gateway, error) {
 		}
 		resolver = withPassthrough{static: static, next: o.resolver}
 	}
-	rcOpts := []rpcclient.Option{rpcclient.WithLogger(o.log), rpcclient.WithDefaultTimeout(0)}
+	lean := h1client.New()
+	rcOpts := []rpcclient.Option{rpcclient.WithLogger(o.log), rpcclient.WithDefaultTimeout(0), rpcclient.WithHTTP1Transport(lean)}
 	rc, err := rpcclient.New(resolver, rcOpts...)
 	if err != nil {
 		return nil, err
@@ -195,6 +200,7 @@ func New(cfg config.Config, opts ...Option) (*Gateway, error) {
 		o:      o,
 		table:  table,
 		rc:     rc,
+		lean:   lean,
 		cors:   cors.New(cfg.CORS.AllowedOrigins, cfg.CORS.AllowCredentials, time.Duration(cfg.CORS.MaxAge)),
 		proxy:  proxy.New(cfg.Limits.MaxRequestBytes, time.Duration(cfg.Limits.BodyTimeout)),
 		errors: connect.NewErrorWriter(),

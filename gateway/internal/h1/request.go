@@ -14,7 +14,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/basaltplatform/basalt/kernel/httpwire"
+	"github.com/basaltplatform/basalt/gateway/internal/httpwire"
 )
 
 // Field is one header line of a request, its name as the client sent it.

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/basaltplatform/basalt/kernel/httpwire"
+	"github.com/basaltplatform/basalt/gateway/internal/httpwire"
 )
 
 // streamAbove is the body size past which a response stops being buffered and goes out in

@@ -14,7 +14,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/basaltplatform/basalt/kernel/sockio"
+	"github.com/basaltplatform/basalt/gateway/internal/sockio"
 )
 
 // Handler serves the requests the fast path takes.

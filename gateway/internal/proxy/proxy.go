@@ -25,8 +25,9 @@ import (
 
 	"connectrpc.com/connect"
 
-	"github.com/basaltplatform/basalt/kernel/httpwire"
 	"github.com/basaltplatform/basalt/kernel/rpcclient"
+
+	"github.com/basaltplatform/basalt/gateway/internal/httpwire"
 )
 
 // Upstream is a balancing HTTP client of one service; the kernel's rpcclient provides it.

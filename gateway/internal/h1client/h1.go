@@ -1,4 +1,4 @@
-package rpcclient
+package h1client
 
 import (
 	"bufio"
@@ -12,18 +12,21 @@ import (
 	"sync"
 	"time"
 
-	"github.com/basaltplatform/basalt/kernel/httpwire"
-	"github.com/basaltplatform/basalt/kernel/sockio"
+	"github.com/basaltplatform/basalt/kernel/rpcclient"
+
+	"github.com/basaltplatform/basalt/gateway/internal/httpwire"
+	"github.com/basaltplatform/basalt/gateway/internal/sockio"
 )
 
-// h1Transport is a lean HTTP/1.1 client for calls whose request body is fully known (unary
+// Transport is a lean HTTP/1.1 client for calls whose request body is fully known (unary
 // calls): it writes the request and reads the answer on the calling goroutine, over pooled
 // keep-alive connections. net/http's Transport hands every call to two goroutines per
 // connection (a writer and a reader) and copies its header and URL; for a gateway forwarding
 // small calls those hand-offs cost more than the call itself. Calls with streamed bodies, and
-// https, go to net/http's Transport.
-type h1Transport struct {
+// https, go to net/http's Transport, which it holds too.
+type Transport struct {
 	dial        func(ctx context.Context, network, addr string) (net.Conn, error)
+	fallback    *http.Transport
 	maxIdle     int
 	idleTimeout time.Duration
 	now         func() time.Time
@@ -35,6 +38,27 @@ type h1Transport struct {
 }
 
 // hostIdle is one host's pooled connections.
+// New returns a Transport that keeps up to 512 idle connections per instance, each for up to
+// 30 seconds. It dials as the kernel's clients do: within 3 seconds, with TCP keep-alives every
+// 30.
+func New() *Transport {
+	dial := (&net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	return &Transport{
+		dial:        dial,
+		maxIdle:     512,
+		idleTimeout: 30 * time.Second,
+		now:         time.Now,
+		fallback: &http.Transport{
+			DialContext:         dial,
+			MaxIdleConnsPerHost: 512,
+			IdleConnTimeout:     90 * time.Second,
+			// Connect and gRPC negotiate compression themselves; the transport's own gzip would
+			// rewrite bodies the gateway forwards as they are.
+			DisableCompression: true,
+		},
+	}
+}
+
 type hostIdle struct{ conns []*h1Conn }
 
 type h1Conn struct {
@@ -96,25 +120,26 @@ func (c *h1Conn) setDeadline(d time.Time, slack time.Duration) {
 	}
 }
 
-// errH1Unsupported sends a call to the fallback transport.
-var errH1Unsupported = errors.New("rpcclient: not a call for the lean HTTP/1.1 transport")
-
 // supports reports whether req can take the lean path: plain http, and a body that is absent
 // or can be produced again (so its length is known and a retry is possible).
-func (t *h1Transport) supports(req *http.Request) bool {
+func (t *Transport) supports(req *http.Request) bool {
 	return req.URL.Scheme == "http" && (req.Body == nil || req.Body == http.NoBody || (req.GetBody != nil && req.ContentLength >= 0))
 }
 
 // RoundTrip sends req and returns the response, whose body returns the connection to the pool
-// once read to the end and closed.
-func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+// once read to the end and closed. A call the lean path does not support goes to net/http's
+// Transport.
+func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if !t.supports(req) {
+		return t.fallback.RoundTrip(req)
+	}
 	ctx := req.Context()
 	if err := checkHeader(req); err != nil {
 		// The call is refused before it is sent; the instance is not to blame.
 		if req.Body != nil {
 			req.Body.Close()
 		}
-		return nil, &notAttempted{err}
+		return nil, rpcclient.Refused(err)
 	}
 	host := req.URL.Host
 	c, reused, err := t.get(ctx, host, time.Time{}, t.now())
@@ -149,7 +174,7 @@ func (t *h1Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 // failure returns the error a failed call reports: the context's error when it was cancelled,
 // otherwise a net.OpError, so the balancer classifies it as a connection failure (and as a
 // call never sent when writing to a connection the server had closed failed).
-func (t *h1Transport) failure(ctx context.Context, op, host string, err error, reused bool) error {
+func (t *Transport) failure(ctx context.Context, op, host string, err error, reused bool) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
@@ -171,7 +196,7 @@ func (a stringAddr) String() string  { return string(a) }
 // get returns an idle connection to host, or dials one by deadline (zero: none). An idle
 // connection that has rested for a while (as of now) is first checked without blocking, so one
 // the server closed meanwhile is not used for a call.
-func (t *h1Transport) get(ctx context.Context, host string, deadline, now time.Time) (*h1Conn, bool, error) {
+func (t *Transport) get(ctx context.Context, host string, deadline, now time.Time) (*h1Conn, bool, error) {
 	for {
 		t.mu.Lock()
 		l := t.idle[host]
@@ -278,7 +303,7 @@ func (c *h1Conn) aliveAfter(wait time.Duration) bool {
 // put returns c to the pool, idle since the time given. A caller may pass a time it already
 // has, from a little earlier: the connection then looks idle a little longer than it was, so it
 // is checked or closed a little sooner.
-func (t *h1Transport) put(c *h1Conn, since time.Time) {
+func (t *Transport) put(c *h1Conn, since time.Time) {
 	c.idleSince = since
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -298,7 +323,8 @@ func (t *h1Transport) put(c *h1Conn, since time.Time) {
 }
 
 // CloseIdleConnections closes every pooled connection.
-func (t *h1Transport) CloseIdleConnections() {
+func (t *Transport) CloseIdleConnections() {
+	t.fallback.CloseIdleConnections()
 	t.mu.Lock()
 	idle := t.idle
 	t.idle = nil
@@ -323,15 +349,15 @@ func requestHost(req *http.Request) string {
 func checkHeader(req *http.Request) error {
 	if !httpwire.ValidTarget(req.URL.RawQuery) {
 		// The path is escaped as it is written (RequestURI); the query goes as it is.
-		return fmt.Errorf("rpcclient: invalid query %q", req.URL.RawQuery)
+		return fmt.Errorf("h1client: invalid query %q", req.URL.RawQuery)
 	}
 	if host := requestHost(req); !httpwire.SafeValue(host) {
-		return fmt.Errorf("rpcclient: invalid Host %q", host)
+		return fmt.Errorf("h1client: invalid Host %q", host)
 	}
 	for k, vv := range req.Header {
 		for _, v := range vv {
 			if !httpwire.SafeValue(v) {
-				return fmt.Errorf("rpcclient: invalid value for header %q", k)
+				return fmt.Errorf("h1client: invalid value for header %q", k)
 			}
 		}
 	}
@@ -368,7 +394,7 @@ func (c *h1Conn) writeRequest(req *http.Request) error {
 			return err
 		}
 		if n != req.ContentLength {
-			return fmt.Errorf("rpcclient: body of %d bytes, declared %d", n, req.ContentLength)
+			return fmt.Errorf("h1client: body of %d bytes, declared %d", n, req.ContentLength)
 		}
 	} else if req.Method != http.MethodGet && req.Method != http.MethodHead {
 		// A POST without a body still says so, as RFC 9110 asks of a user agent.
@@ -383,7 +409,7 @@ func (c *h1Conn) writeRequest(req *http.Request) error {
 type h1Body struct {
 	rc   io.ReadCloser
 	c    *h1Conn
-	t    *h1Transport
+	t    *Transport
 	stop func() bool
 	keep bool
 	eof  bool

@@ -1,6 +1,6 @@
 //go:build unix
 
-package rpcclient
+package h1client
 
 import (
 	"errors"

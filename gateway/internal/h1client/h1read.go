@@ -1,4 +1,4 @@
-package rpcclient
+package h1client
 
 import (
 	"bufio"
@@ -12,14 +12,14 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/basaltplatform/basalt/kernel/httpwire"
+	"github.com/basaltplatform/basalt/gateway/internal/httpwire"
 )
 
 // maxResponseHeaderBytes bounds the status line and header block of one answer.
 const maxResponseHeaderBytes = 1 << 20
 
 // errMalformed is the cause of every answer the lean transport refuses to parse.
-var errMalformed = errors.New("rpcclient: malformed HTTP/1.1 response")
+var errMalformed = errors.New("h1client: malformed HTTP/1.1 response")
 
 // readResponse reads the answer to req from br. It allocates what it must once per answer:
 // the header block is copied into a single string that every key and value of the header

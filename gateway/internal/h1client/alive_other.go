@@ -1,6 +1,6 @@
 //go:build !unix
 
-package rpcclient
+package h1client
 
 // socketAlive waits briefly for the socket to have something to read, since it cannot be
 // peeked at without blocking here.

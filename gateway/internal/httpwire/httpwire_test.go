@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/basaltplatform/basalt/kernel/httpwire"
+	"github.com/basaltplatform/basalt/gateway/internal/httpwire"
 )
 
 func TestValidName(t *testing.T) {

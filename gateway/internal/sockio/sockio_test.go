@@ -11,8 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/basaltplatform/basalt/kernel/sockio"
 	"github.com/basaltplatform/basalt/kernel/testkit"
+
+	"github.com/basaltplatform/basalt/gateway/internal/sockio"
 )
 
 func TestMain(m *testing.M) { testkit.Main(m, testkit.CheckLeaks()) }

@@ -1,4 +1,4 @@
-package rpcclient
+package h1client
 
 import (
 	"bufio"
@@ -13,8 +13,19 @@ import (
 	"time"
 
 	"github.com/basaltplatform/basalt/kernel/discovery"
-	"github.com/basaltplatform/basalt/kernel/httpwire"
+	"github.com/basaltplatform/basalt/kernel/rpcclient"
+
+	"github.com/basaltplatform/basalt/gateway/internal/httpwire"
 )
+
+// Balancer chooses the instances an exchange goes to. The kernel's rpcclient.Client is one: its
+// Send brings the balancing, retries and passive health checks of the services' clients to
+// calls it does not send itself.
+type Balancer interface {
+	Send(ctx context.Context, service string, idempotent bool, a rpcclient.Attempter) error
+}
+
+var _ Balancer = (*rpcclient.Client)(nil)
 
 // RequestWriter writes one HTTP/1.1 request, request line to body, for an instance at host.
 // It is called again when the call is sent to another instance, and must write the same call.
@@ -53,6 +64,16 @@ type Answer struct {
 	// connection closes.
 	ContentLength int64
 	answerState
+	// pending is the exchange under way, which Attempt sends to each instance tried.
+	pending pending
+}
+
+// pending is what an Answer's exchange sends: a copy of the caller's Exchange rather than a
+// pointer to it, so that the caller's may stay on its stack.
+type pending struct {
+	t       *Transport
+	service string
+	x       Exchange
 }
 
 // maxKeptFields is the most header fields a connection remembers of its last answer.
@@ -64,7 +85,7 @@ type answerState struct {
 	length lengthBody
 	chunks chunkedBody
 	conn   *h1Conn
-	t      *h1Transport
+	t      *Transport
 	// fields are the answer's header fields: the connection's memo of them, which is the
 	// answer's until Close gives the connection back, rather than a copy.
 	fields []answerField
@@ -78,30 +99,42 @@ type answerState struct {
 }
 
 // ErrDeadline is the cause of an exchange that outlived its deadline.
-var ErrDeadline = fmt.Errorf("rpcclient: the call's deadline passed: %w", context.DeadlineExceeded)
+var ErrDeadline = fmt.Errorf("h1client: the call's deadline passed: %w", context.DeadlineExceeded)
 
-// Exchange sends x to an instance of service over a pooled HTTP/1.1 connection and reads the
-// head of its answer into a, with the same balancing, retries and passive health checks as
-// the service's clients. The service must be served over plain http.
-func (c *Client) Exchange(ctx context.Context, service string, x *Exchange, a *Answer) error {
-	b := c.HTTPClient(service).(*balancer)
-	return b.send(ctx, x.Idempotent, true, func(ep discovery.Endpoint, attempt int) (int, error) {
-		if ep.Scheme != "" && ep.Scheme != "http" {
-			return 0, &notAttempted{fmt.Errorf("rpcclient: %s is served over %s; exchanges need plain http", service, ep.Scheme)}
-		}
-		now := x.Start
-		if attempt > 1 || now.IsZero() {
-			now = c.h1.now()
-		}
-		if err := c.h1.exchange(ctx, ep.Host, x, a, now); err != nil {
-			return 0, err
-		}
-		return a.Status, nil
-	})
+// Exchange sends x to an instance of service that b chooses, over a pooled HTTP/1.1
+// connection, and reads the head of its answer into a. The service must be served over plain
+// http.
+func (t *Transport) Exchange(ctx context.Context, b Balancer, service string, x *Exchange, a *Answer) error {
+	a.pending = pending{t: t, service: service, x: *x}
+	// The Answer, which the caller holds already, is the Attempter: a function would be
+	// allocated for every call, since b's Send is called through an interface.
+	err := b.Send(ctx, service, x.Idempotent, (*attempter)(a))
+	a.pending = pending{}
+	return err
+}
+
+// attempter is an Answer as the rpcclient.Attempter of its pending exchange.
+type attempter Answer
+
+// Attempt sends the pending exchange to ep.
+func (p *attempter) Attempt(ctx context.Context, ep discovery.Endpoint, attempt int) (int, error) {
+	a := (*Answer)(p)
+	t, x := a.pending.t, &a.pending.x
+	if ep.Scheme != "" && ep.Scheme != "http" {
+		return 0, rpcclient.Refused(fmt.Errorf("h1client: %s is served over %s; exchanges need plain http", a.pending.service, ep.Scheme))
+	}
+	now := x.Start
+	if attempt > 1 || now.IsZero() {
+		now = t.now()
+	}
+	if err := t.exchange(ctx, ep.Host, x, a, now); err != nil {
+		return 0, err
+	}
+	return a.Status, nil
 }
 
 // exchange makes one attempt of x on a connection to host, at now.
-func (t *h1Transport) exchange(ctx context.Context, host string, x *Exchange, a *Answer, now time.Time) error {
+func (t *Transport) exchange(ctx context.Context, host string, x *Exchange, a *Answer, now time.Time) error {
 	a.Status, a.ContentLength = 0, 0
 	a.answerState = answerState{t: t}
 	var slack time.Duration
@@ -109,14 +142,14 @@ func (t *h1Transport) exchange(ctx context.Context, host string, x *Exchange, a 
 		left := x.Deadline.Sub(now)
 		if left <= 0 {
 			// Nothing was sent, and the instance is not to blame.
-			return &notAttempted{ErrDeadline}
+			return rpcclient.Refused(ErrDeadline)
 		}
 		slack = min(left/deadlineSlack, time.Second)
 	}
 	c, reused, err := t.get(ctx, host, x.Deadline, now)
 	if err != nil {
 		if !x.Deadline.IsZero() && errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-			return fmt.Errorf("rpcclient: dial %s: %w", host, ErrDeadline)
+			return fmt.Errorf("h1client: dial %s: %w", host, ErrDeadline)
 		}
 		return err
 	}

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/basaltplatform/basalt/kernel/sockio"
+	"github.com/basaltplatform/basalt/gateway/internal/sockio"
 )
 
 // reader returns nc's sockio reader; the tests of Send need the socket itself.

@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/basaltplatform/basalt/kernel/sockio"
+	"github.com/basaltplatform/basalt/gateway/internal/sockio"
 )
 
 func TestDeadlineIsSetOnlyWhenTheOneInPlaceDoesNotServe(t *testing.T) {

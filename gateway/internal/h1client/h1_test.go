@@ -1,4 +1,4 @@
-package rpcclient
+package h1client
 
 import (
 	"bytes"
@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/basaltplatform/basalt/kernel/rpcclient"
 )
 
 // h1Server answers POST /echo with the body and the X-Test header it received, counting the
@@ -38,8 +40,8 @@ func h1Server(t *testing.T, handler http.HandlerFunc) (*httptest.Server, *atomic
 }
 
 // h1Call posts body through the client's balancer on the lean HTTP/1.1 path.
-func h1Call(ctx context.Context, c *Client, body string) (string, http.Header, error) {
-	req, err := http.NewRequestWithContext(WithCallOptions(ctx, CallOptions{HTTP1: true}), http.MethodPost, BaseURL("echo")+"/echo?x=1", strings.NewReader(body))
+func h1Call(ctx context.Context, c *client, body string) (string, http.Header, error) {
+	req, err := http.NewRequestWithContext(rpcclient.WithCallOptions(ctx, rpcclient.CallOptions{HTTP1: true}), http.MethodPost, rpcclient.BaseURL("echo")+"/echo?x=1", strings.NewReader(body))
 	if err != nil {
 		return "", nil, err
 	}
@@ -167,8 +169,8 @@ func TestLeanHTTP1RetriesOnlyWhatIsSafe(t *testing.T) {
 			c := staticClient(t, []string{dying.URL, healthy.URL})
 			failures := 0
 			for range 4 {
-				req, _ := http.NewRequestWithContext(WithCallOptions(context.Background(), CallOptions{HTTP1: true, Idempotent: tt.idempotent}),
-					http.MethodPost, BaseURL("echo")+"/echo", bytes.NewReader([]byte("body")))
+				req, _ := http.NewRequestWithContext(rpcclient.WithCallOptions(context.Background(), rpcclient.CallOptions{HTTP1: true, Idempotent: tt.idempotent}),
+					http.MethodPost, rpcclient.BaseURL("echo")+"/echo", bytes.NewReader([]byte("body")))
 				resp, err := c.HTTPClient("echo").Do(req)
 				if err != nil {
 					failures++
@@ -190,7 +192,7 @@ func TestLeanHTTP1RefusesHeaderInjection(t *testing.T) {
 	t.Parallel()
 	srv, _ := h1Server(t, nil)
 	c := staticClient(t, []string{srv.URL})
-	req, _ := http.NewRequestWithContext(WithCallOptions(context.Background(), CallOptions{HTTP1: true}), http.MethodPost, BaseURL("echo")+"/echo", strings.NewReader("a"))
+	req, _ := http.NewRequestWithContext(rpcclient.WithCallOptions(context.Background(), rpcclient.CallOptions{HTTP1: true}), http.MethodPost, rpcclient.BaseURL("echo")+"/echo", strings.NewReader("a"))
 	req.Header["X-Test"] = []string{"a\r\nX-Injected: yes"}
 	if resp, err := c.HTTPClient("echo").Do(req); err == nil {
 		resp.Body.Close()
@@ -225,7 +227,7 @@ func TestHostIsTheInstancesUnlessTheCallerSetsOne(t *testing.T) {
 			if !tt.replayable {
 				body = io.NopCloser(body)
 			}
-			req, err := http.NewRequestWithContext(WithCallOptions(context.Background(), CallOptions{HTTP1: true}), http.MethodPost, BaseURL("echo")+"/echo", body)
+			req, err := http.NewRequestWithContext(rpcclient.WithCallOptions(context.Background(), rpcclient.CallOptions{HTTP1: true}), http.MethodPost, rpcclient.BaseURL("echo")+"/echo", body)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -244,24 +246,26 @@ func TestHostIsTheInstancesUnlessTheCallerSetsOne(t *testing.T) {
 	}
 	// A Host that would end its line never adds a header: the lean transport refuses the call,
 	// without holding it against the instance, and net/http's sends no Host instead.
+	other, _ := h1Server(t, nil)
+	accountable := staticClient(t, []string{srv.URL, other.URL}, ejectAtOnce)
 	for _, replayable := range []bool{true, false} {
 		var body io.Reader = strings.NewReader("a")
 		if !replayable {
 			body = io.NopCloser(body)
 		}
-		req, _ := http.NewRequestWithContext(WithCallOptions(context.Background(), CallOptions{HTTP1: true}), http.MethodPost, BaseURL("echo")+"/echo", body)
+		req, _ := http.NewRequestWithContext(rpcclient.WithCallOptions(context.Background(), rpcclient.CallOptions{HTTP1: true}), http.MethodPost, rpcclient.BaseURL("echo")+"/echo", body)
 		req.Host = "a\r\nX-Injected: yes"
 		if replayable {
 			// A query with a space would split the request line; the lean transport refuses it
 			// too.
-			spaced, _ := http.NewRequestWithContext(WithCallOptions(context.Background(), CallOptions{HTTP1: true}), http.MethodPost, BaseURL("echo")+"/echo", strings.NewReader("a"))
+			spaced, _ := http.NewRequestWithContext(rpcclient.WithCallOptions(context.Background(), rpcclient.CallOptions{HTTP1: true}), http.MethodPost, rpcclient.BaseURL("echo")+"/echo", strings.NewReader("a"))
 			spaced.URL.RawQuery = "a=1 HTTP/1.1\r\nX-Injected: yes"
-			if resp, err := c.HTTPClient("echo").Do(spaced); err == nil {
+			if resp, err := accountable.HTTPClient("echo").Do(spaced); err == nil {
 				resp.Body.Close()
 				t.Errorf("the lean transport sent a query with a space and CRLF")
 			}
 		}
-		resp, err := c.HTTPClient("echo").Do(req)
+		resp, err := accountable.HTTPClient("echo").Do(req)
 		if replayable && err == nil {
 			resp.Body.Close()
 			t.Errorf("the lean transport sent a Host with CRLF")
@@ -272,13 +276,6 @@ func TestHostIsTheInstancesUnlessTheCallerSetsOne(t *testing.T) {
 			}
 			resp.Body.Close()
 		}
-		b := c.HTTPClient("echo").(*balancer)
-		b.mu.Lock()
-		for id, st := range b.state {
-			if st.consecutive != 0 || st.ejections != 0 {
-				t.Errorf("replayable %t: instance %s was held to account for a call it never got: %+v", replayable, id, *st)
-			}
-		}
-		b.mu.Unlock()
 	}
+	checkNoneEjected(t, accountable, instance, hostOf(other.URL))
 }

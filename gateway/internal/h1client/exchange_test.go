@@ -1,4 +1,4 @@
-package rpcclient
+package h1client
 
 import (
 	"bufio"
@@ -16,8 +16,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/basaltplatform/basalt/kernel/httpwire"
 	"github.com/basaltplatform/basalt/kernel/testkit"
+
+	"github.com/basaltplatform/basalt/gateway/internal/httpwire"
 )
 
 // recordingRequest writes a POST /echo with its body, and records the host of every attempt so
@@ -46,14 +47,14 @@ func (r *recordingRequest) attempts() []string {
 
 // exchangeOpen makes one exchange and returns the answer, its body unread and its headers
 // still readable.
-func exchangeOpen(c *Client, x *Exchange) (*Answer, error) {
+func exchangeOpen(c *client, x *Exchange) (*Answer, error) {
 	a := new(Answer)
 	return a, c.Exchange(context.Background(), "echo", x, a)
 }
 
 // exchangeAll makes one exchange, reads its body to the end and closes the answer, returning
 // the answer (closed), the body and the first error.
-func exchangeAll(c *Client, x *Exchange) (*Answer, string, error) {
+func exchangeAll(c *client, x *Exchange) (*Answer, string, error) {
 	a := new(Answer)
 	if err := c.Exchange(context.Background(), "echo", x, a); err != nil {
 		return a, "", err
@@ -65,7 +66,7 @@ func exchangeAll(c *Client, x *Exchange) (*Answer, string, error) {
 
 // idleConns counts the pooled connections to host, so a test can tell a connection that went
 // back to the pool from one that was closed.
-func idleConns(c *Client, host string) int {
+func idleConns(c *client, host string) int {
 	c.h1.mu.Lock()
 	defer c.h1.mu.Unlock()
 	if l := c.h1.idle[host]; l != nil {
@@ -476,7 +477,8 @@ func TestExchangeTakesStartAsNow(t *testing.T) {
 func TestExchangePastDeadlineDoesNotDial(t *testing.T) {
 	t.Parallel()
 	srv, conns := h1Server(t, nil)
-	c := staticClient(t, []string{srv.URL})
+	other, otherConns := h1Server(t, nil)
+	c := staticClient(t, []string{srv.URL, other.URL}, ejectAtOnce)
 	req := &recordingRequest{body: "x"}
 	a := new(Answer)
 	err := c.Exchange(context.Background(), "echo", &Exchange{Request: req, Deadline: time.Now().Add(-time.Second)}, a)
@@ -490,16 +492,11 @@ func TestExchangePastDeadlineDoesNotDial(t *testing.T) {
 	for range 10 {
 		_ = c.Exchange(context.Background(), "echo", &Exchange{Request: req, Deadline: time.Now().Add(-time.Second)}, a)
 	}
-	if b := c.HTTPClient("echo").(*balancer); b.ejected(srv.URL) {
-		t.Error("calls past their deadline ejected the instance")
-	}
-	// The server accepts connections in the order they were made, so once a later exchange
-	// has been answered a connection dialled by the failed one would have been counted.
-	if _, body, err := exchangeAll(c, &Exchange{Request: &recordingRequest{body: "y"}}); err != nil || body != "y" {
-		t.Fatalf("the exchange after = %q, %v", body, err)
-	}
-	if n := conns.Load(); n != 1 {
-		t.Errorf("%d connections, want 1: the call past its deadline dialled", n)
+	checkNoneEjected(t, c, hostOf(srv.URL), hostOf(other.URL))
+	// The servers accept connections in the order they were made, so once later exchanges
+	// have been answered a connection dialled by a failed one would have been counted.
+	if n, m := conns.Load(), otherConns.Load(); n != 1 || m != 1 {
+		t.Errorf("%d and %d connections, want 1 each: a call past its deadline dialled", n, m)
 	}
 }
 

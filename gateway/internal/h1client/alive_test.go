@@ -1,4 +1,4 @@
-package rpcclient
+package h1client
 
 import (
 	"bufio"
