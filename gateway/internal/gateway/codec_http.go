@@ -80,7 +80,6 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 var connectionClose = []string{"close"}
 
 func (x *netExchange) method() string         { return x.r.Method }
-func (x *netExchange) path() string           { return x.r.URL.Path }
 func (x *netExchange) get(name string) string { return x.r.Header.Get(name) }
 func (x *netExchange) secure() bool           { return x.r.TLS != nil }
 func (x *netExchange) writer() http.ResponseWriter {

@@ -197,7 +197,6 @@ func (f fastPath) Serve(w *h1.Response, r *h1.Request) {
 var _ exchange = (*fastCall)(nil)
 
 func (fc *fastCall) method() string  { return fc.r.Method }
-func (fc *fastCall) path() string    { return fc.r.Path }
 func (fc *fastCall) logPath() string { return fc.r.Path }
 
 // get returns the headers the pipeline reads from what sync found, and looks any other up.

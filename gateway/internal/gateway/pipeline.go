@@ -25,10 +25,8 @@ import (
 // the gateway's own answer headers, and forwards a call and relays its answer in its own way;
 // serve and call decide everything else, once for every codec (ADR-0047).
 type exchange interface {
-	// method is the request's method; path the path routed by (for REST, the transcoded
-	// procedure's).
+	// method is the request's method.
 	method() string
-	path() string
 	// get returns the first value of the request header name (canonical), or "". The policy
 	// reads only a few: the request id, Origin, Authorization, the content type and the
 	// deadline headers.
