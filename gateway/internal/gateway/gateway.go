@@ -295,7 +295,7 @@ func (g *Gateway) mountREST() error {
 			return
 		}
 		r.Body = refusableBody{r.Body, c}
-		g.call(&netExchange{g: g, w: w, r: r}, c, route)
+		g.call(&netExchange{g: g, w: w, r: r, c: c}, c, route)
 	})
 	var services []*vanguard.Service
 	for _, sd := range g.table.Services() {
