@@ -11,10 +11,10 @@ import (
 
 	"connectrpc.com/connect"
 
-	"github.com/basaltplatform/basalt/kernel/authn"
 	"github.com/basaltplatform/basalt/kernel/requestid"
 
 	"github.com/basaltplatform/basalt/gateway/internal/accesslog"
+	"github.com/basaltplatform/basalt/gateway/internal/headers"
 	"github.com/basaltplatform/basalt/gateway/internal/proxy"
 	"github.com/basaltplatform/basalt/gateway/internal/routes"
 	"github.com/basaltplatform/basalt/gateway/internal/tokens"
@@ -48,8 +48,10 @@ type call struct {
 	ip string
 	// values backs the one-value header slices the gateway adds upstream, so that a call
 	// allocates them once rather than one by one; nothing modifies header slices once set.
-	values [5]string
+	values [8]string
 	used   int
+	// added is what the gateway adds to the call upstream (see headers.Added).
+	added headers.Added
 	// memo is the connection's, on the fast path; nil otherwise.
 	memo *memo
 	// entry is the access log line, kept here because the logger, an interface, would make a
@@ -113,12 +115,6 @@ func (c *call) failed(err error) {
 		c.cause = err
 	}
 	c.tooLarge = c.tooLarge || errors.Is(err, proxy.ErrTooLarge)
-}
-
-// finish records the request, whose path the client sent as path, in the metrics and the
-// access log.
-func (g *Gateway) finish(w *responseWriter, r *http.Request, path string, c *call) {
-	g.record(c, r.Method, path, w.status, w.written, func() string { return protocolOf(r, c) })
 }
 
 // requestPath is the path of r as the client sent it, escaped as it was and without the
@@ -232,9 +228,6 @@ func protocolName(ct string, rpc bool) string {
 	}
 }
 
-// connectProtocol names the protocol of the fast path's calls, which are all Connect's.
-func connectProtocol() string { return "connect" }
-
 // responseWriter notes the status and size of a response. It unwraps for
 // http.ResponseController, so flushing, deadlines and full duplex reach the connection. With
 // stall set, each write and flush must complete within it (an HTTP/2 stream's write deadline
@@ -260,32 +253,11 @@ func (w *responseWriter) WriteHeader(code int) {
 	if w.status == 0 {
 		w.status = code
 		if code == http.StatusUnauthorized {
-			challenge(w.Header(), w.request.Get("Authorization"))
+			challengeUnauthorized(w.Header(), w.request.Get("Authorization"))
 		}
 	}
 	w.ResponseWriter.WriteHeader(code)
 }
-
-// challenge sets the WWW-Authenticate header that every 401 answer carries (RFC 9110, section
-// 11.6.1), the gateway's own and a service's, on REST and Connect's unary calls alike (gRPC's
-// and streams' answers are 200s, whose status is in the body or trailers): "Bearer" to a
-// client that sent no bearer token, and error="invalid_token" to one that did, whether it was
-// malformed, expired or revoked (RFC 6750, section 3). A challenge the service set stays.
-func challenge(h http.Header, authorization string) {
-	if _, set := h["Www-Authenticate"]; set {
-		return
-	}
-	if authn.BearerToken(authorization) != "" {
-		h["Www-Authenticate"] = invalidTokenChallenge
-	} else {
-		h["Www-Authenticate"] = bearerChallenge
-	}
-}
-
-var (
-	bearerChallenge       = []string{"Bearer"}
-	invalidTokenChallenge = []string{`Bearer error="invalid_token"`}
-)
 
 func (w *responseWriter) Write(b []byte) (int, error) {
 	if w.status == 0 {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"net/http"
+	"net/netip"
 	"net/textproto"
 	"net/url"
 	"strconv"
@@ -12,22 +13,20 @@ import (
 
 	"connectrpc.com/connect"
 	"go.opentelemetry.io/otel/propagation"
-	"go.opentelemetry.io/otel/trace"
 
 	"github.com/basaltplatform/basalt/kernel/requestid"
 
-	"github.com/basaltplatform/basalt/gateway/internal/cors"
 	"github.com/basaltplatform/basalt/gateway/internal/h1"
 	"github.com/basaltplatform/basalt/gateway/internal/h1client"
-	"github.com/basaltplatform/basalt/gateway/internal/httpwire"
+	"github.com/basaltplatform/basalt/gateway/internal/headers"
 	"github.com/basaltplatform/basalt/gateway/internal/proxy"
 	"github.com/basaltplatform/basalt/gateway/internal/routes"
 )
 
 // fastPath serves the gateway's most common request, a unary Connect call over HTTP/1.1, on
-// the h1 server: the same checks as ServeHTTP (request id, CORS, the in-flight bound, the
-// token, the rate limit, the route's timeout) in the same order, and the call forwarded as
-// bytes over the balancer's pooled connections. Every other request goes through ServeHTTP.
+// the h1 server: it is the pipeline's codec over that server (fastCall is its exchange), and
+// forwards the call as bytes over the balancer's pooled connections. Every other request goes
+// through ServeHTTP.
 type fastPath struct{ g *Gateway }
 
 var _ h1.Handler = fastPath{}
@@ -102,17 +101,15 @@ func (fc *fastCall) sync(r *h1.Request) {
 	fc.head.valid = false
 	fc.fields, fc.timeouts = fc.fields[:0], fc.timeouts[:0]
 	for _, f := range r.Fields {
-		switch {
-		case dropped(f.Name) || replaced(f.Name):
-		case strings.EqualFold(f.Name, "Connect-Timeout-Ms") || strings.EqualFold(f.Name, "Grpc-Timeout"):
-			fc.timeouts = appendField(fc.timeouts, f.Name, f.Value)
-		case strings.EqualFold(f.Name, "Te"):
-			// Only "trailers" passes, as on the net/http path (outboundHeader).
-			if strings.Contains(strings.ToLower(f.Value), "trailers") {
-				fc.fields = appendField(fc.fields, "Te", "trailers")
-			}
-		default:
+		switch headers.Upstream(f.Name) {
+		case headers.Pass:
 			fc.fields = appendField(fc.fields, f.Name, f.Value)
+		case headers.Deadline:
+			fc.timeouts = appendField(fc.timeouts, f.Name, f.Value)
+		case headers.Trailers:
+			if v := headers.TE(f.Value); v != "" {
+				fc.fields = appendField(fc.fields, "Te", v)
+			}
 		}
 	}
 }
@@ -180,108 +177,125 @@ func knownOf(fields []h1.Field) known {
 // callState is what one call on the fast path sets anew.
 type callState struct {
 	call
-	r     *h1.Request
-	route *routes.Route
-	// timeout is the Connect-Timeout-Ms sent upstream in place of the client's, or "".
-	timeout string
-	// trace holds the propagator's headers, when the gateway traces.
-	trace http.Header
+	g *Gateway
+	r *h1.Request
+	w *h1.Response
 }
 
-// Serve answers r.
+// Serve answers r through the pipeline (see serve).
 func (f fastPath) Serve(w *h1.Response, r *h1.Request) {
 	g := f.g
 	fc := stateOf(r)
-	route, k := fc.routed, &fc.known
-	fc.callState = callState{r: r}
+	fc.callState = callState{g: g, r: r, w: w}
 	c := &fc.call
 	c.memo = &fc.memo
 	c.start, c.route = time.Now(), g.metrics.Unrouted()
 	g.metrics.FastPath()
-	n := g.enter()
-	defer func() {
-		g.leave()
-		g.record(c, r.Method, r.Path, w.Status(), w.Written(), connectProtocol)
-	}()
+	g.serve(fc, c)
+}
 
-	h := w.Header()
-	// The request id and Vary go on the answer as lines of their own rather than through the
-	// header map, which then stays empty unless CORS or an error needs it; forward leaves out
-	// an upstream's id.
-	ownLines(w, c.identify(k.requestID))
-	c.addr = clientAddrOf(r.RemoteAddr.Addr(), func() []string {
-		if !k.forwardedFor {
+var _ exchange = (*fastCall)(nil)
+
+func (fc *fastCall) method() string  { return fc.r.Method }
+func (fc *fastCall) logPath() string { return fc.r.Path }
+
+// get returns the headers the pipeline reads from what sync found, and looks any other up.
+func (fc *fastCall) get(name string) string {
+	k := &fc.known
+	switch name {
+	case requestid.Header:
+		return k.requestID
+	case "Origin":
+		return k.origin
+	case "Authorization":
+		return k.authorization
+	case "Content-Type":
+		return k.contentType
+	case headers.ConnectTimeout:
+		return k.connectTimeout
+	case headers.GRPCTimeout:
+		return k.grpcTimeout
+	case "Content-Encoding":
+		return k.contentEncoding
+	case "Connect-Protocol-Version":
+		return k.protocolVersion
+	}
+	return fc.r.Get(name)
+}
+
+func (fc *fastCall) clientAddr(trusted []netip.Prefix) netip.Addr {
+	return clientAddrOf(fc.r.RemoteAddr.Addr(), func() []string {
+		if !fc.known.forwardedFor {
 			return nil
 		}
-		return r.Values("X-Forwarded-For")
-	}, g.cfg.Trusted())
-	if k.origin != "" {
-		g.cors.Allow(h, k.origin)
-	}
-	if n > int64(g.cfg.Limits.MaxInFlight) {
-		h.Set("Retry-After", "1")
-		f.fail(w, fc, errOverloaded)
-		return
-	}
-	fc.route = route
-	c.route, c.procedure = route.Index, route.Procedure
-	if r.BodyErr != nil {
-		// The fast path reads a body before it knows whether the client went away, so a body
-		// cut short is the client's invalid request or its timeout, never a cancellation.
-		f.fail(w, fc, proxy.BodyError(r.BodyErr, false))
-		return
-	}
-	ctx := context.Background()
-	if retryAfter, err := g.admit(ctx, c, route, k.authorization); err != nil {
-		if retryAfter != "" {
-			h.Set("Retry-After", retryAfter)
-		}
-		f.fail(w, fc, err)
-		return
-	}
-	if c.subject != "" && !httpwire.SafeValue(c.subject) {
-		f.fail(w, fc, errInvalidToken)
-		return
-	}
-	if k.contentEncoding != "" {
-		// As on the net/http path: a compressed body is bounded by what it inflates to.
-		if err := proxy.CheckCompressed(k.contentEncoding, r.Body, g.cfg.Limits.MaxRequestBytes); err != nil {
-			f.fail(w, fc, err)
-			return
-		}
-	}
+		return fc.r.Values("X-Forwarded-For")
+	}, trusted)
+}
 
-	var span trace.Span
-	if g.tracer != nil {
-		ctx, span = g.startSpan(ctx, fieldCarrier{r}, route)
-		defer span.End()
-		c.traceID = span.SpanContext().TraceID().String()
-		fc.trace = http.Header{}
-		g.o.tel.Propagator().Inject(ctx, propagation.HeaderCarrier(fc.trace))
+// secure is false: TLS connections go to net/http.
+func (fc *fastCall) secure() bool { return false }
+
+func (fc *fastCall) writer() http.ResponseWriter { return fc.w }
+
+// own writes the gateway's own answer headers as lines of their own rather than through the
+// header map, which then stays empty unless CORS or an error needs it; forward leaves out an
+// upstream's request id.
+func (fc *fastCall) own(name, value string) { fc.w.AddLine(name, value) }
+
+// preflight is false: the h1 server takes only POST, and hands a preflight (OPTIONS) to
+// net/http.
+func (fc *fastCall) preflight() bool { return false }
+
+// route is the route Accepts found.
+func (fc *fastCall) route() *routes.Route { return fc.routed }
+
+// elsewhere does not happen: Accepts takes only calls of routed procedures.
+func (fc *fastCall) elsewhere(c *call) { fc.fail(c, errNotFound) }
+
+// supported is what Accepts checked: a Connect unary call's content types.
+func (fc *fastCall) supported() bool {
+	ct := fc.known.contentType
+	return ct == "application/proto" || ct == "application/json"
+}
+
+// bound checks the body the h1 server read before the call: one cut short is the client's
+// invalid request or its timeout, never a cancellation (the server does not know yet whether
+// the client went away); a compressed one is bounded by what it inflates to. A body over the
+// limit never gets here: the h1 server hands its request to net/http.
+func (fc *fastCall) bound() error {
+	if fc.r.BodyErr != nil {
+		return proxy.BodyError(fc.r.BodyErr, false)
 	}
+	if e := fc.known.contentEncoding; e != "" {
+		return proxy.CheckCompressed(e, fc.r.Body, fc.g.cfg.Limits.MaxRequestBytes)
+	}
+	return nil
+}
+
+func (fc *fastCall) context() context.Context            { return context.Background() }
+func (fc *fastCall) carrier() propagation.TextMapCarrier { return fieldCarrier{fc.r} }
+func (fc *fastCall) answered() (int, int64)              { return fc.w.Status(), fc.w.Written() }
+func (fc *fastCall) protocol() string                    { return "connect" }
+
+// forward sends the call upstream as bytes through the lean client's Exchange (h1client), which uses the
+// balancer's instance choice, retries and passive health checks over the lean HTTP/1.1
+// client's pooled connections, without net/http's request and response types.
+func (fc *fastCall) forward(ctx context.Context, c *call, route *routes.Route, d time.Duration, bounded bool) proxy.Result {
 	var deadline time.Time
-	if d, fromClient, ok := proxy.Deadline(route.Timeout, k.connectTimeout, k.grpcTimeout); ok {
-		if fromClient && d > 0 {
-			// As on the net/http path: the upstream learns the client's deadline and answers it
-			// itself; the gateway's own bound comes a little later.
-			fc.timeout = proxy.ConnectTimeout(d)
-			d += proxy.UpstreamGrace
-		}
+	if bounded {
 		deadline = c.start.Add(d)
 	}
 	x := h1client.Exchange{Request: fc, Idempotent: route.Rule.Idempotent, Deadline: deadline, Start: c.start}
-	res := f.forward(ctx, w, fc, &x)
-	if span != nil {
-		endSpan(span, res)
-	}
+	return fastPath{fc.g}.forward(ctx, fc.w, fc, &x)
 }
+
+func (fc *fastCall) fail(_ *call, err error) { fastPath{fc.g}.fail(fc.w, fc, err) }
 
 // forward sends the call upstream and relays the answer. An answer that breaks off is replaced
 // by an error while none of it has gone out, and cut off (the connection closes) otherwise.
 func (f fastPath) forward(ctx context.Context, w *h1.Response, fc *fastCall, x *h1client.Exchange) proxy.Result {
 	g, c, a := f.g, &fc.call, &fc.answer
-	if err := g.lean.Exchange(ctx, g.rc, fc.route.Upstream, x, a); err != nil {
-		g.metrics.UpstreamError(fc.route.Index)
+	if err := g.lean.Exchange(ctx, g.rc, fc.routed.Upstream, x, a); err != nil {
 		err = proxy.UpstreamError(err)
 		f.fail(w, fc, err)
 		return proxy.Result{Code: c.code, Err: err, UpstreamFailed: true}
@@ -289,52 +303,38 @@ func (f fastPath) forward(ctx context.Context, w *h1.Response, fc *fastCall, x *
 	defer a.Close()
 	own := w.Header()
 	grpcStatus := ""
-	// A 401 carries a challenge, the upstream's or the gateway's (see challenge).
+	// A 401 carries a challenge, the upstream's or the gateway's (see challengeUnauthorized).
 	unauthorized := a.Status == http.StatusUnauthorized
 	a.EndToEnd(func(k, v string) bool {
 		switch {
-		case len(k) == len(requestid.Header) && strings.EqualFold(k, requestid.Header):
-			// The gateway's own, already on the answer.
 		case len(k) == len("Grpc-Status") && strings.EqualFold(k, "Grpc-Status"):
 			grpcStatus = v
-			w.AddLine(k, v)
-		case len(k) == len("Vary") && strings.EqualFold(k, "Vary"):
-			// Vary lines add up, the gateway's and the upstream's.
-			w.AddLine(k, v)
-		case unauthorized && strings.EqualFold(k, "Www-Authenticate"):
+		case unauthorized && strings.EqualFold(k, headers.WWWAuthenticate):
 			unauthorized = false
-			w.AddLine(k, v)
-		case !ownHeader(own, k):
+		}
+		// The gateway's own lines (the request id, Vary) are on the answer already; an
+		// upstream's Vary line joins them as a line of its own.
+		if headers.Answer(k, ownHeader(own, k)) != headers.Skip {
 			w.AddLine(k, v)
 		}
 		return true
 	})
 	if unauthorized {
-		challenge(own, fc.known.authorization)
+		challengeUnauthorized(own, fc.known.authorization)
 	}
 	w.WriteHeader(a.Status)
 	if _, err := w.ReadFrom(a); err != nil {
-		g.metrics.UpstreamError(fc.route.Index)
 		if !w.Discard() {
 			w.Abort()
-			c.code, c.coded, c.cause = connect.CodeUnavailable, true, err
-			return proxy.Result{Code: c.code, Err: err, UpstreamFailed: true}
+			return proxy.Result{Code: connect.CodeUnavailable, Err: err, UpstreamFailed: true}
 		}
 		// Discard dropped the lines, the gateway's own among them.
-		ownLines(w, c.id)
+		ownHeaders(fc, c)
 		err = proxy.UpstreamError(err)
 		f.fail(w, fc, err)
 		return proxy.Result{Code: c.code, Err: err, UpstreamFailed: true}
 	}
-	c.code, c.coded = proxy.CodeOf(a.Status, grpcStatus), true
-	return proxy.Result{Code: c.code, Status: a.Status}
-}
-
-// ownLines adds the lines the gateway puts on every answer of the fast path: the request id,
-// and "Vary: Origin", which every answer carries, with or without an Origin (see cors.Decorate).
-func ownLines(w *h1.Response, id string) {
-	w.AddLine(requestid.Header, id)
-	w.AddLine("Vary", cors.VaryOrigin)
+	return proxy.Result{Code: proxy.CodeOf(a.Status, grpcStatus), Status: a.Status}
 }
 
 // ownHeader reports whether the gateway set the header named k (in any case) on its answer
@@ -368,28 +368,16 @@ func canonical(k string) bool {
 	return true
 }
 
-// WriteRequest writes the call for an upstream instance: the client's Host and headers less
-// the ones that never go upstream (see dropped) and the ones the gateway sets itself (see
-// sync), then the gateway's, as outboundHeader does on the net/http path. The Host is the
-// client's whichever instance the call goes to, as Envoy keeps it. What stays the same from
-// one call of a connection to the next, the request line to the forwarding headers, is kept as
-// bytes (see prefix) and written with one copy.
+// WriteRequest writes the call for an upstream instance by the gateway's header rules: the
+// client's Host and its headers as headers.Upstream lets them go (see sync), then the
+// gateway's (headers.Added). The Host is the client's whichever instance the call goes to, as
+// Envoy keeps it. What stays the same from one call of a connection to the next, the request
+// line to the forwarding headers, is kept as bytes (see prefix) and written with one copy.
 func (fc *fastCall) WriteRequest(w *bufio.Writer, _ string) error {
 	r, c := fc.r, &fc.call
 	w.Write(fc.prefix())
 	b := w.AvailableBuffer()
-	b = appendField(b, requestid.Header, c.id)
-	if c.subject != "" {
-		b = appendField(b, "X-Basalt-Subject", c.subject)
-	}
-	for k, vv := range fc.trace {
-		for _, v := range vv {
-			b = appendField(b, k, v)
-		}
-	}
-	if fc.timeout != "" {
-		b = appendField(b, "Connect-Timeout-Ms", fc.timeout)
-	}
+	c.added.Call(func(k, v string) { b = appendField(b, k, v) })
 	b = append(b, "Content-Length: "...)
 	b = strconv.AppendInt(b, int64(len(r.Body)), 10)
 	b = append(b, "\r\n\r\n"...)
@@ -415,11 +403,12 @@ type head struct {
 }
 
 // prefix returns the start of the call's upstream request, made anew only when something it
-// holds differs from the connection's last call.
+// holds differs from the connection's last call. The forwarding headers follow from the
+// client's address alone here, since the fast path serves no TLS client.
 func (fc *fastCall) prefix() []byte {
-	r, c, h := fc.r, &fc.call, &fc.head
-	withTimeouts := fc.timeout == ""
-	ip := c.clientIP()
+	r, a, h := fc.r, &fc.added, &fc.head
+	withTimeouts := a.Timeout == ""
+	ip := a.ClientIP
 	if h.valid && h.path == r.Path && h.ip == ip && h.timeouts == withTimeouts {
 		return h.bytes
 	}
@@ -431,11 +420,7 @@ func (fc *fastCall) prefix() []byte {
 	if withTimeouts {
 		b = append(b, fc.timeouts...)
 	}
-	if ip != "" {
-		b = appendField(b, "X-Forwarded-For", ip)
-	}
-	// The fast path serves plain HTTP, the scheme of the upstream's own connection, so it sends
-	// no X-Forwarded-Proto (ADR-0043).
+	a.Forwarding(func(k, v string) { b = appendField(b, k, v) })
 	*h = head{bytes: b, valid: true, path: r.Path, ip: ip, timeouts: withTimeouts}
 	return b
 }
@@ -444,25 +429,13 @@ func appendField(b []byte, k, v string) []byte {
 	return append(append(append(append(b, k...), ": "...), v...), "\r\n"...)
 }
 
-// replaced reports the client headers whose values the gateway sets itself upstream.
-func replaced(k string) bool {
-	for _, r := range replacedHeaders {
-		if len(k) == len(r) && strings.EqualFold(k, r) {
-			return true
-		}
-	}
-	return false
-}
-
-var replacedHeaders = [...]string{"Content-Length", "X-Forwarded-For", requestid.Header, "Traceparent"}
-
 // fail answers the call with err in Connect's unary protocol, through the same error writer
 // as the net/http path.
 func (f fastPath) fail(w *h1.Response, fc *fastCall, err error) {
 	r := fc.r
 	if connect.CodeOf(err) == connect.CodeUnauthenticated {
 		// Connect's unary protocol answers it with 401.
-		challenge(w.Header(), fc.known.authorization)
+		challengeUnauthorized(w.Header(), fc.known.authorization)
 	}
 	req := &http.Request{
 		Method: r.Method, URL: &url.URL{Path: r.Path}, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
@@ -471,7 +444,7 @@ func (f fastPath) fail(w *h1.Response, fc *fastCall, err error) {
 	if v := fc.known.protocolVersion; v != "" {
 		req.Header.Set("Connect-Protocol-Version", v)
 	}
-	fc.fail(f.g, w, req, err)
+	fc.call.fail(f.g, w, req, err)
 }
 
 // fieldCarrier reads a request's trace context for a span's link.

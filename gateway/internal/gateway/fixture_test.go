@@ -84,8 +84,16 @@ func (u *upstream) record(h http.Header) {
 	u.mu.Unlock()
 }
 
-func (u *upstream) Login(_ context.Context, req *connect.Request[authv1.LoginRequest]) (*connect.Response[authv1.LoginResponse], error) {
+// Login signs in with the password "right"; "block" waits for release or the call's end.
+func (u *upstream) Login(ctx context.Context, req *connect.Request[authv1.LoginRequest]) (*connect.Response[authv1.LoginResponse], error) {
 	u.record(req.Header())
+	if req.Msg.GetPassword() == "block" {
+		select {
+		case <-u.release:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 	if req.Msg.GetPassword() != "right" {
 		return nil, connect.NewError(connect.CodeUnauthenticated, errors.New("wrong email or password"))
 	}
@@ -106,7 +114,7 @@ func (u *upstream) GetCurrentUser(_ context.Context, req *connect.Request[identi
 }
 
 // GetUser answers by user id: "block" waits for release or the call's end, "missing" fails
-// with not_found and a detail, anything else is found.
+// with not_found and a detail, "forbidden" with permission_denied, anything else is found.
 func (u *upstream) GetUser(ctx context.Context, req *connect.Request[identityv1.GetUserRequest]) (*connect.Response[identityv1.GetUserResponse], error) {
 	u.record(req.Header())
 	switch req.Msg.GetUserId() {
@@ -116,6 +124,8 @@ func (u *upstream) GetUser(ctx context.Context, req *connect.Request[identityv1.
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
+	case "forbidden":
+		return nil, connect.NewError(connect.CodePermissionDenied, errors.New("not yours to read"))
 	case "missing":
 		err := connect.NewError(connect.CodeNotFound, errors.New("no user missing"))
 		if d, derr := connect.NewErrorDetail(&identityv1.User{Id: "missing"}); derr == nil {

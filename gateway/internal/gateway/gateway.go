@@ -21,7 +21,6 @@ import (
 	"connectrpc.com/connect"
 	"connectrpc.com/grpchealth"
 	"connectrpc.com/vanguard"
-	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
@@ -29,7 +28,6 @@ import (
 	"github.com/basaltplatform/basalt/kernel/authn"
 	"github.com/basaltplatform/basalt/kernel/discovery"
 	"github.com/basaltplatform/basalt/kernel/policy"
-	"github.com/basaltplatform/basalt/kernel/requestid"
 	"github.com/basaltplatform/basalt/kernel/rpcclient"
 	"github.com/basaltplatform/basalt/kernel/telemetry"
 
@@ -303,7 +301,7 @@ func (g *Gateway) mountREST() error {
 			return
 		}
 		r.Body = refusableBody{r.Body, c}
-		g.rpc(w, r, c, route)
+		g.call(&netExchange{g: g, w: w, r: r, c: c}, c, route)
 	})
 	var services []*vanguard.Service
 	for _, sd := range g.table.Services() {
@@ -335,86 +333,6 @@ var (
 	errInvalidToken = connect.NewError(connect.CodeUnauthenticated, errors.New("the access token is invalid"))
 	errOverloaded   = connect.NewError(connect.CodeUnavailable, errors.New("the gateway is overloaded; retry shortly"))
 )
-
-// ServeHTTP serves one request.
-func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	c := &call{start: time.Now(), route: g.metrics.Unrouted()}
-	rw := &responseWriter{ResponseWriter: w, request: r.Header}
-	path := requestPath(r)
-	if r.ProtoMajor == 1 {
-		if r.ContentLength != 0 {
-			// net/http's server sets no deadline on a request's body (its ReadTimeout would end
-			// long streams too), so a body that stops coming, read here or discarded by
-			// net/http after an answer that did not need it, would hold the connection for
-			// good. It fails by the body timeout instead; Forward lifts the deadline for a
-			// stream's body, which the call's deadline bounds.
-			_ = http.NewResponseController(w).SetReadDeadline(c.start.Add(time.Duration(g.cfg.Limits.BodyTimeout)))
-		}
-	} else {
-		// A write to an HTTP/2 stream whose client stops reading it waits on flow control,
-		// not on the socket (which clientConn bounds), so each has the write timeout as the
-		// stream's deadline.
-		rw.stall = time.Duration(g.cfg.Limits.WriteTimeout)
-	}
-	n := g.enter()
-	defer func() {
-		g.leave()
-		g.finish(rw, r, path, c)
-	}()
-
-	h := w.Header()
-	if r.ProtoMajor == 1 && len(r.TransferEncoding) > 0 {
-		// A request with both Content-Length and Transfer-Encoding, or whose Transfer-Encoding
-		// was folded over lines, may be framed one way here and another by a proxy in front,
-		// so the connection must close after the answer (RFC 9112, section 6.1). net/http
-		// drops the Content-Length of such a request and joins folded lines, so it cannot be
-		// told from a chunked one: every chunked request closes its connection. (The fast path
-		// leaves every request with Transfer-Encoding to net/http.)
-		h["Connection"] = connectionClose
-	}
-	h[requestid.Header] = c.value(c.identify(r.Header.Get(requestid.Header)))
-	c.addr = clientAddr(r, g.cfg.Trusted())
-	origin := r.Header.Get("Origin")
-	if origin != "" && cors.IsPreflight(r) {
-		g.cors.Preflight(rw, r)
-		return
-	}
-	g.cors.Decorate(h, origin)
-	if n > int64(g.cfg.Limits.MaxInFlight) {
-		h.Set("Retry-After", "1")
-		if routes.IsProcedurePath(r.URL.Path) {
-			c.fail(g, rw, r, errOverloaded)
-		} else {
-			g.failREST(rw, c, errOverloaded)
-		}
-		return
-	}
-	if route, ok := g.table.Lookup(r.URL.Path); ok {
-		g.rpc(rw, r, c, route)
-		return
-	}
-	if h, ok := g.local[r.URL.Path]; ok {
-		h.ServeHTTP(rw, r.WithContext(withCall(r.Context(), c)))
-		return
-	}
-	if g.console != nil {
-		if servesConsole(r.URL.Path) {
-			g.console.ServeHTTP(rw, r)
-			return
-		}
-		if r.URL.Path == "/" && wantsHTML(r) {
-			// A browser opening the gateway's address gets the console; API clients asking for
-			// / still get the REST answer (no such route).
-			http.Redirect(rw, r, ConsolePath, http.StatusFound)
-			return
-		}
-	}
-	if routes.IsProcedurePath(r.URL.Path) && g.errors.IsSupported(r) {
-		c.fail(g, rw, r, errNotFound)
-		return
-	}
-	g.serveREST(rw, r, c)
-}
 
 // serveREST has the transcoder serve a REST request. Its body is bounded here: the transcoder
 // inflates a gzip body without a bound, and refuses a large one with a 429, so the gateway
@@ -450,62 +368,6 @@ func (g *Gateway) enter() int64 {
 
 func (g *Gateway) leave() {
 	g.inFlight.Add(-1)
-}
-
-// rpc authenticates, limits and forwards one call of route.
-func (g *Gateway) rpc(w http.ResponseWriter, r *http.Request, c *call, route *routes.Route) {
-	c.route, c.procedure = route.Index, route.Procedure
-	if r.Method != http.MethodPost && r.Method != http.MethodGet {
-		// Every protocol posts its calls; Connect may also GET a side-effect-free unary one.
-		c.code = connect.CodeUnknown
-		w.Header().Set("Allow", "POST, GET")
-		w.WriteHeader(http.StatusMethodNotAllowed)
-		return
-	}
-	if !g.errors.IsSupported(r) {
-		c.code = connect.CodeInvalidArgument
-		w.Header().Set("Accept-Post", "application/json, application/proto, application/connect+json, application/connect+proto, application/grpc, application/grpc+proto, application/grpc+json, application/grpc-web, application/grpc-web+proto, application/grpc-web+json, application/grpc-web-text")
-		w.WriteHeader(http.StatusUnsupportedMediaType)
-		return
-	}
-	ctx := r.Context()
-	if retryAfter, err := g.admit(ctx, c, route, r.Header.Get("Authorization")); err != nil {
-		if retryAfter != "" {
-			w.Header().Set("Retry-After", retryAfter)
-		}
-		c.fail(g, w, r, err)
-		return
-	}
-
-	var span trace.Span
-	if g.tracer != nil {
-		ctx, span = g.startSpan(ctx, propagation.HeaderCarrier(r.Header), route)
-		defer span.End()
-		r = r.WithContext(ctx)
-		c.traceID = span.SpanContext().TraceID().String()
-	}
-	header := g.outboundHeader(r, c)
-	if span != nil {
-		g.o.tel.Propagator().Inject(ctx, propagation.HeaderCarrier(header))
-	}
-	res := g.proxy.Forward(w, r, &proxy.Call{
-		Upstream:   g.upstreams[route.Index],
-		BaseURL:    g.baseURLs[route.Index],
-		Header:     header,
-		Buffer:     !route.StreamingRequest,
-		Timeout:    route.Timeout,
-		Idempotent: route.Rule.Idempotent,
-		FullDuplex: route.StreamingRequest && r.ProtoMajor == 2,
-	})
-	c.code, c.cause = res.Code, res.Err
-	c.coded = true
-	c.tooLarge = c.tooLarge || errors.Is(res.Err, proxy.ErrTooLarge)
-	if res.UpstreamFailed {
-		g.metrics.UpstreamError(route.Index)
-	}
-	if span != nil {
-		endSpan(span, res)
-	}
 }
 
 // admit decides whether the call c of route may go on: a method that is not public needs a
@@ -551,91 +413,6 @@ func (g *Gateway) allow(ctx context.Context, route *routes.Route, key string) (r
 	secs := max(int64((d.RetryAfter+time.Second-1)/time.Second), 1)
 	retry := strconv.FormatInt(secs, 10)
 	return retry, connect.NewError(connect.CodeResourceExhausted, fmt.Errorf("too many requests; retry after %ss", retry))
-}
-
-// outboundHeader turns the request's header into the one sent upstream, in place (the request
-// is the gateway's to change, and copying the map would cost an allocation per header): the
-// client's headers without hop-by-hop headers and without anything a client could use to pose
-// as someone else (the platform's X-Basalt-* headers, forwarding headers, trace context); then
-// the gateway's own.
-func (g *Gateway) outboundHeader(r *http.Request, c *call) http.Header {
-	h := r.Header
-	if tokens := h["Connection"]; len(tokens) > 0 {
-		for k := range h {
-			if listed(tokens, k) {
-				delete(h, k)
-			}
-		}
-	}
-	for k, vv := range h {
-		switch {
-		case k == "Te":
-			// gRPC needs "TE: trailers"; nothing else of TE passes a proxy.
-			if strings.Contains(strings.ToLower(strings.Join(vv, ",")), "trailers") {
-				h[k] = teTrailers
-			} else {
-				delete(h, k)
-			}
-		case dropped(k):
-			delete(h, k)
-		}
-	}
-	if c.addr.IsValid() {
-		h["X-Forwarded-For"] = c.value(c.clientIP())
-	} else {
-		delete(h, "X-Forwarded-For")
-	}
-	if r.TLS != nil {
-		// The scheme goes upstream only when it is not the one the service sees on its own
-		// connection, which is plain HTTP (ADR-0043).
-		h["X-Forwarded-Proto"] = forwardedHTTPS
-	}
-	h[requestid.Header] = c.value(c.id)
-	if c.subject != "" {
-		h["X-Basalt-Subject"] = c.value(c.subject)
-	}
-	// The gateway starts the trace; a client's trace context is only linked (startSpan).
-	delete(h, "Traceparent")
-	return h
-}
-
-// dropped reports the client headers that never go upstream, k in any case: hop-by-hop
-// headers (but TE, which gRPC needs), and anything a client could use to pose as someone else
-// (the platform's X-Basalt-* headers, forwarding headers, trace context).
-func dropped(k string) bool {
-	for _, d := range droppedHeaders {
-		if len(k) == len(d) && strings.EqualFold(k, d) {
-			return true
-		}
-	}
-	const platform = "X-Basalt-"
-	return len(k) >= len(platform) && strings.EqualFold(k[:len(platform)], platform)
-}
-
-var droppedHeaders = [...]string{
-	"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authorization", "Transfer-Encoding",
-	"Upgrade", "Host", "X-Forwarded-Host", "X-Forwarded-Proto", "Forwarded",
-	"X-Real-Ip", "Tracestate", "Baggage",
-}
-
-// Shared header values; the transports never modify header slices.
-var (
-	teTrailers      = []string{"trailers"}
-	forwardedHTTPS  = []string{"https"}
-	connectionClose = []string{"close"}
-)
-
-// listed reports whether the header name k is one of the comma-separated tokens in values (a
-// Connection header naming other hop-by-hop headers).
-func listed(values []string, k string) bool {
-	for _, v := range values {
-		for token := range strings.SplitSeq(v, ",") {
-			if strings.EqualFold(strings.TrimSpace(token), k) {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // Close releases the upstream connections.

@@ -27,6 +27,7 @@ import (
 
 	"github.com/basaltplatform/basalt/kernel/rpcclient"
 
+	"github.com/basaltplatform/basalt/gateway/internal/headers"
 	"github.com/basaltplatform/basalt/gateway/internal/httpwire"
 )
 
@@ -40,12 +41,16 @@ type Call struct {
 	// Upstream sends the request; BaseURL is the placeholder URL it expects.
 	Upstream Upstream
 	BaseURL  string
-	// Header is the header to send, already filtered by the caller.
+	// Header is the header to send, already written by the caller's header rules (the
+	// gateway's headers package), the deadline's header among them.
 	Header http.Header
 	// Buffer is true when the body is a single message that may be read before forwarding.
 	Buffer bool
-	// Timeout bounds the call, retries included; 0 leaves only the client's own deadline.
-	Timeout time.Duration
+	// Deadline bounds the call, retries included, when Bounded; the caller works it out from
+	// the route's timeout and the client's (see Deadline) and adds UpstreamGrace when the
+	// upstream is told the client's.
+	Deadline time.Duration
+	Bounded  bool
 	// Idempotent allows the balancer to resend the call after a broken connection.
 	Idempotent bool
 	// FullDuplex is true when the call may stream both ways at once, which needs HTTP/2.
@@ -108,17 +113,8 @@ func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request, c *Call) Result 
 	}
 	ctx := r.Context()
 	var cancel context.CancelFunc
-	if d, fromClient, ok := Deadline(c.Timeout, r.Header.Get("Connect-Timeout-Ms"), r.Header.Get("Grpc-Timeout")); ok {
-		if fromClient && d > 0 {
-			// A client that sent a deadline has the upstream learn it in its protocol (less
-			// the time spent, and no later than the route's) and answer it itself, in a way
-			// the client understands; the gateway's own bound is a backstop for an upstream
-			// that does not, a little later so as not to race it. A client that sent none
-			// is left without one upstream, as it asked.
-			setTimeout(c.Header, r.Header.Get("Content-Type"), d)
-			d += UpstreamGrace
-		}
-		ctx, cancel = context.WithTimeout(ctx, d)
+	if c.Bounded {
+		ctx, cancel = context.WithTimeout(ctx, c.Deadline)
 		defer cancel()
 	} else if !c.Buffer {
 		// A stream's call is cancelled once relayed (see below), so it needs a cancel of its own.
@@ -208,9 +204,9 @@ func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request, c *Call) Result 
 	return p.relay(w, r, resp)
 }
 
-// relay copies the upstream's answer to the client. A header the gateway has already set
-// (CORS, the request id) is its own and stays, except Vary, whose values are joined: a cache
-// must key the response on what the upstream varies by and on Origin alike.
+// relay copies the upstream's answer to the client, its headers by the gateway's answer rules
+// (headers.Answer): a header the gateway has already set (CORS, the request id) is its own and
+// stays, except Vary, whose values are joined.
 func (p *Proxy) relay(w http.ResponseWriter, r *http.Request, resp *http.Response) Result {
 	grpc := isGRPC(resp.Header.Get("Content-Type"))
 	stream := grpc || isStream(resp.Header.Get("Content-Type"))
@@ -235,14 +231,11 @@ func (p *Proxy) relay(w http.ResponseWriter, r *http.Request, resp *http.Respons
 	}
 	h := w.Header()
 	for k, vv := range resp.Header {
-		if httpwire.HopByHop(k) {
-			continue
-		}
 		own, set := h[k]
-		switch {
-		case !set:
+		switch headers.Answer(k, set) {
+		case headers.Copy:
 			h[k] = vv
-		case k == "Vary":
+		case headers.Join:
 			h[k] = append(own[:len(own):len(own)], vv...)
 		}
 	}
@@ -486,16 +479,13 @@ func Deadline(route time.Duration, connectTimeoutMs, grpcTimeout string) (d time
 // own answer to it.
 const UpstreamGrace = 100 * time.Millisecond
 
-// setTimeout tells the upstream the call's deadline in the header of its protocol: the
-// shorter of the route's timeout and the client's, less the time already spent.
-func setTimeout(h http.Header, contentType string, d time.Duration) {
+// TimeoutHeader is the header that tells the upstream the call's deadline d in the protocol
+// of contentType: grpc-timeout for gRPC and gRPC-Web, Connect-Timeout-Ms otherwise.
+func TimeoutHeader(contentType string, d time.Duration) (name, value string) {
 	if strings.HasPrefix(contentType, "application/grpc") {
-		h.Del("Connect-Timeout-Ms")
-		h.Set("Grpc-Timeout", grpcTimeout(d))
-		return
+		return headers.GRPCTimeout, grpcTimeout(d)
 	}
-	h.Del("Grpc-Timeout")
-	h.Set("Connect-Timeout-Ms", ConnectTimeout(d))
+	return headers.ConnectTimeout, ConnectTimeout(d)
 }
 
 // ConnectTimeout encodes d as Connect-Timeout-Ms, rounded up: a positive deadline under a
