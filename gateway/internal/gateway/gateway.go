@@ -490,6 +490,8 @@ func (g *Gateway) rpc(w http.ResponseWriter, r *http.Request, c *call, route *ro
 		Timeout:    route.Timeout,
 		Idempotent: route.Rule.Idempotent,
 		FullDuplex: route.StreamingRequest && r.ProtoMajor == 2,
+		// A passthrough route's methods are unknown, so their answers may be streams.
+		UnaryAnswer: route.Method != nil && !route.Method.IsStreamingServer(),
 	})
 	c.code, c.cause = res.Code, res.Err
 	c.coded = true
