@@ -10,8 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-
-	"github.com/basaltplatform/basalt/devtools/internal/loadgen"
 )
 
 // instructionConns is how many connections carry the counted requests. Instructions per
@@ -22,17 +20,18 @@ const instructionConns = 8
 // instructionRun is what countInstructions starts its processes from.
 type instructionRun struct {
 	self, gateway, nginx, dir, jwks string
-	request                         func(base string) loadgen.Request
+	// load returns the driver of a protocol's call to the server at a base URL.
+	load func(p protocol, base string) driver
 }
 
 // countInstructions counts, with valgrind's callgrind, the instructions each process runs in
 // user space per request: the gateway's and nginx's (one worker) with the service outside
-// callgrind, then the service's behind each. A count is the same for the same binaries and
-// requests whatever else the machine does, where the throughput of one phase moves by ten per
-// cent or more from the next on a shared machine; it leaves out the kernel's work and what
-// waiting costs, which only timing shows. The Go processes run with GOGC=off, so that when the
-// collector happens to run does not move the count; allocations show in Go's own benchmarks.
-// The processes that are not counted run as they do in the timed phases.
+// callgrind, then the service's behind each, for each protocol. A count is the same for the
+// same binaries and requests whatever else the machine does, where the throughput of one phase
+// moves by ten per cent or more from the next on a shared machine; it leaves out the kernel's
+// work and what waiting costs, which only timing shows. The Go processes run with GOGC=off, so
+// that when the collector happens to run does not move the count; allocations show in Go's own
+// benchmarks. The processes that are not counted run as they do in the timed phases.
 func countInstructions(ctx context.Context, o options, r instructionRun) error {
 	valgrind, err := exec.LookPath("valgrind")
 	if err != nil {
@@ -65,21 +64,22 @@ func countInstructions(ctx context.Context, o options, r instructionRun) error {
 			cmd.Env = append(cmd.Env, "GOGC=off", "GODEBUG=asyncpreemptoff=1")
 		}
 	}
-	// measure sends n requests to base after a warm-up, with callgrind's counters of pid zeroed
-	// first, and returns the instructions per request of the dump it then asks for.
-	measure := func(name string, pid int, base string) (float64, error) {
-		req := r.request(base)
-		if failed, first, err := loadgen.Send(ctx, req, instructionConns, max(n/5, instructionConns)); err != nil || failed > 0 {
+	// measure sends n calls of p to base after a warm-up, with callgrind's counters of pid
+	// zeroed first, and returns the instructions per request of the dump it then asks for.
+	measure := func(name string, pid int, p protocol, base string) (float64, error) {
+		name = p.name + ", " + name
+		load := r.load(p, base)
+		if failed, first, err := load.send(ctx, instructionConns, max(n/5, instructionConns)); err != nil || failed > 0 {
 			return 0, fmt.Errorf("%s: warm-up: %d failed (%v), %w", name, failed, first, err)
 		}
 		if out, err := exec.CommandContext(ctx, control, "-z", strconv.Itoa(pid)).CombinedOutput(); err != nil {
 			return 0, fmt.Errorf("%s: %s: %w", name, out, err)
 		}
-		if failed, first, err := loadgen.Send(ctx, req, instructionConns, n); err != nil || failed > 0 {
+		if failed, first, err := load.send(ctx, instructionConns, n); err != nil || failed > 0 {
 			return 0, fmt.Errorf("%s: %d failed (%v), %w", name, failed, first, err)
 		}
 		counted++
-		trigger := fmt.Sprintf("%s-%d", name, counted)
+		trigger := fmt.Sprintf("count-%d", counted)
 		if out, err := exec.CommandContext(ctx, control, "-d", trigger, strconv.Itoa(pid)).CombinedOutput(); err != nil {
 			return 0, fmt.Errorf("%s: %s: %w", name, out, err)
 		}
@@ -96,34 +96,42 @@ func countInstructions(ctx context.Context, o options, r instructionRun) error {
 		return err
 	}
 	defer stopProcess(up)
-	// proxy counts a proxy under callgrind, started on port by start, ready at its health path.
-	proxy := func(name string, start func(port int) (*exec.Cmd, error), health string) (float64, error) {
-		ports, err := pickPorts(1)
+	type counts struct{ gateway, nginx, behindGateway, behindNginx float64 }
+	result := make([]counts, len(o.protocols))
+	// proxy counts a proxy under callgrind for each protocol: start starts it on the ports it
+	// is given and returns the port that serves each protocol; health is its readiness path on
+	// the HTTP/1.1 port.
+	proxy := func(name, health string, start func(ports nginxPorts) (*exec.Cmd, nginxPorts, error), count func(c *counts) *float64) error {
+		picked, err := pickPorts(3)
 		if err != nil {
-			return 0, err
+			return err
 		}
-		port := ports[0]
-		base := fmt.Sprintf("http://127.0.0.1:%d", port)
-		cmd, err := start(port)
+		cmd, served, err := start(nginxPorts{http1: picked[0], grpc: picked[1], connectH2: picked[2]})
 		if err != nil {
-			return 0, err
+			return err
 		}
 		defer killProcess(cmd)
-		if err := waitReady(ctx, base+health); err != nil {
-			return 0, err
+		if err := waitReady(ctx, fmt.Sprintf("http://127.0.0.1:%d%s", served.http1, health)); err != nil {
+			return err
 		}
-		return measure(name, cmd.Process.Pid, base)
+		for i, p := range o.protocols {
+			if *count(&result[i]), err = measure(name, cmd.Process.Pid, p, fmt.Sprintf("http://127.0.0.1:%d", served.port(p))); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
-	gateway, err := proxy("gateway", func(port int) (*exec.Cmd, error) {
-		return startGateway(ctx, r.gateway, r.dir, "gateway-callgrind", port, upURL, false, under("gateway"))
-	}, "/readyz")
-	if err != nil {
+	if err := proxy("gateway", "/readyz", func(ports nginxPorts) (*exec.Cmd, nginxPorts, error) {
+		// The gateway serves every protocol on one port.
+		cmd, err := startGateway(ctx, r.gateway, r.dir, "gateway-callgrind", ports.http1, upURL, false, under("gateway"))
+		return cmd, nginxPorts{http1: ports.http1, grpc: ports.http1, connectH2: ports.http1}, err
+	}, func(c *counts) *float64 { return &c.gateway }); err != nil {
 		return err
 	}
-	nginx, err := proxy("nginx", func(port int) (*exec.Cmd, error) {
-		return startNginx(ctx, r.nginx, r.dir, "nginx-callgrind", port, upURL, true, under("nginx"))
-	}, "/healthz")
-	if err != nil {
+	if err := proxy("nginx", "/healthz", func(ports nginxPorts) (*exec.Cmd, nginxPorts, error) {
+		cmd, err := startNginx(ctx, r.nginx, r.dir, "nginx-callgrind", ports, upURL, true, under("nginx"))
+		return cmd, ports, err
+	}, func(c *counts) *float64 { return &c.nginx }); err != nil {
 		return err
 	}
 	stopProcess(up)
@@ -133,18 +141,19 @@ func countInstructions(ctx context.Context, o options, r instructionRun) error {
 		return err
 	}
 	defer killProcess(svc)
-	ports, err := pickPorts(2)
+	picked, err := pickPorts(4)
 	if err != nil {
 		return err
 	}
-	gwPort, ngPort := ports[0], ports[1]
-	gwURL, ngURL := fmt.Sprintf("http://127.0.0.1:%d", gwPort), fmt.Sprintf("http://127.0.0.1:%d", ngPort)
+	gwPort := picked[0]
+	ngPorts := nginxPorts{http1: picked[1], grpc: picked[2], connectH2: picked[3]}
+	gwURL := fmt.Sprintf("http://127.0.0.1:%d", gwPort)
 	gw, err := startGateway(ctx, r.gateway, r.dir, "gateway-native", gwPort, svcURL, false)
 	if err != nil {
 		return err
 	}
 	defer stopProcess(gw)
-	ng, err := startNginx(ctx, r.nginx, r.dir, "nginx-native", ngPort, svcURL, false)
+	ng, err := startNginx(ctx, r.nginx, r.dir, "nginx-native", ngPorts, svcURL, false)
 	if err != nil {
 		return err
 	}
@@ -152,22 +161,27 @@ func countInstructions(ctx context.Context, o options, r instructionRun) error {
 	if err := waitReady(ctx, gwURL+"/readyz"); err != nil {
 		return err
 	}
-	if err := waitReady(ctx, ngURL+"/healthz"); err != nil {
+	if err := waitReady(ctx, fmt.Sprintf("http://127.0.0.1:%d/healthz", ngPorts.http1)); err != nil {
 		return err
 	}
-	behindGateway, err := measure("service behind the gateway", svc.Process.Pid, gwURL)
-	if err != nil {
-		return err
-	}
-	behindNginx, err := measure("service behind nginx", svc.Process.Pid, ngURL)
-	if err != nil {
-		return err
+	for i, p := range o.protocols {
+		if result[i].behindGateway, err = measure("service behind the gateway", svc.Process.Pid, p, gwURL); err != nil {
+			return err
+		}
+		ngURL := fmt.Sprintf("http://127.0.0.1:%d", ngPorts.port(p))
+		if result[i].behindNginx, err = measure("service behind nginx", svc.Process.Pid, p, ngURL); err != nil {
+			return err
+		}
 	}
 	fmt.Printf("\ninstructions per request in user space (callgrind)\n")
-	fmt.Printf("%-28s %9.0f\n%-28s %9.0f\n", "gateway", gateway, "nginx, one worker", nginx)
-	fmt.Printf("%-28s %9.0f\n%-28s %9.0f\n", "service behind the gateway", behindGateway, "service behind nginx", behindNginx)
-	fmt.Printf("gateway/nginx: %.2fx; gateway and its service/nginx and its service: %.3fx\n",
-		gateway/nginx, (gateway+behindGateway)/(nginx+behindNginx))
+	fmt.Printf("%-11s %9s %9s %11s %11s %8s %8s\n", "protocol", "gateway", "nginx", "svc behind", "svc behind", "gw/ngx", "with svc")
+	fmt.Printf("%-11s %9s %9s %11s %11s %8s %8s\n", "", "", "1 worker", "gateway", "nginx", "", "")
+	for i, p := range o.protocols {
+		c := result[i]
+		fmt.Printf("%-11s %9.0f %9.0f %11.0f %11.0f %7.2fx %7.3fx\n", p.name, c.gateway, c.nginx, c.behindGateway, c.behindNginx,
+			c.gateway/c.nginx, (c.gateway+c.behindGateway)/(c.nginx+c.behindNginx))
+	}
+	fmt.Println("with svc: the gateway and its service against nginx and its service")
 	return nil
 }
 

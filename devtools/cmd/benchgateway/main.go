@@ -4,11 +4,11 @@
 // It starts one upstream (a kernel server answering GetCurrentUser and publishing a JWKS), the
 // gateway binary in front of it (verifying access tokens and applying a rate limit high enough
 // never to refuse) twice, with its HTTP/1.1 fast path and without it ("net/http"), and nginx
-// proxying to it without authentication. A load generator then
-// sends the same Connect call (binary protobuf over HTTP/1.1 keep-alive connections) to each
+// proxying to it without authentication. A load generator then sends the same call to each
 // target in turn, first with many concurrent clients (throughput) and then with one (the
-// latency a request pays). Targets take turns within each round, so slow drift of the machine
-// affects all of them alike.
+// latency a request pays), for each protocol: Connect (binary protobuf) over HTTP/1.1
+// keep-alive connections, gRPC over h2c, and Connect over h2c. Targets take turns within each
+// round, so slow drift of the machine affects all of them alike.
 package main
 
 import (
@@ -75,21 +75,50 @@ type options struct {
 	instructions int
 	workDir      string
 	nginx        string
+	h2load       string
+	protocols    []protocol
+}
+
+// target is what one phase measures: calls through a proxy (or none, for the direct call).
+type target struct {
+	name  string
+	load  driver
+	proxy *exec.Cmd
+}
+
+// sample is one round's measurement of a target.
+type sample struct {
+	throughput, latency loadgen.Result
+	// proxyCPU and upstreamCPU are the CPU time per request of the proxy's and the
+	// upstream's processes in the throughput phase (its warm-up included, so they are
+	// divided by every request sent then).
+	proxyCPU, upstreamCPU time.Duration
+	// proxySys is the part of proxyCPU spent in the kernel.
+	proxySys time.Duration
+	// loadCPU is the load generator's CPU time per request.
+	loadCPU time.Duration
 }
 
 func run(ctx context.Context, args []string) error {
 	var o options
+	var protocolList string
 	fs := flag.NewFlagSet("benchgateway", flag.ContinueOnError)
 	fs.DurationVar(&o.duration, "duration", 8*time.Second, "measured time per target and phase")
 	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured time before each measurement")
 	fs.IntVar(&o.concurrency, "concurrency", 32, "concurrent connections in the throughput phase")
 	fs.IntVar(&o.rounds, "rounds", 2, "rounds; each round measures every target")
-	fs.IntVar(&o.pairs, "pairs", 0, "after the rounds, pairs of back-to-back gateway and nginx throughput phases")
+	fs.IntVar(&o.pairs, "pairs", 0, "after the rounds, pairs of back-to-back gateway and nginx throughput phases, per protocol")
 	fs.DurationVar(&o.pairDuration, "pair-duration", 3*time.Second, "measured time of each phase of a pair")
 	fs.IntVar(&o.instructions, "instructions", 0, "instead of timing, count with callgrind the instructions per request of the gateway, nginx and the service behind each, over this many requests")
 	fs.StringVar(&o.workDir, "dir", ".bench/gateway", "folder for binaries, configuration and logs")
 	fs.StringVar(&o.nginx, "nginx", "nginx", "nginx binary")
+	fs.StringVar(&o.h2load, "h2load", "h2load", "h2load binary (nghttp2), the load generator of the h2c protocols")
+	fs.StringVar(&protocolList, "protocols", "http1,grpc,connect-h2", "protocols to measure, comma-separated: http1 (Connect over HTTP/1.1), grpc (gRPC over h2c), connect-h2 (Connect over h2c)")
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var err error
+	if o.protocols, err = selectProtocols(protocolList); err != nil {
 		return err
 	}
 	root, err := testkit.RepoRoot()
@@ -106,6 +135,12 @@ func run(ctx context.Context, args []string) error {
 	nginxBin, err := exec.LookPath(o.nginx)
 	if err != nil {
 		return fmt.Errorf("nginx is needed for the comparison (Debian: apt-get install nginx-light): %w", err)
+	}
+	h2 := loadgen.H2Load{Dir: dir}
+	if slices.ContainsFunc(o.protocols, func(p protocol) bool { return p.h2 }) {
+		if h2.Bin, err = exec.LookPath(o.h2load); err != nil {
+			return fmt.Errorf("h2load is needed for the h2c protocols (Debian: apt-get install nghttp2-client): %w", err)
+		}
 	}
 
 	fmt.Println("building the gateway")
@@ -136,24 +171,14 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	request := func(base string) loadgen.Request {
-		return loadgen.Request{
-			Method: http.MethodPost,
-			URL:    base + identityv1connect.IdentityServiceGetCurrentUserProcedure,
-			Header: http.Header{
-				"Content-Type":             {"application/proto"},
-				"Connect-Protocol-Version": {"1"},
-				"Authorization":            {"Bearer " + token},
-			},
-			Body: body,
-		}
-	}
+	// load returns the driver of protocol p's call to the server at base.
+	load := func(p protocol, base string) driver { return newDriver(p, h2, p.request(base, token, body)) }
 	self, err := os.Executable()
 	if err != nil {
 		return err
 	}
 	if o.instructions > 0 {
-		return countInstructions(ctx, o, instructionRun{self: self, gateway: gatewayBin, nginx: nginxBin, dir: dir, jwks: jwksPath, request: request})
+		return countInstructions(ctx, o, instructionRun{self: self, gateway: gatewayBin, nginx: nginxBin, dir: dir, jwks: jwksPath, load: load})
 	}
 	up, upURL, err := startUpstream(ctx, self, jwksPath)
 	if err != nil {
@@ -161,14 +186,14 @@ func run(ctx context.Context, args []string) error {
 	}
 	defer stopProcess(up)
 
-	ports, err := pickPorts(3)
+	ports, err := pickPorts(5)
 	if err != nil {
 		return err
 	}
-	gwPort, slowPort, nginxPort := ports[0], ports[1], ports[2]
+	gwPort, slowPort := ports[0], ports[1]
+	ngPorts := nginxPorts{http1: ports[2], grpc: ports[3], connectH2: ports[4]}
 	gwURL := fmt.Sprintf("http://127.0.0.1:%d", gwPort)
 	slowURL := fmt.Sprintf("http://127.0.0.1:%d", slowPort)
-	nginxURL := fmt.Sprintf("http://127.0.0.1:%d", nginxPort)
 	gw, err := startGateway(ctx, gatewayBin, dir, "gateway", gwPort, upURL, false)
 	if err != nil {
 		return err
@@ -181,7 +206,7 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	defer stopProcess(slow)
-	ng, err := startNginx(ctx, nginxBin, dir, "nginx", nginxPort, upURL, false)
+	ng, err := startNginx(ctx, nginxBin, dir, "nginx", ngPorts, upURL, false)
 	if err != nil {
 		return err
 	}
@@ -191,78 +216,96 @@ func run(ctx context.Context, args []string) error {
 			return err
 		}
 	}
-	if err := waitReady(ctx, nginxURL+"/healthz"); err != nil {
+	if err := waitReady(ctx, fmt.Sprintf("http://127.0.0.1:%d/healthz", ngPorts.http1)); err != nil {
 		return err
 	}
 
-	targets := []struct {
-		name  string
-		req   loadgen.Request
-		proxy *exec.Cmd
-	}{
-		{"direct", request(upURL), nil},
-		{"gateway", request(gwURL), gw},
-		{"net/http", request(slowURL), slow},
-		{"nginx", request(nginxURL), ng},
-	}
-	type sample struct {
-		throughput, latency loadgen.Result
-		// proxyCPU and upstreamCPU are the CPU time per request of the proxy's and the
-		// upstream's processes in the throughput phase (its warm-up included, so they are
-		// divided by every request sent then).
-		proxyCPU, upstreamCPU time.Duration
-		// proxySys is the part of proxyCPU spent in the kernel.
-		proxySys time.Duration
-		// loadCPU is this process's, the load generator's, CPU time per request.
-		loadCPU time.Duration
+	// suites holds each protocol's targets; HTTP/1.1 also measures the gateway without its
+	// fast path, which the h2c protocols never take.
+	suites := make([][]target, len(o.protocols))
+	for i, p := range o.protocols {
+		ngURL := fmt.Sprintf("http://127.0.0.1:%d", ngPorts.port(p))
+		for _, base := range []string{upURL, gwURL, ngURL} {
+			if err := p.check(ctx, base, token); err != nil {
+				return err
+			}
+		}
+		suites[i] = []target{{"direct", load(p, upURL), nil}, {"gateway", load(p, gwURL), gw}}
+		if !p.h2 {
+			suites[i] = append(suites[i], target{"net/http", load(p, slowURL), slow})
+		}
+		suites[i] = append(suites[i], target{"nginx", load(p, ngURL), ng})
 	}
 	results := map[string][]sample{}
 	for round := 1; round <= o.rounds; round++ {
-		for _, t := range targets {
-			fmt.Printf("round %d/%d: %s\n", round, o.rounds, t.name)
-			upBefore, proxyBefore, loadBefore := cpuTime(up.Process.Pid), cpu{}, procCPU(os.Getpid())
-			if t.proxy != nil {
-				proxyBefore = cpuTime(t.proxy.Process.Pid)
-			}
-			tp, err := loadgen.Run(ctx, t.req, o.concurrency, o.warmup, o.duration)
-			if err != nil {
-				return err
-			}
-			sent := float64(tp.Requests) * float64(o.warmup+o.duration) / float64(o.duration)
-			var s sample
-			perRequest := func(d time.Duration) time.Duration { return time.Duration(float64(d) / sent) }
-			s.upstreamCPU = perRequest(cpuTime(up.Process.Pid).sub(upBefore).total())
-			s.loadCPU = perRequest(procCPU(os.Getpid()).sub(loadBefore).total())
-			if t.proxy != nil {
-				used := cpuTime(t.proxy.Process.Pid).sub(proxyBefore)
-				s.proxyCPU, s.proxySys = perRequest(used.total()), perRequest(used.system)
-			}
-			lat, err := loadgen.Run(ctx, t.req, 1, o.warmup/2, o.duration/2)
-			if err != nil {
-				return err
-			}
-			for _, r := range []loadgen.Result{tp, lat} {
-				if r.Errors > 0 {
-					return fmt.Errorf("%s: %d failed requests, first: %v", t.name, r.Errors, r.FirstError)
+		for i, p := range o.protocols {
+			for _, t := range suites[i] {
+				fmt.Printf("round %d/%d: %s, %s\n", round, o.rounds, p.name, t.name)
+				s, err := measureTarget(ctx, o, t, up)
+				if err != nil {
+					return fmt.Errorf("%s, %s: %w", p.name, t.name, err)
 				}
+				results[p.name+" "+t.name] = append(results[p.name+" "+t.name], s)
 			}
-			s.throughput, s.latency = tp, lat
-			results[t.name] = append(results[t.name], s)
 		}
 	}
 
 	if o.pairs > 0 {
-		if err := runPairs(ctx, o, targets[1].req, gw, targets[3].req, ng, up); err != nil {
-			return err
+		for i, p := range o.protocols {
+			gwT, ngT := suites[i][1], suites[i][len(suites[i])-1]
+			if err := runPairs(ctx, o, p, gwT, ngT, up); err != nil {
+				return err
+			}
 		}
 	}
 	if o.rounds == 0 {
 		return nil
 	}
 	nginxVersion, _ := exec.Command(nginxBin, "-v").CombinedOutput()
-	fmt.Printf("\nGetCurrentUser, Connect binary over HTTP/1.1 keep-alive, %d rounds of %s per target and phase\n", o.rounds, o.duration)
+	for i, p := range o.protocols {
+		report(o, p, suites[i], results, strings.TrimSpace(strings.TrimPrefix(string(nginxVersion), "nginx version: ")))
+	}
+	return nil
+}
+
+// measureTarget measures t once: throughput on many connections, then latency on one.
+func measureTarget(ctx context.Context, o options, t target, up *exec.Cmd) (sample, error) {
+	upBefore, proxyBefore := cpuTime(up.Process.Pid), cpu{}
+	if t.proxy != nil {
+		proxyBefore = cpuTime(t.proxy.Process.Pid)
+	}
+	tp, loadCPU, err := t.load.run(ctx, o.concurrency, o.warmup, o.duration)
+	if err != nil {
+		return sample{}, err
+	}
+	sent := float64(tp.Requests) * float64(o.warmup+o.duration) / float64(o.duration)
+	var s sample
+	perRequest := func(d time.Duration) time.Duration { return time.Duration(float64(d) / sent) }
+	s.upstreamCPU = perRequest(cpuTime(up.Process.Pid).sub(upBefore).total())
+	s.loadCPU = perRequest(loadCPU)
+	if t.proxy != nil {
+		used := cpuTime(t.proxy.Process.Pid).sub(proxyBefore)
+		s.proxyCPU, s.proxySys = perRequest(used.total()), perRequest(used.system)
+	}
+	lat, _, err := t.load.run(ctx, 1, o.warmup/2, o.duration/2)
+	if err != nil {
+		return sample{}, err
+	}
+	for _, r := range []loadgen.Result{tp, lat} {
+		if r.Errors > 0 {
+			return sample{}, fmt.Errorf("%d failed requests, first: %v", r.Errors, r.FirstError)
+		}
+	}
+	s.throughput, s.latency = tp, lat
+	return s, nil
+}
+
+// report prints protocol p's table: the best round of each target, the ratios, and each
+// round's gateway/nginx ratios.
+func report(o options, p protocol, targets []target, results map[string][]sample, nginxVersion string) {
+	fmt.Printf("\nGetCurrentUser, %s, %d rounds of %s per target and phase\n", p.title, o.rounds, o.duration)
 	fmt.Printf("%s, gateway with token verification, rate limiting and access log; nginx %s without authentication\n\n",
-		fmt.Sprintf("%d CPUs", runtime.NumCPU()), strings.TrimSpace(strings.TrimPrefix(string(nginxVersion), "nginx version: ")))
+		fmt.Sprintf("%d CPUs", runtime.NumCPU()), nginxVersion)
 	fmt.Printf("%-8s | %57s | %27s\n", "", fmt.Sprintf("%d connections", o.concurrency), "1 connection")
 	fmt.Printf("%-8s | %9s %8s %8s %9s %9s %9s | %9s %8s %8s\n", "target", "req/s", "p50", "p99", "proxy CPU", "svc CPU", "load CPU", "req/s", "p50", "p99")
 	best := map[string]sample{}
@@ -270,7 +313,7 @@ func run(ctx context.Context, args []string) error {
 		// The best round of each target is reported: noise on a shared machine only ever
 		// slows a run down.
 		var b sample
-		for _, s := range results[t.name] {
+		for _, s := range results[p.name+" "+t.name] {
 			if s.throughput.RPS() > b.throughput.RPS() {
 				b.throughput, b.proxyCPU, b.proxySys, b.upstreamCPU, b.loadCPU = s.throughput, s.proxyCPU, s.proxySys, s.upstreamCPU, s.loadCPU
 			}
@@ -283,15 +326,17 @@ func run(ctx context.Context, args []string) error {
 			b.throughput.RPS(), ms(b.throughput.Percentile(0.5)), ms(b.throughput.Percentile(0.99)), us(b.proxyCPU), us(b.upstreamCPU), us(b.loadCPU),
 			b.latency.RPS(), ms(b.latency.Percentile(0.5)), ms(b.latency.Percentile(0.99)))
 	}
-	g, n, d, nh := best["gateway"], best["nginx"], best["direct"], best["net/http"]
+	g, n, d := best["gateway"], best["nginx"], best["direct"]
 	fmt.Println("\nproxy, svc and load CPU: CPU time per request of the proxy's, the service's and the load generator's processes")
 	fmt.Printf("gateway/nginx throughput: %.2fx\n", g.throughput.RPS()/n.throughput.RPS())
 	fmt.Printf("gateway/nginx CPU per request: %.2fx\n", float64(g.proxyCPU)/float64(n.proxyCPU))
 	fmt.Printf("proxy CPU per request in user / kernel time: gateway %s / %s, nginx %s / %s\n",
 		us(g.proxyCPU-g.proxySys), us(g.proxySys), us(n.proxyCPU-n.proxySys), us(n.proxySys))
 	fmt.Printf("gateway/direct throughput: %.2fx\n", g.throughput.RPS()/d.throughput.RPS())
-	fmt.Printf("gateway/net/http (the gateway without its fast path) throughput: %.2fx, CPU per request: %.2fx\n",
-		g.throughput.RPS()/nh.throughput.RPS(), float64(g.proxyCPU)/float64(nh.proxyCPU))
+	if nh, ok := best["net/http"]; ok {
+		fmt.Printf("gateway/net/http (the gateway without its fast path) throughput: %.2fx, CPU per request: %.2fx\n",
+			g.throughput.RPS()/nh.throughput.RPS(), float64(g.proxyCPU)/float64(nh.proxyCPU))
+	}
 	fmt.Printf("added p50 / p99 over direct, 1 connection: gateway %s / %s, nginx %s / %s\n",
 		ms(g.latency.Percentile(0.5)-d.latency.Percentile(0.5)), ms(g.latency.Percentile(0.99)-d.latency.Percentile(0.99)),
 		ms(n.latency.Percentile(0.5)-d.latency.Percentile(0.5)), ms(n.latency.Percentile(0.99)-d.latency.Percentile(0.99)))
@@ -300,12 +345,11 @@ func run(ctx context.Context, args []string) error {
 	// moments.
 	fmt.Println("\nper round, gateway/nginx throughput and CPU per request (user / kernel time of each):")
 	for i := range o.rounds {
-		g, n := results["gateway"][i], results["nginx"][i]
+		g, n := results[p.name+" gateway"][i], results[p.name+" nginx"][i]
 		fmt.Printf("round %d: %.2fx, %.2fx (gateway %s / %s, nginx %s / %s)\n", i+1,
 			g.throughput.RPS()/n.throughput.RPS(), float64(g.proxyCPU)/float64(n.proxyCPU),
 			us(g.proxyCPU-g.proxySys), us(g.proxySys), us(n.proxyCPU-n.proxySys), us(n.proxySys))
 	}
-	return nil
 }
 
 func us(d time.Duration) string {
@@ -448,13 +492,76 @@ limits:
 	return cmd, cmd.Start()
 }
 
+// nginxPorts are the ports of nginx's listeners: HTTP/1.1, and h2c for gRPC and for Connect.
+// A zero port leaves its listener out.
+type nginxPorts struct {
+	http1, grpc, connectH2 int
+}
+
+// port returns the listener that serves p.
+func (n nginxPorts) port(p protocol) int {
+	switch p.name {
+	case "grpc":
+		return n.grpc
+	case "connect-h2":
+		return n.connectH2
+	default:
+		return n.http1
+	}
+}
+
 // startNginx starts nginx as name with a worker per processor; single runs one worker in the
 // master's process, as a profiler needs it.
-func startNginx(ctx context.Context, bin, dir, name string, port int, upURL string, single bool, wrap ...func(*exec.Cmd)) (*exec.Cmd, error) {
+//
+// gRPC goes upstream with grpc_pass, over HTTP/2 connections kept alive, one call at a time on
+// each (nginx does not multiplex upstream). Connect over h2c goes upstream as the HTTP/1.1 listener's
+// calls do, with proxy_pass on keep-alive connections: nginx's proxy module speaks only HTTP/1.x
+// upstream, grpc_pass is documented for gRPC alone, and an operator putting nginx in front of
+// Connect services would deploy this, as the gateway itself sends Connect calls upstream over
+// HTTP/1.1. The h2c listeners and their upstreams keep connections for as many requests as
+// they carry (keepalive_requests, 1,000 by default): h2load does not dial again when nginx
+// ends a connection, and the gateway ends none. The HTTP/1.1 listener keeps nginx's defaults,
+// as it was measured before the h2c phases existed.
+func startNginx(ctx context.Context, bin, dir, name string, ports nginxPorts, upURL string, single bool, wrap ...func(*exec.Cmd)) (*exec.Cmd, error) {
 	upHost := strings.TrimPrefix(upURL, "http://")
 	workers := "worker_processes auto;"
 	if single {
 		workers = "worker_processes 1;\nmaster_process off;"
+	}
+	var h2 strings.Builder
+	if ports.grpc != 0 {
+		fmt.Fprintf(&h2, `  upstream backend_grpc {
+    server %[1]s;
+    keepalive 128;
+    keepalive_requests 1000000;
+  }
+  server {
+    listen 127.0.0.1:%[2]d http2;
+    keepalive_requests 1000000;
+    location / {
+      grpc_pass grpc://backend_grpc;
+      grpc_set_header X-Forwarded-For $remote_addr;
+    }
+  }
+`, upHost, ports.grpc)
+	}
+	if ports.connectH2 != 0 {
+		fmt.Fprintf(&h2, `  upstream backend_h2 {
+    server %[1]s;
+    keepalive 128;
+    keepalive_requests 1000000;
+  }
+  server {
+    listen 127.0.0.1:%[2]d http2;
+    keepalive_requests 1000000;
+    location / {
+      proxy_pass http://backend_h2;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header X-Forwarded-For $remote_addr;
+    }
+  }
+`, upHost, ports.connectH2)
 	}
 	conf := fmt.Sprintf(`%[4]s
 pid %[1]s/%[5]s.pid;
@@ -478,8 +585,8 @@ http {
       proxy_set_header X-Forwarded-For $remote_addr;
     }
   }
-}
-`, dir, upHost, port, workers, name)
+%[6]s}
+`, dir, upHost, ports.http1, workers, name, h2.String())
 	path := filepath.Join(dir, name+".conf")
 	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 		return nil, err

@@ -7,8 +7,6 @@ import (
 	"os/exec"
 	"slices"
 	"time"
-
-	"github.com/basaltplatform/basalt/devtools/internal/loadgen"
 )
 
 // runPairs measures the gateway and nginx in pairs of throughput phases back to back, taking
@@ -16,15 +14,16 @@ import (
 // and other targets between the gateway and nginx, and a shared machine drifts in that time as
 // much as the two differ; within a pair it drifts less, and the median of many pairs leaves out
 // the ones a burst of other work disturbed.
-func runPairs(ctx context.Context, o options, gwReq loadgen.Request, gw *exec.Cmd, ngReq loadgen.Request, ng *exec.Cmd, up *exec.Cmd) error {
+func runPairs(ctx context.Context, o options, p protocol, gw, ng target, up *exec.Cmd) error {
 	type phase struct {
 		rps                 float64
 		proxy, proxySys, up time.Duration
 	}
-	measure := func(req loadgen.Request, proxy *exec.Cmd) (phase, error) {
+	measure := func(t target) (phase, error) {
+		proxy := t.proxy
 		upBefore, before := cpuTime(up.Process.Pid), cpuTime(proxy.Process.Pid)
 		warmup := o.pairDuration / 4
-		r, err := loadgen.Run(ctx, req, o.concurrency, warmup, o.pairDuration)
+		r, _, err := t.load.run(ctx, o.concurrency, warmup, o.pairDuration)
 		if err != nil {
 			return phase{}, err
 		}
@@ -36,23 +35,23 @@ func runPairs(ctx context.Context, o options, gwReq loadgen.Request, gw *exec.Cm
 		per := func(d time.Duration) time.Duration { return time.Duration(float64(d) / sent) }
 		return phase{r.RPS(), per(used.total()), per(used.system), per(cpuTime(up.Process.Pid).sub(upBefore).total())}, nil
 	}
-	fmt.Printf("\n%d pairs of %s phases, gateway and nginx back to back, %d connections\n", o.pairs, o.pairDuration, o.concurrency)
+	fmt.Printf("\n%s: %d pairs of %s phases, gateway and nginx back to back, %d connections\n", p.title, o.pairs, o.pairDuration, o.concurrency)
 	fmt.Printf("%-5s | %9s %9s %7s | %17s %17s | %9s %9s\n", "pair", "gateway", "nginx", "ratio", "gateway CPU", "nginx CPU", "svc gw", "svc ngx")
 	var ratios, cpuRatios []float64
 	for i := range o.pairs {
 		var g, n phase
 		var err error
 		if i%2 == 0 {
-			if g, err = measure(gwReq, gw); err == nil {
-				n, err = measure(ngReq, ng)
+			if g, err = measure(gw); err == nil {
+				n, err = measure(ng)
 			}
 		} else {
-			if n, err = measure(ngReq, ng); err == nil {
-				g, err = measure(gwReq, gw)
+			if n, err = measure(ng); err == nil {
+				g, err = measure(gw)
 			}
 		}
 		if err != nil {
-			return err
+			return fmt.Errorf("%s pairs: %w", p.name, err)
 		}
 		ratios = append(ratios, g.rps/n.rps)
 		cpuRatios = append(cpuRatios, float64(g.proxy)/float64(n.proxy))

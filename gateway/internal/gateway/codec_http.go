@@ -179,6 +179,8 @@ func (x *netExchange) forward(_ context.Context, c *call, route *routes.Route, d
 		Bounded:    bounded,
 		Idempotent: route.Rule.Idempotent,
 		FullDuplex: route.StreamingRequest && r.ProtoMajor == 2,
+		// A passthrough route's methods are unknown, so their answers may be streams.
+		UnaryAnswer: route.Method != nil && !route.Method.IsStreamingServer(),
 	})
 }
 

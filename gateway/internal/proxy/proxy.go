@@ -55,6 +55,10 @@ type Call struct {
 	Idempotent bool
 	// FullDuplex is true when the call may stream both ways at once, which needs HTTP/2.
 	FullDuplex bool
+	// UnaryAnswer is true when the method answers with one message. Its answer is then read
+	// whole (as far as the relay's buffer holds it) before it goes out, even in a stream's
+	// framing (gRPC, gRPC-Web), and goes out without a flush per message.
+	UnaryAnswer bool
 }
 
 // Result describes a forwarded call, for metrics and the access log.
@@ -201,15 +205,21 @@ func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request, c *Call) Result 
 		}
 		resp.Body.Close()
 	}()
-	return p.relay(w, r, resp)
+	return p.relay(w, r, resp, c.UnaryAnswer)
 }
 
 // relay copies the upstream's answer to the client, its headers by the gateway's answer rules
 // (headers.Answer): a header the gateway has already set (CORS, the request id) is its own and
-// stays, except Vary, whose values are joined.
-func (p *Proxy) relay(w http.ResponseWriter, r *http.Request, resp *http.Response) Result {
-	grpc := isGRPC(resp.Header.Get("Content-Type"))
-	stream := grpc || isStream(resp.Header.Get("Content-Type"))
+// stays, except Vary, whose values are joined. unary says the method answers with one message.
+func (p *Proxy) relay(w http.ResponseWriter, r *http.Request, resp *http.Response, unary bool) Result {
+	ct := resp.Header.Get("Content-Type")
+	grpc := isGRPC(ct)
+	// framed answers are sequences of messages, whose boundaries the relay follows. A stream's
+	// go out as they come, each flushed; a unary method's single message needs no flush of its
+	// own, and on HTTP/2 each flush costs a frame written and a system call apart, and two
+	// hand-offs to the connection's serving goroutine for the write deadline around it.
+	framed := isStream(ct)
+	stream := framed && !unary
 	bufp := p.buffers.Get().(*[]byte)
 	defer p.buffers.Put(bufp)
 	buf := *bufp
@@ -239,6 +249,11 @@ func (p *Proxy) relay(w http.ResponseWriter, r *http.Request, resp *http.Respons
 			h[k] = append(own[:len(own):len(own)], vv...)
 		}
 	}
+	if _, set := resp.Header["Content-Length"]; framed && !set {
+		// net/http would give a framed answer written whole a length its upstream did not
+		// send; a nil value leaves it out, as a stream's answer has none.
+		h["Content-Length"] = nil
+	}
 	res := Result{Status: resp.StatusCode, Code: codeOf(resp.StatusCode, resp.Header)}
 	w.WriteHeader(resp.StatusCode)
 	if len(head) > 0 {
@@ -257,6 +272,9 @@ func (p *Proxy) relay(w http.ResponseWriter, r *http.Request, resp *http.Respons
 		_ = rc.Flush()
 	}
 	var framing envelopes
+	if framed {
+		framing.feed(head)
+	}
 	for {
 		n, rerr := resp.Body.Read(buf)
 		if n > 0 {
@@ -265,8 +283,10 @@ func (p *Proxy) relay(w http.ResponseWriter, r *http.Request, resp *http.Respons
 				res.Code, res.Err = connect.CodeCanceled, werr
 				return res
 			}
-			if stream {
+			if framed {
 				framing.feed(buf[:n])
+			}
+			if stream {
 				_ = rc.Flush()
 			}
 		}
@@ -274,7 +294,7 @@ func (p *Proxy) relay(w http.ResponseWriter, r *http.Request, resp *http.Respons
 			break
 		}
 		if rerr != nil {
-			return p.broken(w, r, resp, res, rerr, stream && framing.boundary())
+			return p.broken(w, r, resp, res, rerr, framed && framing.boundary())
 		}
 	}
 	return p.trailers(h, resp, res, grpc)
@@ -401,8 +421,18 @@ func (p *Proxy) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error)
 		return nil, ErrTooLarge
 	}
 	rc := http.NewResponseController(w)
+	// http1 is whether the body's deadline is the connection's read deadline. An HTTP/2
+	// stream's deadline is set, and lifted, by a message to the connection's serving goroutine
+	// and a timer there, a hand-off each way for every call; a timer here sets an expired one
+	// only when the body is late, and stops when it is read.
+	http1 := r.ProtoMajor == 1
 	if p.bodyTimeout > 0 {
-		_ = rc.SetReadDeadline(time.Now().Add(p.bodyTimeout))
+		if http1 {
+			_ = rc.SetReadDeadline(time.Now().Add(p.bodyTimeout))
+		} else {
+			late := time.AfterFunc(p.bodyTimeout, func() { _ = rc.SetReadDeadline(expired) })
+			defer late.Stop()
+		}
 	}
 	size := r.ContentLength
 	if size < 0 {
@@ -422,7 +452,7 @@ func (p *Proxy) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error)
 			return nil, ErrTooLarge
 		}
 		if err == io.EOF {
-			if p.bodyTimeout > 0 {
+			if p.bodyTimeout > 0 && http1 {
 				// Read whole, the body no longer needs a deadline; net/http's read that watches
 				// for the client going away must not fail by it. A body that failed keeps it, so
 				// that net/http's discard of the rest of it fails by it too.
@@ -453,6 +483,9 @@ func BodyError(err error, canceled bool) error {
 		return wrap(errUnreadableBody, err)
 	}
 }
+
+// expired is a deadline that has passed.
+var expired = time.Unix(1, 0)
 
 func isTimeout(err error) bool {
 	var t interface{ Timeout() bool }
