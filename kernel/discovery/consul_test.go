@@ -278,10 +278,10 @@ func TestRegistrationComesBackAfterTheAgentRestarts(t *testing.T) {
 		return slices.Equal(ids(t, c, "restart-ready"), []string{ready.ID})
 	})
 
+	// The restarted dev agent has lost both registrations. Looking for that here would race the
+	// registrar, which may have registered them again already; the second registration each
+	// one gets below is the proof, since the registrar registers again only what the agent lost.
 	agent.Restart(t)
-	if s := checkStatus(t, c, ready); s != "" {
-		t.Fatalf("the restarted dev agent still has the instance (%s); the test proves nothing", s)
-	}
 	testkit.Eventually(t, 15*time.Second, "the ready instance is registered again and passing, with the same check", func() bool {
 		return checkStatus(t, c, ready) == api.HealthPassing
 	})
