@@ -69,19 +69,26 @@ func ValidTarget(t string) bool {
 
 // HopByHop reports the headers that describe one connection (RFC 9110, section 7.6.1), which
 // a proxy must not pass on; name may be in any case. Proxy-Connection is among them, as
-// browsers once sent it.
+// browsers once sent it. The length picks the candidates first, since every answer header the
+// gateway relays asks and most are none of them: Content-Type and Date compare nothing.
 func HopByHop(name string) bool {
-	for _, h := range hopByHop {
-		if len(name) == len(h) && strings.EqualFold(name, h) {
-			return true
-		}
+	switch len(name) {
+	case len("Te"):
+		return strings.EqualFold(name, "Te")
+	case len("Trailer"): // and Upgrade
+		return strings.EqualFold(name, "Trailer") || strings.EqualFold(name, "Upgrade")
+	case len("Connection"): // and Keep-Alive
+		return strings.EqualFold(name, "Connection") || strings.EqualFold(name, "Keep-Alive")
+	case len("Proxy-Connection"):
+		return strings.EqualFold(name, "Proxy-Connection")
+	case len("Transfer-Encoding"):
+		return strings.EqualFold(name, "Transfer-Encoding")
+	case len("Proxy-Authenticate"):
+		return strings.EqualFold(name, "Proxy-Authenticate")
+	case len("Proxy-Authorization"):
+		return strings.EqualFold(name, "Proxy-Authorization")
 	}
 	return false
-}
-
-var hopByHop = [...]string{
-	"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization",
-	"Te", "Trailer", "Transfer-Encoding", "Upgrade",
 }
 
 // TrimSpace trims the spaces and tabs around a header field value (optional whitespace, RFC

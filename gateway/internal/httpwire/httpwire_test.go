@@ -142,12 +142,12 @@ func BenchmarkValidValueToken(b *testing.B) {
 
 func TestHopByHop(t *testing.T) {
 	t.Parallel()
-	for _, k := range []string{"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade", "connection", "TE", "upgrade"} {
+	for _, k := range []string{"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade", "connection", "TE", "upgrade", "keep-alive", "TRAILER", "proxy-authorization"} {
 		if !httpwire.HopByHop(k) {
 			t.Errorf("%s is hop-by-hop", k)
 		}
 	}
-	for _, k := range []string{"Content-Type", "Grpc-Status", "Grpc-Timeout", "Authorization", "Vary", "Content-Length", "X-Request-Id", "Tee", "Connections", ""} {
+	for _, k := range []string{"Content-Type", "Grpc-Status", "Grpc-Timeout", "Authorization", "Vary", "Content-Length", "X-Request-Id", "Tee", "Connections", "", "Tx", "Expires", "Set-Cookie", "Content-Encoding", "X-Forwarded-Proto", "Access-Control-Max", "Content-Disposition"} {
 		if httpwire.HopByHop(k) {
 			t.Errorf("%s is end to end", k)
 		}
