@@ -237,16 +237,30 @@ type responseWriter struct {
 	status  int
 	written int64
 	stall   time.Duration
+	// once says the answer is one message, written as it arrives whole (a unary method's):
+	// its writes then share one deadline, set before the first and never lifted, since the
+	// stream ends with the answer and its end stops the deadline's timer. Setting and lifting
+	// an HTTP/2 stream's deadline each hands a message to the connection's serving goroutine,
+	// two per write otherwise. armed says that deadline is set.
+	once, armed bool
 	// request is the request's header, for the challenge of a 401.
 	request http.Header
 }
 
-// bound sets the stream's write deadline for a write, and returns the controller that lifts
-// it after.
-func (w *responseWriter) bound() *http.ResponseController {
-	rc := http.NewResponseController(w.ResponseWriter)
-	_ = rc.SetWriteDeadline(time.Now().Add(w.stall))
-	return rc
+// arm sets the stream's write deadline for a write, and reports whether it must be lifted
+// after (see once).
+func (w *responseWriter) arm() (lift bool) {
+	if w.once && w.armed {
+		return false
+	}
+	w.armed = true
+	_ = http.NewResponseController(w.ResponseWriter).SetWriteDeadline(time.Now().Add(w.stall))
+	return !w.once
+}
+
+// lift ends the deadline arm set, so that a stream idle between messages is not cut off.
+func (w *responseWriter) lift() {
+	_ = http.NewResponseController(w.ResponseWriter).SetWriteDeadline(time.Time{})
 }
 
 func (w *responseWriter) WriteHeader(code int) {
@@ -263,8 +277,8 @@ func (w *responseWriter) Write(b []byte) (int, error) {
 	if w.status == 0 {
 		w.status = http.StatusOK
 	}
-	if w.stall > 0 {
-		defer w.bound().SetWriteDeadline(time.Time{})
+	if w.stall > 0 && w.arm() {
+		defer w.lift()
 	}
 	n, err := w.ResponseWriter.Write(b)
 	w.written += int64(n)
@@ -273,16 +287,16 @@ func (w *responseWriter) Write(b []byte) (int, error) {
 
 // Flush implements http.Flusher for code that asserts it rather than using a controller.
 func (w *responseWriter) Flush() {
-	if w.stall > 0 {
-		defer w.bound().SetWriteDeadline(time.Time{})
+	if w.stall > 0 && w.arm() {
+		defer w.lift()
 	}
 	_ = http.NewResponseController(w.ResponseWriter).Flush()
 }
 
 // FlushError is Flush that reports its error, which http.ResponseController prefers.
 func (w *responseWriter) FlushError() error {
-	if w.stall > 0 {
-		defer w.bound().SetWriteDeadline(time.Time{})
+	if w.stall > 0 && w.arm() {
+		defer w.lift()
 	}
 	return http.NewResponseController(w.ResponseWriter).Flush()
 }

@@ -170,17 +170,19 @@ func (x *netExchange) answered() (int, int64) { return x.rw.status, x.rw.written
 // copying the map would cost an allocation per header) and has proxy.Forward send the call.
 func (x *netExchange) forward(_ context.Context, c *call, route *routes.Route, deadline time.Duration, bounded bool) proxy.Result {
 	g, r := x.g, x.r
+	// A passthrough route's methods are unknown, so their answers may be streams.
+	unary := route.Method != nil && !route.Method.IsStreamingServer()
+	x.rw.once = unary
 	return g.proxy.Forward(x.w, r, &proxy.Call{
-		Upstream:   g.upstreams[route.Index],
-		BaseURL:    g.baseURLs[route.Index],
-		Header:     upstreamHeader(r.Header, c),
-		Buffer:     !route.StreamingRequest,
-		Deadline:   deadline,
-		Bounded:    bounded,
-		Idempotent: route.Rule.Idempotent,
-		FullDuplex: route.StreamingRequest && r.ProtoMajor == 2,
-		// A passthrough route's methods are unknown, so their answers may be streams.
-		UnaryAnswer: route.Method != nil && !route.Method.IsStreamingServer(),
+		Upstream:    g.upstreams[route.Index],
+		BaseURL:     g.baseURLs[route.Index],
+		Header:      upstreamHeader(r.Header, c),
+		Buffer:      !route.StreamingRequest,
+		Deadline:    deadline,
+		Bounded:     bounded,
+		Idempotent:  route.Rule.Idempotent,
+		FullDuplex:  route.StreamingRequest && r.ProtoMajor == 2,
+		UnaryAnswer: unary,
 	})
 }
 
