@@ -172,7 +172,11 @@ func (x *netExchange) forward(_ context.Context, c *call, route *routes.Route, d
 	g, r := x.g, x.r
 	// A passthrough route's methods are unknown, so their answers may be streams.
 	unary := route.Method != nil && !route.Method.IsStreamingServer()
-	x.rw.once = unary
+	if x.rw != nil {
+		// A transcoded REST call's answer reaches the client through the transcoder, which
+		// writes it as it sees fit; only a call's own answer is known to be one message.
+		x.rw.once = unary
+	}
 	return g.proxy.Forward(x.w, r, &proxy.Call{
 		Upstream:    g.upstreams[route.Index],
 		BaseURL:     g.baseURLs[route.Index],
