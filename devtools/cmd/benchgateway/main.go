@@ -530,38 +530,14 @@ func startNginx(ctx context.Context, bin, dir, name string, ports nginxPorts, up
 	}
 	var h2 strings.Builder
 	if ports.grpc != 0 {
-		fmt.Fprintf(&h2, `  upstream backend_grpc {
-    server %[1]s;
-    keepalive 128;
-    keepalive_requests 1000000;
-  }
-  server {
-    listen 127.0.0.1:%[2]d http2;
-    keepalive_requests 1000000;
-    location / {
-      grpc_pass grpc://backend_grpc;
-      grpc_set_header X-Forwarded-For $remote_addr;
-    }
-  }
-`, upHost, ports.grpc)
+		h2.WriteString(h2cServer("backend_grpc", upHost, ports.grpc, `grpc_pass grpc://backend_grpc;
+      grpc_set_header X-Forwarded-For $remote_addr;`))
 	}
 	if ports.connectH2 != 0 {
-		fmt.Fprintf(&h2, `  upstream backend_h2 {
-    server %[1]s;
-    keepalive 128;
-    keepalive_requests 1000000;
-  }
-  server {
-    listen 127.0.0.1:%[2]d http2;
-    keepalive_requests 1000000;
-    location / {
-      proxy_pass http://backend_h2;
+		h2.WriteString(h2cServer("backend_h2", upHost, ports.connectH2, `proxy_pass http://backend_h2;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
-      proxy_set_header X-Forwarded-For $remote_addr;
-    }
-  }
-`, upHost, ports.connectH2)
+      proxy_set_header X-Forwarded-For $remote_addr;`))
 	}
 	conf := fmt.Sprintf(`%[4]s
 pid %[1]s/%[5]s.pid;
@@ -597,6 +573,25 @@ http {
 		w(cmd)
 	}
 	return cmd, cmd.Start()
+}
+
+// h2cServer is the nginx configuration of an h2c listener on port whose calls location's
+// directives send to the upstream named upstream, the server at upHost; the listener and the
+// upstream keep each connection for a million requests (see startNginx).
+func h2cServer(upstream, upHost string, port int, location string) string {
+	return fmt.Sprintf(`  upstream %[1]s {
+    server %[2]s;
+    keepalive 128;
+    keepalive_requests 1000000;
+  }
+  server {
+    listen 127.0.0.1:%[3]d http2;
+    keepalive_requests 1000000;
+    location / {
+      %[4]s
+    }
+  }
+`, upstream, upHost, port, location)
 }
 
 func stopProcess(cmd *exec.Cmd) {
