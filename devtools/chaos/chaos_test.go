@@ -39,6 +39,8 @@ import (
 	"github.com/basaltplatform/basalt/gen/go/basalt/identity/v1/identityv1connect"
 	"github.com/basaltplatform/basalt/kernel/authn"
 	"github.com/basaltplatform/basalt/kernel/testkit"
+
+	"github.com/basaltplatform/basalt/devtools/internal/launcher"
 )
 
 func TestMain(m *testing.M) { testkit.Main(m) }
@@ -151,7 +153,7 @@ func TestChaos(t *testing.T) {
 				t.Fatal(err)
 			}
 			testkit.Eventually(t, 60*time.Second, "the killed instance is restarted", func() bool {
-				return blog.Running() && blog.PID() != old && ready(watch.client, blog.URL)
+				return blog.Running() && blog.PID() != old && launcher.Ready(watch.client, blog.URL)
 			})
 		}},
 		{name: "PostgreSQL stopped for 120 s", hold: 120 * time.Second, start: func() {
@@ -570,7 +572,7 @@ func (w *readinessWatch) sample() {
 		// A killed instance is not ready until its restart serves; the truth of a process
 		// that runs is whether its database is up.
 		truth[proc.Name] = !stopped && proc.Running() && w.database.Load()
-		said[proc.Name] = ready(w.client, proc.URL)
+		said[proc.Name] = launcher.Ready(w.client, proc.URL)
 		if !proc.Running() {
 			// Between a kill and the restart nothing answers; the truth is the same.
 			truth[proc.Name] = said[proc.Name]
@@ -581,7 +583,7 @@ func (w *readinessWatch) sample() {
 	for _, up := range services {
 		truth["gateway"] = truth["gateway"] && up
 	}
-	said["gateway"] = ready(w.client, w.p.url("gateway"))
+	said["gateway"] = launcher.Ready(w.client, w.p.url("gateway"))
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.count++

@@ -6,8 +6,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -227,15 +225,4 @@ func (p *platform) printProblems(t *testing.T) {
 	}
 	t.Logf("the platform's warnings and errors (%s holds everything):\n%s", p.logPath, strings.Join(lines, "\n"))
 	t.Logf("supervision:\n%s", p.events.String())
-}
-
-// ready reports whether url's /readyz answers 200 within a second.
-func ready(client *http.Client, url string) bool {
-	resp, err := client.Get(url + "/readyz")
-	if err != nil {
-		return false
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
 }

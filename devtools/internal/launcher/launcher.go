@@ -740,16 +740,21 @@ func WaitReady(ctx context.Context, procs []*Process, timeout time.Duration) err
 			return fmt.Errorf("launcher: not ready within %s: %s", timeout, strings.Join(names, ", "))
 		case <-tick.C:
 		}
-		pending = slices.DeleteFunc(pending, func(p *Process) bool {
-			resp, err := client.Get(p.URL + "/readyz")
-			if err != nil {
-				return false
-			}
-			resp.Body.Close()
-			return resp.StatusCode == http.StatusOK
-		})
+		pending = slices.DeleteFunc(pending, func(p *Process) bool { return Ready(client, p.URL) })
 	}
 	return nil
+}
+
+// Ready reports whether the process serving at url answers its /readyz with 200, within
+// client's timeout.
+func Ready(client *http.Client, url string) bool {
+	resp, err := client.Get(url + "/readyz")
+	if err != nil {
+		return false
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
 }
 
 // StopAll stops every running process at once and reports those that did not exit cleanly.
