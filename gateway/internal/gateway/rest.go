@@ -501,7 +501,7 @@ func (w *restWriter) finish(r *http.Request) {
 		w.c.cause = errors.New(st.GetMessage())
 	}
 	w.c.code, w.c.coded = code, true
-	httpStatus := restStatus(code)
+	httpStatus := proxy.StatusOf(code)
 	switch {
 	case w.status == http.StatusMethodNotAllowed || w.status == http.StatusUnsupportedMediaType:
 		httpStatus = w.status
@@ -553,35 +553,6 @@ func routingStatus(httpStatus int, allow, method, text string) *status.Status {
 	return &status.Status{Code: int32(code), Message: text}
 }
 
-// restStatus is the HTTP status of code on REST routes, as google.rpc.Code documents it and
-// grpc-gateway answers.
-func restStatus(code connect.Code) int {
-	switch code {
-	case connect.CodeCanceled:
-		return 499
-	case connect.CodeInvalidArgument, connect.CodeFailedPrecondition, connect.CodeOutOfRange:
-		return http.StatusBadRequest
-	case connect.CodeDeadlineExceeded:
-		return http.StatusGatewayTimeout
-	case connect.CodeNotFound:
-		return http.StatusNotFound
-	case connect.CodeAlreadyExists, connect.CodeAborted:
-		return http.StatusConflict
-	case connect.CodePermissionDenied:
-		return http.StatusForbidden
-	case connect.CodeUnauthenticated:
-		return http.StatusUnauthorized
-	case connect.CodeResourceExhausted:
-		return http.StatusTooManyRequests
-	case connect.CodeUnimplemented:
-		return http.StatusNotImplemented
-	case connect.CodeUnavailable:
-		return http.StatusServiceUnavailable
-	default:
-		return http.StatusInternalServerError
-	}
-}
-
 // writeRESTError writes a REST error answer: st as JSON, with httpStatus. A 401 gets its
 // WWW-Authenticate from the responseWriter underneath (see challenge).
 func writeRESTError(w http.ResponseWriter, httpStatus int, st *status.Status) {
@@ -614,7 +585,7 @@ func statusOfError(err error) *status.Status {
 // transcoder, and records the outcome.
 func (g *Gateway) failREST(w http.ResponseWriter, c *call, err error) {
 	c.failed(err)
-	httpStatus := restStatus(connect.CodeOf(err))
+	httpStatus := proxy.StatusOf(connect.CodeOf(err))
 	if c != nil && c.tooLarge && connect.CodeOf(err) == connect.CodeResourceExhausted {
 		httpStatus = http.StatusRequestEntityTooLarge
 	}
