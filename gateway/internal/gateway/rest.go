@@ -501,12 +501,9 @@ func (w *restWriter) finish(r *http.Request) {
 		w.c.cause = errors.New(st.GetMessage())
 	}
 	w.c.code, w.c.coded = code, true
-	httpStatus := proxy.StatusOf(code)
-	switch {
-	case w.status == http.StatusMethodNotAllowed || w.status == http.StatusUnsupportedMediaType:
+	httpStatus := restStatus(w.c, code)
+	if w.status == http.StatusMethodNotAllowed || w.status == http.StatusUnsupportedMediaType {
 		httpStatus = w.status
-	case code == connect.CodeResourceExhausted && w.c.tooLarge:
-		httpStatus = http.StatusRequestEntityTooLarge
 	}
 	writeRESTError(w.responseWriter, httpStatus, st)
 }
@@ -585,9 +582,14 @@ func statusOfError(err error) *status.Status {
 // transcoder, and records the outcome.
 func (g *Gateway) failREST(w http.ResponseWriter, c *call, err error) {
 	c.failed(err)
-	httpStatus := proxy.StatusOf(connect.CodeOf(err))
-	if c != nil && c.tooLarge && connect.CodeOf(err) == connect.CodeResourceExhausted {
-		httpStatus = http.StatusRequestEntityTooLarge
+	writeRESTError(w, restStatus(c, connect.CodeOf(err)), statusOfError(err))
+}
+
+// restStatus is the HTTP status of a REST answer with code: the code's (proxy.StatusOf), but
+// 413 rather than 429 for a request refused as too large, since resource_exhausted says both.
+func restStatus(c *call, code connect.Code) int {
+	if code == connect.CodeResourceExhausted && c != nil && c.tooLarge {
+		return http.StatusRequestEntityTooLarge
 	}
-	writeRESTError(w, httpStatus, statusOfError(err))
+	return proxy.StatusOf(code)
 }
