@@ -1,13 +1,13 @@
 package gateway
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"connectrpc.com/connect"
@@ -45,8 +45,9 @@ var (
 )
 
 // serveJWKS answers GET /.well-known/jwks.json: rate limited as the public methods are, the set
-// with a max-age that keeps a cache's copy within jwksFresh of its fetch and an ETag, 304 for a
-// request that holds it already; with a set past jwksStale, unavailable.
+// with a max-age that keeps a cache's copy within jwksFresh of its fetch and an ETag, which
+// http.ServeContent compares (304 for a request that holds the set already, as for the OpenAPI
+// document); with a set past jwksStale, unavailable.
 func (g *Gateway) serveJWKS(w http.ResponseWriter, r *http.Request) {
 	c := callFrom(r.Context())
 	route := g.jwksRoute
@@ -84,12 +85,7 @@ func (g *Gateway) serveJWKS(w http.ResponseWriter, r *http.Request) {
 	h.Set("Content-Type", "application/json")
 	h.Set("Etag", doc.etag)
 	h.Set("Cache-Control", "public, max-age="+strconv.Itoa(int(max(jwksFresh-age, 0)/time.Second)))
-	if matches(r.Header.Values("If-None-Match"), doc.etag) {
-		w.WriteHeader(http.StatusNotModified)
-		return
-	}
-	h.Set("Content-Length", strconv.Itoa(len(doc.body)))
-	_, _ = w.Write(doc.body)
+	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(doc.body))
 }
 
 // jwksDocument returns the document of set, made again only when the cache fetched another.
@@ -105,18 +101,4 @@ func (g *Gateway) jwksDocument(set jwk.Set) (*jwksDocument, error) {
 	d := &jwksDocument{set: set, body: body, etag: `"` + base64.RawURLEncoding.EncodeToString(sum[:16]) + `"`}
 	g.jwksDoc.Store(d)
 	return d, nil
-}
-
-// matches reports whether If-None-Match values name etag (weakly, as RFC 9110 compares for
-// it) or are "*".
-func matches(values []string, etag string) bool {
-	for _, v := range values {
-		for tag := range strings.SplitSeq(v, ",") {
-			tag = strings.TrimPrefix(strings.TrimSpace(tag), "W/")
-			if tag == "*" || tag == etag {
-				return true
-			}
-		}
-	}
-	return false
 }

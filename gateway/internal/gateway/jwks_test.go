@@ -71,8 +71,20 @@ func TestJWKSAtTheEdge(t *testing.T) {
 	}
 
 	etag := published(testKid, "300", 1)
-	if resp, body := get(map[string]string{"If-None-Match": etag}); resp.StatusCode != http.StatusNotModified || body != "" || resp.Header.Get("ETag") != etag {
-		t.Errorf("a request holding the set = %d %q (ETag %q), want 304 without a body", resp.StatusCode, body, resp.Header.Get("ETag"))
+	for _, tc := range []struct {
+		ifNoneMatch string
+		want        int
+	}{
+		{etag, http.StatusNotModified},
+		{"W/" + etag, http.StatusNotModified},
+		{`"other", ` + etag, http.StatusNotModified},
+		{"*", http.StatusNotModified},
+		{`"other"`, http.StatusOK},
+	} {
+		resp, body := get(map[string]string{"If-None-Match": tc.ifNoneMatch})
+		if resp.StatusCode != tc.want || resp.Header.Get("ETag") != etag || (tc.want == http.StatusNotModified) != (body == "") {
+			t.Errorf("If-None-Match %s = %d %q (ETag %q), want %d", tc.ifNoneMatch, resp.StatusCode, body, resp.Header.Get("ETag"), tc.want)
+		}
 	}
 	clk.add(2 * time.Minute)
 	if again := published(testKid, "180", 1); again != etag {

@@ -501,12 +501,9 @@ func (w *restWriter) finish(r *http.Request) {
 		w.c.cause = errors.New(st.GetMessage())
 	}
 	w.c.code, w.c.coded = code, true
-	httpStatus := restStatus(code)
-	switch {
-	case w.status == http.StatusMethodNotAllowed || w.status == http.StatusUnsupportedMediaType:
+	httpStatus := restStatus(w.c, code)
+	if w.status == http.StatusMethodNotAllowed || w.status == http.StatusUnsupportedMediaType {
 		httpStatus = w.status
-	case code == connect.CodeResourceExhausted && w.c.tooLarge:
-		httpStatus = http.StatusRequestEntityTooLarge
 	}
 	writeRESTError(w.responseWriter, httpStatus, st)
 }
@@ -553,35 +550,6 @@ func routingStatus(httpStatus int, allow, method, text string) *status.Status {
 	return &status.Status{Code: int32(code), Message: text}
 }
 
-// restStatus is the HTTP status of code on REST routes, as google.rpc.Code documents it and
-// grpc-gateway answers.
-func restStatus(code connect.Code) int {
-	switch code {
-	case connect.CodeCanceled:
-		return 499
-	case connect.CodeInvalidArgument, connect.CodeFailedPrecondition, connect.CodeOutOfRange:
-		return http.StatusBadRequest
-	case connect.CodeDeadlineExceeded:
-		return http.StatusGatewayTimeout
-	case connect.CodeNotFound:
-		return http.StatusNotFound
-	case connect.CodeAlreadyExists, connect.CodeAborted:
-		return http.StatusConflict
-	case connect.CodePermissionDenied:
-		return http.StatusForbidden
-	case connect.CodeUnauthenticated:
-		return http.StatusUnauthorized
-	case connect.CodeResourceExhausted:
-		return http.StatusTooManyRequests
-	case connect.CodeUnimplemented:
-		return http.StatusNotImplemented
-	case connect.CodeUnavailable:
-		return http.StatusServiceUnavailable
-	default:
-		return http.StatusInternalServerError
-	}
-}
-
 // writeRESTError writes a REST error answer: st as JSON, with httpStatus. A 401 gets its
 // WWW-Authenticate from the responseWriter underneath (see challenge).
 func writeRESTError(w http.ResponseWriter, httpStatus int, st *status.Status) {
@@ -614,9 +582,14 @@ func statusOfError(err error) *status.Status {
 // transcoder, and records the outcome.
 func (g *Gateway) failREST(w http.ResponseWriter, c *call, err error) {
 	c.failed(err)
-	httpStatus := restStatus(connect.CodeOf(err))
-	if c != nil && c.tooLarge && connect.CodeOf(err) == connect.CodeResourceExhausted {
-		httpStatus = http.StatusRequestEntityTooLarge
+	writeRESTError(w, restStatus(c, connect.CodeOf(err)), statusOfError(err))
+}
+
+// restStatus is the HTTP status of a REST answer with code: the code's (proxy.StatusOf), but
+// 413 rather than 429 for a request refused as too large, since resource_exhausted says both.
+func restStatus(c *call, code connect.Code) int {
+	if code == connect.CodeResourceExhausted && c != nil && c.tooLarge {
+		return http.StatusRequestEntityTooLarge
 	}
-	writeRESTError(w, httpStatus, statusOfError(err))
+	return proxy.StatusOf(code)
 }

@@ -23,6 +23,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoregistry"
 	"google.golang.org/protobuf/types/known/anypb"
 
+	"github.com/basaltplatform/basalt/gateway/internal/proxy"
 	"github.com/basaltplatform/basalt/kernel/authn"
 	"github.com/basaltplatform/basalt/kernel/errs"
 	"github.com/basaltplatform/basalt/kernel/policy"
@@ -424,7 +425,7 @@ func checkRESTError(t *testing.T, f *fixture, svc *failingService, call restCall
 	if code != call.code {
 		t.Errorf("%s: code %v (%s), want %v", where, code, body, call.code)
 	}
-	if want := restStatus(code); want != resp.StatusCode && resp.StatusCode != 405 && resp.StatusCode != 413 && resp.StatusCode != 415 {
+	if want := proxy.StatusOf(code); want != resp.StatusCode && resp.StatusCode != 405 && resp.StatusCode != 413 && resp.StatusCode != 415 {
 		t.Errorf("%s: HTTP %d for code %v, which is %d", where, resp.StatusCode, code, want)
 	}
 	if st.GetMessage() == "" || !strings.Contains(st.GetMessage(), call.says) {

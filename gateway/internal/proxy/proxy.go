@@ -364,7 +364,7 @@ func (p *Proxy) broken(w http.ResponseWriter, r *http.Request, resp *http.Respon
 // fail answers the client with err in its protocol.
 func (p *Proxy) fail(w http.ResponseWriter, r *http.Request, err error, upstream bool) Result {
 	_ = WriteError(p.errors, w, r, err)
-	return Result{Code: connect.CodeOf(err), Status: statusOf(connect.CodeOf(err)), Err: err, UpstreamFailed: upstream}
+	return Result{Code: connect.CodeOf(err), Status: StatusOf(connect.CodeOf(err)), Err: err, UpstreamFailed: upstream}
 }
 
 // callError turns a failure to get an answer into what the client is told: the details stay
@@ -653,8 +653,9 @@ func CodeOf(status int, grpcStatus string) connect.Code {
 	}
 }
 
-// statusOf is the HTTP status Connect's unary protocol uses for code.
-func statusOf(code connect.Code) int {
+// StatusOf is the HTTP status Connect's unary protocol uses for code. REST answers use it too:
+// it is the mapping google.rpc.Code documents and grpc-gateway follows.
+func StatusOf(code connect.Code) int {
 	switch code {
 	case 0:
 		return http.StatusOK

@@ -123,12 +123,12 @@ func TestStatusOfIsConnects(t *testing.T) {
 		if err := ew.Write(w, r, connect.NewError(code, errors.New("x"))); err != nil {
 			t.Fatal(err)
 		}
-		if got := statusOf(code); got != w.Code {
-			t.Errorf("statusOf(%v) = %d, connect-go answers %d", code, got, w.Code)
+		if got := StatusOf(code); got != w.Code {
+			t.Errorf("StatusOf(%v) = %d, connect-go answers %d", code, got, w.Code)
 		}
 	}
-	if got := statusOf(0); got != http.StatusOK {
-		t.Errorf("statusOf(0) = %d", got)
+	if got := StatusOf(0); got != http.StatusOK {
+		t.Errorf("StatusOf(0) = %d", got)
 	}
 }
 
@@ -148,12 +148,12 @@ func TestCodeOfStatusOfRoundTrip(t *testing.T) {
 		if !ok {
 			want = code
 		}
-		if got := codeOf(statusOf(code), http.Header{}); got != want {
-			t.Errorf("codeOf(statusOf(%v) = %d) = %v, want %v", code, statusOf(code), got, want)
+		if got := codeOf(StatusOf(code), http.Header{}); got != want {
+			t.Errorf("codeOf(StatusOf(%v) = %d) = %v, want %v", code, StatusOf(code), got, want)
 		}
 		// grpc-status, when present, is the answer whatever the HTTP status.
 		h := http.Header{"Grpc-Status": {fmt.Sprint(int(code))}}
-		for _, status := range []int{http.StatusOK, http.StatusBadGateway, statusOf(code)} {
+		for _, status := range []int{http.StatusOK, http.StatusBadGateway, StatusOf(code)} {
 			if got := codeOf(status, h); got != code {
 				t.Errorf("codeOf(%d, grpc-status %d) = %v, want %v", status, code, got, code)
 			}
