@@ -14,7 +14,6 @@ import (
 	"context"
 	"database/sql"
 	"embed"
-	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -239,29 +238,20 @@ type backlog struct {
 	oldestAge     time.Duration
 }
 
+// backlog reads the outbox's state in one pass over its rows, which the counts need anyway.
 func (o *Outbox) backlog(ctx context.Context) (backlog, error) {
 	var b backlog
+	var oldest sql.NullInt64
 	err := o.db.SQL().QueryRowContext(ctx, `SELECT
 		COALESCE(SUM(CASE WHEN dead THEN 0 ELSE 1 END), 0),
-		COALESCE(SUM(CASE WHEN dead THEN 1 ELSE 0 END), 0)
-		FROM basalt_outbox`).Scan(&b.waiting, &b.dead)
+		COALESCE(SUM(CASE WHEN dead THEN 1 ELSE 0 END), 0),
+		MIN(CASE WHEN dead THEN NULL ELSE created_at END)
+		FROM basalt_outbox`).Scan(&b.waiting, &b.dead, &oldest)
 	if err != nil {
 		return b, database.Translate(err)
 	}
-	if b.waiting == 0 {
-		return b, nil
+	if oldest.Valid {
+		b.oldestAge = max(o.now().Sub(time.UnixMilli(oldest.Int64)), 0)
 	}
-	// Sequence numbers grow with time, so the lowest waiting one is the oldest, found through
-	// the primary key.
-	var created int64
-	err = o.db.SQL().QueryRowContext(ctx, `SELECT created_at FROM basalt_outbox WHERE NOT dead ORDER BY seq LIMIT 1`).Scan(&created)
-	if errors.Is(err, sql.ErrNoRows) {
-		// Relayed between the two queries.
-		return b, nil
-	}
-	if err != nil {
-		return b, database.Translate(err)
-	}
-	b.oldestAge = max(o.now().Sub(time.UnixMilli(created)), 0)
 	return b, nil
 }

@@ -141,9 +141,12 @@ func (s *Store) Verify(ctx context.Context, keys chain.Keys) (Verification, erro
 		return Verification{}, database.Translate(err)
 	}
 	defer tx.Rollback() //nolint:errcheck // The transaction only read.
-	return (&Store{db: s.db, client: tx.Client(), signer: s.signer, now: s.now}).verify(ctx, keys)
+	inTx := *s
+	inTx.client = tx.Client()
+	return inTx.verify(ctx, keys)
 }
 
+// verify is Verify on whatever s.client reads through: Verify gives it its transaction's.
 func (s *Store) verify(ctx context.Context, keys chain.Keys) (Verification, error) {
 	var res Verification
 	v := chain.NewVerifier()

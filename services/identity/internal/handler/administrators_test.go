@@ -16,9 +16,7 @@ import (
 	"github.com/basaltplatform/basalt/gen/go/basalt/authz/v1/authzv1connect"
 	identityv1 "github.com/basaltplatform/basalt/gen/go/basalt/identity/v1"
 	"github.com/basaltplatform/basalt/gen/go/basalt/identity/v1/identityv1connect"
-	"github.com/basaltplatform/basalt/kernel/authn"
 	"github.com/basaltplatform/basalt/kernel/testkit"
-	"github.com/basaltplatform/basalt/kernel/testkit/authority"
 )
 
 // administrator registers a user who holds the admin role at authz, with the identity
@@ -233,21 +231,13 @@ func TestFilterActiveUsersIsForAuthz(t *testing.T) {
 		t.Fatal(err)
 	}
 	unknown := uuid.Must(uuid.NewV7()).String()
-	tokens, err := authn.NewServiceTokens("authz", []byte(authority.InternalSecret))
-	if err != nil {
-		t.Fatal(err)
-	}
-	blogTokens, err := authn.NewServiceTokens("blog", []byte(authority.InternalSecret))
-	if err != nil {
-		t.Fatal(err)
-	}
 	tooMany := make([]string, 1001)
 	for i := range tooMany {
 		tooMany[i] = active.GetId()
 	}
 	for name, opts := range protocols {
 		t.Run(name, func(t *testing.T) {
-			authz := identityv1connect.NewIdentityServiceClient(testkit.H2CClient(t), e.url, append(opts, connect.WithInterceptors(authn.NewClientCredentials(tokens)))...)
+			authz := e.asService(t, "authz", opts...)
 			res, err := authz.FilterActiveUsers(ctx, connect.NewRequest(&identityv1.FilterActiveUsersRequest{UserIds: []string{disabled.GetId(), active.GetId(), unknown, active.GetId()}}))
 			if err != nil || !slices.Equal(res.Msg.GetUserIds(), []string{active.GetId()}) {
 				t.Fatalf("FilterActiveUsers = %v, %v; want only the active user, once", res, err)
@@ -257,7 +247,7 @@ func TestFilterActiveUsersIsForAuthz(t *testing.T) {
 					t.Fatalf("FilterActiveUsers(%d ids): %v, want invalid_argument", len(ids), err)
 				}
 			}
-			blog := identityv1connect.NewIdentityServiceClient(testkit.H2CClient(t), e.url, append(opts, connect.WithInterceptors(authn.NewClientCredentials(blogTokens)))...)
+			blog := e.asService(t, "blog", opts...)
 			if _, err := blog.FilterActiveUsers(ctx, connect.NewRequest(&identityv1.FilterActiveUsersRequest{UserIds: []string{active.GetId()}})); connect.CodeOf(err) != connect.CodePermissionDenied {
 				t.Fatalf("blog asking: %v, want permission_denied", err)
 			}

@@ -65,7 +65,6 @@ type env struct {
 	clock  *clock
 	hasher *countingHasher
 	svc    *service.Service
-	tokens *authn.ServiceTokens
 }
 
 func start(t *testing.T) *env {
@@ -88,10 +87,6 @@ func start(t *testing.T) *env {
 	svc.Server.Mount(identityv1connect.NewIdentityServiceHandler(api, svc.Server.HandlerOptions()...))
 	testkit.Serve(t, svc)
 	e.url = svc.Server.URL()
-	e.tokens, err = authn.NewServiceTokens("auth", []byte(authority.InternalSecret))
-	if err != nil {
-		t.Fatal(err)
-	}
 	return e
 }
 
@@ -111,7 +106,17 @@ func (e *env) as(t *testing.T, token string, opts ...connect.ClientOption) ident
 
 // asAuth returns a client that calls as the auth service.
 func (e *env) asAuth(t *testing.T, opts ...connect.ClientOption) identityv1connect.IdentityServiceClient {
-	return identityv1connect.NewIdentityServiceClient(testkit.H2CClient(t), e.url, append(opts, connect.WithInterceptors(authn.NewClientCredentials(e.tokens)))...)
+	return e.asService(t, "auth", opts...)
+}
+
+// asService returns a client that calls with the service credential of the named service.
+func (e *env) asService(t *testing.T, name string, opts ...connect.ClientOption) identityv1connect.IdentityServiceClient {
+	t.Helper()
+	tokens, err := authn.NewServiceTokens(name, []byte(authority.InternalSecret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return identityv1connect.NewIdentityServiceClient(testkit.H2CClient(t), e.url, append(opts, connect.WithInterceptors(authn.NewClientCredentials(tokens)))...)
 }
 
 // admin returns a token of a subject holding every identity permission.
@@ -351,12 +356,7 @@ func TestConcurrentFailuresAreAllCounted(t *testing.T) {
 func TestOnlyAuthMayVerifyCredentials(t *testing.T) {
 	t.Parallel()
 	e := start(t)
-	blog, err := authn.NewServiceTokens("blog", []byte(authority.InternalSecret))
-	if err != nil {
-		t.Fatal(err)
-	}
-	client := identityv1connect.NewIdentityServiceClient(testkit.H2CClient(t), e.url, connect.WithInterceptors(authn.NewClientCredentials(blog)))
-	_, err = client.VerifyCredentials(context.Background(), connect.NewRequest(&identityv1.VerifyCredentialsRequest{Email: "a@example.com", Password: "x"}))
+	_, err := e.asService(t, "blog").VerifyCredentials(context.Background(), connect.NewRequest(&identityv1.VerifyCredentialsRequest{Email: "a@example.com", Password: "x"}))
 	if connect.CodeOf(err) != connect.CodePermissionDenied {
 		t.Fatalf("blog calling VerifyCredentials: %v, want permission_denied", err)
 	}
