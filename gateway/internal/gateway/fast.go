@@ -36,8 +36,7 @@ var _ h1.Handler = fastPath{}
 func (f fastPath) Accepts(r *h1.Request) bool {
 	fc := stateOf(r)
 	fc.sync(r)
-	ct := fc.known.contentType
-	if ct != "application/proto" && ct != "application/json" {
+	if !connectUnary(fc.known.contentType) {
 		return false
 	}
 	if fc.routed == nil || fc.routedPath != r.Path {
@@ -215,10 +214,6 @@ func (fc *fastCall) get(name string) string {
 		return k.connectTimeout
 	case headers.GRPCTimeout:
 		return k.grpcTimeout
-	case "Content-Encoding":
-		return k.contentEncoding
-	case "Connect-Protocol-Version":
-		return k.protocolVersion
 	}
 	return fc.r.Get(name)
 }
@@ -253,10 +248,11 @@ func (fc *fastCall) route() *routes.Route { return fc.routed }
 func (fc *fastCall) elsewhere(c *call) { fc.fail(c, errNotFound) }
 
 // supported is what Accepts checked: a Connect unary call's content types.
-func (fc *fastCall) supported() bool {
-	ct := fc.known.contentType
-	return ct == "application/proto" || ct == "application/json"
-}
+func (fc *fastCall) supported() bool { return connectUnary(fc.known.contentType) }
+
+// connectUnary reports whether ct is the content type of a Connect unary call, the only calls
+// the fast path takes.
+func connectUnary(ct string) bool { return ct == "application/proto" || ct == "application/json" }
 
 // bound checks the body the h1 server read before the call: one cut short is the client's
 // invalid request or its timeout, never a cancellation (the server does not know yet whether
