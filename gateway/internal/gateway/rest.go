@@ -583,7 +583,7 @@ func restStatus(code connect.Code) int {
 }
 
 // writeRESTError writes a REST error answer: st as JSON, with httpStatus. A 401 gets its
-// WWW-Authenticate from the responseWriter underneath (see challenge).
+// WWW-Authenticate from the responseWriter underneath (see challengeUnauthorized).
 func writeRESTError(w http.ResponseWriter, httpStatus int, st *status.Status) {
 	body := marshalStatus(nil, st, statusResolver)
 	h := w.Header()
