@@ -45,11 +45,9 @@ import (
 type Client struct {
 	resolver  discovery.Resolver
 	transport *http.Transport
-	// http1 carries calls marked HTTP1 (see CallOptions): net/http's pool of HTTP/1.1
-	// keep-alive connections, one per concurrent call, unless WithHTTP1Transport brought
-	// another. Go's HTTP/2 client writes each frame with its own system call and re-indexes
-	// long headers (a bearer token) in HPACK on every call; for a forwarded unary Connect call
-	// HTTP/1.1 costs both ends less.
+	// http1 carries calls marked HTTP1 (see CallOptions.HTTP1 for why): net/http's pool of
+	// HTTP/1.1 keep-alive connections, one per concurrent call, unless WithHTTP1Transport
+	// brought another.
 	http1 http.RoundTripper
 	// direct makes ForEndpoint clients, which need an HTTPClient rather than a RoundTripper.
 	direct    *http.Client

@@ -36,8 +36,7 @@ var _ h1.Handler = fastPath{}
 func (f fastPath) Accepts(r *h1.Request) bool {
 	fc := stateOf(r)
 	fc.sync(r)
-	ct := fc.known.contentType
-	if ct != "application/proto" && ct != "application/json" {
+	if !connectUnary(fc.known.contentType) {
 		return false
 	}
 	if fc.routed == nil || fc.routedPath != r.Path {
@@ -215,10 +214,6 @@ func (fc *fastCall) get(name string) string {
 		return k.connectTimeout
 	case headers.GRPCTimeout:
 		return k.grpcTimeout
-	case "Content-Encoding":
-		return k.contentEncoding
-	case "Connect-Protocol-Version":
-		return k.protocolVersion
 	}
 	return fc.r.Get(name)
 }
@@ -253,10 +248,11 @@ func (fc *fastCall) route() *routes.Route { return fc.routed }
 func (fc *fastCall) elsewhere(c *call) { fc.fail(c, errNotFound) }
 
 // supported is what Accepts checked: a Connect unary call's content types.
-func (fc *fastCall) supported() bool {
-	ct := fc.known.contentType
-	return ct == "application/proto" || ct == "application/json"
-}
+func (fc *fastCall) supported() bool { return connectUnary(fc.known.contentType) }
+
+// connectUnary reports whether ct is the content type of a Connect unary call, the only calls
+// the fast path takes.
+func connectUnary(ct string) bool { return ct == "application/proto" || ct == "application/json" }
 
 // bound checks the body the h1 server read before the call: one cut short is the client's
 // invalid request or its timeout, never a cancellation (the server does not know yet whether
@@ -277,27 +273,21 @@ func (fc *fastCall) carrier() propagation.TextMapCarrier { return fieldCarrier{f
 func (fc *fastCall) answered() (int, int64)              { return fc.w.Status(), fc.w.Written() }
 func (fc *fastCall) protocol() string                    { return "connect" }
 
-// forward sends the call upstream as bytes through the lean client's Exchange (h1client), which uses the
-// balancer's instance choice, retries and passive health checks over the lean HTTP/1.1
-// client's pooled connections, without net/http's request and response types.
+// forward sends the call upstream as bytes through the lean client's Exchange (h1client),
+// which uses the balancer's instance choice, retries and passive health checks over pooled
+// HTTP/1.1 connections without net/http's request and response types, and relays the answer.
+// An answer that breaks off is replaced by an error while none of it has gone out, and cut off
+// (the connection closes) otherwise.
 func (fc *fastCall) forward(ctx context.Context, c *call, route *routes.Route, d time.Duration, bounded bool) proxy.Result {
 	var deadline time.Time
 	if bounded {
 		deadline = c.start.Add(d)
 	}
 	x := h1client.Exchange{Request: fc, Idempotent: route.Rule.Idempotent, Deadline: deadline, Start: c.start}
-	return fastPath{fc.g}.forward(ctx, fc.w, fc, &x)
-}
-
-func (fc *fastCall) fail(_ *call, err error) { fastPath{fc.g}.fail(fc.w, fc, err) }
-
-// forward sends the call upstream and relays the answer. An answer that breaks off is replaced
-// by an error while none of it has gone out, and cut off (the connection closes) otherwise.
-func (f fastPath) forward(ctx context.Context, w *h1.Response, fc *fastCall, x *h1client.Exchange) proxy.Result {
-	g, c, a := f.g, &fc.call, &fc.answer
-	if err := g.lean.Exchange(ctx, g.rc, fc.routed.Upstream, x, a); err != nil {
+	g, w, a := fc.g, fc.w, &fc.answer
+	if err := g.lean.Exchange(ctx, g.rc, route.Upstream, &x, a); err != nil {
 		err = proxy.UpstreamError(err)
-		f.fail(w, fc, err)
+		fc.fail(c, err)
 		return proxy.Result{Code: c.code, Err: err, UpstreamFailed: true}
 	}
 	defer a.Close()
@@ -331,7 +321,7 @@ func (f fastPath) forward(ctx context.Context, w *h1.Response, fc *fastCall, x *
 		// Discard dropped the lines, the gateway's own among them.
 		ownHeaders(fc, c)
 		err = proxy.UpstreamError(err)
-		f.fail(w, fc, err)
+		fc.fail(c, err)
 		return proxy.Result{Code: c.code, Err: err, UpstreamFailed: true}
 	}
 	return proxy.Result{Code: proxy.CodeOf(a.Status, grpcStatus), Status: a.Status}
@@ -430,9 +420,9 @@ func appendField(b []byte, k, v string) []byte {
 }
 
 // fail answers the call with err in Connect's unary protocol, through the same error writer
-// as the net/http path.
-func (f fastPath) fail(w *h1.Response, fc *fastCall, err error) {
-	r := fc.r
+// as the net/http codec.
+func (fc *fastCall) fail(c *call, err error) {
+	r, w := fc.r, fc.w
 	if connect.CodeOf(err) == connect.CodeUnauthenticated {
 		// Connect's unary protocol answers it with 401.
 		challengeUnauthorized(w.Header(), fc.known.authorization)
@@ -444,7 +434,7 @@ func (f fastPath) fail(w *h1.Response, fc *fastCall, err error) {
 	if v := fc.known.protocolVersion; v != "" {
 		req.Header.Set("Connect-Protocol-Version", v)
 	}
-	fc.call.fail(f.g, w, req, err)
+	c.fail(fc.g, w, req, err)
 }
 
 // fieldCarrier reads a request's trace context for a span's link.

@@ -49,7 +49,7 @@ type Gateway struct {
 	o     options
 	table *routes.Table
 	// lean carries calls upstream over HTTP/1.1: the fast path's exchanges, and the calls
-	// of the net/http path the balancer sends marked HTTP1.
+	// of the net/http codec the balancer sends marked HTTP1.
 	lean *h1client.Transport
 	// services are the discovery names every route leads to and the auth service's, each once:
 	// the gateway is ready only while each has an instance.

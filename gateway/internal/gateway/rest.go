@@ -551,7 +551,7 @@ func routingStatus(httpStatus int, allow, method, text string) *status.Status {
 }
 
 // writeRESTError writes a REST error answer: st as JSON, with httpStatus. A 401 gets its
-// WWW-Authenticate from the responseWriter underneath (see challenge).
+// WWW-Authenticate from the responseWriter underneath (see challengeUnauthorized).
 func writeRESTError(w http.ResponseWriter, httpStatus int, st *status.Status) {
 	body := marshalStatus(nil, st, statusResolver)
 	h := w.Header()

@@ -37,7 +37,6 @@ type Transport struct {
 	idle map[string]*hostIdle
 }
 
-// hostIdle is one host's pooled connections.
 // New returns a Transport that keeps up to 512 idle connections per instance, each for up to
 // 30 seconds. It dials as the kernel's clients do: within 3 seconds, with TCP keep-alives every
 // 30.
@@ -59,6 +58,7 @@ func New() *Transport {
 	}
 }
 
+// hostIdle is one host's pooled connections.
 type hostIdle struct{ conns []*h1Conn }
 
 type h1Conn struct {

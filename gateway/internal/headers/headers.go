@@ -39,6 +39,8 @@ func Upstream(name string) Rule {
 		return Trailers
 	case is(name, ConnectTimeout) || is(name, GRPCTimeout):
 		return Deadline
+	case httpwire.HopByHop(name):
+		return Drop
 	}
 	for _, d := range dropped {
 		if is(name, d) {
@@ -52,10 +54,11 @@ func Upstream(name string) Rule {
 	return Pass
 }
 
+// dropped are the headers besides the hop-by-hop ones (httpwire.HopByHop) that never go
+// upstream.
 var dropped = [...]string{
-	// Hop-by-hop, and the framing the upstream request gets anew.
-	"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authorization", "Transfer-Encoding",
-	"Upgrade", "Host", "Content-Length",
+	// The framing the upstream request gets anew.
+	"Host", "Content-Length",
 	// What a client could forge.
 	"X-Forwarded-Host", "X-Forwarded-Proto", "Forwarded", "X-Real-Ip", "Tracestate", "Baggage",
 	// What the gateway sets itself.

@@ -4,11 +4,12 @@
 // pass through this way, so error details, compression and the protocols' timeouts are the
 // service's own.
 //
-// What the proxy adds is what an edge must: hop-by-hop and spoofable headers are dropped, the
-// request body of a unary call is read within a time limit and bounded in size (and kept, so
-// the balancer can send it again when that is safe), a streamed body is bounded per message,
-// the call is bounded by the route's timeout and the client's, and a response is flushed as
-// it arrives when it is a stream.
+// What the proxy adds is what an edge must: the request body of a unary call is read within a
+// time limit and bounded in size (and kept, so the balancer can send it again when that is
+// safe), a streamed body is bounded per message, the call is bounded by the deadline its caller
+// worked out (see Deadline), the answer's headers are relayed by the gateway's rules
+// (headers.Answer), and a response is flushed as it arrives when it is a stream. The request's
+// headers come written by the caller, which applies the gateway's rules for them.
 package proxy
 
 import (
