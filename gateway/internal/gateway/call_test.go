@@ -1,8 +1,11 @@
 package gateway
 
 import (
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"testing"
+	"time"
 )
 
 // TestMemoKeepsAddressKeys checks that a connection's public calls from one address share its
@@ -36,6 +39,55 @@ func TestMemoKeepsAddressKeys(t *testing.T) {
 			}
 			if got := m.addressKey(first); got != tt.wantFirst {
 				t.Errorf("back to the first address: %q, want %q", got, tt.wantFirst)
+			}
+		})
+	}
+}
+
+// deadlineRecorder is a ResponseWriter that counts the write deadlines set on it through
+// http.ResponseController, set and lifted alike.
+type deadlineRecorder struct {
+	*httptest.ResponseRecorder
+	set, lifted int
+}
+
+func (d *deadlineRecorder) SetWriteDeadline(t time.Time) error {
+	if t.IsZero() {
+		d.lifted++
+	} else {
+		d.set++
+	}
+	return nil
+}
+
+// TestAUnaryAnswerSharesOneWriteDeadline checks that the writes and flushes of an answer that
+// is one message share one deadline, set before the first and never lifted, while a stream's
+// each have their own, lifted after, so that a stream idle between messages is not cut off.
+func TestAUnaryAnswerSharesOneWriteDeadline(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name              string
+		once              bool
+		wantSet, wantLift int
+	}{
+		{name: "unary", once: true, wantSet: 1, wantLift: 0},
+		{name: "stream", once: false, wantSet: 4, wantLift: 4},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			rec := &deadlineRecorder{ResponseRecorder: httptest.NewRecorder()}
+			w := &responseWriter{ResponseWriter: rec, stall: time.Second, once: tt.once}
+			for range 3 {
+				if _, err := w.Write([]byte("x")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			w.Flush()
+			if rec.set != tt.wantSet || rec.lifted != tt.wantLift {
+				t.Errorf("deadlines set %d and lifted %d times, want %d and %d", rec.set, rec.lifted, tt.wantSet, tt.wantLift)
+			}
+			if got := rec.Body.String(); got != "xxx" || w.status != http.StatusOK || w.written != 3 {
+				t.Errorf("wrote %q with status %d and size %d", got, w.status, w.written)
 			}
 		})
 	}
